@@ -1,0 +1,75 @@
+"""Array backends: the one place where NumPy, CuPy or a strict Array-API namespace is chosen.
+
+Everything in :mod:`numpy_mnist` is written against ``backend.xp`` (an Array-API namespace) and
+never imports ``numpy`` or ``cupy`` for arithmetic.  A backend is picked once, at the edge::
+
+    from backends import get_backend
+    backend = get_backend("auto")          # CuPy when a CUDA device is usable, else NumPy
+    x = backend.asarray(host_images)       # host -> device, cast to backend.dtype
+    ...
+    backend.synchronize()                  # wait for the device (no-op on the CPU)
+    host = backend.to_host(x)              # device -> host, a numpy.ndarray
+
+Backends:
+
+``"numpy"``
+    NumPy >= 2 (its main namespace implements the Array API).
+``"cupy"``
+    CuPy on the current CUDA device.  Imported only when asked for; if CuPy is missing or no GPU
+    is usable, :class:`BackendUnavailableError` says which, and how to install the ``gpu`` extra.
+``"array_api_strict"``
+    The reference implementation of the standard, used by the test-suite to prove that the model
+    code never leans on NumPy-only behaviour.
+``"auto"``
+    ``"cupy"`` when it is usable, otherwise ``"numpy"``.
+"""
+
+from __future__ import annotations
+
+from backends.base import Backend, BackendUnavailableError, DTYPES
+
+__all__ = ["Backend", "BackendUnavailableError", "DTYPES", "get_backend", "available_backends", "BACKEND_NAMES"]
+
+BACKEND_NAMES = ("numpy", "cupy", "array_api_strict")
+
+
+def get_backend(name: str | Backend = "numpy", dtype: str = "float32") -> Backend:
+    """Return the backend called ``name`` computing in floating dtype ``dtype``.
+
+    ``name`` is one of ``"numpy"``, ``"cupy"``, ``"array_api_strict"`` or ``"auto"``; a
+    :class:`Backend` passed in is returned as is (with its dtype changed if ``dtype`` differs).
+    ``dtype`` is ``"float32"`` (the default, for training) or ``"float64"`` (for checking).
+    """
+    if isinstance(name, Backend):
+        return name if name.dtype_name == dtype else name.with_dtype(dtype)
+    if dtype not in DTYPES:
+        raise ValueError(f"dtype must be one of {', '.join(DTYPES)}, got {dtype!r}")
+    if name == "auto":
+        try:
+            return get_backend("cupy", dtype)
+        except BackendUnavailableError:
+            return get_backend("numpy", dtype)
+    if name == "numpy":
+        from backends.numpy_backend import NumpyBackend
+
+        return NumpyBackend(dtype)
+    if name == "cupy":
+        from backends.cupy_backend import CupyBackend
+
+        return CupyBackend(dtype)
+    if name == "array_api_strict":
+        from backends.strict_backend import StrictBackend
+
+        return StrictBackend(dtype)
+    raise ValueError(f"unknown backend {name!r}: choose one of auto, {', '.join(BACKEND_NAMES)}")
+
+
+def available_backends(dtype: str = "float32") -> list[Backend]:
+    """Every backend that can be used on this machine, NumPy first."""
+    found = []
+    for name in BACKEND_NAMES:
+        try:
+            found.append(get_backend(name, dtype))
+        except BackendUnavailableError:
+            pass
+    return found

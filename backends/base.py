@@ -1,0 +1,99 @@
+"""The interface every array backend provides."""
+
+from __future__ import annotations
+
+from types import ModuleType
+from typing import Any
+
+import numpy as np
+
+from numpy_mnist.errors import BackendUnavailableError
+
+DTYPES = ("float32", "float64")
+
+__all__ = ["Backend", "BackendUnavailableError", "DTYPES"]
+
+
+class Backend:
+    """An array namespace plus the few things the Array API leaves to the library.
+
+    Attributes
+    ----------
+    name : str
+        ``"numpy"``, ``"cupy"`` or ``"array_api_strict"``.
+    xp : module
+        The Array-API namespace all model code computes with.
+    dtype : dtype object of ``xp``
+        The floating dtype parameters and images are held in.
+    dtype_name : str
+        ``"float32"`` or ``"float64"``.
+    device : str
+        A human-readable name of where the arrays live ("CPU", "NVIDIA H100 80GB HBM3", ...).
+    is_gpu : bool
+        True when arrays live on an accelerator (and clocks need :meth:`synchronize`).
+    """
+
+    name: str = "abstract"
+    is_gpu: bool = False
+
+    def __init__(self, xp: ModuleType, dtype: str) -> None:
+        if dtype not in DTYPES:
+            raise ValueError(f"dtype must be one of {', '.join(DTYPES)}, got {dtype!r}")
+        self.xp = xp
+        self.dtype_name = dtype
+        self.dtype = getattr(xp, dtype)
+
+    # -- moving data ---------------------------------------------------------------------------
+    def asarray(self, host: Any, dtype: Any = None) -> Any:
+        """Copy ``host`` (array-like on the host) into this backend.
+
+        Floating input is cast to :attr:`dtype` unless ``dtype`` names another one (as a string
+        such as ``"int64"`` or a dtype of ``xp``); integer and boolean input keep their dtype.
+        An array of this backend already of the right dtype is returned as it is.
+        """
+        if isinstance(dtype, str):
+            dtype = getattr(self.xp, dtype)
+        if self.owns(host):  # already here: cast only if needed, never copy otherwise
+            if dtype is None:
+                floating = self.xp.isdtype(host.dtype, "real floating")
+                dtype = self.dtype if floating else host.dtype
+            return host if host.dtype == dtype else self.xp.astype(host, dtype)
+        host = np.asarray(host)
+        if dtype is None:
+            dtype = self.dtype if host.dtype.kind == "f" else getattr(self.xp, host.dtype.name)
+        return self._from_numpy(host, dtype)
+
+    def _from_numpy(self, host: np.ndarray, dtype: Any) -> Any:
+        return self.xp.asarray(host, dtype=dtype)
+
+    def to_host(self, array: Any) -> np.ndarray:
+        """Copy ``array`` back to the host as a :class:`numpy.ndarray` (after the device is done)."""
+        return np.asarray(array)
+
+    def owns(self, array: Any) -> bool:
+        """True when ``array`` is an array of this backend's namespace."""
+        try:
+            return array.__array_namespace__() is self.xp
+        except AttributeError:
+            return False
+
+    # -- the device ----------------------------------------------------------------------------
+    @property
+    def device(self) -> str:
+        return "CPU"
+
+    def synchronize(self) -> None:
+        """Block until all queued device work is finished (a no-op on the CPU)."""
+
+    # -- identity ------------------------------------------------------------------------------
+    def with_dtype(self, dtype: str) -> "Backend":
+        return type(self)(dtype)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Backend) and (self.name, self.dtype_name) == (other.name, other.dtype_name)
+
+    def __hash__(self) -> int:
+        return hash((self.name, self.dtype_name))
+
+    def __repr__(self) -> str:
+        return f"<backend {self.name} {self.dtype_name} on {self.device}>"

@@ -1,0 +1,94 @@
+"""Differentiable pieces as forward/backward pairs, every derivative written out by hand.
+
+Each ``*_backward`` takes the upstream gradient ``dout`` (d loss / d output) and what the forward
+pass saw, and returns new arrays: it never writes into ``dout`` or its other inputs.  All functions
+work on any Array-API namespace (NumPy, CuPy, array_api_strict); the namespace is read off the
+arguments.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "linear",
+    "linear_backward",
+    "sigmoid",
+    "sigmoid_backward",
+    "sigmoid_derivative",
+    "relu",
+    "relu_backward",
+]
+
+
+def linear(x, w, b):
+    """The book's linear model ``xb @ weights + bias``.
+
+    Shapes: ``x`` (N, D_in), ``w`` (D_in, D_out), ``b`` (D_out,) -> (N, D_out).
+    """
+    return x @ w + b
+
+
+def linear_backward(dout, x, w, *, need_dx: bool = True):
+    """Gradients of ``out = x @ w + b``.
+
+    With ``out[n, j] = sum_i x[n, i] w[i, j] + b[j]``::
+
+        d loss / d x = dout @ w.T          (N, D_in)
+        d loss / d w = x.T  @ dout         (D_in, D_out)
+        d loss / d b = sum_n dout[n, :]    (D_out,)
+
+    ``need_dx=False`` skips ``dx`` (returned as ``None``): nothing upstream of the images needs it,
+    and it is the largest product of the layer.
+    """
+    xp = dout.__array_namespace__()
+    dx = dout @ w.T if need_dx else None
+    dw = x.T @ dout
+    db = xp.sum(dout, axis=0)
+    return dx, dw, db
+
+
+def sigmoid(x):
+    """The logistic function ``sigma(x) = 1 / (1 + exp(-x))``, without overflow.
+
+    ``exp(-x)`` overflows for x < -88.7 in float32.  With ``e = exp(-|x|)``, which lies in (0, 1]::
+
+        sigma(x) = 1 / (1 + e)      for x >= 0
+        sigma(x) = e / (1 + e)      for x <  0   (multiply top and bottom by exp(x))
+
+    Both branches are exact rewritings, are accurate to the last bits, and never overflow.
+    """
+    xp = x.__array_namespace__()
+    e = xp.exp(-xp.abs(x))
+    r = 1 / (1 + e)
+    return xp.where(x >= 0, r, e * r)
+
+
+def sigmoid_derivative(x):
+    """``d sigma / dx = sigma(x) (1 - sigma(x)) = sigma(x) sigma(-x) = e / (1 + e)^2``, ``e = exp(-|x|)``.
+
+    The textbook form ``y * (1 - y)`` loses every digit of ``1 - y`` once ``y`` rounds to 1
+    (x > 16.6 in float32); the symmetric form keeps full relative precision for all x.
+    """
+    xp = x.__array_namespace__()
+    e = xp.exp(-xp.abs(x))
+    r = 1 / (1 + e)
+    return e * r * r
+
+
+def sigmoid_backward(dout, x):
+    """Gradient through ``y = sigmoid(x)``: ``dx = dout * sigma(x) * (1 - sigma(x))`` (elementwise)."""
+    return dout * sigmoid_derivative(x)
+
+
+def relu(x):
+    """Rectified linear unit ``max(x, 0)``, elementwise."""
+    xp = x.__array_namespace__()
+    return xp.maximum(x, xp.zeros_like(x))
+
+
+def relu_backward(dout, x):
+    """Gradient through ``relu``: ``dx = dout`` where ``x > 0``, else 0.
+
+    The derivative at exactly ``x = 0`` is taken as 0, as PyTorch does.
+    """
+    xp = x.__array_namespace__()
+    return xp.where(x > 0, dout, xp.zeros_like(dout))

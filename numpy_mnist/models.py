@@ -1,0 +1,168 @@
+"""The book's models, holding parameters in ``model.params`` and computing gradients by hand.
+
+Every model has
+
+* ``params``: a dict of backend arrays (the only state; :class:`~numpy_mnist.optim.SGD` changes it),
+* ``forward(x) -> logits`` of shape (N, outputs),
+* ``loss_and_grads(x, y) -> (loss: float, grads: dict keyed exactly like params)``.
+
+Initial values are drawn on the host with ``numpy.random.default_rng(seed)`` in float64 and then
+cast and moved to the backend, so a seed gives the same model on every backend.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from backends import Backend, get_backend
+from numpy_mnist.checks import check_2d
+from numpy_mnist.layers import linear, linear_backward, relu, relu_backward
+from numpy_mnist.losses import Loss, get_loss
+
+__all__ = ["Model", "LinearModel", "MLP", "linear1", "simple_net", "N_PIXELS"]
+
+N_PIXELS = 28 * 28
+
+
+class Model:
+    """What every model shares: parameters on a backend, a loss, and the public contract."""
+
+    kind: str = "model"
+
+    def __init__(self, params: dict, backend: Backend, loss: str | Loss) -> None:
+        self.backend = backend
+        self.loss = get_loss(loss)
+        self.params = {name: backend.asarray(value) for name, value in params.items()}
+
+    @property
+    def inputs(self) -> int:
+        return int(next(iter(self.params.values())).shape[0])
+
+    @property
+    def outputs(self) -> int:
+        return int(list(self.params.values())[-1].shape[0])
+
+    def forward(self, x):
+        """Logits of shape (N, outputs) for images ``x`` of shape (N, 784)."""
+        check_2d(x, name="x", width=self.inputs)
+        return self._forward(x)[0]
+
+    def loss_and_grads(self, x, y):
+        """The mean loss on ``(x, y)`` as a Python float, and its gradient for every parameter."""
+        check_2d(x, name="x", width=self.inputs)
+        loss, grads = self.loss_array_and_grads(x, y)
+        return float(loss), grads
+
+    def loss_array_and_grads(self, x, y):
+        """As :meth:`loss_and_grads`, with the loss left on the device as a 0-d array (no sync)."""
+        logits, cache = self._forward(x)
+        loss = self.loss.forward(logits, y)
+        grads = self._backward(self.loss.backward(logits, y), cache)
+        return loss, grads
+
+    def config(self) -> dict:
+        """What rebuilds this model's shape: kind, sizes and loss name."""
+        return {"kind": self.kind, "inputs": self.inputs, "outputs": self.outputs, "loss": self.loss.name}
+
+    def _forward(self, x):  # -> (logits, cache for _backward)
+        raise NotImplementedError
+
+    def _backward(self, dlogits, cache) -> dict:
+        raise NotImplementedError
+
+    def __repr__(self) -> str:
+        shapes = ", ".join(f"{k}={tuple(v.shape)}" for k, v in self.params.items())
+        return f"{type(self).__name__}({shapes}, loss={self.loss.name}, backend={self.backend.name})"
+
+
+class LinearModel(Model):
+    """``logits = x @ weights + bias``: the book's ``linear1``.
+
+    ``params = {"weights": (784, outputs), "bias": (outputs,)}``.
+    """
+
+    kind = "linear"
+
+    def _forward(self, x):
+        p = self.params
+        return linear(x, p["weights"], p["bias"]), x
+
+    def _backward(self, dlogits, x):
+        _, dw, db = linear_backward(dlogits, x, self.params["weights"], need_dx=False)
+        return {"weights": dw, "bias": db}
+
+
+class MLP(Model):
+    """The book's ``simple_net``: Linear(784, hidden) -> ReLU -> Linear(hidden, outputs).
+
+    ``params = {"w1": (784, hidden), "b1": (hidden,), "w2": (hidden, outputs), "b2": (outputs,)}``.
+
+    Backward, with ``h = x @ w1 + b1``, ``a = relu(h)``, ``z = a @ w2 + b2``::
+
+        dw2 = a.T @ dz          db2 = sum_n dz
+        da  = dz @ w2.T         dh  = da * [h > 0]
+        dw1 = x.T @ dh          db1 = sum_n dh
+    """
+
+    kind = "mlp"
+
+    @property
+    def hidden(self) -> int:
+        return int(self.params["b1"].shape[0])
+
+    def config(self) -> dict:
+        return {**super().config(), "hidden": self.hidden}
+
+    def _forward(self, x):
+        p = self.params
+        h = linear(x, p["w1"], p["b1"])
+        a = relu(h)
+        return linear(a, p["w2"], p["b2"]), (x, h, a)
+
+    def _backward(self, dlogits, cache):
+        x, h, a = cache
+        p = self.params
+        da, dw2, db2 = linear_backward(dlogits, a, p["w2"])
+        _, dw1, db1 = linear_backward(relu_backward(da, h), x, p["w1"], need_dx=False)
+        return {"w1": dw1, "b1": db1, "w2": dw2, "b2": db2}
+
+
+def _uniform_linear_init(rng: np.random.Generator, fan_in: int, fan_out: int):
+    """PyTorch's ``nn.Linear`` default: weight and bias uniform in +-1/sqrt(fan_in)."""
+    bound = 1 / math.sqrt(fan_in)
+    return rng.uniform(-bound, bound, (fan_in, fan_out)), rng.uniform(-bound, bound, (fan_out,))
+
+
+def linear1(seed: int = 0, backend: str | Backend = "numpy", loss: str | Loss = "mnist_loss",
+            *, dtype: str | None = None, outputs: int = 1) -> LinearModel:
+    """The book's linear model, initialised like its ``init_params``: standard normal, std 1.
+
+    ``params = {"weights": (784, outputs), "bias": (outputs,)}``.
+    """
+    backend = _resolve(backend, dtype)
+    rng = np.random.default_rng(seed)
+    weights = rng.standard_normal((N_PIXELS, outputs))
+    bias = rng.standard_normal((outputs,))
+    return LinearModel({"weights": weights, "bias": bias}, backend, loss)
+
+
+def simple_net(hidden: int = 30, seed: int = 0, backend: str | Backend = "numpy",
+               loss: str | Loss = "mnist_loss", *, dtype: str | None = None, outputs: int = 1) -> MLP:
+    """The book's ``simple_net`` (784 -> hidden -> ReLU -> outputs), ``nn.Linear``'s default init."""
+    if hidden < 1:
+        from numpy_mnist.errors import InputError
+
+        raise InputError(f"hidden must be a positive width, got {hidden}")
+    backend = _resolve(backend, dtype)
+    rng = np.random.default_rng(seed)
+    w1, b1 = _uniform_linear_init(rng, N_PIXELS, hidden)
+    w2, b2 = _uniform_linear_init(rng, hidden, outputs)
+    return MLP({"w1": w1, "b1": b1, "w2": w2, "b2": b2}, backend, loss)
+
+
+def _resolve(backend: str | Backend, dtype: str | None) -> Backend:
+    if isinstance(backend, Backend):
+        return backend if dtype is None else get_backend(backend, dtype)
+    return get_backend(backend, dtype or "float32")
