@@ -67,8 +67,11 @@ class Backend:
         return self.xp.asarray(host, dtype=dtype)
 
     def to_host(self, array: Any) -> np.ndarray:
-        """Copy ``array`` back to the host as a :class:`numpy.ndarray` (after the device is done)."""
-        return np.asarray(array)
+        """Copy ``array`` to the host as a new :class:`numpy.ndarray` (after the device is done).
+
+        Always a copy, never a view: changing the result never changes the backend's array.
+        """
+        return np.array(array, copy=True)
 
     def owns(self, array: Any) -> bool:
         """True when ``array`` is an array of this backend's namespace."""

@@ -21,4 +21,4 @@ class StrictBackend(Backend):
         super().__init__(array_api_strict, dtype)
 
     def to_host(self, array) -> np.ndarray:
-        return np.from_dlpack(array).copy()
+        return np.array(np.from_dlpack(array), copy=True)

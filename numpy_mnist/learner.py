@@ -1,0 +1,130 @@
+"""The training loop: the book's ``train_epoch``, ``validate_epoch`` and ``Learner``.
+
+Per epoch, for every batch: forward, loss, backward (all inside ``model.loss_array_and_grads``),
+then ``opt.step(grads)``.  Batch losses stay on the device and are read once per epoch, so a GPU
+is never stalled batch by batch; a NaN or infinite loss is still traced to its batch.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import asdict, dataclass
+from typing import Callable
+
+from numpy_mnist.errors import DivergenceError
+from numpy_mnist.metrics import correct_count
+from numpy_mnist.optim import SGD
+
+__all__ = ["EpochRecord", "Learner", "train_epoch", "validate_epoch"]
+
+
+@dataclass(frozen=True)
+class EpochRecord:
+    """One line of the history: what ``history.json`` stores per epoch."""
+
+    epoch: int
+    train_loss: float
+    valid_loss: float
+    accuracy: float
+    seconds: float
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+def train_epoch(model, train_dl, opt, *, epoch: int = 1) -> float:
+    """One pass over ``train_dl`` with an SGD step per batch; returns the mean training loss.
+
+    Raises :class:`DivergenceError` (after the epoch, naming the first bad batch) if any batch loss
+    was NaN or infinite; the caller decides which parameters to keep.
+    """
+    xp = model.backend.xp
+    losses, sizes = [], []
+    for xb, yb in train_dl:
+        loss, grads = model.loss_array_and_grads(xb, yb)
+        opt.step(grads)
+        losses.append(loss)
+        sizes.append(xb.shape[0])
+    batch_losses = model.backend.to_host(xp.stack(losses)).tolist()
+    for i, value in enumerate(batch_losses, start=1):
+        if not math.isfinite(value):
+            raise DivergenceError(
+                f"the training loss became {value} in epoch {epoch}, batch {i} of {len(batch_losses)}: "
+                f"the learning rate {opt.lr:g} is too high for this model; try a lower --lr "
+                f"(e.g. {opt.lr / 10:g})"
+            )
+    return sum(v * n for v, n in zip(batch_losses, sizes)) / sum(sizes)
+
+
+def validate_epoch(model, valid_dl) -> tuple[float, float]:
+    """Mean loss and accuracy over ``valid_dl``: ``(valid_loss, accuracy)``.
+
+    The book averages per-batch accuracies, which weighs a short last batch like a full one; here
+    every row counts once, so the accuracy is the true fraction of the validation set.
+    """
+    xp = model.backend.xp
+    loss_sum = correct = 0
+    for xb, yb in valid_dl:
+        logits = model.forward(xb)
+        loss_sum = loss_sum + model.loss.forward(logits, yb) * xb.shape[0]
+        correct = correct + correct_count(logits, yb)
+    totals = model.backend.to_host(xp.stack([xp.asarray(loss_sum), xp.asarray(correct)])).tolist()
+    n = valid_dl.n_rows
+    return totals[0] / n, totals[1] / n
+
+
+class Learner:
+    """The book's ``Learner``: a model, its data, an optimizer, and ``fit(epochs)``.
+
+    ``history`` gathers one :class:`EpochRecord` per epoch, counting on from the records it was
+    given (so a resumed run continues its numbering).  If a loss diverges, the parameters are put
+    back to the end of the last good epoch before :class:`DivergenceError` propagates.
+    """
+
+    def __init__(self, model, train_dl, valid_dl, lr: float = 0.1, opt: SGD | None = None,
+                 history: list[EpochRecord] | None = None) -> None:
+        self.model = model
+        self.train_dl = train_dl
+        self.valid_dl = valid_dl
+        self.opt = opt if opt is not None else SGD(model.params, lr)
+        self.history: list[EpochRecord] = list(history or [])
+
+    @property
+    def epochs_done(self) -> int:
+        return len(self.history)
+
+    def fit(self, epochs: int, *, on_epoch_end: Callable[[EpochRecord], None] | None = None,
+            progress: bool = False) -> list[EpochRecord]:
+        """Train ``epochs`` more epochs; return the whole history."""
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=epochs, desc="training", unit="epoch", disable=not progress, leave=False)
+        try:
+            for _ in range(epochs):
+                record = self.one_epoch()
+                self.history.append(record)
+                bar.set_postfix(loss=f"{record.train_loss:.4f}", acc=f"{record.accuracy:.4f}")
+                bar.update()
+                if on_epoch_end is not None:
+                    on_epoch_end(record)
+        finally:
+            bar.close()
+        return self.history
+
+    def one_epoch(self) -> EpochRecord:
+        epoch = self.epochs_done + 1
+        backend = self.model.backend
+        good = {name: backend.xp.asarray(p, copy=True) for name, p in self.model.params.items()}
+        self.train_dl.set_epoch(epoch - 1)
+        backend.synchronize()
+        start = time.perf_counter()
+        try:
+            train_loss = train_epoch(self.model, self.train_dl, self.opt, epoch=epoch)
+        except DivergenceError:
+            for name, value in good.items():
+                self.model.params[name][...] = value
+            raise
+        valid_loss, accuracy = validate_epoch(self.model, self.valid_dl)
+        backend.synchronize()
+        return EpochRecord(epoch, train_loss, valid_loss, accuracy, time.perf_counter() - start)
