@@ -21,7 +21,7 @@ from numpy_mnist.checks import check_2d
 from numpy_mnist.layers import linear, linear_backward, relu, relu_backward
 from numpy_mnist.losses import Loss, get_loss
 
-__all__ = ["Model", "LinearModel", "MLP", "linear1", "simple_net", "N_PIXELS"]
+__all__ = ["Model", "LinearModel", "MLP", "MODEL_KINDS", "linear1", "simple_net", "N_PIXELS"]
 
 N_PIXELS = 28 * 28
 
@@ -166,3 +166,7 @@ def _resolve(backend: str | Backend, dtype: str | None) -> Backend:
     if isinstance(backend, Backend):
         return backend if dtype is None else get_backend(backend, dtype)
     return get_backend(backend, dtype or "float32")
+
+
+#: Model classes by ``Model.kind``: how a checkpoint's ``config()["kind"]`` is rebuilt.
+MODEL_KINDS = {cls.kind: cls for cls in (LinearModel, MLP)}
