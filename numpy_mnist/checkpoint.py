@@ -1,0 +1,180 @@
+"""Checkpoints: a model's parameters plus what it takes to resume and to refuse a wrong load.
+
+File format (little-endian), designed so that a reader never trusts a size it has not checked::
+
+    magic      16 bytes   b"NUMPY-MNIST-CKPT"
+    version     4 bytes   uint32, FORMAT_VERSION
+    header_len  8 bytes   uint64, length of the JSON header
+    header      JSON      metadata, and for every array: name, dtype, shape, offset, nbytes
+    payload     bytes     the arrays' raw bytes, back to back; its SHA-256 is in the header
+
+Every declared size is checked against the real file length before any array is built (so a
+forged header cannot make the reader allocate), and the payload's SHA-256 catches corruption.
+Files are written atomically (temporary file, fsync, rename): an interrupted save leaves the
+previous checkpoint intact.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import struct
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from numpy_mnist import __version__
+from numpy_mnist.errors import CheckpointError
+from numpy_mnist.files import atomic_write
+
+__all__ = ["Checkpoint", "save_checkpoint", "load_checkpoint", "load_model", "FORMAT_VERSION"]
+
+MAGIC = b"NUMPY-MNIST-CKPT"
+FORMAT_VERSION = 1
+_PREAMBLE = struct.Struct("<16sIQ")
+_DTYPES = ("float32", "float64")
+_MAX_HEADER = 1 << 24  # 16 MiB of JSON is far beyond any real history
+
+
+@dataclass
+class Checkpoint:
+    """What a checkpoint holds.  ``params`` are host arrays; ``epoch`` counts finished epochs."""
+
+    model: dict
+    dtype: str
+    params: dict
+    epoch: int = 0
+    optimizer: dict = field(default_factory=dict)
+    history: list = field(default_factory=list)
+    run: dict = field(default_factory=dict)
+    library_version: str = __version__
+
+    def build_model(self, backend="numpy"):
+        """A new model of the saved kind and shapes, holding the saved parameters, on ``backend``."""
+        from backends import get_backend
+        from numpy_mnist.models import MODEL_KINDS
+
+        backend = get_backend(backend, self.dtype)
+        kind = self.model.get("kind")
+        if kind not in MODEL_KINDS:
+            raise CheckpointError(f"the checkpoint holds an unknown model kind {kind!r}")
+        return MODEL_KINDS[kind](dict(self.params), backend, self.model.get("loss", "mnist_loss"))
+
+    def load_into(self, model) -> None:
+        """Copy the saved parameters into ``model``, refusing any mismatch of kind, shape or dtype."""
+        mine = model.config()
+        if mine != self.model:
+            raise CheckpointError(f"the checkpoint is for the model {self.model}, not {mine}")
+        if model.backend.dtype_name != self.dtype:
+            raise CheckpointError(f"the checkpoint holds {self.dtype} parameters but the model is "
+                                  f"{model.backend.dtype_name}: use --dtype {self.dtype}")
+        for name, value in self.params.items():
+            model.params[name][...] = model.backend.asarray(value)
+
+
+def save_checkpoint(path, model, *, epoch: int, optimizer=None, history=(), run=None) -> Path:
+    """Write ``model``'s parameters and the run's state to ``path`` atomically."""
+    arrays, offset = [], 0
+    params = {name: model.backend.to_host(p) for name, p in model.params.items()}
+    for name, value in params.items():
+        value = np.ascontiguousarray(value, dtype=value.dtype.newbyteorder("<"))
+        params[name] = value
+        arrays.append({"name": name, "dtype": value.dtype.name, "shape": list(value.shape),
+                       "offset": offset, "nbytes": value.nbytes})
+        offset += value.nbytes
+    payload = b"".join(v.tobytes() for v in params.values())
+    header = {
+        "library_version": __version__,
+        "model": model.config(),
+        "dtype": model.backend.dtype_name,
+        "epoch": int(epoch),
+        "optimizer": optimizer.state() if optimizer is not None else {},
+        "history": [r.as_dict() if hasattr(r, "as_dict") else dict(r) for r in history],
+        "run": dict(run or {}),
+        "arrays": arrays,
+        "payload_sha256": hashlib.sha256(payload).hexdigest(),
+    }
+    header_bytes = json.dumps(header).encode()
+    try:
+        with atomic_write(path) as f:
+            f.write(_PREAMBLE.pack(MAGIC, FORMAT_VERSION, len(header_bytes)))
+            f.write(header_bytes)
+            f.write(payload)
+    except OSError as exc:
+        raise CheckpointError(f"cannot write the checkpoint {path}: {exc.strerror or exc}") from exc
+    return Path(path)
+
+
+def load_checkpoint(path) -> Checkpoint:
+    """Read and fully validate the checkpoint at ``path``."""
+    path = Path(path)
+    try:
+        blob = path.read_bytes()
+    except FileNotFoundError:
+        raise CheckpointError(f"no checkpoint at {path}") from None
+    except OSError as exc:
+        raise CheckpointError(f"cannot read the checkpoint {path}: {exc.strerror or exc}") from exc
+    return parse_checkpoint(blob, name=str(path))
+
+
+def parse_checkpoint(blob: bytes, name: str = "<bytes>") -> Checkpoint:
+    """Parse checkpoint bytes; any defect is a :class:`CheckpointError` naming ``name``."""
+
+    def bad(problem: str) -> CheckpointError:
+        return CheckpointError(f"{name} is not a valid numpy-mnist checkpoint: {problem}")
+
+    if len(blob) < _PREAMBLE.size:
+        raise bad(f"it is {len(blob)} bytes long, shorter than the {_PREAMBLE.size}-byte preamble")
+    magic, version, header_len = _PREAMBLE.unpack_from(blob)
+    if magic != MAGIC:
+        raise bad("it does not start with the checkpoint magic bytes")
+    if version != FORMAT_VERSION:
+        raise bad(f"format version {version}, this numpy-mnist {__version__} reads version {FORMAT_VERSION}")
+    if header_len > min(_MAX_HEADER, len(blob) - _PREAMBLE.size):
+        raise bad(f"its header claims {header_len} bytes but the file is truncated or forged")
+    payload = blob[_PREAMBLE.size + header_len:]
+    try:
+        header = json.loads(blob[_PREAMBLE.size:_PREAMBLE.size + header_len].decode())
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
+        raise bad(f"its header is not valid JSON ({exc})") from None
+    if not isinstance(header, dict):
+        raise bad("its header is not a JSON object")
+    if header.get("payload_sha256") != hashlib.sha256(payload).hexdigest():
+        raise bad("the parameters' SHA-256 does not match (the file is truncated or corrupt)")
+    try:
+        params = _arrays(header["arrays"], payload, bad)
+        checkpoint = Checkpoint(model=dict(header["model"]), dtype=str(header["dtype"]), params=params,
+                                epoch=int(header["epoch"]), optimizer=dict(header["optimizer"]),
+                                history=list(header["history"]), run=dict(header["run"]),
+                                library_version=str(header["library_version"]))
+    except (KeyError, TypeError, ValueError) as exc:
+        raise bad(f"its header lacks or garbles a field ({type(exc).__name__}: {exc})") from None
+    if checkpoint.dtype not in _DTYPES or checkpoint.epoch < 0:
+        raise bad(f"dtype {checkpoint.dtype!r} / epoch {checkpoint.epoch} make no sense")
+    return checkpoint
+
+
+def _arrays(entries, payload: bytes, bad) -> dict:
+    if not isinstance(entries, list):
+        raise bad("its array table is not a list")
+    params = {}
+    for entry in entries:
+        dtype, shape = entry["dtype"], entry["shape"]
+        offset, nbytes = entry["offset"], entry["nbytes"]
+        if dtype not in _DTYPES:
+            raise bad(f"array {entry['name']!r} has dtype {dtype!r}; only {', '.join(_DTYPES)} are allowed")
+        if not (isinstance(shape, list) and len(shape) <= 2 and all(isinstance(n, int) and n >= 0 for n in shape)):
+            raise bad(f"array {entry['name']!r} has an impossible shape {shape!r}")
+        if not (isinstance(offset, int) and isinstance(nbytes, int) and 0 <= offset and offset + nbytes <= len(payload)
+                and nbytes == math.prod(shape) * np.dtype(dtype).itemsize):
+            raise bad(f"array {entry['name']!r} claims bytes the file does not hold")
+        data = np.frombuffer(payload, dtype=np.dtype(dtype).newbyteorder("<"), count=math.prod(shape), offset=offset)
+        params[str(entry["name"])] = data.reshape(shape).astype(dtype)
+    return params
+
+
+def load_model(path, backend="numpy"):
+    """The model saved at ``path``, on ``backend`` (the Python API counterpart of ``--resume``)."""
+    return load_checkpoint(path).build_model(backend)
