@@ -78,8 +78,9 @@ class Learner:
     """The book's ``Learner``: a model, its data, an optimizer, and ``fit(epochs)``.
 
     ``history`` gathers one :class:`EpochRecord` per epoch, counting on from the records it was
-    given (so a resumed run continues its numbering).  If a loss diverges, the parameters are put
-    back to the end of the last good epoch before :class:`DivergenceError` propagates.
+    given (so a resumed run continues its numbering).  If a loss diverges, or Ctrl-C arrives
+    mid-epoch, the parameters are put back to the end of the last finished epoch before the
+    :class:`DivergenceError` or :class:`KeyboardInterrupt` propagates.
     """
 
     def __init__(self, model, train_dl, valid_dl, lr: float = 0.1, opt: SGD | None = None,
@@ -99,7 +100,7 @@ class Learner:
         """Train ``epochs`` more epochs; return the whole history."""
         from tqdm.auto import tqdm
 
-        bar = tqdm(total=epochs, desc="training", unit="epoch", disable=not progress, leave=False)
+        bar = tqdm(total=epochs, desc="training", unit="epoch", disable=None if progress else True, leave=False)
         try:
             for _ in range(epochs):
                 record = self.one_epoch()
@@ -121,7 +122,9 @@ class Learner:
         start = time.perf_counter()
         try:
             train_loss = train_epoch(self.model, self.train_dl, self.opt, epoch=epoch)
-        except DivergenceError:
+        except (DivergenceError, KeyboardInterrupt):
+            # Half an epoch is no state to keep: go back to the end of the last finished epoch,
+            # which is what a checkpoint holds and what a resumed run starts from.
             for name, value in good.items():
                 self.model.params[name][...] = value
             raise

@@ -6,9 +6,12 @@ Defaults reproduce the book's final model: ``simple_net``, 40 epochs, lr 0.1, ba
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 from backends import get_backend
+from numpy_mnist.checkpoint import load_checkpoint, save_checkpoint
+from numpy_mnist.errors import CheckpointError, InputError
 from numpy_mnist.cli.options import add_backend_options, positive_float, positive_int
 from numpy_mnist.files import write_json
 
@@ -30,6 +33,10 @@ def register(subparsers) -> None:
     add_backend_options(p)
     p.add_argument("--seed", type=int, default=0, help="seed of the initial parameters and the shuffling")
     p.add_argument("--out", type=Path, default=Path("runs/train"), help="folder for history.json and the plot")
+    p.add_argument("--save", type=Path, default=None, metavar="PATH",
+                   help="write a checkpoint here after every epoch (and on Ctrl-C)")
+    p.add_argument("--resume", type=Path, default=None, metavar="PATH",
+                   help="continue from this checkpoint; --epochs counts epochs in total")
     p.add_argument("--no-plot", dest="plot", action="store_false", help="skip the learning-curve PNG")
     p.add_argument("--quiet", action="store_true", help="no progress bar and no table")
     p.set_defaults(run=run)
@@ -52,12 +59,32 @@ def run(args) -> int:
     train_dl = DataLoader(train_x, train_y, args.batch_size, shuffle=args.shuffle, seed=args.seed, backend=backend)
     valid_dl = DataLoader(valid_x, valid_y, args.batch_size, backend=backend)
     model = build_model(args, backend)
-    learner = Learner(model, train_dl, valid_dl, lr=args.lr)
+    learner = Learner(model, train_dl, valid_dl, lr=args.lr, history=resume(args, model))
 
     table = EpochTable(quiet=args.quiet)
     table.header(f"{model!r} on {backend.device}, {train_dl.n_rows} train / {valid_dl.n_rows} valid rows")
-    learner.fit(args.epochs, on_epoch_end=table.row, progress=not args.quiet)
+    for record in learner.history:
+        table.row(record)
 
+    def save(_record=None):
+        if args.save is not None:
+            save_checkpoint(args.save, model, epoch=learner.epochs_done, optimizer=learner.opt,
+                            history=learner.history, run=run_settings(args))
+
+    def on_epoch_end(record):
+        table.row(record)
+        save()
+
+    try:
+        learner.fit(max(args.epochs - learner.epochs_done, 0), on_epoch_end=on_epoch_end, progress=not args.quiet)
+    except KeyboardInterrupt:
+        save()
+        where = f"; epoch {learner.epochs_done} saved to {args.save}, continue with --resume {args.save}" if args.save else ""
+        print(f"numpy-mnist train: interrupted after {learner.epochs_done} finished epochs{where}", file=sys.stderr)
+        return 130
+
+    if not learner.history:
+        raise InputError("no epoch was trained: --epochs must exceed the checkpoint's epochs")
     args.out.mkdir(parents=True, exist_ok=True)
     write_json(args.out / "history.json", [r.as_dict() for r in learner.history])
     written = [args.out / "history.json"]
@@ -69,6 +96,28 @@ def run(args) -> int:
     final = learner.history[-1]
     print(f"final valid accuracy {final.accuracy:.4f}; wrote {', '.join(str(p) for p in written)}")
     return 0
+
+
+def run_settings(args) -> dict:
+    """The options that decide the batches and the steps: a resumed run must use the same."""
+    return {"lr": args.lr, "batch_size": args.batch_size, "shuffle": args.shuffle, "seed": args.seed}
+
+
+def resume(args, model) -> list:
+    """Load ``--resume`` into ``model``; return its history (empty without ``--resume``)."""
+    from numpy_mnist.learner import EpochRecord
+
+    if args.resume is None:
+        return []
+    checkpoint = load_checkpoint(args.resume)
+    checkpoint.load_into(model)
+    settings = run_settings(args)
+    differ = [f"--{k.replace('_', '-')} {checkpoint.run.get(k)!r} (not {v!r})"
+              for k, v in settings.items() if checkpoint.run.get(k) != v]
+    if differ:
+        raise CheckpointError(f"{args.resume} was trained with {', '.join(differ)}: "
+                              "resume with the same settings")
+    return [EpochRecord(**r) for r in checkpoint.history]
 
 
 class EpochTable:
