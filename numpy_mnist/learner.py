@@ -121,7 +121,8 @@ class Learner:
         backend.synchronize()
         start = time.perf_counter()
         try:
-            train_loss = train_epoch(self.model, self.train_dl, self.opt, epoch=epoch)
+            with backend.quiet_float_errors():
+                train_loss = train_epoch(self.model, self.train_dl, self.opt, epoch=epoch)
         except (DivergenceError, KeyboardInterrupt):
             # Half an epoch is no state to keep: go back to the end of the last finished epoch,
             # which is what a checkpoint holds and what a resumed run starts from.
