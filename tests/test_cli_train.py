@@ -1,0 +1,153 @@
+"""``numpy-mnist train`` and ``baseline``: outputs, clear errors, checkpoints, interruption, resuming."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from numpy_mnist.checkpoint import load_checkpoint
+from numpy_mnist.cli import main
+
+FIELDS = {"epoch", "train_loss", "valid_loss", "accuracy", "seconds"}
+
+
+def test_train_writes_history_and_learning_curve(tmp_path, capsys):
+    out = tmp_path / "run"
+    assert main(["train", "--model", "linear", "--lr", "1", "--epochs", "3", "--backend", "numpy",
+                 "--out", str(out), "--quiet"]) == 0
+    history = json.loads((out / "history.json").read_text())
+    assert [r["epoch"] for r in history] == [1, 2, 3] and all(set(r) == FIELDS for r in history)
+    assert (out / "learning_curve.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert "final valid accuracy" in capsys.readouterr().out
+
+
+def test_train_prints_a_table_per_epoch(tmp_path, capsys):
+    main(["train", "--model", "linear", "--epochs", "2", "--out", str(tmp_path), "--no-plot", "--backend", "numpy"])
+    out = capsys.readouterr().out
+    assert "train_loss" in out and "valid_loss" in out
+    assert [line.split()[0] for line in out.splitlines() if line.strip()[:1].isdigit()] == ["1", "2"]
+    assert not (tmp_path / "learning_curve.png").exists()
+
+
+@pytest.mark.parametrize("argv, words", [
+    (["train", "--lr", "-1"], "--lr: expected a positive finite number"),
+    (["train", "--epochs", "zero"], "--epochs: expected a positive integer"),
+    (["train", "--model", "resnet"], "invalid choice: 'resnet'"),
+    (["train", "--batch-size", "0"], "--batch-size: expected a positive integer"),
+    (["frobnicate"], "invalid choice: 'frobnicate'"),
+])
+def test_bad_arguments_end_in_one_line_and_exit_2(argv, words, capsys):
+    with pytest.raises(SystemExit) as info:
+        main(argv)
+    err = capsys.readouterr().err
+    assert info.value.code == 2 and words in err and len(err.strip().splitlines()) == 1
+
+
+def test_user_errors_are_one_line_without_traceback(tmp_path, capsys):
+    code = main(["train", "--resume", str(tmp_path / "missing.ckpt"), "--out", str(tmp_path)])
+    err = capsys.readouterr().err
+    assert code == 2 and err.strip() == f"numpy-mnist train: error: no checkpoint at {tmp_path / 'missing.ckpt'}"
+
+
+def test_resume_continues_and_history_holds_the_whole_run(tmp_path):
+    ckpt, out = tmp_path / "c.ckpt", tmp_path / "out"
+    common = ["train", "--model", "linear", "--lr", "1", "--backend", "numpy", "--quiet", "--no-plot", "--out", str(out)]
+    assert main(common + ["--epochs", "2", "--save", str(ckpt)]) == 0
+    assert load_checkpoint(ckpt).epoch == 2
+    assert main(common + ["--epochs", "4", "--save", str(ckpt), "--resume", str(ckpt)]) == 0
+    assert [r["epoch"] for r in json.loads((out / "history.json").read_text())] == [1, 2, 3, 4]
+    assert load_checkpoint(ckpt).epoch == 4
+
+
+def test_resume_refuses_other_settings_or_model(tmp_path, capsys):
+    ckpt = tmp_path / "c.ckpt"
+    main(["train", "--model", "linear", "--epochs", "1", "--save", str(ckpt), "--quiet", "--no-plot",
+          "--out", str(tmp_path), "--backend", "numpy"])
+    assert main(["train", "--model", "linear", "--epochs", "2", "--lr", "0.5", "--resume", str(ckpt),
+                 "--out", str(tmp_path), "--backend", "numpy"]) == 2
+    assert "trained with --lr 0.1 (not 0.5): resume with the same settings" in capsys.readouterr().err
+    assert main(["train", "--model", "simple_net", "--epochs", "2", "--resume", str(ckpt),
+                 "--out", str(tmp_path), "--backend", "numpy"]) == 2
+    assert "the checkpoint is for the model" in capsys.readouterr().err
+
+
+def run_cli(*args):
+    env = {**os.environ, "OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+    return subprocess.Popen([sys.executable, "-m", "numpy_mnist", "train", *args],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+
+
+def wait_for_epoch(path, epoch, proc, timeout=60):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if path.exists():
+            try:
+                if load_checkpoint(path).epoch >= epoch:
+                    return
+            except Exception:
+                pass
+        assert proc.poll() is None, proc.communicate()
+        time.sleep(0.01)
+    raise AssertionError(f"no checkpoint of epoch {epoch} within {timeout}s")
+
+
+SLOW_RUN = ["--model", "simple_net", "--hidden", "200", "--lr", "0.1", "--shuffle", "--seed", "7",
+            "--backend", "numpy", "--quiet", "--no-plot"]
+
+
+def test_killed_run_resumed_ends_with_the_same_parameters(tmp_path):
+    """SIGKILL mid-run, resume from the last checkpoint: bit-identical to an uninterrupted run."""
+    epochs = "4"
+    whole = run_cli(*SLOW_RUN, "--epochs", epochs, "--save", str(tmp_path / "whole.ckpt"), "--out", str(tmp_path / "a"))
+    killed_ckpt = tmp_path / "killed.ckpt"
+    victim = run_cli(*SLOW_RUN, "--epochs", epochs, "--save", str(killed_ckpt), "--out", str(tmp_path / "b"))
+    wait_for_epoch(killed_ckpt, 1, victim)
+    victim.send_signal(signal.SIGKILL)
+    victim.communicate()
+    assert victim.returncode == -signal.SIGKILL
+    assert load_checkpoint(killed_ckpt).epoch < int(epochs)  # it really was cut short
+    resumed = run_cli(*SLOW_RUN, "--epochs", epochs, "--save", str(killed_ckpt), "--resume", str(killed_ckpt),
+                      "--out", str(tmp_path / "b"))
+    for proc in (whole, resumed):
+        out, err = proc.communicate(timeout=120)
+        assert proc.returncode == 0, err
+    a, b = load_checkpoint(tmp_path / "whole.ckpt"), load_checkpoint(killed_ckpt)
+    assert a.epoch == b.epoch == int(epochs)
+    for name in a.params:
+        assert (a.params[name] == b.params[name]).all(), name
+    history = json.loads((tmp_path / "b" / "history.json").read_text())
+    assert [r["epoch"] for r in history] == list(range(1, int(epochs) + 1))
+
+
+def test_ctrl_c_saves_the_last_finished_epoch_and_exits_130(tmp_path):
+    ckpt = tmp_path / "c.ckpt"
+    proc = run_cli(*SLOW_RUN, "--epochs", "50", "--save", str(ckpt), "--out", str(tmp_path))
+    wait_for_epoch(ckpt, 1, proc)
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err
+    assert "Traceback" not in err and "interrupted after" in err and f"--resume {ckpt}" in err
+    done = load_checkpoint(ckpt)
+    assert 1 <= done.epoch < 50 and len(done.history) == done.epoch
+
+
+def test_baseline_prints_the_books_figures(tmp_path, capsys):
+    assert main(["baseline", "--out", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    l1 = next(line for line in out.splitlines() if line.split()[:1] == ["l1"])
+    assert l1.split()[1:3] == ["0.9168", "0.9854"]
+    assert "accuracy stays put" in out
+    figures = json.loads((tmp_path / "baseline.json").read_text())
+    accuracies = {r["accuracy"] for r in figures["nudge"]}
+    losses = [r["loss"] for r in figures["nudge"]]
+    assert len(accuracies) == 1 and len(set(losses)) == len(losses)  # accuracy flat, loss moves
+    assert (tmp_path / "accuracy_vs_loss.png").exists()
+
+
+def test_python_dash_m_is_the_same_command():
+    result = subprocess.run([sys.executable, "-m", "numpy_mnist", "--version"], capture_output=True, text=True)
+    assert result.returncode == 0 and result.stdout.startswith("numpy-mnist ")
