@@ -1,0 +1,80 @@
+"""``numpy-mnist data``: download, locate and verify the full MNIST.
+
+MNIST is by Yann LeCun, Corinna Cortes and Christopher J.C. Burges, licensed CC BY-SA 3.0.
+
+::
+
+    numpy-mnist data download [--root DIR] [--mirror URL ...] [--quiet]
+    numpy-mnist data path
+    numpy-mnist data verify [--root DIR]
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from numpy_mnist.errors import ChecksumError, DataError
+
+
+def register(subparsers) -> None:
+    from numpy_mnist.data.mnist import DATA_ENV_VAR
+
+    p = subparsers.add_parser(
+        "data", help="download, locate or verify the full MNIST",
+        description=f"The full MNIST lives in a data folder: ${DATA_ENV_VAR} if set, else "
+                    "$XDG_CACHE_HOME/numpy-mnist (~/.cache/numpy-mnist). The book's 3s and 7s are "
+                    "bundled and need none of this. MNIST: LeCun, Cortes, Burges, CC BY-SA 3.0.")
+    actions = p.add_subparsers(dest="data_action", metavar="ACTION")
+    actions.required = True
+
+    download = actions.add_parser("download", help="fetch the four archives, checked, into the data folder")
+    _add_root(download)
+    download.add_argument("--mirror", action="append", metavar="URL",
+                          help="base URL to fetch from instead of the default mirrors (repeatable)")
+    download.add_argument("--quiet", action="store_true", help="no progress bar")
+    download.set_defaults(run=run_download)
+
+    path = actions.add_parser("path", help="print the data folder")
+    path.set_defaults(run=run_path)
+
+    verify = actions.add_parser("verify", help="check the four archives against their published sums")
+    _add_root(verify)
+    verify.set_defaults(run=run_verify)
+
+
+def _add_root(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--root", type=Path, default=None, metavar="DIR",
+                        help="the data folder (default: see `numpy-mnist data path`)")
+
+
+def run_download(args: argparse.Namespace) -> int:
+    from numpy_mnist.data.mnist import download_mnist, verify_mnist
+
+    root = download_mnist(args.root, mirrors=args.mirror, progress=not args.quiet)
+    for name, status in verify_mnist(root).items():
+        print(f"{status:8} {root / name}")
+    return 0
+
+
+def run_path(args: argparse.Namespace) -> int:
+    from numpy_mnist.data.mnist import default_data_dir
+
+    print(default_data_dir())
+    return 0
+
+
+def run_verify(args: argparse.Namespace) -> int:
+    from numpy_mnist.data.mnist import default_data_dir, verify_mnist
+
+    root = default_data_dir() if args.root is None else args.root
+    results = verify_mnist(root)
+    for name, status in results.items():
+        print(f"{status if status in ('ok', 'missing') else 'BAD':8} {root / name}")
+    bad = {name: status for name, status in results.items() if status != "ok"}
+    if not bad:
+        return 0
+    detail = "; ".join(f"{name}: {status}" for name, status in bad.items())
+    if any(status.startswith("checksum") for status in bad.values()):
+        raise ChecksumError(f"in {root}: {detail} (run `numpy-mnist data download` to fetch them again)")
+    raise DataError(f"in {root}: {detail} (run `numpy-mnist data download`)")

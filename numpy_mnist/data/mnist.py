@@ -1,0 +1,258 @@
+"""The full MNIST (ten digits, 60,000 training and 10,000 test images): download, verify, load.
+
+MNIST is by Yann LeCun, Corinna Cortes and Christopher J.C. Burges, licensed CC BY-SA 3.0.
+
+The four canonical archives are fetched from the mirrors torchvision uses, checked against their
+published MD5 and SHA-256, and kept in a data folder: ``$NUMPY_MNIST_DATA`` if set, otherwise
+``$XDG_CACHE_HOME/numpy-mnist`` (``~/.cache/numpy-mnist``).  A download is written to a temporary
+file beside its target, checked, fsynced and only then renamed into place, so the folder never
+holds a half-written or unverified archive.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import http.client
+import os
+import tempfile
+import urllib.error
+import urllib.request
+from pathlib import Path
+from typing import NamedTuple
+
+import numpy as np
+
+from numpy_mnist.data.idx import read_idx
+from numpy_mnist.errors import ChecksumError, DataError
+
+__all__ = ["load_mnist", "download_mnist", "verify_mnist", "default_data_dir",
+           "MNIST_FILES", "MIRRORS", "DATA_ENV_VAR"]
+
+#: Environment variable naming the data folder.
+DATA_ENV_VAR = "NUMPY_MNIST_DATA"
+
+#: The mirrors torchvision downloads MNIST from, tried in this order.
+MIRRORS = (
+    "https://ossci-datasets.s3.amazonaws.com/mnist/",
+    "http://yann.lecun.com/exdb/mnist/",
+)
+
+
+class FileSums(NamedTuple):
+    """A canonical archive's size in bytes and published digests."""
+
+    size: int
+    md5: str
+    sha256: str
+
+
+#: The four canonical archives (train images, train labels, test images, test labels).
+MNIST_FILES = {
+    "train-images-idx3-ubyte.gz": FileSums(
+        9912422, "f68b3c2dcbeaaa9fbdd348bbdeb94873",
+        "440fcabf73cc546fa21475e81ea370265605f56be210a4024d2ca8f203523609"),
+    "train-labels-idx1-ubyte.gz": FileSums(
+        28881, "d53e105ee54ea40749a09fcbcd1e9432",
+        "3552534a0a558bbed6aed32b30c495cca23d567ec52cac8be1a0730e8010255c"),
+    "t10k-images-idx3-ubyte.gz": FileSums(
+        1648877, "9fb629c4189551a2d022fa330f9573f3",
+        "8d422c7b0a1c1c79245a5bcf07fe86e33eeafee792b84584aec276f5a2dbc4e6"),
+    "t10k-labels-idx1-ubyte.gz": FileSums(
+        4542, "ec29112dd5afa0611ce80d1b7f02629c",
+        "f7ae60f92e00ec6debd23a6088c31dbd2371eca3ffa0defaefb259924204aec6"),
+}
+
+_FIX = ("run `numpy-mnist data download` (with --root DIR to choose the folder), "
+        "or pass root= / --data pointing at a folder that holds the four MNIST files")
+
+
+def default_data_dir() -> Path:
+    """Where MNIST is kept: ``$NUMPY_MNIST_DATA``, else ``$XDG_CACHE_HOME/numpy-mnist``,
+    else ``~/.cache/numpy-mnist``."""
+    if os.environ.get(DATA_ENV_VAR):
+        return Path(os.environ[DATA_ENV_VAR]).expanduser()
+    cache = os.environ.get("XDG_CACHE_HOME", "")
+    base = Path(cache) if os.path.isabs(cache) else Path.home() / ".cache"  # XDG: relative is invalid
+    return base / "numpy-mnist"
+
+
+def load_mnist(root: str | os.PathLike | None = None, *, download: bool = False
+               ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """The full MNIST: ``(train_x, train_y, test_x, test_y)`` as host arrays.
+
+    ``x`` is float32 of shape ``(N, 784)`` scaled to ``[0, 1]``; ``y`` is int64 of shape ``(N,)``
+    with labels 0-9; N is 60,000 for train and 10,000 for test.  Each file is read from ``root``
+    (default :func:`default_data_dir`) gzipped (``*.gz``) or uncompressed (the same name without
+    ``.gz``).  With ``download=True`` the files are first fetched if missing (see
+    :func:`download_mnist`).
+
+    Raises
+    ------
+    DataError
+        A file is missing (the message says which, and how to get it), or is not a valid IDX
+        file, or the images and labels disagree.
+    """
+    root = default_data_dir() if root is None else Path(root)
+    if download:
+        download_mnist(root)
+    paths = {name: _find(root, name) for name in MNIST_FILES}
+    missing = [name for name, path in paths.items() if path is None]
+    if missing:
+        where = f"{root} does not exist" if not root.is_dir() else f"missing in {root}"
+        raise DataError(f"MNIST file(s) {', '.join(missing)} not found ({where}): {_FIX}")
+    train = _pair(paths["train-images-idx3-ubyte.gz"], paths["train-labels-idx1-ubyte.gz"])
+    test = _pair(paths["t10k-images-idx3-ubyte.gz"], paths["t10k-labels-idx1-ubyte.gz"])
+    return train + test
+
+
+def _find(root: Path, name: str) -> Path | None:
+    for candidate in (root / name, root / name.removesuffix(".gz")):
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def _pair(images_path: Path, labels_path: Path) -> tuple[np.ndarray, np.ndarray]:
+    images, labels = read_idx(images_path), read_idx(labels_path)
+    if images.ndim != 3 or images.shape[1:] != (28, 28):
+        raise DataError(f"{images_path}: expected 28x28 images, the IDX header gives shape {images.shape}")
+    if labels.ndim != 1:
+        raise DataError(f"{labels_path}: expected a 1-D IDX file of labels, got shape {labels.shape}")
+    if len(images) != len(labels):
+        raise DataError(f"{images_path} holds {len(images)} images but {labels_path} holds "
+                        f"{len(labels)} labels")
+    if labels.size and labels.max() > 9:
+        raise DataError(f"{labels_path}: labels must be 0-9, found {int(labels.max())}")
+    x = images.reshape(len(images), -1).astype(np.float32)
+    x /= np.float32(255)
+    return x, labels.astype(np.int64)
+
+
+def verify_mnist(root: str | os.PathLike | None = None) -> dict[str, str]:
+    """Check the four archives in ``root`` against their published sums.
+
+    Returns ``{file name: status}`` where status is ``"ok"``, ``"missing"`` or a description of
+    the mismatch.  Raises nothing for a bad file: the caller decides.
+    """
+    root = default_data_dir() if root is None else Path(root)
+    return {name: _check(root / name, sums) for name, sums in MNIST_FILES.items()}
+
+
+def _check(path: Path, sums: FileSums) -> str:
+    if not path.is_file():
+        return "missing"
+    md5, sha256 = hashlib.md5(usedforsecurity=False), hashlib.sha256()
+    try:
+        with open(path, "rb") as f:
+            while chunk := f.read(1 << 20):
+                md5.update(chunk)
+                sha256.update(chunk)
+    except OSError as exc:
+        return f"unreadable ({exc.strerror or exc})"
+    if (md5.hexdigest(), sha256.hexdigest()) == (sums.md5, sums.sha256):
+        return "ok"
+    return (f"checksum mismatch: sha256 {sha256.hexdigest()}, expected {sums.sha256} "
+            f"(md5 {md5.hexdigest()}, expected {sums.md5})")
+
+
+def download_mnist(root: str | os.PathLike | None = None, mirrors: list[str] | tuple[str, ...] | None = None,
+                   progress: bool = True, *, timeout: float = 60.0) -> Path:
+    """Fetch the four MNIST archives into ``root`` (default :func:`default_data_dir`).
+
+    A file already present with the right sums is kept.  Each file is tried on every mirror in
+    turn (``mirrors`` default :data:`MIRRORS`; each a base URL the file name is appended to) until
+    one gives exactly the published bytes.  Returns the folder.
+
+    Raises
+    ------
+    ChecksumError
+        A mirror served bytes whose MD5 or SHA-256 differ from the published ones (and no mirror
+        served the right ones).
+    DataError
+        No mirror could deliver the file (not found, connection failed, truncated transfer), or the
+        folder cannot be written.
+    """
+    root = default_data_dir() if root is None else Path(root)
+    mirrors = MIRRORS if mirrors is None else tuple(mirrors)
+    if not mirrors:
+        raise DataError("no mirror to download MNIST from")
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise DataError(f"cannot create the data folder {root} ({exc.strerror or exc})") from None
+    for name, sums in MNIST_FILES.items():
+        if _check(root / name, sums) == "ok":
+            continue
+        failures: list[DataError] = []
+        for base in mirrors:
+            url = base if base.endswith("/") else base + "/"
+            try:
+                _fetch(url + name, root / name, sums, progress, timeout)
+                break
+            except DataError as exc:
+                failures.append(exc)
+        else:
+            kind = ChecksumError if any(isinstance(e, ChecksumError) for e in failures) else DataError
+            tried = "; ".join(str(e) for e in failures)
+            raise kind(f"{name}: could not be downloaded from any mirror: {tried}")
+    return root
+
+
+def _fetch(url: str, target: Path, sums: FileSums, progress: bool, timeout: float) -> None:
+    """Download ``url`` into ``target`` via a checked temporary file; DataError on any problem."""
+    from tqdm import tqdm
+
+    from numpy_mnist import __version__
+
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".part", dir=target.parent)
+    except OSError as exc:
+        raise DataError(f"cannot write in the data folder {target.parent} ({exc.strerror or exc})") from None
+    try:
+        request = urllib.request.Request(url, headers={"User-Agent": f"numpy-mnist/{__version__}"})
+        md5, sha256, received = hashlib.md5(usedforsecurity=False), hashlib.sha256(), 0
+        with os.fdopen(fd, "wb") as f, urllib.request.urlopen(request, timeout=timeout) as response:
+            announced = response.length  # Content-Length, if the server sent one
+            with tqdm(total=announced or sums.size, unit="B", unit_scale=True, unit_divisor=1024,
+                      desc=target.name, disable=not progress, leave=False) as bar:
+                while chunk := response.read(1 << 16):
+                    received += len(chunk)
+                    if received > sums.size:
+                        raise DataError(f"{url}: more than the expected {sums.size:,} bytes")
+                    f.write(chunk)
+                    md5.update(chunk)
+                    sha256.update(chunk)
+                    bar.update(len(chunk))
+            f.flush()
+            os.fsync(f.fileno())
+        if received < sums.size:  # http.client returns b"" on a connection closed early; no error
+            promised = f" ({announced:,} announced)" if announced else ""
+            raise DataError(f"{url}: truncated download, {received:,} of {sums.size:,} bytes{promised}")
+        if md5.hexdigest() != sums.md5 or sha256.hexdigest() != sums.sha256:
+            raise ChecksumError(f"{url}: checksum mismatch for {target.name}: sha256 {sha256.hexdigest()}, "
+                                f"expected {sums.sha256} (md5 {md5.hexdigest()}, expected {sums.md5})")
+        os.replace(tmp, target)
+    except urllib.error.HTTPError as exc:
+        exc.close()  # an HTTPError is also an open response
+        raise DataError(f"{url}: HTTP {exc.code} {exc.reason}") from None
+    except urllib.error.URLError as exc:
+        raise DataError(f"{url}: {exc.reason}") from None
+    except ValueError as exc:
+        raise DataError(f"{url}: not a usable URL ({exc})") from None
+    except (http.client.HTTPException, OSError) as exc:
+        raise DataError(f"{url}: transfer failed ({type(exc).__name__}: {exc})") from None
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+    _fsync_dir(target.parent)
+
+
+def _fsync_dir(path: Path) -> None:
+    """Make a rename durable (POSIX); a no-op where directories cannot be opened."""
+    with contextlib.suppress(OSError):
+        fd = os.open(path, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
