@@ -7,7 +7,7 @@ from typing import Any
 
 import numpy as np
 
-from numpy_mnist.errors import BackendUnavailableError
+from numpy_mnist.errors import BackendUnavailableError, InputError
 
 DTYPES = ("float32", "float64")
 
@@ -58,6 +58,10 @@ class Backend:
                 floating = self.xp.isdtype(host.dtype, "real floating")
                 dtype = self.dtype if floating else host.dtype
             return host if host.dtype == dtype else self.xp.astype(host, dtype)
+        if hasattr(host, "__array_namespace__") and not isinstance(host, np.ndarray):
+            kind = type(host).__module__.split(".")[0] + "." + type(host).__name__
+            raise InputError(f"cannot move a {kind} to the {self.name} "
+                             "backend directly: bring it to the host first (the other backend's to_host)")
         host = np.asarray(host)
         if dtype is None:
             dtype = self.dtype if host.dtype.kind == "f" else getattr(self.xp, host.dtype.name)

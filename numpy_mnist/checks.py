@@ -29,3 +29,51 @@ def check_2d(x, *, name: str, width: int | None = None) -> None:
         raise InputError(f"{name} must have shape {want}, got {shape}")
     if shape[0] == 0:
         raise InputError(f"{name} is empty: a batch needs at least one row")
+
+
+def check_on_backend(array, backend, *, name: str) -> None:
+    """Refuse an array of another backend, or of another floating dtype than the model's."""
+    if not backend.owns(array):
+        kind = type(array).__module__.split(".")[0] + "." + type(array).__name__
+        raise InputError(f"{name} is a {kind}, but the model lives on the {backend.name} backend: "
+                         f"move it there first with backend.asarray({name})")
+    if array.dtype != backend.dtype:
+        raise InputError(f"{name} must be {backend.dtype_name} like the model's parameters, got {array.dtype}: "
+                         f"convert it with backend.asarray({name})")
+
+
+def check_finite(array, *, name: str) -> None:
+    """Refuse NaN or infinity (one reduction over the array)."""
+    xp = array.__array_namespace__()
+    if not bool(xp.all(xp.isfinite(array))):
+        bad = int(xp.sum(xp.astype(~xp.isfinite(array), xp.int64)))
+        raise InputError(f"{name} holds {bad} NaN or infinite values: clean the data before training")
+
+
+def check_targets(targets, outputs: int, *, n: int | None = None, name: str = "y") -> None:
+    """Refuse targets that do not fit a model with ``outputs`` logits per row.
+
+    One output (the book's 3-vs-7): float targets of shape (N, 1), each 0 or 1.
+    ``outputs`` classes: integer labels of shape (N,), each in 0 .. outputs - 1.
+    """
+    xp = targets.__array_namespace__()
+    shape = tuple(targets.shape)
+    if outputs == 1:
+        if len(shape) != 2 or shape[1] != 1 or (n is not None and shape[0] != n):
+            rows = "N" if n is None else n
+            raise InputError(f"{name} must have shape ({rows}, 1) for a one-output model, got {shape}"
+                             + (" (reshape it with y[:, None])" if len(shape) == 1 else ""))
+        if not xp.isdtype(targets.dtype, "real floating"):
+            raise InputError(f"{name} must be floating (1.0 for a 3, 0.0 for a 7), got {targets.dtype}")
+        if not bool(xp.all((targets == 0) | (targets == 1))):
+            raise InputError(f"{name} must hold only 0 and 1 for the binary losses, got other values "
+                             f"(min {float(xp.min(targets))}, max {float(xp.max(targets))})")
+        return
+    if len(shape) != 1 or (n is not None and shape[0] != n):
+        rows = "N" if n is None else n
+        raise InputError(f"{name} must be integer labels of shape ({rows},) for a {outputs}-class model, got {shape}")
+    if not xp.isdtype(targets.dtype, "integral"):
+        raise InputError(f"{name} must be integer class labels, got {targets.dtype}")
+    low, high = int(xp.min(targets)), int(xp.max(targets))
+    if low < 0 or high >= outputs:
+        raise InputError(f"{name} must hold labels 0 to {outputs - 1}, got labels from {low} to {high}")

@@ -12,7 +12,8 @@ import time
 from dataclasses import asdict, dataclass
 from typing import Callable
 
-from numpy_mnist.errors import DivergenceError
+from numpy_mnist.checks import check_targets
+from numpy_mnist.errors import DivergenceError, InputError
 from numpy_mnist.metrics import correct_count
 from numpy_mnist.optim import SGD
 
@@ -85,6 +86,12 @@ class Learner:
 
     def __init__(self, model, train_dl, valid_dl, lr: float = 0.1, opt: SGD | None = None,
                  history: list[EpochRecord] | None = None) -> None:
+        for name, dl in (("train", train_dl), ("valid", valid_dl)):
+            if dl.backend != model.backend:
+                raise InputError(f"the {name} DataLoader is on {dl.backend!r} but the model on {model.backend!r}: "
+                                 "build both with the same backend")
+            model.check_images(dl.x, name=f"{name} x")
+            check_targets(dl.y, model.outputs, n=dl.n_rows, name=f"{name} y")
         self.model = model
         self.train_dl = train_dl
         self.valid_dl = valid_dl

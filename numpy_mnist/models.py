@@ -17,7 +17,7 @@ import math
 import numpy as np
 
 from backends import Backend, get_backend
-from numpy_mnist.checks import check_2d
+from numpy_mnist.checks import check_2d, check_on_backend, check_targets
 from numpy_mnist.layers import linear, linear_backward, relu, relu_backward
 from numpy_mnist.losses import Loss, get_loss
 
@@ -46,17 +46,30 @@ class Model:
 
     def forward(self, x):
         """Logits of shape (N, outputs) for images ``x`` of shape (N, 784)."""
-        check_2d(x, name="x", width=self.inputs)
+        self.check_images(x)
         return self._forward(x)[0]
 
     def loss_and_grads(self, x, y):
-        """The mean loss on ``(x, y)`` as a Python float, and its gradient for every parameter."""
-        check_2d(x, name="x", width=self.inputs)
+        """The mean loss on ``(x, y)`` as a Python float, and its gradient for every parameter.
+
+        Checks the batch first (shapes, dtypes, backend, target values) and refuses a bad one
+        with :class:`~numpy_mnist.errors.InputError`.
+        """
+        self.check_images(x)
+        check_targets(y, self.outputs, n=x.shape[0])
         loss, grads = self.loss_array_and_grads(x, y)
         return float(loss), grads
 
+    def check_images(self, x, name: str = "x") -> None:
+        """Refuse images that are not (N, inputs) arrays of this model's backend and dtype."""
+        check_on_backend(x, self.backend, name=name)
+        check_2d(x, name=name, width=self.inputs)
+
     def loss_array_and_grads(self, x, y):
-        """As :meth:`loss_and_grads`, with the loss left on the device as a 0-d array (no sync)."""
+        """As :meth:`loss_and_grads`, unchecked, with the loss left on the device (no sync).
+
+        The training loop's hot path: its data were checked once, when the Learner was built.
+        """
         logits, cache = self._forward(x)
         loss = self.loss.forward(logits, y)
         grads = self._backward(self.loss.backward(logits, y), cache)

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import math
+import numbers
 
 import numpy as np
 
 from backends import Backend, get_backend
+from numpy_mnist.checks import check_finite
 from numpy_mnist.errors import InputError
 
 __all__ = ["DataLoader"]
@@ -39,7 +41,7 @@ class DataLoader:
     def __init__(self, x, y, batch_size: int = 256, shuffle: bool = False, seed: int = 0,
                  drop_last: bool = False, backend: str | Backend = "numpy") -> None:
         self.backend = get_backend(backend) if isinstance(backend, str) else backend
-        if int(batch_size) != batch_size or batch_size < 1:
+        if isinstance(batch_size, bool) or not isinstance(batch_size, numbers.Integral) or batch_size < 1:
             raise InputError(f"batch_size must be a positive integer, got {batch_size!r}")
         n_x, n_y = _rows(x, "x"), _rows(y, "y")
         if n_x != n_y:
@@ -50,6 +52,8 @@ class DataLoader:
             raise InputError(f"drop_last with batch_size {batch_size} leaves no batch of the {n_x} rows")
         self.x = self.backend.asarray(x)
         self.y = self.backend.asarray(y)
+        check_finite(self.x, name="x")
+        check_finite(self.y, name="y")
         self.batch_size = int(batch_size)
         self.shuffle = bool(shuffle)
         self.seed = int(seed)
