@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import http.server
+import sys
 import shutil
 import socket
 import threading
@@ -62,6 +63,21 @@ class MirrorHandler(http.server.BaseHTTPRequestHandler):
         pass
 
 
+class QuietServer(http.server.ThreadingHTTPServer):
+    """Clients here hang up on purpose (time-outs, truncations): that is no error worth a trace.
+
+    The default ``handle_error`` prints a traceback to stderr from the server thread, which would
+    land in whichever test's captured output happens to be running at the time.
+    """
+
+    daemon_threads = True
+
+    def handle_error(self, request, client_address):
+        exc = sys.exc_info()[1]
+        if not isinstance(exc, (ConnectionError, TimeoutError)):
+            super().handle_error(request, client_address)
+
+
 @pytest.fixture(scope="module")
 def server(shared_data, tmp_path_factory):
     """Base URL of a local server serving a temporary copy of shared/data/mnist."""
@@ -69,8 +85,7 @@ def server(shared_data, tmp_path_factory):
     for name in NAMES:
         shutil.copyfile(shared_data / "mnist" / name, served / name)
     MirrorHandler.files = {name: (served / name).read_bytes() for name in NAMES}
-    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), MirrorHandler)
-    httpd.daemon_threads = True
+    httpd = QuietServer(("127.0.0.1", 0), MirrorHandler)
     thread = threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
     thread.start()
     try:
