@@ -16,6 +16,8 @@ __all__ = [
     "sigmoid_derivative",
     "relu",
     "relu_backward",
+    "log_softmax",
+    "softmax",
 ]
 
 
@@ -92,3 +94,32 @@ def relu_backward(dout, x):
     """
     xp = x.__array_namespace__()
     return xp.where(x > 0, dout, xp.zeros_like(dout))
+
+
+def log_softmax(z):
+    """``log softmax(z)`` along the last axis, without overflow: ``z - logsumexp(z)``.
+
+    With ``m = max_k z[..., k]`` (a shift that changes nothing, since softmax is invariant to adding
+    a constant to every logit of a row)::
+
+        log softmax(z)_j = (z_j - m) - log sum_k exp(z_k - m)
+
+    Every ``exp`` argument is <= 0, so nothing overflows, and the largest term of the sum is exactly
+    1, so the ``log`` never sees 0.  Shapes: (..., K) -> (..., K).
+    """
+    xp = z.__array_namespace__()
+    shifted = z - xp.max(z, axis=-1, keepdims=True)
+    return shifted - xp.log(xp.sum(xp.exp(shifted), axis=-1, keepdims=True))
+
+
+def softmax(z):
+    """``softmax(z)_j = exp(z_j) / sum_k exp(z_k)`` along the last axis, computed as ``exp(z_j - m) /
+    sum_k exp(z_k - m)`` with ``m = max_k z_k`` so that no ``exp`` overflows.  Shapes: (..., K) -> (..., K).
+
+    Rows sum to 1.  Its Jacobian, ``d softmax_j / d z_i = softmax_j ([i == j] - softmax_i)``, is never
+    needed on its own here: composed with cross-entropy it collapses to ``softmax - onehot`` (see
+    :func:`numpy_mnist.losses.softmax_cross_entropy_backward`).
+    """
+    xp = z.__array_namespace__()
+    e = xp.exp(z - xp.max(z, axis=-1, keepdims=True))
+    return e / xp.sum(e, axis=-1, keepdims=True)

@@ -1,7 +1,12 @@
 """Losses on raw logits, each a forward (the mean loss, a 0-d array) and a hand-derived backward.
 
 The backward returns ``d loss / d logits`` for the *mean* loss, with the shape of the logits.
-Losses take logits, never probabilities: the sigmoid lives inside the loss, exactly once.
+Losses take logits, never probabilities: the sigmoid (or softmax) lives inside the loss, exactly once.
+
+Two kinds of targets:
+
+* one logit per image (``mnist_loss``, ``bce``): logits (N, 1), float targets (N, 1) of 0 and 1;
+* ``cross_entropy`` (softmax cross-entropy): logits (N, K), K >= 2, integer labels (N,) in [0, K).
 """
 
 from __future__ import annotations
@@ -11,7 +16,7 @@ from typing import Callable
 
 from numpy_mnist.checks import check_same_shape
 from numpy_mnist.errors import InputError
-from numpy_mnist.layers import sigmoid, sigmoid_derivative
+from numpy_mnist.layers import log_softmax, sigmoid, sigmoid_derivative, softmax
 
 __all__ = [
     "Loss",
@@ -21,6 +26,10 @@ __all__ = [
     "mnist_loss_backward",
     "binary_cross_entropy",
     "binary_cross_entropy_backward",
+    "softmax_cross_entropy",
+    "softmax_cross_entropy_backward",
+    "softmax_cross_entropy_value_and_grad",
+    "check_class_labels",
 ]
 
 
@@ -74,6 +83,102 @@ def binary_cross_entropy_backward(logits, targets):
     return (sigmoid(logits) - targets) / _size(logits)
 
 
+def softmax_cross_entropy(logits, labels):
+    """Softmax cross-entropy of logits ``z`` (N, K) against integer labels ``y`` (N,): a 0-d array.
+
+    The model's probability of class ``k`` is ``p_nk = softmax(z_n)_k = exp(z_nk) / sum_j exp(z_nj)``,
+    and the loss is the mean negative log-probability of the right class::
+
+        loss = -(1/N) sum_n log p_{n, y_n}
+             =  (1/N) sum_n [logsumexp(z_n) - z_{n, y_n}],    logsumexp(z_n) = log sum_k exp(z_nk)
+
+    computed as ``-log_softmax(z)[n, y_n]`` with the row maximum shifted out (see
+    :func:`numpy_mnist.layers.log_softmax`): no ``exp`` overflows and no ``log`` sees 0, for logits
+    of any size.  The right class is picked with the one-hot mask ``y[:, None] == arange(K)``.
+
+    A label outside ``[0, K)`` picks no class; its row's loss is NaN (not a silent 0), which the
+    training loop reports.  Values are not checked here because that would make a GPU wait on every
+    batch; the :class:`~numpy_mnist.learner.Learner` checks its labels once, when it is built.
+
+    Raises :class:`~numpy_mnist.errors.InputError` unless ``logits`` is (N, K) with K >= 2 and
+    ``labels`` is an integer array of shape (N,).
+    """
+    check_class_labels(logits, labels)
+    xp = logits.__array_namespace__()
+    hit = _onehot_mask(logits, labels)
+    log_p = xp.sum(xp.where(hit, log_softmax(logits), xp.zeros_like(logits)), axis=-1)
+    per_row = xp.where(xp.any(hit, axis=-1), -log_p, xp.full_like(log_p, float("nan")))
+    return xp.mean(per_row)
+
+
+def softmax_cross_entropy_backward(logits, labels):
+    """``d loss / d z = (softmax(z) - onehot(y)) / N``, shape (N, K) like the logits.
+
+    Derivation, for one row (drop ``n``; ``p = softmax(z)``, ``L = logsumexp(z) - z_y``)::
+
+        d logsumexp(z) / d z_j = exp(z_j) / sum_k exp(z_k) = p_j
+        d z_y / d z_j          = [j == y]                       (the one-hot of y)
+        => d L / d z_j         = p_j - [j == y]
+
+    and the mean over the batch divides by N.  Each row of the gradient sums to 0 (``sum_j p_j = 1``):
+    the right class is pushed up by ``1 - p_y`` and every other class down by its probability, so a
+    confident right answer gets almost no push, a confident wrong one the full push.  The softmax
+    Jacobian ``p_j ([i == j] - p_i)`` never has to be formed: the chain through the log cancels it.
+    """
+    check_class_labels(logits, labels)
+    xp = logits.__array_namespace__()
+    onehot = xp.astype(_onehot_mask(logits, labels), logits.dtype)
+    return (softmax(logits) - onehot) / logits.shape[0]
+
+
+def softmax_cross_entropy_value_and_grad(logits, labels):
+    """:func:`softmax_cross_entropy` and its backward in one pass, sharing the exponentials.
+
+    With ``s = z - max_k z_k`` (row-wise), ``e = exp(s)`` and ``S = sum_k e_k``::
+
+        log p = s - log S              loss      = -(1/N) sum_n log p_{n, y_n}
+        p     = e / S                  d loss/dz = (p - onehot(y)) / N
+
+    one ``exp`` per element serves both, where the separate functions take two.
+    """
+    check_class_labels(logits, labels)
+    xp = logits.__array_namespace__()
+    hit = _onehot_mask(logits, labels)
+    shifted = logits - xp.max(logits, axis=-1, keepdims=True)
+    e = xp.exp(shifted)
+    total = xp.sum(e, axis=-1, keepdims=True)
+    zeros = xp.zeros_like(logits)
+    log_p = xp.sum(xp.where(hit, shifted - xp.log(total), zeros), axis=-1)
+    per_row = xp.where(xp.any(hit, axis=-1), -log_p, xp.full_like(log_p, float("nan")))
+    n = logits.shape[0]
+    return xp.mean(per_row), (e / total - xp.astype(hit, logits.dtype)) / n
+
+
+def check_class_labels(logits, labels) -> None:
+    """Refuse anything but logits (N, K), K >= 2, with integer labels (N,); an :class:`InputError`."""
+    xp = logits.__array_namespace__()
+    shape = tuple(logits.shape)
+    if len(shape) != 2:
+        raise InputError(f"cross_entropy needs logits of shape (N, K), one row of K class scores per "
+                         f"image, got shape {shape}")
+    n, k = shape
+    if k < 2:
+        raise InputError(f"cross_entropy needs logits with K >= 2 classes, got shape {shape}; for one "
+                         "logit per image use bce or mnist_loss")
+    if tuple(labels.shape) != (n,):
+        hint = " (flatten them, e.g. y[:, 0])" if tuple(labels.shape) == (n, 1) else ""
+        raise InputError(f"labels must have shape (N,) = ({n},), one class index per row of the logits "
+                         f"{shape}, got shape {tuple(labels.shape)}{hint}")
+    if not xp.isdtype(labels.dtype, "integral"):
+        raise InputError(f"labels must be integer class indices in [0, {k}), got dtype {labels.dtype}")
+
+
+def _onehot_mask(logits, labels):
+    """Boolean (N, K): ``mask[n, k] = (labels[n] == k)``."""
+    xp = logits.__array_namespace__()
+    return labels[:, None] == xp.arange(logits.shape[-1], dtype=labels.dtype)
+
+
 def _size(x) -> int:
     size = 1
     for n in x.shape:
@@ -88,11 +193,15 @@ class Loss:
     name: str
     forward: Callable
     backward: Callable
+    #: True for integer class labels (N,) against logits (N, K); False for one logit per image.
+    multiclass: bool = False
 
 
 LOSSES: dict[str, Loss] = {
     "mnist_loss": Loss("mnist_loss", mnist_loss, mnist_loss_backward),
     "bce": Loss("bce", binary_cross_entropy, binary_cross_entropy_backward),
+    "cross_entropy": Loss("cross_entropy", softmax_cross_entropy, softmax_cross_entropy_backward,
+                          multiclass=True),
 }
 
 
