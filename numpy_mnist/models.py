@@ -21,9 +21,12 @@ from numpy_mnist.checks import check_2d, check_on_backend, check_targets
 from numpy_mnist.layers import linear, linear_backward, relu, relu_backward
 from numpy_mnist.losses import Loss, get_loss
 
-__all__ = ["Model", "LinearModel", "MLP", "MODEL_KINDS", "linear1", "simple_net", "N_PIXELS"]
+__all__ = ["Model", "LinearModel", "MLP", "MODEL_KINDS", "linear1", "simple_net", "linear10", "mlp10",
+           "N_PIXELS", "N_DIGITS"]
 
 N_PIXELS = 28 * 28
+#: Classes of the full MNIST: the digits 0 to 9.
+N_DIGITS = 10
 
 
 class Model:
@@ -173,6 +176,33 @@ def simple_net(hidden: int = 30, seed: int = 0, backend: str | Backend = "numpy"
     w1, b1 = _uniform_linear_init(rng, N_PIXELS, hidden)
     w2, b2 = _uniform_linear_init(rng, hidden, outputs)
     return MLP({"w1": w1, "b1": b1, "w2": w2, "b2": b2}, backend, loss)
+
+
+def linear10(seed: int = 0, backend: str | Backend = "numpy", *, dtype: str | None = None,
+             classes: int = N_DIGITS) -> LinearModel:
+    """All ten digits with one linear layer (softmax regression): 784 -> 10 logits, ``cross_entropy``.
+
+    ``params = {"weights": (784, 10), "bias": (10,)}``; column ``k`` of the weights is a 28x28 picture
+    of the evidence for digit ``k``.  The parameters start at zero, not at the book's standard normal:
+    the loss is convex in them, so zero is a fine start (and no symmetry needs breaking, as each class
+    gets its own gradient), and random weights on the always-black border pixels would never be
+    trained away (their gradient is 0) and would blur the weight pictures.  ``seed`` is accepted so
+    every factory takes the same arguments; nothing here is random.
+    """
+    del seed
+    backend = _resolve(backend, dtype)
+    params = {"weights": np.zeros((N_PIXELS, classes)), "bias": np.zeros((classes,))}
+    return LinearModel(params, backend, "cross_entropy")
+
+
+def mlp10(hidden: int = 100, seed: int = 0, backend: str | Backend = "numpy", *, dtype: str | None = None,
+          classes: int = N_DIGITS) -> MLP:
+    """All ten digits with the book's ``simple_net`` shape: 784 -> hidden -> ReLU -> 10, ``cross_entropy``.
+
+    Exactly ``simple_net(hidden, seed, backend, loss="cross_entropy", outputs=10)``, ``nn.Linear``'s
+    default init (hidden units must start different, unlike :func:`linear10`).
+    """
+    return simple_net(hidden, seed, backend, "cross_entropy", dtype=dtype, outputs=classes)
 
 
 def _resolve(backend: str | Backend, dtype: str | None) -> Backend:

@@ -1,13 +1,15 @@
-"""Pictures: learning curves and the accuracy-versus-loss nudge.  matplotlib is the ``plot`` extra."""
+"""Pictures: learning curves, the accuracy-versus-loss nudge, and for the ten digits the linear model's
+weights and a confusion matrix.  matplotlib is the ``plot`` extra.  Every function takes host arrays."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from numpy_mnist.errors import NumpyMnistError
+from numpy_mnist.errors import InputError, NumpyMnistError
 from numpy_mnist.files import atomic_write
 
-__all__ = ["pyplot", "save_figure", "plot_learning_curve", "plot_nudge"]
+__all__ = ["pyplot", "save_figure", "plot_learning_curve", "plot_nudge", "plot_class_weights",
+           "plot_confusion_matrix"]
 
 
 def pyplot():
@@ -64,4 +66,66 @@ def plot_nudge(rows, path: str | Path) -> Path:
         ax.set_xlabel("change of one weight")
         ax.grid(alpha=0.3)
         ax.ticklabel_format(useOffset=False, axis="y")
+    return save_figure(fig, path)
+
+
+def plot_class_weights(weights, path: str | Path, title: str = "") -> Path:
+    """Each class's weight vector as a 28x28 picture, in a grid of 2 rows (2x5 for ten digits).
+
+    ``weights`` is the linear model's (784, K) host array; picture ``k`` is column ``k``.  Red pixels
+    add to the class's logit when lit, blue ones subtract; one colour scale, symmetric about 0, is
+    shared by all pictures so that they can be compared.  The scale ends at the 99.5th percentile of
+    ``|w|`` (the few larger weights, mostly on rarely lit edge pixels, are drawn at full colour) so
+    that a handful of outliers do not wash out every picture.
+    """
+    import numpy as np
+
+    plt = pyplot()
+    weights = np.asarray(weights, dtype=np.float64)
+    if weights.ndim != 2 or weights.shape[0] != 28 * 28:
+        raise InputError(f"weights must have shape (784, K), one column per class, got {weights.shape}")
+    k = weights.shape[1]
+    cols = (k + 1) // 2
+    limit = float(np.percentile(np.abs(weights), 99.5)) or float(np.abs(weights).max()) or 1.0
+    fig, axes = plt.subplots(2, cols, figsize=(1.7 * cols + 0.8, 3.9), squeeze=False)
+    image = None
+    for i, ax in enumerate(axes.flat):
+        ax.set_axis_off()
+        if i < k:
+            image = ax.imshow(weights[:, i].reshape(28, 28), cmap="RdBu_r", vmin=-limit, vmax=limit)
+            ax.set_title(str(i))
+    fig.colorbar(image, ax=axes.ravel().tolist(), shrink=0.8, label="weight")
+    fig.suptitle(title or "weights of the linear model, one 28x28 picture per class")
+    return save_figure(fig, path)
+
+
+def plot_confusion_matrix(cm, path: str | Path, title: str = "") -> Path:
+    """A confusion matrix (rows: true class, columns: predicted) with its counts written in.
+
+    The colour of a cell is its share of the row (of that true class) on a square-root scale, so the
+    few mistakes stay visible next to the diagonal's thousands.
+    """
+    import numpy as np
+
+    plt = pyplot()
+    from matplotlib.colors import PowerNorm
+    cm = np.asarray(cm)
+    if cm.ndim != 2 or cm.shape[0] != cm.shape[1]:
+        raise InputError(f"cm must be a square (K, K) matrix of counts, got shape {cm.shape}")
+    k = cm.shape[0]
+    share = cm / np.maximum(cm.sum(axis=1, keepdims=True), 1)
+    fig, ax = plt.subplots(figsize=(0.55 * k + 2, 0.5 * k + 1.5))
+    image = ax.imshow(share, cmap="Blues", norm=PowerNorm(0.5, vmin=0, vmax=1))
+    for i in range(k):
+        for j in range(k):
+            ax.text(j, i, str(int(cm[i, j])), ha="center", va="center", fontsize=8,
+                    color="white" if share[i, j] > 0.3 else "black")
+    ax.set_xticks(range(k))
+    ax.set_yticks(range(k))
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("true")
+    fig.colorbar(image, ax=ax, label="share of the true class")
+    correct = int(np.trace(cm))
+    total = int(cm.sum())
+    ax.set_title(title or f"confusion matrix: {correct} of {total} right ({correct / max(total, 1):.2%})")
     return save_figure(fig, path)

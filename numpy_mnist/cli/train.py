@@ -1,6 +1,16 @@
-"""``numpy-mnist train``: the book's training run, with a progress bar, a table, history and a plot.
+"""numpy-mnist train: the book's training run, with a progress bar, a table, history and plots.
 
-Defaults reproduce the book's final model: ``simple_net``, 40 epochs, lr 0.1, batch size 256.
+--dataset sample (the default) is the book's 3s and 7s, and the defaults reproduce the book's final
+model: simple_net, 40 epochs, mnist_loss, lr 0.1, batch size 256, in order.
+
+--dataset mnist is the book's closing exercise: all ten digits, 60,000 train / 10,000 test images
+(the test split is the validation set) read from --data or the data cache (fill it with
+`numpy-mnist data download`).  The models get ten outputs and the loss is softmax cross-entropy;
+the defaults become lr 0.5, batch size 128, shuffled (seeded) batches.  Besides the history and
+the learning curve it writes the test set's confusion matrix (printed, JSON and PNG) and, for
+--model linear, the ten weight vectors as 28x28 pictures (class_weights.png).  With these defaults
+--model linear reaches about 0.92 test accuracy in 10 epochs and --model simple_net --hidden 100
+about 0.98 in 20.
 """
 
 from __future__ import annotations
@@ -16,20 +26,46 @@ from numpy_mnist.cli.options import add_backend_options, positive_float, positiv
 from numpy_mnist.files import write_json
 
 MODELS = ("linear", "simple_net")
+LOSSES = ("mnist_loss", "bce", "cross_entropy")
+
+
+class HelpFormatter(argparse.RawDescriptionHelpFormatter, argparse.ArgumentDefaultsHelpFormatter):
+    """Shows defaults, except the per-dataset ones (None here), whose help says them in words, and
+    those of on/off flags; keeps the description's paragraphs."""
+
+    def _get_help_string(self, action):
+        if action.default is None or action.nargs == 0:
+            return action.help
+        return super()._get_help_string(action)
 
 
 def register(subparsers) -> None:
     p = subparsers.add_parser("train", help="train a model and write history.json and a learning curve",
-                              description=__doc__, formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    p.add_argument("--model", choices=MODELS, default="simple_net", help="the book's linear1 or simple_net")
+                              description=__doc__, formatter_class=HelpFormatter)
+    p.add_argument("--dataset", choices=("sample", "mnist"), default="sample",
+                   help="the book's 3s and 7s, or all ten digits of MNIST")
+    p.add_argument("--data", type=Path, default=None, metavar="DIR",
+                   help="folder of the four MNIST IDX files, for --dataset mnist (default: $NUMPY_MNIST_DATA, "
+                        "else ~/.cache/numpy-mnist, where `numpy-mnist data download` puts them)")
+    p.add_argument("--model", choices=MODELS, default="simple_net",
+                   help="the book's linear1 or simple_net (784 -> hidden -> ReLU -> out), with 1 output for "
+                        "sample and 10 for mnist")
     p.add_argument("--hidden", type=positive_int, default=30, help="simple_net's hidden width")
-    p.add_argument("--loss", choices=("mnist_loss", "bce"), default="mnist_loss",
-                   help="the book's mnist_loss, or binary cross-entropy on logits")
+    p.add_argument("--loss", choices=LOSSES, default=None,
+                   help="sample: the book's mnist_loss (default) or bce, binary cross-entropy on logits; "
+                        "mnist: cross_entropy, softmax cross-entropy (the only one for ten classes)")
     p.add_argument("--epochs", type=positive_int, default=40, help="epochs to train")
-    p.add_argument("--lr", type=positive_float, default=0.1, help="SGD learning rate")
-    p.add_argument("--batch-size", type=positive_int, default=256, help="rows per minibatch")
-    p.add_argument("--shuffle", action=argparse.BooleanOptionalAction, default=False,
-                   help="draw a new (seeded) batch order every epoch")
+    p.add_argument("--lr", type=positive_float, default=None,
+                   help="SGD learning rate (default: 0.1 for sample, 0.5 for mnist)")
+    p.add_argument("--batch-size", type=positive_int, default=None,
+                   help="rows per minibatch (default: 256 for sample, 128 for mnist)")
+    p.add_argument("--shuffle", action=argparse.BooleanOptionalAction, default=None,
+                   help="draw a new (seeded) batch order every epoch (default: off for sample, as in the "
+                        "book; on for mnist)")
+    p.add_argument("--train-rows", type=positive_int, default=None, metavar="N",
+                   help="train on a seeded random subset of N rows (quick runs; default: all)")
+    p.add_argument("--valid-rows", type=positive_int, default=None, metavar="N",
+                   help="validate on a seeded random subset of N rows (default: all)")
     add_backend_options(p)
     p.add_argument("--seed", type=int, default=0, help="seed of the initial parameters and the shuffling")
     p.add_argument("--out", type=Path, default=Path("runs/train"), help="folder for history.json and the plot")
@@ -37,32 +73,55 @@ def register(subparsers) -> None:
                    help="write a checkpoint here after every epoch (and on Ctrl-C)")
     p.add_argument("--resume", type=Path, default=None, metavar="PATH",
                    help="continue from this checkpoint; --epochs counts epochs in total")
-    p.add_argument("--no-plot", dest="plot", action="store_false", help="skip the learning-curve PNG")
+    p.add_argument("--no-plot", dest="plot", action="store_false",
+                   help="skip the PNGs (learning curve; for mnist the confusion matrix and weights)")
     p.add_argument("--quiet", action="store_true", help="no progress bar and no table")
     p.set_defaults(run=run)
 
 
-def build_model(args, backend):
-    from numpy_mnist.models import linear1, simple_net
+def settle_defaults(args, spec) -> None:
+    """Fill in the per-dataset defaults (loss, lr, batch size, shuffling) and refuse a loss that
+    does not fit the dataset."""
+    from numpy_mnist.datasets import check_loss
 
+    args.loss = check_loss(spec, args.loss)
+    args.lr = spec.lr if args.lr is None else args.lr
+    args.batch_size = spec.batch_size if args.batch_size is None else args.batch_size
+    args.shuffle = spec.shuffle if args.shuffle is None else args.shuffle
+
+
+def build_model(args, backend, outputs: int = 1):
+    from numpy_mnist.models import linear1, linear10, mlp10, simple_net
+
+    if outputs > 1:
+        if args.model == "linear":
+            return linear10(seed=args.seed, backend=backend, classes=outputs)
+        return mlp10(hidden=args.hidden, seed=args.seed, backend=backend, classes=outputs)
     if args.model == "linear":
         return linear1(seed=args.seed, backend=backend, loss=args.loss)
     return simple_net(hidden=args.hidden, seed=args.seed, backend=backend, loss=args.loss)
 
 
 def run(args) -> int:
-    from numpy_mnist.data import DataLoader, load_mnist_sample
+    from numpy_mnist.data import DataLoader
+    from numpy_mnist.datasets import get_spec, load_dataset
     from numpy_mnist.learner import Learner
 
+    spec = get_spec(args.dataset)
+    settle_defaults(args, spec)
     backend = get_backend(args.backend, args.dtype)
-    train_x, train_y, valid_x, valid_y = load_mnist_sample()
-    train_dl = DataLoader(train_x, train_y, args.batch_size, shuffle=args.shuffle, seed=args.seed, backend=backend)
-    valid_dl = DataLoader(valid_x, valid_y, args.batch_size, backend=backend)
-    model = build_model(args, backend)
+    data = load_dataset(spec.name, args.data, train_rows=args.train_rows, valid_rows=args.valid_rows,
+                        seed=args.seed)
+    train_dl = DataLoader(data.train_x, data.train_y, args.batch_size, shuffle=args.shuffle, seed=args.seed,
+                          backend=backend)
+    valid_dl = DataLoader(data.valid_x, data.valid_y, args.batch_size, backend=backend)
+    model = build_model(args, backend, spec.outputs)
     learner = Learner(model, train_dl, valid_dl, lr=args.lr, history=resume(args, model))
 
     table = EpochTable(quiet=args.quiet)
-    table.header(f"{model!r} on {backend.device}, {train_dl.n_rows} train / {valid_dl.n_rows} valid rows")
+    table.header(f"{model!r} on {backend.device}, {spec.name}: {train_dl.n_rows} train / "
+                 f"{valid_dl.n_rows} valid rows, lr {args.lr:g}, batch {args.batch_size}"
+                 f"{', shuffled' if args.shuffle else ''}")
     for record in learner.history:
         table.row(record)
 
@@ -92,15 +151,42 @@ def run(args) -> int:
         from numpy_mnist.plots import plot_learning_curve
 
         written.append(plot_learning_curve(learner.history, args.out / "learning_curve.png",
-                                           title=f"{args.model}, lr {args.lr:g}, batch {args.batch_size}"))
+                                           title=f"{args.model} on {spec.name}, lr {args.lr:g}, "
+                                                 f"batch {args.batch_size}"))
+    if spec.outputs > 1:
+        written += write_class_pictures(args, model, valid_dl, table)
     final = learner.history[-1]
     print(f"final valid accuracy {final.accuracy:.4f}; wrote {', '.join(str(p) for p in written)}")
     return 0
 
 
+def write_class_pictures(args, model, valid_dl, table) -> list[Path]:
+    """The test set's confusion matrix (printed, JSON, PNG) and, for the linear model, its weights."""
+    from numpy_mnist.metrics import confusion_table, model_confusion_matrix
+
+    cm = model.backend.to_host(model_confusion_matrix(model, valid_dl))
+    table.print(f"confusion matrix of the {valid_dl.n_rows} validation (test) images:")
+    table.print(confusion_table(cm))
+    write_json(args.out / "confusion_matrix.json", cm.tolist())
+    written = [args.out / "confusion_matrix.json"]
+    if args.plot:
+        from numpy_mnist.plots import plot_class_weights, plot_confusion_matrix
+
+        written.append(plot_confusion_matrix(cm, args.out / "confusion_matrix.png"))
+        if args.model == "linear":
+            weights = model.backend.to_host(model.params["weights"])
+            written.append(plot_class_weights(weights, args.out / "class_weights.png"))
+    return written
+
+
+#: What a checkpoint written before a setting existed was trained with.
+_SETTINGS_BEFORE = {"dataset": "sample", "train_rows": None}
+
+
 def run_settings(args) -> dict:
     """The options that decide the batches and the steps: a resumed run must use the same."""
-    return {"lr": args.lr, "batch_size": args.batch_size, "shuffle": args.shuffle, "seed": args.seed}
+    return {"dataset": args.dataset, "train_rows": args.train_rows, "lr": args.lr,
+            "batch_size": args.batch_size, "shuffle": args.shuffle, "seed": args.seed}
 
 
 def resume(args, model) -> list:
@@ -112,8 +198,8 @@ def resume(args, model) -> list:
     checkpoint = load_checkpoint(args.resume)
     checkpoint.load_into(model)
     settings = run_settings(args)
-    differ = [f"--{k.replace('_', '-')} {checkpoint.run.get(k)!r} (not {v!r})"
-              for k, v in settings.items() if checkpoint.run.get(k) != v]
+    saved = {k: checkpoint.run.get(k, _SETTINGS_BEFORE.get(k)) for k in settings}
+    differ = [f"--{k.replace('_', '-')} {saved[k]!r} (not {v!r})" for k, v in settings.items() if saved[k] != v]
     if differ:
         raise CheckpointError(f"{args.resume} was trained with {', '.join(differ)}: "
                               "resume with the same settings")
@@ -128,15 +214,15 @@ class EpochTable:
     def __init__(self, quiet: bool = False) -> None:
         self.quiet = quiet
 
-    def _print(self, line: str) -> None:
+    def print(self, line: str) -> None:
         if not self.quiet:
             from tqdm.auto import tqdm
 
             tqdm.write(line)
 
     def header(self, title: str) -> None:
-        self._print(title)
-        self._print("  ".join(f"{c:>10}" for c in self.COLUMNS))
+        self.print(title)
+        self.print("  ".join(f"{c:>10}" for c in self.COLUMNS))
 
     def row(self, r) -> None:
-        self._print(f"{r.epoch:>10d}  {r.train_loss:>10.4f}  {r.valid_loss:>10.4f}  {r.accuracy:>10.4f}  {r.seconds:>10.3f}")
+        self.print(f"{r.epoch:>10d}  {r.train_loss:>10.4f}  {r.valid_loss:>10.4f}  {r.accuracy:>10.4f}  {r.seconds:>10.3f}")
