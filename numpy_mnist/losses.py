@@ -26,6 +26,8 @@ __all__ = [
     "mnist_loss_backward",
     "binary_cross_entropy",
     "binary_cross_entropy_backward",
+    "mnist_loss_value_and_grad",
+    "binary_cross_entropy_value_and_grad",
     "softmax_cross_entropy",
     "softmax_cross_entropy_backward",
     "softmax_cross_entropy_value_and_grad",
@@ -81,6 +83,52 @@ def binary_cross_entropy_backward(logits, targets):
     """``d loss / d z = (sigma(z) - t) / M``: softplus' = sigma, and d(t z)/dz = t."""
     check_same_shape(logits, targets)
     return (sigmoid(logits) - targets) / _size(logits)
+
+
+def mnist_loss_value_and_grad(logits, targets):
+    """:func:`mnist_loss` and :func:`mnist_loss_backward` in one pass: ``(loss, d loss / d logits)``.
+
+    Both need the same pieces.  With ``s = 1 - 2 t``, ``u = s z``, ``e = exp(-|u|)`` and
+    ``r = 1 / (1 + e)``::
+
+        sigma(u)  = r if u >= 0 else e r          (the stable sigmoid, as in :func:`sigmoid`)
+        loss      = (1 / M) sum sigma(u)
+        d loss/dz = s sigma'(u) / M,   sigma'(u) = e r r   (as in :func:`sigmoid_derivative`)
+
+    so one exponential per element serves the value and the gradient, and ``s`` is formed once.
+    For targets 0 and 1, ``s = +-1`` and ``|u| = |z|`` exactly: every element is then bitwise the
+    one the two separate functions give (the same operations in the same order), and the mean,
+    taken as ``sum / M``, rounds exactly as ``mean`` does (one correctly rounded division of the
+    same sum).  (For other targets this gradient is ``s sigma'(s z) / M``, the exact derivative of
+    the forward; :func:`mnist_loss_backward` uses ``sigma'(z)``, which agrees only for 0 and 1.)
+    """
+    check_same_shape(logits, targets)
+    xp = logits.__array_namespace__()
+    m = _size(logits)
+    s = 1 - 2 * targets
+    u = s * logits
+    e = xp.exp(-xp.abs(u))
+    r = 1 / (1 + e)
+    er = e * r
+    loss = xp.sum(xp.where(u >= 0, r, er)) / m
+    return loss, s * (er * r) / m
+
+
+def binary_cross_entropy_value_and_grad(logits, targets):
+    """:func:`binary_cross_entropy` and its backward in one pass, sharing ``e = exp(-|z|)``.
+
+    ``loss = (1/M) sum [max(z, 0) + log1p(e) - t z]`` and ``d loss / d z = (sigma(z) - t) / M`` with
+    ``sigma(z) = r`` or ``e r`` (``r = 1 / (1 + e)``) by the sign of ``z``: bitwise the values of
+    the two separate functions, with one exponential per element instead of two.
+    """
+    check_same_shape(logits, targets)
+    xp = logits.__array_namespace__()
+    m = _size(logits)
+    e = xp.exp(-xp.abs(logits))
+    softplus = xp.maximum(logits, xp.zeros_like(logits)) + xp.log1p(e)
+    loss = xp.sum(softplus - targets * logits) / m
+    r = 1 / (1 + e)
+    return loss, (xp.where(logits >= 0, r, e * r) - targets) / m
 
 
 def softmax_cross_entropy(logits, labels):
@@ -193,13 +241,22 @@ class Loss:
     name: str
     forward: Callable
     backward: Callable
+    #: Optional ``(logits, targets) -> (loss, dlogits)`` computing both in one pass (shared work).
+    fused: Callable | None = None
     #: True for integer class labels (N,) against logits (N, K); False for one logit per image.
     multiclass: bool = False
 
+    def value_and_grad(self, logits, targets):
+        """``(forward(logits, targets), backward(logits, targets))``, in one pass where the loss has one."""
+        if self.fused is not None:
+            return self.fused(logits, targets)
+        return self.forward(logits, targets), self.backward(logits, targets)
+
 
 LOSSES: dict[str, Loss] = {
-    "mnist_loss": Loss("mnist_loss", mnist_loss, mnist_loss_backward),
-    "bce": Loss("bce", binary_cross_entropy, binary_cross_entropy_backward),
+    "mnist_loss": Loss("mnist_loss", mnist_loss, mnist_loss_backward, fused=mnist_loss_value_and_grad),
+    "bce": Loss("bce", binary_cross_entropy, binary_cross_entropy_backward,
+                fused=binary_cross_entropy_value_and_grad),
     "cross_entropy": Loss("cross_entropy", softmax_cross_entropy, softmax_cross_entropy_backward,
                           multiclass=True),
 }
