@@ -74,9 +74,18 @@ class Model:
         The training loop's hot path: its data were checked once, when the Learner was built.
         """
         logits, cache = self._forward(x)
-        loss = self.loss.forward(logits, y)
-        grads = self._backward(self.loss.backward(logits, y), cache)
-        return loss, grads
+        loss, dlogits = self._loss_value_and_grad()(logits, y)
+        return loss, self._backward(dlogits, cache)
+
+    def _loss_value_and_grad(self):
+        """The loss's one-pass ``(value, dlogits)``: a fused CUDA kernel on CuPy, where one exists.
+
+        Chosen once per loss object (``self.loss`` may be replaced) by :func:`value_and_grad_for`.
+        """
+        chosen = self.__dict__.get("_value_and_grad")
+        if chosen is None or chosen[0] is not self.loss:
+            chosen = self._value_and_grad = (self.loss, value_and_grad_for(self.backend, self.loss))
+        return chosen[1]
 
     def config(self) -> dict:
         """What rebuilds this model's shape: kind, sizes and loss name."""
@@ -143,6 +152,22 @@ class MLP(Model):
         da, dw2, db2 = linear_backward(dlogits, a, p["w2"])
         _, dw1, db1 = linear_backward(relu_backward(da, h), x, p["w1"], need_dx=False)
         return {"w1": dw1, "b1": db1, "w2": dw2, "b2": db2}
+
+
+def value_and_grad_for(backend: Backend, loss: Loss):
+    """``(logits, targets) -> (loss, dlogits)`` for ``loss`` on ``backend``.
+
+    On CuPy, :mod:`numpy_mnist.cuda_kernels` (imported only then) may supply one elementwise kernel
+    for the whole sigmoid-loss-gradient chain, bitwise equal to the composed path; everywhere else,
+    and for losses without a kernel, it is :meth:`Loss.value_and_grad`, written in the Array API.
+    """
+    if backend.name == "cupy":
+        from numpy_mnist import cuda_kernels
+
+        fused = cuda_kernels.fused_value_and_grad(loss)
+        if fused is not None:
+            return fused
+    return loss.value_and_grad
 
 
 def _uniform_linear_init(rng: np.random.Generator, fan_in: int, fan_out: int):
