@@ -3,15 +3,14 @@ training on a subset of the real MNIST, and ``numpy-mnist train --dataset mnist`
 
 Training here uses a seeded subset of ``../shared/data/mnist`` (2,000 train / 1,000 test rows) so the
 suite stays fast.  The full-data figures of issue 6 (linear >= 0.92 after 10 epochs, a 100-wide MLP
->= 0.975 within 20) are checked by the ``slow`` tests at the end, which run only with
-``NUMPY_MNIST_SLOW=1`` (about a minute on two cores).
+>= 0.975 within 20) are checked by the ``slow`` tests at the end (about 10 s on two cores; they run
+by default, and ``-m "not slow"`` leaves them out).
 """
 
 from __future__ import annotations
 
 import json
 import math
-import os
 
 import numpy as np
 import pytest
@@ -28,10 +27,6 @@ from numpy_mnist.models import N_DIGITS, N_PIXELS, linear1, linear10, mlp10, sim
 EPS64 = float(np.finfo(np.float64).eps)
 PNG = b"\x89PNG\r\n\x1a\n"
 SUBSET = {"train_rows": 2000, "valid_rows": 1000}
-
-full_run = pytest.mark.skipif(not os.environ.get("NUMPY_MNIST_SLOW"),
-                              reason="a full-MNIST training run: set NUMPY_MNIST_SLOW=1 to run it")
-
 
 def batch(backend, n=6, classes=N_DIGITS, seed=0):
     rng = np.random.default_rng(seed)
@@ -359,7 +354,7 @@ def test_resume_refuses_another_dataset(shared_data, tmp_path, capsys):
     assert "--train-rows 300 (not 400)" in capsys.readouterr().err
 
 
-# -- the full data (slow; NUMPY_MNIST_SLOW=1) --------------------------------------------------------
+# -- the full data (slow: deselect with -m 'not slow') ----------------------------------------------------
 
 @pytest.fixture(scope="module")
 def mnist_full(shared_data):
@@ -367,14 +362,12 @@ def mnist_full(shared_data):
 
 
 @pytest.mark.slow
-@full_run
 def test_full_mnist_linear_reaches_092_in_10_epochs(mnist_full):
     history = train(mnist_full, linear10(backend="numpy"), epochs=10)
     assert history[-1].accuracy >= 0.92
 
 
 @pytest.mark.slow
-@full_run
 def test_full_mnist_mlp100_reaches_0975_within_20_epochs(mnist_full):
     history = train(mnist_full, mlp10(hidden=100, backend="numpy"), epochs=20)
     assert max(r.accuracy for r in history) >= 0.975 and history[-1].accuracy >= 0.975
