@@ -18,7 +18,8 @@ import numpy as np
 
 from backends import Backend, get_backend
 from numpy_mnist.checks import check_2d, check_on_backend, check_targets
-from numpy_mnist.layers import linear, linear_backward, relu, relu_backward
+from numpy_mnist import layers
+from numpy_mnist.layers import linear, relu, relu_backward
 from numpy_mnist.losses import Loss, get_loss
 
 __all__ = ["Model", "LinearModel", "MLP", "MODEL_KINDS", "linear1", "simple_net", "linear10", "mlp10",
@@ -87,6 +88,13 @@ class Model:
             chosen = self._value_and_grad = (self.loss, value_and_grad_for(self.backend, self.loss))
         return chosen[1]
 
+    def _layers(self):
+        """The module of ``linear_backward`` for this model's backend (see :func:`layer_ops_for`), chosen once."""
+        ops = self.__dict__.get("_layer_ops")
+        if ops is None:
+            ops = self._layer_ops = layer_ops_for(self.backend)
+        return ops
+
     def config(self) -> dict:
         """What rebuilds this model's shape: kind, sizes and loss name."""
         return {"kind": self.kind, "inputs": self.inputs, "outputs": self.outputs, "loss": self.loss.name}
@@ -115,7 +123,7 @@ class LinearModel(Model):
         return linear(x, p["weights"], p["bias"]), x
 
     def _backward(self, dlogits, x):
-        _, dw, db = linear_backward(dlogits, x, self.params["weights"], need_dx=False)
+        _, dw, db = self._layers().linear_backward(dlogits, x, self.params["weights"], need_dx=False)
         return {"weights": dw, "bias": db}
 
 
@@ -148,9 +156,9 @@ class MLP(Model):
 
     def _backward(self, dlogits, cache):
         x, h, a = cache
-        p = self.params
-        da, dw2, db2 = linear_backward(dlogits, a, p["w2"])
-        _, dw1, db1 = linear_backward(relu_backward(da, h), x, p["w1"], need_dx=False)
+        p, L = self.params, self._layers()
+        da, dw2, db2 = L.linear_backward(dlogits, a, p["w2"])
+        _, dw1, db1 = L.linear_backward(relu_backward(da, h), x, p["w1"], need_dx=False)
         return {"w1": dw1, "b1": db1, "w2": dw2, "b2": db2}
 
 
@@ -158,16 +166,34 @@ def value_and_grad_for(backend: Backend, loss: Loss):
     """``(logits, targets) -> (loss, dlogits)`` for ``loss`` on ``backend``.
 
     On CuPy, :mod:`numpy_mnist.cuda_kernels` (imported only then) may supply one elementwise kernel
-    for the whole sigmoid-loss-gradient chain, bitwise equal to the composed path; everywhere else,
-    and for losses without a kernel, it is :meth:`Loss.value_and_grad`, written in the Array API.
+    for the whole sigmoid-loss-gradient chain; on NumPy, :mod:`numpy_mnist.numpy_kernels` the same
+    steps with less per-call overhead; both bitwise equal to the composed path.  Everywhere else,
+    and for losses without a fast path, it is :meth:`Loss.value_and_grad`, written in the Array API.
     """
+    fused = None
     if backend.name == "cupy":
         from numpy_mnist import cuda_kernels
 
         fused = cuda_kernels.fused_value_and_grad(loss)
-        if fused is not None:
-            return fused
-    return loss.value_and_grad
+    elif backend.name == "numpy":
+        from numpy_mnist import numpy_kernels
+
+        fused = numpy_kernels.fused_value_and_grad(loss)
+    return fused if fused is not None else loss.value_and_grad
+
+
+def layer_ops_for(backend: Backend):
+    """The module whose ``linear_backward`` a model uses (its most frequent reduction).
+
+    :mod:`numpy_mnist.layers` (the Array-API function, with the math in its docstring) on every
+    backend but NumPy, where :mod:`numpy_mnist.numpy_kernels` does the same operations through
+    NumPy's cheaper entry points, bitwise the same results.
+    """
+    if backend.name == "numpy":
+        from numpy_mnist import numpy_kernels
+
+        return numpy_kernels
+    return layers
 
 
 def _uniform_linear_init(rng: np.random.Generator, fan_in: int, fan_out: int):

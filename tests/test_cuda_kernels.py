@@ -54,12 +54,14 @@ def test_the_fused_kernel_is_selected_only_for_cupy_and_mnist_loss():
     mnist, bce = get_loss("mnist_loss"), get_loss("bce")
     assert value_and_grad_for(_FakeCupyBackend(), mnist) is cuda_kernels.mnist_loss_value_and_grad_cuda
     assert value_and_grad_for(_FakeCupyBackend(), bce) == bce.value_and_grad  # no kernel: composed path
-    for name in ("numpy", "array_api_strict"):
-        try:
-            backend = get_backend(name)
-        except BackendUnavailableError:
-            continue
-        assert value_and_grad_for(backend, mnist) == mnist.value_and_grad
+    from numpy_mnist import numpy_kernels
+
+    assert value_and_grad_for(get_backend("numpy"), mnist) is numpy_kernels.mnist_loss_value_and_grad
+    try:
+        strict = get_backend("array_api_strict")
+    except BackendUnavailableError:
+        return
+    assert value_and_grad_for(strict, mnist) == mnist.value_and_grad
 
 
 def test_a_custom_loss_named_mnist_loss_keeps_its_own_path():
@@ -108,6 +110,34 @@ def test_the_kernel_body_computes_bitwise_the_composed_loss_and_gradient(dtype, 
     assert out["grad"].dtype == dtype
     assert out["grad"].tobytes() == mnist_loss_backward(z, t).tobytes()
     assert np.asarray(np.sum(out["loss"]) / z.size).tobytes() == np.asarray(mnist_loss(z, t)).tobytes()
+
+
+def test_the_cupy_wrapper_runs_the_kernel_and_averages_like_the_composed_path(monkeypatch):
+    """The Python around the kernel (argument order, M in the logits' dtype, outputs, sum / M),
+    with a stand-in ``cupy.ElementwiseKernel`` that runs the kernel body through :func:`emulate_kernel`."""
+    import types
+
+    class ElementwiseKernel:
+        def __init__(self, in_params, out_params, operation, name):
+            self.spec = KernelSpec(name, in_params, out_params, operation)
+
+        def __call__(self, *args):
+            names = [p.split()[-1] for p in self.spec.in_params.split(",")]
+            out = emulate_kernel(self.spec, np, **dict(zip(names, args)))
+            return tuple(out[p.split()[-1]] for p in self.spec.out_params.split(","))
+
+    monkeypatch.setitem(sys.modules, "cupy", types.SimpleNamespace(ElementwiseKernel=ElementwiseKernel))
+    monkeypatch.setattr(cuda_kernels, "_COMPILED", {})
+    rng = np.random.default_rng(3)
+    for dtype in (np.float32, np.float64):
+        z = (rng.standard_normal((300, 1)) * 20).astype(dtype)
+        t = (rng.random((300, 1)) < 0.5).astype(dtype)
+        loss, grad = cuda_kernels.mnist_loss_value_and_grad_cuda(z, t)
+        ref_loss, ref_grad = mnist_loss_value_and_grad(z, t)
+        assert np.asarray(loss).tobytes() == np.asarray(ref_loss).tobytes()
+        assert grad.dtype == dtype and grad.tobytes() == ref_grad.tobytes()
+    with pytest.raises(InputError):
+        cuda_kernels.mnist_loss_value_and_grad_cuda(z, t[:, 0])
 
 
 def test_emulation_refuses_what_it_cannot_translate():
