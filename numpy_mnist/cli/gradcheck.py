@@ -1,0 +1,108 @@
+"""``numpy-mnist gradcheck``: watch the hand-derived gradients hold.
+
+For one batch of real images, every parameter's gradient from ``model.loss_and_grads`` is compared
+with central finite differences of the loss (float64) and, when PyTorch is installed, with PyTorch's
+autograd on the same computation.  Prints one row per parameter; exits 0 when all agree within
+tolerance, 1 on a mismatch (naming it), 2 on a bad argument.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+from numpy_mnist.cli.options import positive_float, positive_int
+from numpy_mnist.cli.train import MODELS, build_model
+from numpy_mnist import gradcheck as gc
+from numpy_mnist.errors import InputError
+
+
+def register(subparsers) -> None:
+    p = subparsers.add_parser("gradcheck", help="prove the hand-derived gradients: finite differences and PyTorch",
+                              description=__doc__, formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("--model", choices=MODELS, default="simple_net", help="the book's linear1 or simple_net")
+    p.add_argument("--loss", choices=("mnist_loss", "bce"), default="mnist_loss",
+                   help="the book's mnist_loss, or binary cross-entropy on logits")
+    p.add_argument("--hidden", type=positive_int, default=30, help="simple_net's hidden width")
+    p.add_argument("--seed", type=int, default=0, help="seed of the initial parameters and of the batch")
+    p.add_argument("--batch-size", type=positive_int, default=64, help="images in the batch")
+    p.add_argument("--backend", choices=("auto", "numpy", "cupy", "array_api_strict"), default="auto",
+                   help="array backend computing the model (always in float64)")
+    p.add_argument("--step", type=positive_float, default=gc.DEFAULT_H, metavar="H", help="finite-difference step")
+    p.set_defaults(run=run)
+
+
+def run(args) -> int:
+    import numpy as np
+
+    from backends import get_backend
+    from numpy_mnist.data import load_mnist_sample
+
+    h = args.step
+    backend = get_backend(args.backend, "float64")
+    model = build_model(args, backend)
+
+    train_x, train_y, _, _ = load_mnist_sample()
+    if args.batch_size > len(train_x):
+        raise InputError(f"--batch-size {args.batch_size} is larger than the {len(train_x)} training images")
+    rows = np.sort(np.random.default_rng(args.seed).choice(len(train_x), args.batch_size, replace=False))
+    x, y = train_x[rows], train_y[rows]
+    margin = gc.kink_margin(x, h)
+    near = gc.rows_near_relu_kink(model, x, margin)
+    if near.all():
+        raise InputError(f"every row of the batch has a ReLU pre-activation within {margin:.1e} of the kink; "
+                         "try another --seed")
+    x, y = x[~near], y[~near]
+
+    check = gc.check_model(model, x, y, h=h)
+
+    threes = int(np.sum(y == 1))
+    shape = f"784 -> {model.hidden} -> ReLU -> 1" if args.model == "simple_net" else "784 -> 1"
+    print(f"gradient check of {args.model} ({shape}), loss {args.loss}, seed {args.seed}, "
+          f"on {backend.name} float64 ({backend.device})")
+    print(f"batch: {len(x)} training images of the bundled MNIST sample ({threes} threes, "
+          f"{len(x) - threes} sevens), drawn with seed {args.seed}; loss {check.loss:.6f}")
+    if near.any():
+        left_out = "1 image" if near.sum() == 1 else f"{int(near.sum())} images"
+        print(f"  ({left_out} with a ReLU pre-activation within {margin:.1e} of 0 left out: "
+              "a finite difference straddling the kink measures nothing)")
+    if check.pytorch is not None:
+        reference = f"PyTorch autograd (float64): tolerance {gc.TORCH_RTOL:.0e} relative"
+    else:
+        reference = f"PyTorch: {check.pytorch_missing}"
+    print(f"finite differences: central, step {h:g}, tolerance {gc.DEFAULT_RTOL:.0e} relative; {reference}")
+    print()
+    print(table(check))
+    print()
+    if check.ok:
+        versus = f" and with PyTorch (< {gc.TORCH_RTOL:.0e})" if check.pytorch is not None else ""
+        print(f"OK: every gradient agrees with finite differences (< {gc.DEFAULT_RTOL:.0e}){versus}.")
+        return 0
+    for r in check.failures:
+        against = "PyTorch" if r.method == "pytorch" else "finite differences"
+        print(f"MISMATCH: {r.name} against {against}: relative error {r.rel_error:.2e} exceeds {r.rtol:.0e} "
+              f"at {r.where}: analytic {r.analytic:.10g}, {'PyTorch' if r.method == 'pytorch' else 'numeric'} "
+              f"{r.numeric:.10g}")
+    if check.pytorch is not None and all(r.ok for r in check.pytorch.values()):
+        print(f"(PyTorch agrees with every analytic gradient: the finite differences themselves may be off; "
+              f"step {h:g} trades truncation error, h^2, against rounding, eps / h: try --step 1e-6)")
+    return 1
+
+
+def table(check) -> str:
+    """One row per parameter: shape, analytic gradient norm, worst relative errors."""
+    header = ("parameter", "shape", "|grad|", "vs finite differences", "compared", "vs PyTorch")
+    rows = []
+    for name, fd in check.finite_differences.items():
+        if fd.method == "full":
+            compared = "1 entry" if fd.checked == 1 else f"all {fd.checked} entries"
+        else:
+            compared = f"{gc.DEFAULT_DIRECTIONS} directions + {fd.checked - gc.DEFAULT_DIRECTIONS} entries"
+        pt = check.pytorch[name] if check.pytorch is not None else None
+        rows.append((name, str(fd.shape), f"{fd.norm:.3e}", _error(fd), compared,
+                     _error(pt) if pt is not None else check.pytorch_missing))
+    widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]
+    return "\n".join("  ".join(str(c).ljust(w) for c, w in zip(r, widths)).rstrip() for r in [header, *rows])
+
+
+def _error(report) -> str:
+    return f"{report.rel_error:.1e}" + ("" if report.ok else " MISMATCH")
