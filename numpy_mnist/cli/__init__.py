@@ -14,7 +14,7 @@ from numpy_mnist import __version__
 from numpy_mnist.errors import NumpyMnistError
 
 #: Subcommand modules under ``numpy_mnist.cli``, in the order ``--help`` lists them.
-SUBCOMMANDS = ("train", "baseline", "data", "gradcheck")
+SUBCOMMANDS = ("train", "baseline", "data", "gradcheck", "bench")
 
 
 class OneLineParser(argparse.ArgumentParser):

@@ -1,0 +1,53 @@
+"""``numpy-mnist bench``: time one training epoch on every engine, against PyTorch and the hardware.
+
+Prints a Markdown table (epoch times, speed-ups over PyTorch eager, multiples of a streaming pass
+over the data, the targets of issue 5); with ``--out`` also writes it, a JSON file with every
+figure and the machine, and PNG plots.  ``--quick`` takes well under a minute on a 2-core CPU;
+``--sweep`` adds batch size, hidden width and dataset size sweeps (minutes, unattended).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from numpy_mnist.cli.options import positive_int
+
+ENGINES = ("numpy", "torch-cpu", "cupy", "cupy-graph", "torch-cuda")
+
+
+def register(subparsers) -> None:
+    p = subparsers.add_parser("bench", help="benchmark one training epoch: numpy-mnist vs PyTorch, CPU vs GPU",
+                              description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--quick", action="store_true", help="fewer repeats and a smaller sweep: under a minute")
+    p.add_argument("--out", type=Path, default=None,
+                   help="write bench.md, bench.json and PNG plots into this folder")
+    p.add_argument("--engines", nargs="+", choices=ENGINES, default=None, metavar="ENGINE",
+                   help=f"engines to run, from {', '.join(ENGINES)} (default: all but cupy-graph; "
+                        "unavailable ones are reported, not run)")
+    p.add_argument("--sweep", action="store_true",
+                   help="also sweep batch size (64..8192), hidden width (30..4096) and rows (12,396..10^6)")
+    p.add_argument("--cuda-graph", action="store_true",
+                   help="also time numpy-mnist on CuPy with the epoch replayed as a CUDA graph")
+    p.add_argument("--repeats", type=positive_int, default=None, help="timed repeats per measurement")
+    p.add_argument("--warmups", type=positive_int, default=None, help="untimed runs before timing")
+    p.add_argument("--no-plot", dest="plot", action="store_false", help="skip the PNG plots")
+    p.set_defaults(run=run)
+
+
+def run(args) -> int:
+    from numpy_mnist.bench import BenchConfig, markdown, run_bench, write_results
+    from numpy_mnist.bench.engines import DEFAULT_ENGINES
+
+    engines = tuple(args.engines) if args.engines else DEFAULT_ENGINES
+    if args.cuda_graph and "cupy-graph" not in engines:
+        engines += ("cupy-graph",)
+    config = BenchConfig(quick=args.quick, engines=engines, sweep=args.sweep, repeats=args.repeats,
+                         warmups=args.warmups)
+    results = run_bench(config, log=lambda line: print(line, file=sys.stderr, flush=True))
+    print(markdown(results), end="")
+    if args.out is not None:
+        written = write_results(results, args.out, plots=args.plot)
+        print(f"wrote {', '.join(str(p) for p in written)}")
+    return 0
