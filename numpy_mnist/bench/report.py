@@ -105,9 +105,11 @@ def markdown(results: dict) -> str:
     sweep = results.get("sweep")
     if sweep is not None:
         out += ["", "## Sweep (median ms per epoch)", ""]
+        labels = {e["key"]: e["label"] for e in results["engines"]}
         for s in sweep["series"]:
             keys = list(s["points"][0]["engines"]) if s["points"] else []
-            out += [f"### {s['axis']} ({s['model']})", "", "| " + s["axis"] + " | " + " | ".join(keys) + " |",
+            out += [f"### {s['axis']} ({s['model']})", "",
+                    "| " + s["axis"] + " | " + " | ".join(labels.get(k, k) for k in keys) + " |",
                     "|---:|" + "---:|" * len(keys)]
             for p in s["points"]:
                 out.append(f"| {p['value']:,} | " + " | ".join(_ms(p["engines"][k]["median_s"]) for k in keys) + " |")
