@@ -258,7 +258,7 @@ LOSSES: dict[str, Loss] = {
     "bce": Loss("bce", binary_cross_entropy, binary_cross_entropy_backward,
                 fused=binary_cross_entropy_value_and_grad),
     "cross_entropy": Loss("cross_entropy", softmax_cross_entropy, softmax_cross_entropy_backward,
-                          multiclass=True),
+                          fused=softmax_cross_entropy_value_and_grad, multiclass=True),
 }
 
 
