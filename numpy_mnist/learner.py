@@ -37,25 +37,34 @@ class EpochRecord:
 def train_epoch(model, train_dl, opt, *, epoch: int = 1) -> float:
     """One pass over ``train_dl`` with an SGD step per batch; returns the mean training loss.
 
-    Raises :class:`DivergenceError` (after the epoch, naming the first bad batch) if any batch loss
-    was NaN or infinite; the caller decides which parameters to keep.
+    Raises :class:`DivergenceError`, naming the epoch and the first bad batch, when a batch loss is
+    NaN or infinite; the caller decides which parameters to keep.  On the CPU every batch loss is
+    read as it comes, so the run stops at that batch, before its step.  On a GPU, reading a loss
+    would stall the device once per batch, so the losses stay there and are read (and checked)
+    once, at the end of the epoch.
     """
     xp = model.backend.xp
+    check_each_batch = not model.backend.is_gpu
     losses, sizes = [], []
-    for xb, yb in train_dl:
+    for i, (xb, yb) in enumerate(train_dl, start=1):
         loss, grads = model.loss_array_and_grads(xb, yb)
+        if check_each_batch and not math.isfinite(value := float(loss)):
+            raise _diverged(value, epoch, i, len(train_dl), opt.lr)
         opt.step(grads)
         losses.append(loss)
         sizes.append(xb.shape[0])
     batch_losses = model.backend.to_host(xp.stack(losses)).tolist()
     for i, value in enumerate(batch_losses, start=1):
         if not math.isfinite(value):
-            raise DivergenceError(
-                f"the training loss became {value} in epoch {epoch}, batch {i} of {len(batch_losses)}: "
-                f"the learning rate {opt.lr:g} is too high for this model; try a lower --lr "
-                f"(e.g. {opt.lr / 10:g})"
-            )
+            raise _diverged(value, epoch, i, len(batch_losses), opt.lr)
     return sum(v * n for v, n in zip(batch_losses, sizes)) / sum(sizes)
+
+
+def _diverged(value: float, epoch: int, batch: int, batches: int, lr: float) -> DivergenceError:
+    return DivergenceError(
+        f"the training loss became {value} in epoch {epoch}, batch {batch} of {batches}: "
+        f"the learning rate {lr:g} is too high for this model; try a lower --lr (e.g. {lr / 10:g})"
+    )
 
 
 def validate_epoch(model, valid_dl) -> tuple[float, float]:

@@ -116,3 +116,16 @@ def test_simple_net_defaults_reach_098(sample):
     train_dl, valid_dl = loaders(sample)
     history = Learner(simple_net(seed=0), train_dl, valid_dl, lr=0.1).fit(40)
     assert history[-1].accuracy >= 0.980
+
+
+def test_on_the_cpu_divergence_stops_at_the_bad_batch_before_its_step(sample):
+    train_dl, valid_dl = loaders(sample, rows=600)
+    model = simple_net(seed=0, loss="bce")
+    learner = Learner(model, train_dl, valid_dl, lr=1e36)
+    steps = []
+    original_step = learner.opt.step
+    learner.opt.step = lambda grads: (steps.append(1), original_step(grads))
+    with pytest.raises(DivergenceError) as info:
+        learner.fit(1)
+    bad_batch = int(str(info.value).split("batch ")[1].split()[0])
+    assert len(steps) == bad_batch - 1 < len(train_dl)  # no batch ran after the bad one
