@@ -15,8 +15,10 @@ __all__ = ["atomic_write", "write_json"]
 def atomic_write(path: str | os.PathLike, mode: str = "wb"):
     """Open a temporary file beside ``path``; on success fsync it and rename it over ``path``.
 
-    Readers see either the old file or the complete new one, never a part.  On any exception the
-    temporary file is removed and ``path`` is untouched.
+    Readers see either the old file or the complete new one, never a part.  On any exception
+    raised inside the ``with`` block (a failed check included) the temporary file is removed and
+    ``path`` is untouched.  After the rename the folder is fsynced too, so the rename survives a
+    power cut.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -31,6 +33,17 @@ def atomic_write(path: str | os.PathLike, mode: str = "wb"):
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
         raise
+    _fsync_dir(path.parent)
+
+
+def _fsync_dir(path: Path) -> None:
+    """Make a rename durable (POSIX); a no-op where folders cannot be opened."""
+    with contextlib.suppress(OSError):
+        fd = os.open(path, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
 
 
 def write_json(path: str | os.PathLike, obj) -> None:

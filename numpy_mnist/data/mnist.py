@@ -11,11 +11,9 @@ holds a half-written or unverified archive.
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import http.client
 import os
-import tempfile
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -25,6 +23,7 @@ import numpy as np
 
 from numpy_mnist.data.idx import read_idx
 from numpy_mnist.errors import ChecksumError, DataError
+from numpy_mnist.files import atomic_write
 
 __all__ = ["load_mnist", "download_mnist", "verify_mnist", "default_data_dir",
            "MNIST_FILES", "MIRRORS", "DATA_ENV_VAR"]
@@ -200,19 +199,19 @@ def download_mnist(root: str | os.PathLike | None = None, mirrors: list[str] | t
 
 
 def _fetch(url: str, target: Path, sums: FileSums, progress: bool, timeout: float) -> None:
-    """Download ``url`` into ``target`` via a checked temporary file; DataError on any problem."""
+    """Download ``url`` into ``target`` through :func:`~numpy_mnist.files.atomic_write`.
+
+    A truncated or wrong download raises inside the atomic write, so its temporary file is removed
+    and ``target`` is never touched; only a complete, verified file is renamed into place.
+    """
     from tqdm import tqdm
 
     from numpy_mnist import __version__
 
     try:
-        fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".part", dir=target.parent)
-    except OSError as exc:
-        raise DataError(f"cannot write in the data folder {target.parent} ({exc.strerror or exc})") from None
-    try:
         request = urllib.request.Request(url, headers={"User-Agent": f"numpy-mnist/{__version__}"})
-        md5, sha256, received = hashlib.md5(usedforsecurity=False), hashlib.sha256(), 0
-        with os.fdopen(fd, "wb") as f, urllib.request.urlopen(request, timeout=timeout) as response:
+        with atomic_write(target) as f, urllib.request.urlopen(request, timeout=timeout) as response:
+            md5, sha256, received = hashlib.md5(usedforsecurity=False), hashlib.sha256(), 0
             announced = response.length  # Content-Length, if the server sent one
             with tqdm(total=announced or sums.size, unit="B", unit_scale=True, unit_divisor=1024,
                       desc=target.name, disable=not progress, leave=False) as bar:
@@ -224,15 +223,12 @@ def _fetch(url: str, target: Path, sums: FileSums, progress: bool, timeout: floa
                     md5.update(chunk)
                     sha256.update(chunk)
                     bar.update(len(chunk))
-            f.flush()
-            os.fsync(f.fileno())
-        if received < sums.size:  # http.client returns b"" on a connection closed early; no error
-            promised = f" ({announced:,} announced)" if announced else ""
-            raise DataError(f"{url}: truncated download, {received:,} of {sums.size:,} bytes{promised}")
-        if md5.hexdigest() != sums.md5 or sha256.hexdigest() != sums.sha256:
-            raise ChecksumError(f"{url}: checksum mismatch for {target.name}: sha256 {sha256.hexdigest()}, "
-                                f"expected {sums.sha256} (md5 {md5.hexdigest()}, expected {sums.md5})")
-        os.replace(tmp, target)
+            if received < sums.size:  # http.client returns b"" on a connection closed early; no error
+                promised = f" ({announced:,} announced)" if announced else ""
+                raise DataError(f"{url}: truncated download, {received:,} of {sums.size:,} bytes{promised}")
+            if md5.hexdigest() != sums.md5 or sha256.hexdigest() != sums.sha256:
+                raise ChecksumError(f"{url}: checksum mismatch for {target.name}: sha256 {sha256.hexdigest()}, "
+                                    f"expected {sums.sha256} (md5 {md5.hexdigest()}, expected {sums.md5})")
     except urllib.error.HTTPError as exc:
         exc.close()  # an HTTPError is also an open response
         raise DataError(f"{url}: HTTP {exc.code} {exc.reason}") from None
@@ -242,17 +238,3 @@ def _fetch(url: str, target: Path, sums: FileSums, progress: bool, timeout: floa
         raise DataError(f"{url}: not a usable URL ({exc})") from None
     except (http.client.HTTPException, OSError) as exc:
         raise DataError(f"{url}: transfer failed ({type(exc).__name__}: {exc})") from None
-    finally:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-    _fsync_dir(target.parent)
-
-
-def _fsync_dir(path: Path) -> None:
-    """Make a rename durable (POSIX); a no-op where directories cannot be opened."""
-    with contextlib.suppress(OSError):
-        fd = os.open(path, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
