@@ -152,11 +152,7 @@ def softmax_cross_entropy(logits, labels):
     ``labels`` is an integer array of shape (N,).
     """
     check_class_labels(logits, labels)
-    xp = logits.__array_namespace__()
-    hit = _onehot_mask(logits, labels)
-    log_p = xp.sum(xp.where(hit, log_softmax(logits), xp.zeros_like(logits)), axis=-1)
-    per_row = xp.where(xp.any(hit, axis=-1), -log_p, xp.full_like(log_p, float("nan")))
-    return xp.mean(per_row)
+    return _mean_picked_nll(log_softmax(logits), _onehot_mask(logits, labels))
 
 
 def softmax_cross_entropy_backward(logits, labels):
@@ -195,11 +191,8 @@ def softmax_cross_entropy_value_and_grad(logits, labels):
     shifted = logits - xp.max(logits, axis=-1, keepdims=True)
     e = xp.exp(shifted)
     total = xp.sum(e, axis=-1, keepdims=True)
-    zeros = xp.zeros_like(logits)
-    log_p = xp.sum(xp.where(hit, shifted - xp.log(total), zeros), axis=-1)
-    per_row = xp.where(xp.any(hit, axis=-1), -log_p, xp.full_like(log_p, float("nan")))
-    n = logits.shape[0]
-    return xp.mean(per_row), (e / total - xp.astype(hit, logits.dtype)) / n
+    loss = _mean_picked_nll(shifted - xp.log(total), hit)
+    return loss, (e / total - xp.astype(hit, logits.dtype)) / logits.shape[0]
 
 
 def check_class_labels(logits, labels) -> None:
@@ -219,6 +212,16 @@ def check_class_labels(logits, labels) -> None:
                          f"{shape}, got shape {tuple(labels.shape)}{hint}")
     if not xp.isdtype(labels.dtype, "integral"):
         raise InputError(f"labels must be integer class indices in [0, {k}), got dtype {labels.dtype}")
+
+
+def _mean_picked_nll(log_p, hit):
+    """``-(1/N) sum_n log_p[n, y_n]``, the class of row ``n`` picked by the one-hot ``hit``.
+
+    A row whose label is outside ``[0, K)`` picks no class and gives NaN, never a silent 0.
+    """
+    xp = log_p.__array_namespace__()
+    picked = xp.sum(xp.where(hit, log_p, xp.zeros_like(log_p)), axis=-1)
+    return xp.mean(xp.where(xp.any(hit, axis=-1), -picked, xp.full_like(picked, float("nan"))))
 
 
 def _onehot_mask(logits, labels):

@@ -125,7 +125,7 @@ def run(args) -> int:
     for record in learner.history:
         table.row(record)
 
-    def save(_record=None):
+    def save():
         if args.save is not None:
             save_checkpoint(args.save, model, epoch=learner.epochs_done, optimizer=learner.opt,
                             history=learner.history, run=run_settings(args))
