@@ -93,6 +93,7 @@ __all__ = [
     "directional_derivative",
     "check_gradient",
     "check_model_gradients",
+    "torch_sigmoid",
     "loss_magnitude",
     "rows_near_relu_kink",
     "kink_margin",
@@ -512,7 +513,7 @@ def _torch_mlp(x, p):
     return torch.relu(x @ p["w1"] + p["b1"]) @ p["w2"] + p["b2"]
 
 
-def _torch_sigmoid(z):
+def torch_sigmoid(z):
     """``sigma(z) = exp(log sigma(z))``: autograd then gives ``sigma(z) sigma(-z)``, exact for any z.
 
     (``torch.sigmoid``'s backward is ``y (1 - y)``, which loses every digit of ``1 - y`` once ``y``
@@ -528,7 +529,7 @@ def _torch_mnist_loss(z, t):
     """The book's ``where(t == 1, 1 - sigma(z), sigma(z)).mean()``, with ``1 - sigma(z) = sigma(-z)``."""
     import torch
 
-    return torch.where(t == 1, _torch_sigmoid(-z), _torch_sigmoid(z)).mean()
+    return torch.where(t == 1, torch_sigmoid(-z), torch_sigmoid(z)).mean()
 
 
 def _torch_bce(z, t):

@@ -31,7 +31,8 @@ torch = pytest.importorskip("torch")
 # The oracles are small problems: one thread is faster than two spin-waiting on a shared machine.
 torch.set_num_threads(1)
 
-from numpy_mnist.gradcheck import TORCH_LOSSES, TORCH_RTOL, compare, gamma, loss_magnitude  # noqa: E402
+from numpy_mnist.gradcheck import (  # noqa: E402
+    TORCH_LOSSES, TORCH_RTOL, compare, gamma, loss_magnitude, torch_sigmoid)
 
 #: Below this, float64 has only absolute precision (subnormals step by 4.9e-324).
 TINY64 = float(np.finfo(np.float64).smallest_normal)
@@ -79,11 +80,6 @@ def linear_oracle(x, w, b, dout):
     k = max(np.shape(x)[0], np.shape(w)[0], np.shape(w)[1]) + 1
     floors = [2 * gamma(k) * m + TINY64 for m in (out_mag, *grad_mags)]
     return out, grads, floors
-
-
-def torch_sigmoid(z):
-    """``sigma(z) = exp(log sigma(z))``: autograd's derivative is ``sigma(z) * sigma(-z)``, exact."""
-    return torch.exp(torch.nn.functional.logsigmoid(z))
 
 
 def sigmoid_oracle(x, dout):
