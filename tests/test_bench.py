@@ -130,6 +130,14 @@ def test_without_torch_the_bench_runs_and_says_so(monkeypatch):
     assert "torch not installed" in markdown(results)
 
 
+def test_a_target_whose_engine_was_not_selected_says_so():
+    results = run_bench(tiny_config(engines=("numpy",)), log=lambda line: None)
+    targets = {t["key"]: t for t in results["targets"]}
+    assert targets["cpu_linear1_vs_torch"]["met"] is None
+    assert targets["cpu_linear1_vs_torch"]["note"] == "an engine it needs did not run: torch-cpu (not among --engines)"
+    assert targets["cpu_linear1_vs_stream"]["measured"] is not None
+
+
 def test_cli_quick_prints_the_table_and_writes_files(tmp_path, capsys, monkeypatch):
     import numpy_mnist.bench.suite as suite
     from numpy_mnist.cli import main

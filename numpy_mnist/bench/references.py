@@ -30,6 +30,11 @@ def _summary(measurements: dict, nbytes: int) -> dict:
             "methods": methods}
 
 
+def _matmul_summary(n: int, mm) -> dict:
+    """The record of an ``n x n`` float32 matrix product: its timing and ``2 n^3`` FLOPs per median second."""
+    return {"n": n, "dtype": "float32", **mm.as_dict(), "flop_per_s": 2.0 * n**3 / mm.median_s}
+
+
 def cpu_references(x: np.ndarray, *, warmups: int = 2, repeats: int = 9, matmul_n: int = 2048) -> dict:
     """The streaming pass over ``x`` and the float32 matrix-product rate, on the CPU with NumPy."""
     ones = np.ones((x.shape[1], 1), dtype=x.dtype)
@@ -43,8 +48,7 @@ def cpu_references(x: np.ndarray, *, warmups: int = 2, repeats: int = 9, matmul_
     b = rng.standard_normal((matmul_n, matmul_n), dtype=np.float32)
     mm = time_interleaved({"a @ b": Trial(lambda: a @ b)}, warmups=1, repeats=max(3, repeats // 2))["a @ b"]
     return {"device": "cpu", "stream": stream,
-            "matmul": {"n": matmul_n, "dtype": "float32", **mm.as_dict(),
-                       "flop_per_s": 2.0 * matmul_n**3 / mm.median_s}}
+            "matmul": _matmul_summary(matmul_n, mm)}
 
 
 def gpu_references(x: np.ndarray, engines, *, warmups: int = 2, repeats: int = 9, matmul_n: int = 8192) -> dict | None:
@@ -75,7 +79,7 @@ def _gpu_references_cupy(cupy, x, warmups, repeats, matmul_n) -> dict:
     del xd, a, b
     cupy.get_default_memory_pool().free_all_blocks()
     return {"device": "gpu", "via": "cupy", "stream": stream,
-            "matmul": {"n": matmul_n, "dtype": "float32", **mm.as_dict(), "flop_per_s": 2.0 * matmul_n**3 / mm.median_s}}
+            "matmul": _matmul_summary(matmul_n, mm)}
 
 
 def _gpu_references_torch(x, warmups, repeats, matmul_n) -> dict:
@@ -99,7 +103,7 @@ def _gpu_references_torch(x, warmups, repeats, matmul_n) -> dict:
     del xd, a, b
     torch.cuda.empty_cache()
     return {"device": "gpu", "via": "torch", "stream": stream,
-            "matmul": {"n": matmul_n, "dtype": "float32", **mm.as_dict(), "flop_per_s": 2.0 * matmul_n**3 / mm.median_s}}
+            "matmul": _matmul_summary(matmul_n, mm)}
 
 
 def blas_floor(workload, x: np.ndarray) -> Trial:

@@ -172,21 +172,25 @@ def evaluate_targets(results: dict) -> list[dict]:
 
     def ratio(model, slow, fast):
         a, b = _epoch(results, model, slow), _epoch(results, model, fast)
-        return a / b if a and b else None
+        return (a / b if a and b else None), (slow, fast)
 
+    # Each target: (value or None, the engines it is measured from).
     measured["cpu_linear1_vs_torch"] = ratio("linear1", "torch-cpu", "numpy")
     measured["cpu_simple_net_vs_torch"] = ratio("simple_net(30)", "torch-cpu", "numpy")
     lin = _epoch(results, "linear1", "numpy")
-    measured["cpu_linear1_vs_stream"] = lin / ref if lin else None
+    measured["cpu_linear1_vs_stream"] = (lin / ref if lin else None), ("numpy",)
     measured["gpu_linear1_vs_torch"] = ratio("linear1", "torch-cuda", "cupy")
     measured["gpu_simple_net_vs_torch"] = ratio("simple_net(30)", "torch-cuda", "cupy")
     gpu_missing = results["machine"]["gpu"]["name"] == NO_GPU
+    ran = {row["engine"] for row in results["epochs"]}
     out = []
     for key, what, goal, check in TARGETS:
-        value = measured[key]
+        value, engines = measured[key]
         if value is None:
+            missing = [e for e in engines if e not in ran]
             why = ("no GPU found" if key.startswith("gpu") and gpu_missing else
-                   "an engine it needs did not run: " + ", ".join(f"{k} ({v})" for k, v in results["unavailable"].items()))
+                   "an engine it needs did not run: " + ", ".join(
+                       f"{e} ({results['unavailable'].get(e, 'not among --engines')})" for e in missing))
             out.append({"key": key, "what": what, "goal": goal, "measured": None, "met": None, "note": why})
         else:
             out.append({"key": key, "what": what, "goal": goal, "measured": value, "met": bool(check(value)), "note": ""})
