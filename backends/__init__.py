@@ -20,23 +20,36 @@ Backends:
 ``"array_api_strict"``
     The reference implementation of the standard, used by the test-suite to prove that the model
     code never leans on NumPy-only behaviour.
+``"torch"``
+    PyTorch CPU tensors as plain arrays: the test-suite's CPU stand-in for CuPy (see
+    :mod:`backends.torch_backend`).  Not offered by the command line.
 ``"auto"``
     ``"cupy"`` when it is usable, otherwise ``"numpy"``.
+
+Namespaces are found with ``array_api_compat.array_namespace`` (CuPy arrays and PyTorch tensors
+have no ``__array_namespace__`` of their own), and arrays reach the host only through
+:func:`to_numpy` (a backend's ``to_host``).  The package depends on nothing in :mod:`numpy_mnist`:
+its errors are its own (:mod:`backends.errors`).
 """
 
 from __future__ import annotations
 
-from backends.base import Backend, BackendUnavailableError, DTYPES
+from backends.base import DTYPES, Backend
+from backends.errors import BackendError, BackendUnavailableError, ForeignArrayError
+from backends.host import to_numpy
 
-__all__ = ["Backend", "BackendUnavailableError", "DTYPES", "get_backend", "available_backends", "BACKEND_NAMES"]
+__all__ = ["Backend", "BackendError", "BackendUnavailableError", "ForeignArrayError", "DTYPES",
+           "get_backend", "available_backends", "to_numpy", "BACKEND_NAMES"]
 
+#: The backends a user can choose (``--backend``), besides ``"auto"``.
 BACKEND_NAMES = ("numpy", "cupy", "array_api_strict")
 
 
 def get_backend(name: str | Backend = "numpy", dtype: str = "float32") -> Backend:
     """Return the backend called ``name`` computing in floating dtype ``dtype``.
 
-    ``name`` is one of ``"numpy"``, ``"cupy"``, ``"array_api_strict"`` or ``"auto"``; a
+    ``name`` is one of ``"numpy"``, ``"cupy"``, ``"array_api_strict"``, ``"auto"`` or the
+    test-suite's ``"torch"``; a
     :class:`Backend` passed in is returned as is (with its dtype changed if ``dtype`` differs).
     ``dtype`` is ``"float32"`` (the default, for training) or ``"float64"`` (for checking).
     """
@@ -61,6 +74,10 @@ def get_backend(name: str | Backend = "numpy", dtype: str = "float32") -> Backen
         from backends.strict_backend import StrictBackend
 
         return StrictBackend(dtype)
+    if name == "torch":
+        from backends.torch_backend import TorchBackend
+
+        return TorchBackend(dtype)
     raise ValueError(f"unknown backend {name!r}: choose one of auto, {', '.join(BACKEND_NAMES)}")
 
 

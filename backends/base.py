@@ -6,8 +6,10 @@ from types import ModuleType
 from typing import Any
 
 import numpy as np
+from array_api_compat import array_namespace
 
-from numpy_mnist.errors import BackendUnavailableError, InputError
+from backends.errors import BackendUnavailableError, ForeignArrayError
+from backends.host import is_device_array, to_numpy
 
 DTYPES = ("float32", "float64")
 
@@ -20,9 +22,10 @@ class Backend:
     Attributes
     ----------
     name : str
-        ``"numpy"``, ``"cupy"`` or ``"array_api_strict"``.
+        ``"numpy"``, ``"cupy"``, ``"array_api_strict"`` or ``"torch"`` (the test-suite's stand-in).
     xp : module
-        The Array-API namespace all model code computes with.
+        The Array-API namespace all model code computes with: the one
+        ``array_api_compat.array_namespace`` finds for this backend's arrays.
     dtype : dtype object of ``xp``
         The floating dtype parameters and images are held in.
     dtype_name : str
@@ -58,10 +61,10 @@ class Backend:
                 floating = self.xp.isdtype(host.dtype, "real floating")
                 dtype = self.dtype if floating else host.dtype
             return host if host.dtype == dtype else self.xp.astype(host, dtype)
-        if hasattr(host, "__array_namespace__") and not isinstance(host, np.ndarray):
+        if is_device_array(host):
             kind = type(host).__module__.split(".")[0] + "." + type(host).__name__
-            raise InputError(f"cannot move a {kind} to the {self.name} "
-                             "backend directly: bring it to the host first (the other backend's to_host)")
+            raise ForeignArrayError(f"cannot move a {kind} to the {self.name} "
+                                    "backend directly: bring it to the host first (the other backend's to_host)")
         host = np.asarray(host)
         if dtype is None:
             dtype = self.dtype if host.dtype.kind == "f" else getattr(self.xp, host.dtype.name)
@@ -74,14 +77,15 @@ class Backend:
         """Copy ``array`` to the host as a new :class:`numpy.ndarray` (after the device is done).
 
         Always a copy, never a view: changing the result never changes the backend's array.
+        (:func:`backends.host.to_numpy`, which knows every backend.)
         """
-        return np.array(array, copy=True)
+        return to_numpy(array)
 
     def owns(self, array: Any) -> bool:
         """True when ``array`` is an array of this backend's namespace."""
         try:
-            return array.__array_namespace__() is self.xp
-        except AttributeError:
+            return array_namespace(array) is self.xp
+        except TypeError:  # not an array of any namespace array-api-compat knows
             return False
 
     # -- the device ----------------------------------------------------------------------------

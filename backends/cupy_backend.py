@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from backends.base import Backend, BackendUnavailableError
+from backends.base import Backend
+from backends.errors import BackendUnavailableError
 
 INSTALL_HINT = (
     "install the gpu extra for your CUDA version: pip install 'numpy-mnist[gpu]' (CUDA 12) "
@@ -11,7 +12,11 @@ INSTALL_HINT = (
 
 
 def import_cupy():
-    """Import CuPy and check that a CUDA device can run a kernel, or explain why not."""
+    """Import CuPy and check that a CUDA device can run a kernel, or explain why not.
+
+    Returns the ``cupy`` module itself (for ``cupy.cuda`` and kernels); arrays are computed on
+    through array-api-compat's CuPy namespace (``CupyBackend.xp``).
+    """
     try:
         import cupy
     except ImportError as exc:
@@ -32,21 +37,28 @@ def import_cupy():
 
 
 class CupyBackend(Backend):
+    """CuPy arrays, computed on through ``array_api_compat.cupy``.
+
+    ``cupy.ndarray`` has no ``__array_namespace__`` (CuPy 13 and 14): the namespace comes from
+    array-api-compat, as it does for every array in the model code.  :attr:`cupy` is the plain
+    ``cupy`` module, for streams, events and kernels.
+    """
+
     name = "cupy"
     is_gpu = True
 
     def __init__(self, dtype: str = "float32") -> None:
-        super().__init__(import_cupy(), dtype)
+        self.cupy = import_cupy()
+        import array_api_compat.cupy as compat_cupy
 
-    def to_host(self, array):
-        return self.xp.asnumpy(array)
+        super().__init__(compat_cupy, dtype)
 
     @property
     def device(self) -> str:
-        cuda = self.xp.cuda
+        cuda = self.cupy.cuda
         props = cuda.runtime.getDeviceProperties(cuda.Device().id)
         name = props["name"]
         return name.decode() if isinstance(name, bytes) else str(name)
 
     def synchronize(self) -> None:
-        self.xp.cuda.get_current_stream().synchronize()
+        self.cupy.cuda.get_current_stream().synchronize()

@@ -1,8 +1,9 @@
-"""NumPy on the CPU: NumPy 2's main namespace is an Array-API namespace."""
+"""NumPy on the CPU, through array-api-compat's NumPy namespace (NumPy's own functions, a few
+made to follow the standard where NumPy 2 does not yet)."""
 
 from __future__ import annotations
 
-import numpy as np
+import array_api_compat.numpy as compat_numpy
 
 from backends.base import Backend
 
@@ -11,4 +12,4 @@ class NumpyBackend(Backend):
     name = "numpy"
 
     def __init__(self, dtype: str = "float32") -> None:
-        super().__init__(np, dtype)
+        super().__init__(compat_numpy, dtype)

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import numpy as np
-
 from backends.base import Backend, BackendUnavailableError
 
 
@@ -19,6 +17,3 @@ class StrictBackend(Backend):
                 "pip install 'numpy-mnist[test]'"
             ) from exc
         super().__init__(array_api_strict, dtype)
-
-    def to_host(self, array) -> np.ndarray:
-        return np.array(np.from_dlpack(array), copy=True)

@@ -3,7 +3,6 @@
 
     python benchmarks/run.py                 # everything, about 5-10 minutes on a 2-core CPU
     python benchmarks/run.py --quick         # the under-a-minute version
-    python benchmarks/run.py --cuda-graph    # also numpy-mnist on CuPy replayed as a CUDA graph
 
 It is ``numpy-mnist bench --sweep --out benchmarks/results``, plus ``--wait-quiet``: on a shared
 machine, wait (up to a limit) until other programs leave the CPUs alone before starting, since
@@ -43,13 +42,12 @@ def main(argv=None) -> int:
     p.add_argument("--no-sweep", dest="sweep", action="store_false", help="only the book's sizes")
     p.add_argument("--out", type=Path, default=RESULTS, help=f"results folder (default {RESULTS})")
     p.add_argument("--engines", nargs="+", choices=ENGINE_KEYS, default=list(DEFAULT_ENGINES))
-    p.add_argument("--cuda-graph", action="store_true", help="add the cupy-graph engine")
     p.add_argument("--wait-quiet", type=float, default=None, metavar="CORES",
                    help="first wait (up to 30 minutes) until other programs use at most CORES CPU cores")
     args = p.parse_args(argv)
     if args.wait_quiet is not None:
         wait_for_quiet(args.wait_quiet, 1800)
-    engines = tuple(args.engines) + (("cupy-graph",) if args.cuda_graph else ())
+    engines = tuple(args.engines)
     results = run_bench(BenchConfig(quick=args.quick, engines=engines, sweep=args.sweep),
                         log=lambda line: print(line, file=sys.stderr, flush=True))
     print(markdown(results), end="")

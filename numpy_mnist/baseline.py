@@ -12,6 +12,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from array_api_compat import array_namespace
+
 __all__ = ["PixelSimilarity", "mnist_distance", "pixel_similarity"]
 
 DISTANCES = ("l1", "rmse")
@@ -19,7 +21,7 @@ DISTANCES = ("l1", "rmse")
 
 def mnist_distance(a, b, kind: str = "l1"):
     """Distance of each row of ``a`` (N, 784) to the image ``b`` (784,): shape (N,)."""
-    xp = a.__array_namespace__()
+    xp = array_namespace(a)
     diff = a - b
     if kind == "l1":
         return xp.mean(xp.abs(diff), axis=-1)
@@ -44,7 +46,7 @@ def pixel_similarity(train_x, train_y, valid_x, valid_y, distance: str = "l1") -
 
     ``train_y``/``valid_y`` are (N, 1) with 1 for a 3 and 0 for a 7, as :func:`load_mnist_sample`.
     """
-    xp = train_x.__array_namespace__()
+    xp = array_namespace(train_x)
     is3_train, is3_valid = train_y[:, 0] == 1, valid_y[:, 0] == 1
     mean3 = _masked_mean(xp, train_x, is3_train)
     mean7 = _masked_mean(xp, train_x, ~is3_train)

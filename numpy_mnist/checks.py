@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from array_api_compat import array_namespace
+
 from numpy_mnist.errors import InputError
 
 
@@ -44,7 +46,7 @@ def check_on_backend(array, backend, *, name: str) -> None:
 
 def check_finite(array, *, name: str) -> None:
     """Refuse NaN or infinity (one reduction over the array)."""
-    xp = array.__array_namespace__()
+    xp = array_namespace(array)
     if not bool(xp.all(xp.isfinite(array))):
         bad = int(xp.sum(xp.astype(~xp.isfinite(array), xp.int64)))
         raise InputError(f"{name} holds {bad} NaN or infinite values: clean the data before training")
@@ -56,7 +58,7 @@ def check_targets(targets, outputs: int, *, n: int | None = None, name: str = "y
     One output (the book's 3-vs-7): float targets of shape (N, 1), each 0 or 1.
     ``outputs`` classes: integer labels of shape (N,), each in 0 .. outputs - 1.
     """
-    xp = targets.__array_namespace__()
+    xp = array_namespace(targets)
     shape = tuple(targets.shape)
     if outputs == 1:
         if len(shape) != 2 or shape[1] != 1 or (n is not None and shape[0] != n):

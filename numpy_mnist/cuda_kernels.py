@@ -1,4 +1,4 @@
-"""CUDA fast paths for the CuPy backend: one kernel for the loss chain, and an epoch replayed as a graph.
+"""CUDA fast path for the CuPy backend: one kernel for the loss chain.
 
 Imported only when the backend is CuPy (see :func:`numpy_mnist.models.value_and_grad_for`), and even
 then CuPy itself is imported, and a kernel compiled, only on first use.  The kernel sources are plain
@@ -23,13 +23,6 @@ logits' dtype), that CuPy's own elementwise kernels perform one launch at a time
 one fused multiply-add is ``1 - 2 * t``, and ``2 t`` is exact, so the fused and the unfused result
 coincide there too.  The mean is then taken by the same ``sum / M`` as the composed path.  (Only a
 NaN's sign bit could differ, and a NaN loss stops training either way.)
-
-CUDA-graph replay
------------------
-:class:`CudaGraphEpoch` records one whole training epoch (every batch's forward, loss, backward and
-SGD step: several hundred kernel launches) into a CUDA graph once, then replays it with a single
-launch per epoch.  It is off unless asked for (``numpy-mnist bench --cuda-graph``), because it
-needs a fixed batch order (no shuffling) and holds its own memory pool for as long as it lives.
 """
 
 from __future__ import annotations
@@ -39,8 +32,9 @@ import math
 import re
 from dataclasses import dataclass
 
+from array_api_compat import array_namespace
+
 from numpy_mnist.checks import check_same_shape
-from numpy_mnist.errors import DivergenceError, InputError
 
 __all__ = [
     "KernelSpec",
@@ -48,7 +42,6 @@ __all__ = [
     "fused_value_and_grad",
     "mnist_loss_value_and_grad_cuda",
     "emulate_kernel",
-    "CudaGraphEpoch",
 ]
 
 
@@ -98,7 +91,7 @@ def mnist_loss_value_and_grad_cuda(logits, targets):
     Returns ``(loss, dlogits)``: the mean loss as a 0-d device array and ``s sigma'(s z) / M``.
     """
     check_same_shape(logits, targets)
-    xp = logits.__array_namespace__()
+    xp = array_namespace(logits)
     m = math.prod(logits.shape)
     per_element, grad = _kernel(MNIST_LOSS_KERNEL)(logits, targets, logits.dtype.type(m))
     return xp.sum(per_element) / m, grad
@@ -166,82 +159,3 @@ def emulate_kernel(spec: KernelSpec, xp, **inputs) -> dict:
         functions = {"exp": xp.exp, "abs": xp.abs, "where": xp.where}
         scope[name] = eval(compile(tree, "<kernel>", "eval"), {"__builtins__": {}, **functions}, scope)
     return {name: scope[name] for name in outputs}
-
-
-# -- CUDA-graph replay of an epoch ---------------------------------------------------------------
-
-
-class CudaGraphEpoch:
-    """One training epoch recorded as a CUDA graph and replayed with one launch: ``epoch()``.
-
-    The first call runs the epoch eagerly (it trains, and it fills a private memory pool with every
-    buffer the epoch needs); the second records the epoch into a graph on a private stream and
-    launches it; every later call only launches it.  The graph replays exactly the kernels the eager
-    epoch runs, on the same buffers, in the same order, so each epoch's results are those of
-    :func:`numpy_mnist.learner.train_epoch`.  Returns the mean training loss, and raises
-    :class:`~numpy_mnist.errors.DivergenceError` on a non-finite batch loss, as ``train_epoch`` does.
-
-    Requirements: the CuPy backend and a loader without shuffling (the graph fixes the batch order
-    and the buffers).  The parameters are updated in place, so ``model.params`` always holds the
-    current values; parameters replaced by new arrays (rather than updated) would not be seen.
-    """
-
-    def __init__(self, model, train_dl, opt) -> None:
-        if model.backend.name != "cupy":
-            raise InputError(f"CUDA-graph replay needs the cupy backend, not {model.backend.name!r}")
-        if train_dl.shuffle:
-            raise InputError("CUDA-graph replay needs a fixed batch order: use a loader without shuffle")
-        import cupy
-
-        self.model, self.train_dl, self.opt = model, train_dl, opt
-        self._cupy = cupy
-        self._pool = cupy.cuda.MemoryPool()
-        self._stream = cupy.cuda.Stream(non_blocking=True)
-        self._graph = None
-        self._losses = None
-        self._calls = 0
-        self._sizes = [min(train_dl.batch_size, train_dl.n_rows - start)
-                       for start in range(0, len(train_dl) * train_dl.batch_size, train_dl.batch_size)]
-
-    @property
-    def captured(self) -> bool:
-        """True once the epoch has been recorded (from the second call on)."""
-        return self._graph is not None
-
-    def _record(self):
-        xp = self.model.backend.xp
-        losses = []
-        for xb, yb in self.train_dl:
-            loss, grads = self.model.loss_array_and_grads(xb, yb)
-            self.opt.step(grads)
-            losses.append(loss)
-        return xp.stack(losses)
-
-    def __call__(self, *, epoch: int = 1) -> float:
-        cupy = self._cupy
-        self.model.backend.synchronize()  # work queued on other streams is done before ours starts
-        with cupy.cuda.using_allocator(self._pool.malloc), self._stream:
-            if self._calls == 0:
-                self._losses = self._record()
-            elif self._graph is None:
-                self._stream.begin_capture()
-                try:
-                    self._losses = self._record()
-                finally:
-                    self._graph = self._stream.end_capture()
-                self._graph.launch(self._stream)
-            else:
-                self._graph.launch(self._stream)
-            self._calls += 1
-            batch_losses = cupy.asnumpy(self._losses, stream=self._stream).tolist()
-        self._stream.synchronize()
-        return _mean_loss(batch_losses, self._sizes, epoch=epoch, lr=self.opt.lr)
-
-
-def _mean_loss(batch_losses, sizes, *, epoch: int, lr: float) -> float:
-    for i, value in enumerate(batch_losses, start=1):
-        if not math.isfinite(value):
-            raise DivergenceError(
-                f"the training loss became {value} in epoch {epoch}, batch {i} of {len(batch_losses)}: "
-                f"the learning rate {lr:g} is too high for this model; try a lower --lr (e.g. {lr / 10:g})")
-    return sum(v * n for v, n in zip(batch_losses, sizes)) / sum(sizes)

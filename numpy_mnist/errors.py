@@ -1,14 +1,20 @@
 """The project's own exceptions.
 
-Every error a user can cause is a :class:`NumpyMnistError`; the command line prints its message as
+Every error a user can cause is a :class:`NumpyMnistError`, or one of the backend package's own
+(:class:`~backends.errors.BackendError`, re-exported here); the command line prints its message as
 one line on stderr and exits with status 2.  Anything else is a bug and keeps its traceback.
 """
 
 from __future__ import annotations
 
+from backends.errors import BackendError, BackendUnavailableError, ForeignArrayError
+
 __all__ = [
     "NumpyMnistError",
+    "USER_ERRORS",
+    "BackendError",
     "BackendUnavailableError",
+    "ForeignArrayError",
     "InputError",
     "DataError",
     "ChecksumError",
@@ -19,10 +25,6 @@ __all__ = [
 
 class NumpyMnistError(Exception):
     """Base class of the errors a user can cause and fix."""
-
-
-class BackendUnavailableError(NumpyMnistError):
-    """The asked-for array backend cannot run here (CuPy missing, no GPU, ...)."""
 
 
 class InputError(NumpyMnistError, ValueError):
@@ -43,3 +45,7 @@ class DivergenceError(NumpyMnistError):
 
 class CheckpointError(NumpyMnistError):
     """A checkpoint cannot be written, read, or does not fit the model it is loaded into."""
+
+
+#: Everything the command line reports as one line and exit status 2.
+USER_ERRORS = (NumpyMnistError, BackendError)

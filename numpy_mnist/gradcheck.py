@@ -82,6 +82,7 @@ from typing import Any, Callable
 
 import numpy as np
 
+from backends.host import to_numpy
 from numpy_mnist.errors import InputError
 
 __all__ = [
@@ -220,7 +221,7 @@ def relative_error(analytic, numeric, *, rtol: float = DEFAULT_RTOL, atol=0.0) -
     if a.shape != n.shape:
         raise InputError(f"cannot compare shapes {a.shape} and {n.shape}")
     diff = np.abs(a - n)
-    denom = np.maximum(np.abs(a), np.abs(n)) + np.asarray(atol, dtype=np.float64) / rtol
+    denom = np.maximum(np.abs(a), np.abs(n)) + _host64(atol) / rtol
     with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
         rel = np.where(diff == 0, 0.0, diff / denom)
     return np.where(np.isfinite(a) & np.isfinite(n), rel, np.inf)
@@ -237,7 +238,7 @@ def compare(name: str, analytic, reference, *, rtol: float, atol=0.0, method: st
     a, n = _host64(analytic), _host64(reference)
     if a.shape != n.shape:
         raise InputError(f"{name}: the gradient has shape {a.shape}, the reference {n.shape}")
-    atol = np.broadcast_to(np.asarray(atol, dtype=np.float64), a.shape)
+    atol = np.broadcast_to(_host64(atol), a.shape)
     rel = relative_error(a, n, rtol=rtol, atol=atol)
     if rel.size == 0:
         return GradReport(name, shape or a.shape, method, 0, None, None, 0.0, 0.0, 0.0, 0.0, rtol, 0.0, 0.0)
@@ -339,7 +340,7 @@ def check_gradient(f: Callable, x, grad, *, dout=None, h: float = DEFAULT_H, rto
 
     if scale is None:
         scale = float(np.sum(np.abs(terms(x64))))
-    scale = np.asarray(scale, dtype=np.float64)
+    scale = _host64(scale)
     if scale.ndim and scale.shape != x64.shape:
         raise InputError(f"scale has shape {scale.shape}; it must be a number or shaped like {name} {x64.shape}")
     analytic, numeric, sizes = [], [], []
@@ -352,7 +353,7 @@ def check_gradient(f: Callable, x, grad, *, dout=None, h: float = DEFAULT_H, rto
         sizes.append(float(scale) if scale.ndim == 0 else float(scale[where]) if entry else float(scale.sum()))
     if atol is None:
         # IEEE arithmetic rounds each term to eps relative, or (underflowing) to the smallest subnormal
-        n_terms = 1 if dout is None else int(np.size(dout))
+        n_terms = 1 if dout is None else _host64(dout).size
         atol = NOISE_ULPS * (EPS64 * np.array(sizes) + n_terms * TINY_SUBNORMAL64) / h
     return compare(name, np.array(analytic), np.array(numeric), rtol=rtol, atol=atol, method=method,
                    indices=[where for where, _ in steps], shape=x64.shape, norm=float(np.linalg.norm(g64)))
@@ -389,12 +390,8 @@ def _terms(f, dout, backend) -> Callable[[np.ndarray], np.ndarray]:
 
 
 def _host64(a) -> np.ndarray:
-    """A float64 NumPy copy of an array of any backend (NumPy, CuPy, array_api_strict) or array-like."""
-    if isinstance(a, (np.ndarray, np.generic)) or not hasattr(a, "__array_namespace__"):
-        return np.array(a, dtype=np.float64)
-    if type(a).__module__.startswith("cupy"):
-        return np.array(a.get(), dtype=np.float64)
-    return np.array(np.from_dlpack(a), dtype=np.float64)
+    """A float64 NumPy copy of an array of any backend (NumPy, CuPy, PyTorch, array_api_strict) or array-like."""
+    return to_numpy(a, np.float64)
 
 
 # -- models -----------------------------------------------------------------------------------------
@@ -457,7 +454,7 @@ def loss_magnitude(loss_name: str, logits, targets, loss: float) -> float:
     ``mean(|logsumexp(z)| + |z_y|)``.  Any other loss: ``|loss| + mean |z|``, an upper bound for
     losses of this kind.
     """
-    z, t = _host64(logits), np.asarray(targets)
+    z, t = _host64(logits), to_numpy(targets)
     if loss_name == "mnist_loss":
         return abs(loss)
     if loss_name == "bce":
@@ -567,10 +564,9 @@ def torch_loss_and_grads(model, x, y, *, magnitudes: bool = False):
     if forward is None or loss_fn is None:
         raise NotImplementedError(f"no PyTorch twin for model kind {getattr(model, 'kind', '?')!r} "
                                   f"with loss {model.loss.name!r}")
-    host = lambda a: model.backend.to_host(a) if model.backend.owns(a) else np.asarray(a)  # noqa: E731
-    params = {k: torch.tensor(_host64(host(v)), requires_grad=True) for k, v in model.params.items()}
-    xt = torch.tensor(_host64(host(x)))
-    yt = torch.as_tensor(host(y))
+    params = {k: torch.tensor(_host64(v), requires_grad=True) for k, v in model.params.items()}
+    xt = torch.tensor(_host64(x))
+    yt = torch.as_tensor(to_numpy(y))
     yt = yt.to(torch.int64 if getattr(model.loss, "multiclass", False) else torch.float64)
     z = forward(xt, params)
     loss = loss_fn(z, yt)

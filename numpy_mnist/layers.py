@@ -8,6 +8,8 @@ arguments.
 
 from __future__ import annotations
 
+from array_api_compat import array_namespace
+
 __all__ = [
     "linear",
     "linear_backward",
@@ -41,7 +43,7 @@ def linear_backward(dout, x, w, *, need_dx: bool = True):
     ``need_dx=False`` skips ``dx`` (returned as ``None``): nothing upstream of the images needs it,
     and it is the largest product of the layer.
     """
-    xp = dout.__array_namespace__()
+    xp = array_namespace(dout)
     dx = dout @ w.T if need_dx else None
     dw = x.T @ dout
     db = xp.sum(dout, axis=0)
@@ -58,7 +60,7 @@ def sigmoid(x):
 
     Both branches are exact rewritings, are accurate to the last bits, and never overflow.
     """
-    xp = x.__array_namespace__()
+    xp = array_namespace(x)
     e = xp.exp(-xp.abs(x))
     r = 1 / (1 + e)
     return xp.where(x >= 0, r, e * r)
@@ -70,7 +72,7 @@ def sigmoid_derivative(x):
     The textbook form ``y * (1 - y)`` loses every digit of ``1 - y`` once ``y`` rounds to 1
     (x > 16.6 in float32); the symmetric form keeps full relative precision for all x.
     """
-    xp = x.__array_namespace__()
+    xp = array_namespace(x)
     e = xp.exp(-xp.abs(x))
     r = 1 / (1 + e)
     return e * r * r
@@ -83,7 +85,7 @@ def sigmoid_backward(dout, x):
 
 def relu(x):
     """Rectified linear unit ``max(x, 0)``, elementwise."""
-    xp = x.__array_namespace__()
+    xp = array_namespace(x)
     return xp.maximum(x, xp.zeros_like(x))
 
 
@@ -92,7 +94,7 @@ def relu_backward(dout, x):
 
     The derivative at exactly ``x = 0`` is taken as 0, as PyTorch does.
     """
-    xp = x.__array_namespace__()
+    xp = array_namespace(x)
     return xp.where(x > 0, dout, xp.zeros_like(dout))
 
 
@@ -107,7 +109,7 @@ def log_softmax(z):
     Every ``exp`` argument is <= 0, so nothing overflows, and the largest term of the sum is exactly
     1, so the ``log`` never sees 0.  Shapes: (..., K) -> (..., K).
     """
-    xp = z.__array_namespace__()
+    xp = array_namespace(z)
     shifted = z - xp.max(z, axis=-1, keepdims=True)
     return shifted - xp.log(xp.sum(xp.exp(shifted), axis=-1, keepdims=True))
 
@@ -120,6 +122,6 @@ def softmax(z):
     needed on its own here: composed with cross-entropy it collapses to ``softmax - onehot`` (see
     :func:`numpy_mnist.losses.softmax_cross_entropy_backward`).
     """
-    xp = z.__array_namespace__()
+    xp = array_namespace(z)
     e = xp.exp(z - xp.max(z, axis=-1, keepdims=True))
     return e / xp.sum(e, axis=-1, keepdims=True)

@@ -14,6 +14,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Callable
 
+from array_api_compat import array_namespace
+
 from numpy_mnist.checks import check_same_shape
 from numpy_mnist.errors import InputError
 from numpy_mnist.layers import log_softmax, sigmoid, sigmoid_derivative, softmax
@@ -47,7 +49,7 @@ def mnist_loss(logits, targets):
     Shapes: ``logits`` and ``targets`` both (N, 1) (or any one shape, the same for both).
     """
     check_same_shape(logits, targets)
-    xp = logits.__array_namespace__()
+    xp = array_namespace(logits)
     return xp.mean(sigmoid((1 - 2 * targets) * logits))
 
 
@@ -74,7 +76,7 @@ def binary_cross_entropy(logits, targets):
     The right-hand form never overflows and never takes the log of a rounded-off 0.
     """
     check_same_shape(logits, targets)
-    xp = logits.__array_namespace__()
+    xp = array_namespace(logits)
     softplus = xp.maximum(logits, xp.zeros_like(logits)) + xp.log1p(xp.exp(-xp.abs(logits)))
     return xp.mean(softplus - targets * logits)
 
@@ -103,7 +105,7 @@ def mnist_loss_value_and_grad(logits, targets):
     the forward; :func:`mnist_loss_backward` uses ``sigma'(z)``, which agrees only for 0 and 1.)
     """
     check_same_shape(logits, targets)
-    xp = logits.__array_namespace__()
+    xp = array_namespace(logits)
     m = _size(logits)
     s = 1 - 2 * targets
     u = s * logits
@@ -122,7 +124,7 @@ def binary_cross_entropy_value_and_grad(logits, targets):
     the two separate functions, with one exponential per element instead of two.
     """
     check_same_shape(logits, targets)
-    xp = logits.__array_namespace__()
+    xp = array_namespace(logits)
     m = _size(logits)
     e = xp.exp(-xp.abs(logits))
     softplus = xp.maximum(logits, xp.zeros_like(logits)) + xp.log1p(e)
@@ -170,7 +172,7 @@ def softmax_cross_entropy_backward(logits, labels):
     Jacobian ``p_j ([i == j] - p_i)`` never has to be formed: the chain through the log cancels it.
     """
     check_class_labels(logits, labels)
-    xp = logits.__array_namespace__()
+    xp = array_namespace(logits)
     onehot = xp.astype(_onehot_mask(logits, labels), logits.dtype)
     return (softmax(logits) - onehot) / logits.shape[0]
 
@@ -186,7 +188,7 @@ def softmax_cross_entropy_value_and_grad(logits, labels):
     one ``exp`` per element serves both, where the separate functions take two.
     """
     check_class_labels(logits, labels)
-    xp = logits.__array_namespace__()
+    xp = array_namespace(logits)
     hit = _onehot_mask(logits, labels)
     shifted = logits - xp.max(logits, axis=-1, keepdims=True)
     e = xp.exp(shifted)
@@ -197,7 +199,7 @@ def softmax_cross_entropy_value_and_grad(logits, labels):
 
 def check_class_labels(logits, labels) -> None:
     """Refuse anything but logits (N, K), K >= 2, with integer labels (N,); an :class:`InputError`."""
-    xp = logits.__array_namespace__()
+    xp = array_namespace(logits)
     shape = tuple(logits.shape)
     if len(shape) != 2:
         raise InputError(f"cross_entropy needs logits of shape (N, K), one row of K class scores per "
@@ -219,14 +221,14 @@ def _mean_picked_nll(log_p, hit):
 
     A row whose label is outside ``[0, K)`` picks no class and gives NaN, never a silent 0.
     """
-    xp = log_p.__array_namespace__()
+    xp = array_namespace(log_p)
     picked = xp.sum(xp.where(hit, log_p, xp.zeros_like(log_p)), axis=-1)
     return xp.mean(xp.where(xp.any(hit, axis=-1), -picked, xp.full_like(picked, float("nan"))))
 
 
 def _onehot_mask(logits, labels):
     """Boolean (N, K): ``mask[n, k] = (labels[n] == k)``."""
-    xp = logits.__array_namespace__()
+    xp = array_namespace(logits)
     return labels[:, None] == xp.arange(logits.shape[-1], dtype=labels.dtype)
 
 

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from array_api_compat import array_namespace
+
+from backends.host import to_numpy
 from numpy_mnist.checks import check_same_shape
 from numpy_mnist.layers import sigmoid
 from numpy_mnist.losses import check_class_labels
@@ -15,7 +18,7 @@ def correct_count(logits, targets):
     One output: the book's rule ``sigmoid(logits) > 0.5`` against ``targets == 1``.
     Several outputs: ``argmax`` of the logits against integer labels of shape (N,).
     """
-    xp = logits.__array_namespace__()
+    xp = array_namespace(logits)
     if logits.shape[-1] == 1:
         check_same_shape(logits, targets)
         correct = (sigmoid(logits) > 0.5) == (targets == 1)
@@ -37,7 +40,7 @@ def confusion_matrix(logits, labels):
     the Array API lacks) as a product of one-hot matrices: ``cm = onehot(labels).T @ onehot(pred)``.
     """
     check_class_labels(logits, labels)
-    xp = logits.__array_namespace__()
+    xp = array_namespace(logits)
     classes = xp.arange(logits.shape[-1], dtype=xp.int64)
     actual = xp.astype(xp.astype(labels, xp.int64)[:, None] == classes, xp.int64)
     predicted = xp.astype(xp.argmax(logits, axis=-1)[:, None] == classes, xp.int64)
@@ -54,12 +57,12 @@ def model_confusion_matrix(model, loader):
 
 
 def confusion_table(cm, labels=None) -> str:
-    """A confusion matrix (host nested lists or an array with ``tolist``) as an aligned text table.
+    """A confusion matrix (nested lists, or an array of any backend) as an aligned text table.
 
     Rows are the true classes, columns the predicted ones; a last column gives each class's recall
     (the fraction of its images predicted right) and a last row the totals predicted per class.
     """
-    rows = cm.tolist() if hasattr(cm, "tolist") else [list(r) for r in cm]
+    rows = to_numpy(cm).tolist()
     k = len(rows)
     labels = [str(i) for i in range(k)] if labels is None else [str(label) for label in labels]
     width = max(5, max(len(str(v)) for r in rows for v in r) + 1, max(len(s) for s in labels) + 1)

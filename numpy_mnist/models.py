@@ -17,8 +17,8 @@ import math
 import numpy as np
 
 from backends import Backend, get_backend
-from numpy_mnist.checks import check_2d, check_on_backend, check_targets
 from numpy_mnist import layers
+from numpy_mnist.checks import check_2d, check_on_backend, check_targets
 from numpy_mnist.layers import linear, relu, relu_backward
 from numpy_mnist.losses import Loss, get_loss
 

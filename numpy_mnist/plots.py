@@ -1,10 +1,12 @@
 """Pictures: learning curves, the accuracy-versus-loss nudge, and for the ten digits the linear model's
-weights and a confusion matrix.  matplotlib is the ``plot`` extra.  Every function takes host arrays."""
+weights and a confusion matrix.  matplotlib is the ``plot`` extra.  Arrays of any backend are brought
+to the host with :func:`backends.host.to_numpy`."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
+from backends.host import to_numpy
 from numpy_mnist.errors import InputError, NumpyMnistError
 from numpy_mnist.files import atomic_write
 
@@ -72,7 +74,7 @@ def plot_nudge(rows, path: str | Path) -> Path:
 def plot_class_weights(weights, path: str | Path, title: str = "") -> Path:
     """Each class's weight vector as a 28x28 picture, in a grid of 2 rows (2x5 for ten digits).
 
-    ``weights`` is the linear model's (784, K) host array; picture ``k`` is column ``k``.  Red pixels
+    ``weights`` is the linear model's (784, K) array, of any backend; picture ``k`` is column ``k``.  Red pixels
     add to the class's logit when lit, blue ones subtract; one colour scale, symmetric about 0, is
     shared by all pictures so that they can be compared.  The scale ends at the 99.5th percentile of
     ``|w|`` (the few larger weights, mostly on rarely lit edge pixels, are drawn at full colour) so
@@ -81,7 +83,7 @@ def plot_class_weights(weights, path: str | Path, title: str = "") -> Path:
     import numpy as np
 
     plt = pyplot()
-    weights = np.asarray(weights, dtype=np.float64)
+    weights = to_numpy(weights, np.float64)
     if weights.ndim != 2 or weights.shape[0] != 28 * 28:
         raise InputError(f"weights must have shape (784, K), one column per class, got {weights.shape}")
     k = weights.shape[1]
@@ -109,7 +111,7 @@ def plot_confusion_matrix(cm, path: str | Path, title: str = "") -> Path:
 
     plt = pyplot()
     from matplotlib.colors import PowerNorm
-    cm = np.asarray(cm)
+    cm = to_numpy(cm)
     if cm.ndim != 2 or cm.shape[0] != cm.shape[1]:
         raise InputError(f"cm must be a square (K, K) matrix of counts, got shape {cm.shape}")
     k = cm.shape[0]

@@ -10,6 +10,7 @@ examples.  Choose one with ``pytest --hypothesis-profile=thorough`` or with the 
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 
 import pytest
@@ -26,7 +27,11 @@ settings.load_profile(os.environ.get("NUMPY_MNIST_HYPOTHESIS_PROFILE", "fast"))
 #: Where the real MNIST files live beside the checkout (tests may read them; the package may not).
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 
-BACKEND_NAMES = ("numpy", "array_api_strict", "cupy")
+#: The backends every backend-parametrized test runs on.  ``torch`` (PyTorch CPU tensors through
+#: array_api_compat.torch) is the CPU stand-in for CuPy: like a CuPy array, a tensor has no
+#: ``__array_namespace__`` and refuses ``numpy.array(tensor, dtype=...)`` under this suite's
+#: warnings-as-errors, so code that would break on a GPU breaks here first.
+BACKEND_NAMES = ("numpy", "array_api_strict", "torch", "cupy")
 
 
 def _backend_or_skip(name: str, dtype: str):
@@ -38,14 +43,41 @@ def _backend_or_skip(name: str, dtype: str):
 
 @pytest.fixture(params=BACKEND_NAMES)
 def backend(request):
-    """Each backend in float64 (CuPy skipped where no GPU is usable)."""
+    """Each backend in float64 (CuPy skipped where no GPU is usable, torch where PyTorch is missing)."""
     return _backend_or_skip(request.param, "float64")
 
 
 @pytest.fixture(params=BACKEND_NAMES)
 def backend32(request):
-    """Each backend in float32 (CuPy skipped where no GPU is usable)."""
+    """Each backend in float32 (CuPy skipped where no GPU is usable, torch where PyTorch is missing)."""
     return _backend_or_skip(request.param, "float32")
+
+
+class _CupyWithoutADevice:
+    """A stand-in ``cupy`` module whose CUDA runtime finds no device (as on a machine without a GPU)."""
+
+    class cuda:
+        class runtime:
+            @staticmethod
+            def getDeviceCount():
+                raise RuntimeError("cudaErrorNoDevice: no CUDA-capable device is detected")
+
+
+@pytest.fixture(params=["cupy not installed", "no CUDA device"])
+def without_gpu(request, monkeypatch):
+    """This machine as if it had no usable GPU, whatever it really has.
+
+    Either ``import cupy`` fails, or CuPy imports but its CUDA runtime finds no device.  Tests of
+    the no-GPU messages use it, so that they run, and mean the same, on a machine with a GPU.
+    """
+    monkeypatch.setitem(sys.modules, "cupy", None if request.param == "cupy not installed" else _CupyWithoutADevice)
+    return request.param
+
+
+@pytest.fixture
+def cupy_backend():
+    """The CuPy backend in float32, or a skip where no GPU is usable."""
+    return _backend_or_skip("cupy", "float32")
 
 
 @pytest.fixture(scope="session")

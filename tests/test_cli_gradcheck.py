@@ -97,17 +97,15 @@ def test_bad_arguments_end_in_one_line_and_exit_2(capsys):
     assert code == 2 and "larger than" in err and len(err.strip().splitlines()) == 1
 
 
-def test_cupy_without_a_gpu_is_one_clear_line(capsys):
-    from backends import BackendUnavailableError, get_backend
+def test_cupy_without_a_gpu_is_one_clear_line(capsys, without_gpu):
+    code, _, err = run(capsys, "--backend", "cupy")
+    assert code == 2 and "cupy" in err.lower() and len(err.strip().splitlines()) == 1
 
-    try:
-        get_backend("cupy")
-    except BackendUnavailableError:
-        code, _, err = run(capsys, "--backend", "cupy")
-        assert code == 2 and "cupy" in err.lower() and len(err.strip().splitlines()) == 1
-    else:
-        code, out, _ = run(capsys, "--backend", "cupy")
-        assert code == 0, out
+
+@pytest.mark.gpu
+def test_cupy_gradcheck_passes_on_a_gpu(capsys, cupy_backend):
+    code, out, err = run(capsys, "--backend", "cupy")
+    assert code == 0, out + err
 
 
 def test_seed_picks_the_batch_and_the_model(capsys):

@@ -14,9 +14,9 @@ from __future__ import annotations
 
 import hashlib
 import http.server
-import sys
 import shutil
 import socket
+import sys
 import threading
 import time
 from pathlib import Path
@@ -24,8 +24,7 @@ from pathlib import Path
 import pytest
 
 from numpy_mnist.cli import main
-from numpy_mnist.data import download_mnist, verify_mnist
-from numpy_mnist.data import mnist
+from numpy_mnist.data import download_mnist, mnist, verify_mnist
 from numpy_mnist.errors import ChecksumError, DataError
 
 NAMES = list(mnist.MNIST_FILES)

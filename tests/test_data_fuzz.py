@@ -13,7 +13,8 @@ import tracemalloc
 
 import numpy as np
 import pytest
-from hypothesis import given, strategies as st
+from hypothesis import given
+from hypothesis import strategies as st
 
 from numpy_mnist.data import read_idx
 from numpy_mnist.errors import DataError

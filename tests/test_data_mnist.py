@@ -11,8 +11,7 @@ import numpy as np
 import pytest
 
 from numpy_mnist.cli import main
-from numpy_mnist.data import default_data_dir, load_mnist, verify_mnist
-from numpy_mnist.data import mnist
+from numpy_mnist.data import default_data_dir, load_mnist, mnist, verify_mnist
 from numpy_mnist.errors import DataError
 
 NAMES = list(mnist.MNIST_FILES)

@@ -11,8 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from numpy_mnist.data import load_mnist_sample, read_idx
-from numpy_mnist.data import sample
+from numpy_mnist.data import load_mnist_sample, read_idx, sample
 from numpy_mnist.errors import ChecksumError, DataError
 
 REPO = Path(__file__).resolve().parents[1]

@@ -16,17 +16,23 @@ Each property runs on every backend (numpy, array_api_strict, cupy when a GPU is
 
 from __future__ import annotations
 
+import grad_strategies as gs
 import numpy as np
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+from torch_reference import TINY32, TINY64, assert_agree, gamma32, linear_oracle, relu_oracle, sigmoid_oracle
 
-import grad_strategies as gs
 from numpy_mnist.gradcheck import DEFAULT_RTOL, TORCH_RTOL, check_gradient
-from numpy_mnist.layers import (linear, linear_backward, relu, relu_backward, sigmoid, sigmoid_backward,
-                                sigmoid_derivative)
-from torch_reference import (TINY32, TINY64, assert_agree, gamma32, linear_oracle, relu_oracle,
-                             sigmoid_oracle)
+from numpy_mnist.layers import (
+    linear,
+    linear_backward,
+    relu,
+    relu_backward,
+    sigmoid,
+    sigmoid_backward,
+    sigmoid_derivative,
+)
 
 F32_RTOL = 1e-5
 

@@ -11,17 +11,16 @@
 
 from __future__ import annotations
 
+import grad_strategies as gs
 import numpy as np
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+from torch_reference import TINY32, assert_agree, book_mnist_loss, gamma32, loss_oracle, tensor, torch, torch_sigmoid
 
-import grad_strategies as gs
 from numpy_mnist.errors import InputError
 from numpy_mnist.gradcheck import DEFAULT_RTOL, TORCH_LOSSES, check_gradient, loss_magnitude
 from numpy_mnist.losses import get_loss
-from torch_reference import (TINY32, assert_agree, book_mnist_loss, gamma32, loss_oracle, tensor, torch,
-                             torch_sigmoid)
 
 F32_RTOL = 1e-5
 

@@ -14,18 +14,27 @@
 
 from __future__ import annotations
 
+import grad_strategies as gs
 import numpy as np
 import pytest
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
-
-import grad_strategies as gs
-from backends import available_backends
-from numpy_mnist.gradcheck import (DEFAULT_RTOL, TORCH_RTOL, check_model, check_model_gradients,
-                                   compare_model_with_torch, gamma, kink_margin, loss_magnitude,
-                                   rows_near_relu_kink, torch_loss_and_grads)
-from numpy_mnist.models import MLP, LinearModel, linear1, simple_net
 from torch_reference import TINY32, assert_agree, gamma32
+
+from backends import available_backends
+from numpy_mnist.gradcheck import (
+    DEFAULT_RTOL,
+    TORCH_RTOL,
+    check_model,
+    check_model_gradients,
+    compare_model_with_torch,
+    gamma,
+    kink_margin,
+    loss_magnitude,
+    rows_near_relu_kink,
+    torch_loss_and_grads,
+)
+from numpy_mnist.models import MLP, LinearModel, linear1, simple_net
 
 F32_RTOL = 1e-4
 

@@ -18,11 +18,17 @@ from hypothesis.extra import numpy as hnp
 from backends import get_backend
 from numpy_mnist.data.loader import DataLoader
 from numpy_mnist.learner import train_epoch
-from numpy_mnist.losses import (binary_cross_entropy, binary_cross_entropy_backward, binary_cross_entropy_value_and_grad,
-                                get_loss, mnist_loss, mnist_loss_backward, mnist_loss_value_and_grad)
+from numpy_mnist.losses import (
+    binary_cross_entropy,
+    binary_cross_entropy_backward,
+    binary_cross_entropy_value_and_grad,
+    get_loss,
+    mnist_loss,
+    mnist_loss_backward,
+    mnist_loss_value_and_grad,
+)
 from numpy_mnist.models import linear1, simple_net
 from numpy_mnist.optim import SGD
-
 
 # -- the reference: the plain composition, spelled out ---------------------------------------------
 

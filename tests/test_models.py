@@ -99,7 +99,8 @@ def test_loss_can_be_chosen():
 def test_targets_of_shape_n_are_refused_not_broadcast():
     model = linear1()
     x, y = batch(model.backend)
-    with pytest.raises(InputError, match=r"y must have shape \(7, 1\) for a one-output model, got \(7,\).*y\[:, None\]"):
+    want = r"y must have shape \(7, 1\) for a one-output model, got \(7,\).*y\[:, None\]"
+    with pytest.raises(InputError, match=want):
         model.loss_and_grads(x, y[:, 0])
     with pytest.raises(InputError, match=r"targets must have the shape of the logits \(7, 1\), got \(7,\).*reshape"):
         mnist_loss(model.forward(x), y[:, 0])

@@ -36,8 +36,13 @@ from hypothesis.extra import numpy as hnp
 
 from numpy_mnist.errors import InputError
 from numpy_mnist.layers import log_softmax, softmax
-from numpy_mnist.losses import (binary_cross_entropy, get_loss, softmax_cross_entropy,
-                                softmax_cross_entropy_backward, softmax_cross_entropy_value_and_grad)
+from numpy_mnist.losses import (
+    binary_cross_entropy,
+    get_loss,
+    softmax_cross_entropy,
+    softmax_cross_entropy_backward,
+    softmax_cross_entropy_value_and_grad,
+)
 
 torch = pytest.importorskip("torch")
 

@@ -57,7 +57,8 @@ def test_mlp10_is_simple_net_with_ten_outputs(backend):
     assert model.config() == {"kind": "mlp", "inputs": 784, "outputs": 10, "loss": "cross_entropy", "hidden": 7}
     x, y = batch(backend)
     loss, grads = model.loss_and_grads(x, y)
-    assert math.isfinite(loss) and {k: v.shape for k, v in grads.items()} == {k: v.shape for k, v in model.params.items()}
+    assert math.isfinite(loss)
+    assert {k: v.shape for k, v in grads.items()} == {k: v.shape for k, v in model.params.items()}
 
 
 def test_linear1_with_ten_outputs_and_cross_entropy_keeps_the_books_contract(backend):
@@ -237,11 +238,13 @@ def test_sample_dataset_is_the_books():
 def test_dataset_errors_name_the_argument():
     with pytest.raises(InputError, match="dataset must be one of sample, mnist, got 'cifar'"):
         get_spec("cifar")
-    with pytest.raises(InputError, match="train_rows must be at most the 12396 rows of the sample train split, got 99999"):
+    with pytest.raises(InputError, match="train_rows must be at most the 12396 rows of the sample train split, "
+                                         "got 99999"):
         load_dataset("sample", train_rows=99999)
     with pytest.raises(InputError, match="loss must be one of cross_entropy for --dataset mnist, got 'bce'"):
         check_loss(get_spec("mnist"), "bce")
-    with pytest.raises(InputError, match="loss must be one of mnist_loss, bce for --dataset sample, got 'cross_entropy'"):
+    with pytest.raises(InputError,
+                       match="loss must be one of mnist_loss, bce for --dataset sample, got 'cross_entropy'"):
         check_loss(get_spec("sample"), "cross_entropy")
     assert check_loss(get_spec("mnist"), None) == "cross_entropy"
 
@@ -255,8 +258,8 @@ def test_missing_mnist_files_say_how_to_get_them(tmp_path):
 
 def train(dataset, model, epochs, lr=0.5, batch_size=128, seed=0):
     b = model.backend
-    learner = Learner(model, DataLoader(dataset.train_x, dataset.train_y, batch_size, shuffle=True, seed=seed, backend=b),
-                      DataLoader(dataset.valid_x, dataset.valid_y, 500, backend=b), lr=lr)
+    train_dl = DataLoader(dataset.train_x, dataset.train_y, batch_size, shuffle=True, seed=seed, backend=b)
+    learner = Learner(model, train_dl, DataLoader(dataset.valid_x, dataset.valid_y, 500, backend=b), lr=lr)
     return learner.fit(epochs)
 
 

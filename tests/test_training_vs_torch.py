@@ -14,13 +14,13 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from torch_reference import assert_agree, torch
 
 from numpy_mnist.data import DataLoader
 from numpy_mnist.gradcheck import TORCH_LOSSES, TORCH_MODELS
 from numpy_mnist.metrics import batch_accuracy
 from numpy_mnist.models import linear1, simple_net
 from numpy_mnist.optim import SGD
-from torch_reference import assert_agree, torch
 
 #: The book's learning rates: 1.0 for linear1, 0.1 for simple_net.
 RUNS = {

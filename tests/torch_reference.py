@@ -31,8 +31,8 @@ torch = pytest.importorskip("torch")
 # The oracles are small problems: one thread is faster than two spin-waiting on a shared machine.
 torch.set_num_threads(1)
 
-from numpy_mnist.gradcheck import (  # noqa: E402
-    TORCH_LOSSES, TORCH_RTOL, compare, gamma, loss_magnitude, torch_sigmoid)
+from backends import to_numpy  # noqa: E402
+from numpy_mnist.gradcheck import TORCH_LOSSES, TORCH_RTOL, compare, gamma, loss_magnitude, torch_sigmoid  # noqa: E402
 
 #: Below this, float64 has only absolute precision (subnormals step by 4.9e-324).
 TINY64 = float(np.finfo(np.float64).smallest_normal)
@@ -46,8 +46,8 @@ def gamma32(k: int) -> float:
 
 
 def tensor(a, requires_grad: bool = False):
-    """A float64 tensor copied from a host array."""
-    return torch.tensor(np.asarray(a, dtype=np.float64), dtype=torch.float64, requires_grad=requires_grad)
+    """A float64 tensor copied from an array of any backend (through the host)."""
+    return torch.tensor(to_numpy(a, np.float64), dtype=torch.float64, requires_grad=requires_grad)
 
 
 def host(t) -> np.ndarray:
@@ -75,9 +75,9 @@ def linear_oracle(x, w, b, dout):
     ``|dout|``): exactly the sums of ``|terms|`` each entry is made of.
     """
     out, grads = vjp(torch_linear, [x, w, b], dout)
-    mags = [np.abs(np.asarray(a, dtype=np.float64)) for a in (x, w, b)]
-    out_mag, grad_mags = vjp(torch_linear, mags, np.abs(dout))
-    k = max(np.shape(x)[0], np.shape(w)[0], np.shape(w)[1]) + 1
+    mags = [np.abs(to_numpy(a, np.float64)) for a in (x, w, b)]
+    out_mag, grad_mags = vjp(torch_linear, mags, np.abs(to_numpy(dout, np.float64)))
+    k = max(x.shape[0], w.shape[0], w.shape[1]) + 1
     floors = [2 * gamma(k) * m + TINY64 for m in (out_mag, *grad_mags)]
     return out, grads, floors
 
@@ -111,7 +111,7 @@ def loss_oracle(name: str, z, t):
     value = TORCH_LOSSES[name](zt, tt)
     (dz,) = torch.autograd.grad(value, [zt])
     value, dz = float(value.detach()), host(dz)
-    z, t = np.asarray(z, dtype=np.float64), np.asarray(t, dtype=np.float64)
+    z, t = to_numpy(z, np.float64), to_numpy(t, np.float64)
     m = z.size
     if name == "bce":
         value_floor = 2 * gamma(m + 4) * (loss_magnitude(name, z, t, value) + 1) + TINY64
@@ -131,7 +131,7 @@ def book_mnist_loss(z, t):
 
 def assert_agree(name: str, ours, reference, floor=TINY64, rtol: float = TORCH_RTOL):
     """Assert ``|ours - reference| <= rtol * max(|ours|, |reference|) + floor`` entry by entry."""
-    report = compare(name, np.asarray(ours, dtype=np.float64), np.asarray(reference, dtype=np.float64),
+    report = compare(name, to_numpy(ours, np.float64), to_numpy(reference, np.float64),
                      rtol=rtol, atol=floor, method="pytorch")
     assert report.ok, str(report)
     return report

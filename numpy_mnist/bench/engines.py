@@ -106,22 +106,17 @@ class Engine:
 
 
 class NumpyMnistEngine(Engine):
-    """numpy-mnist's own training loop on the ``numpy`` or ``cupy`` backend (float32).
+    """numpy-mnist's own training loop on the ``numpy`` or ``cupy`` backend (float32)."""
 
-    ``graph=True`` (CuPy only) replays the epoch as a CUDA graph (:class:`numpy_mnist.cuda_kernels.CudaGraphEpoch`).
-    """
-
-    def __init__(self, backend: str, graph: bool = False) -> None:
-        self.backend_name, self.graph = backend, graph
+    def __init__(self, backend: str) -> None:
+        self.backend_name = backend
         self.is_gpu = backend == "cupy"
-        self.key = backend + ("-graph" if graph else "")
-        self.label = f"numpy-mnist {'CuPy' if self.is_gpu else 'NumPy'}" + (" + CUDA graph" if graph else "")
+        self.key = backend
+        self.label = f"numpy-mnist {'CuPy' if self.is_gpu else 'NumPy'}"
         self._backend = None
         self._why = None
 
     def unavailable(self) -> str | None:
-        if self.graph and not self.is_gpu:
-            return "CUDA-graph replay needs the cupy backend"
         if self._backend is None and self._why is None:
             from backends import BackendUnavailableError, get_backend
 
@@ -150,31 +145,21 @@ class NumpyMnistEngine(Engine):
         else:
             model = simple_net(hidden=workload.hidden, seed=0, backend=backend)
         opt = SGD(model.params, workload.lr)
-        quiet = getattr(backend, "quiet_float_errors", None)
-
-        if self.graph:
-            from numpy_mnist.cuda_kernels import CudaGraphEpoch
-
-            epoch = CudaGraphEpoch(model, loader, opt)
-            device_sync = backend.xp.cuda.Device().synchronize
-            return Trial(epoch, device_sync)  # its own stream: the whole device is synchronized
 
         def run():
-            if quiet is None:
-                return train_epoch(model, loader, opt)
-            with quiet():
+            with backend.quiet_float_errors():
                 return train_epoch(model, loader, opt)
 
         if not self.is_gpu:
             return Trial(run, backend.synchronize)
-        cupy = backend.xp
+        cupy = backend.cupy
         return EventTrial(run, backend.synchronize, cupy.cuda.Event,
                           lambda start, end: cupy.cuda.get_elapsed_time(start, end) / 1e3)
 
     def release(self) -> None:
         if self.is_gpu and self._backend is not None:
             self._backend.synchronize()
-            self._backend.xp.get_default_memory_pool().free_all_blocks()
+            self._backend.cupy.get_default_memory_pool().free_all_blocks()
 
 
 class TorchEngine(Engine):
@@ -249,9 +234,9 @@ class TorchEngine(Engine):
 
 
 #: Every engine, by key, in the order the tables list them.
-ENGINE_KEYS = ("numpy", "torch-cpu", "cupy", "cupy-graph", "torch-cuda")
-#: Engines run when none are named (the CUDA-graph variant only on request).
-DEFAULT_ENGINES = ("numpy", "torch-cpu", "cupy", "torch-cuda")
+ENGINE_KEYS = ("numpy", "torch-cpu", "cupy", "torch-cuda")
+#: Engines run when none are named.
+DEFAULT_ENGINES = ENGINE_KEYS
 
 
 def make_engines(keys=DEFAULT_ENGINES, *, torch_threads: int | None = None) -> list[Engine]:
@@ -259,7 +244,6 @@ def make_engines(keys=DEFAULT_ENGINES, *, torch_threads: int | None = None) -> l
     makers = {
         "numpy": lambda: NumpyMnistEngine("numpy"),
         "cupy": lambda: NumpyMnistEngine("cupy"),
-        "cupy-graph": lambda: NumpyMnistEngine("cupy", graph=True),
         "torch-cpu": lambda: TorchEngine("cpu", threads=torch_threads),
         "torch-cuda": lambda: TorchEngine("cuda"),
     }

@@ -56,7 +56,7 @@ def gpu_references(x: np.ndarray, engines, *, warmups: int = 2, repeats: int = 9
     for engine in engines:
         if engine.is_gpu and engine.unavailable() is None:
             if engine.framework == "numpy-mnist":
-                return _gpu_references_cupy(engine.backend.xp, x, warmups, repeats, matmul_n)
+                return _gpu_references_cupy(engine.backend.cupy, x, warmups, repeats, matmul_n)
             return _gpu_references_torch(x, warmups, repeats, matmul_n)
     return None
 
@@ -68,15 +68,17 @@ def _gpu_references_cupy(cupy, x, warmups, repeats, matmul_n) -> dict:
         return EventTrial(run, cupy.cuda.get_current_stream().synchronize, cupy.cuda.Event,
                           lambda s, e: cupy.cuda.get_elapsed_time(s, e) / 1e3)
 
-    xd = cupy.asarray(x)
-    ones = cupy.ones((x.shape[1], 1), dtype=xd.dtype)
-    stream = _summary(time_interleaved({"x @ ones (cuBLAS)": trial(lambda: xd @ ones),
-                                        "sum over rows (CuPy reduction)": trial(lambda: xd.sum(axis=0))},
-                                       warmups=warmups, repeats=repeats), int(xd.nbytes))
-    a = cupy.random.default_rng(0).standard_normal((matmul_n, matmul_n), dtype=cupy.float32)
-    b = cupy.random.default_rng(1).standard_normal((matmul_n, matmul_n), dtype=cupy.float32)
-    mm = time_interleaved({"a @ b": trial(lambda: a @ b)}, warmups=2, repeats=repeats)["a @ b"]
-    del xd, a, b
+    def measure():  # the device arrays live in this call only, so the pool can free them after it
+        xd = cupy.asarray(x)
+        ones = cupy.ones((x.shape[1], 1), dtype=xd.dtype)
+        stream = _summary(time_interleaved({"x @ ones (cuBLAS)": trial(lambda: xd @ ones),
+                                            "sum over rows (CuPy reduction)": trial(lambda: xd.sum(axis=0))},
+                                           warmups=warmups, repeats=repeats), int(xd.nbytes))
+        a = cupy.random.default_rng(0).standard_normal((matmul_n, matmul_n), dtype=cupy.float32)
+        b = cupy.random.default_rng(1).standard_normal((matmul_n, matmul_n), dtype=cupy.float32)
+        return stream, time_interleaved({"a @ b": trial(lambda: a @ b)}, warmups=2, repeats=repeats)["a @ b"]
+
+    stream, mm = measure()
     cupy.get_default_memory_pool().free_all_blocks()
     return {"device": "gpu", "via": "cupy", "stream": stream,
             "matmul": _matmul_summary(matmul_n, mm)}
@@ -91,16 +93,18 @@ def _gpu_references_torch(x, warmups, repeats, matmul_n) -> dict:
         return EventTrial(run, torch.cuda.synchronize, lambda: torch.cuda.Event(enable_timing=True),
                           lambda s, e: s.elapsed_time(e) / 1e3)
 
-    xd = torch.from_numpy(x).cuda()
-    ones = torch.ones((x.shape[1], 1), device="cuda")
-    stream = _summary(time_interleaved({"x @ ones (cuBLAS)": trial(lambda: xd @ ones),
-                                        "sum over rows (torch reduction)": trial(lambda: xd.sum(dim=0))},
-                                       warmups=warmups, repeats=repeats), int(x.nbytes))
-    gen = torch.Generator(device="cuda").manual_seed(0)
-    a = torch.randn((matmul_n, matmul_n), device="cuda", generator=gen)
-    b = torch.randn((matmul_n, matmul_n), device="cuda", generator=gen)
-    mm = time_interleaved({"a @ b": trial(lambda: a @ b)}, warmups=2, repeats=repeats)["a @ b"]
-    del xd, a, b
+    def measure():  # the device tensors live in this call only, so the cache can free them after it
+        xd = torch.from_numpy(x).cuda()
+        ones = torch.ones((x.shape[1], 1), device="cuda")
+        stream = _summary(time_interleaved({"x @ ones (cuBLAS)": trial(lambda: xd @ ones),
+                                            "sum over rows (torch reduction)": trial(lambda: xd.sum(dim=0))},
+                                           warmups=warmups, repeats=repeats), int(x.nbytes))
+        gen = torch.Generator(device="cuda").manual_seed(0)
+        a = torch.randn((matmul_n, matmul_n), device="cuda", generator=gen)
+        b = torch.randn((matmul_n, matmul_n), device="cuda", generator=gen)
+        return stream, time_interleaved({"a @ b": trial(lambda: a @ b)}, warmups=2, repeats=repeats)["a @ b"]
+
+    stream, mm = measure()
     torch.cuda.empty_cache()
     return {"device": "gpu", "via": "torch", "stream": stream,
             "matmul": _matmul_summary(matmul_n, mm)}

@@ -193,7 +193,8 @@ def evaluate_targets(results: dict) -> list[dict]:
                        f"{e} ({results['unavailable'].get(e, 'not among --engines')})" for e in missing))
             out.append({"key": key, "what": what, "goal": goal, "measured": None, "met": None, "note": why})
         else:
-            out.append({"key": key, "what": what, "goal": goal, "measured": value, "met": bool(check(value)), "note": ""})
+            out.append({"key": key, "what": what, "goal": goal, "measured": value, "met": bool(check(value)),
+                        "note": ""})
     sweep = results.get("sweep")
     if sweep is not None:
         if gpu_missing:

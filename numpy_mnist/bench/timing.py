@@ -102,7 +102,8 @@ def time_interleaved(trials: dict, *, warmups: int, repeats: int, budget_s: floa
                     count = max(min(repeats, int(budget_s / len(groups) / round_s)), min(min_repeats, repeats))
                 count = max(count, 1)
                 used = min(blocks, count)
-                plan[name] = [count // used + (1 if b < count % used else 0) for b in range(used)] + [0] * (blocks - used)
+                plan[name] = ([count // used + (1 if b < count % used else 0) for b in range(used)]
+                              + [0] * (blocks - used))
             elif plan[name][block] == 0:
                 continue
             elif switching:

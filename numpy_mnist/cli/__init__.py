@@ -1,7 +1,8 @@
 """``numpy-mnist``: the command line.  One module per subcommand, each with ``register(subparsers)``.
 
-A :class:`~numpy_mnist.errors.NumpyMnistError` (something the user can fix) ends in one line on
-stderr and exit status 2; any other exception is a bug and keeps its traceback.
+A :class:`~numpy_mnist.errors.NumpyMnistError` or a backend error (something the user can fix,
+:data:`~numpy_mnist.errors.USER_ERRORS`) ends in one line on stderr and exit status 2; any other
+exception is a bug and keeps its traceback.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ import importlib
 import sys
 
 from numpy_mnist import __version__
-from numpy_mnist.errors import NumpyMnistError
+from numpy_mnist.errors import USER_ERRORS
 
 #: Subcommand modules under ``numpy_mnist.cli``, in the order ``--help`` lists them.
 SUBCOMMANDS = ("train", "baseline", "data", "gradcheck", "bench")
@@ -41,6 +42,6 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return int(args.run(args) or 0)
-    except NumpyMnistError as exc:
+    except USER_ERRORS as exc:
         print(f"numpy-mnist {args.command}: error: {exc}", file=sys.stderr)
         return 2

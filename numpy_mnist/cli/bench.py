@@ -12,9 +12,8 @@ import argparse
 import sys
 from pathlib import Path
 
+from numpy_mnist.bench.engines import ENGINE_KEYS as ENGINES
 from numpy_mnist.cli.options import positive_int
-
-ENGINES = ("numpy", "torch-cpu", "cupy", "cupy-graph", "torch-cuda")
 
 
 def register(subparsers) -> None:
@@ -24,12 +23,10 @@ def register(subparsers) -> None:
     p.add_argument("--out", type=Path, default=None,
                    help="write bench.md, bench.json and PNG plots into this folder")
     p.add_argument("--engines", nargs="+", choices=ENGINES, default=None, metavar="ENGINE",
-                   help=f"engines to run, from {', '.join(ENGINES)} (default: all but cupy-graph; "
+                   help=f"engines to run, from {', '.join(ENGINES)} (default: all; "
                         "unavailable ones are reported, not run)")
     p.add_argument("--sweep", action="store_true",
                    help="also sweep batch size (64..8192), hidden width (30..4096) and rows (12,396..10^6)")
-    p.add_argument("--cuda-graph", action="store_true",
-                   help="also time numpy-mnist on CuPy with the epoch replayed as a CUDA graph")
     p.add_argument("--repeats", type=positive_int, default=None, help="timed repeats per measurement")
     p.add_argument("--warmups", type=positive_int, default=None, help="untimed runs before timing")
     p.add_argument("--no-plot", dest="plot", action="store_false", help="skip the PNG plots")
@@ -41,8 +38,6 @@ def run(args) -> int:
     from numpy_mnist.bench.engines import DEFAULT_ENGINES
 
     engines = tuple(args.engines) if args.engines else DEFAULT_ENGINES
-    if args.cuda_graph and "cupy-graph" not in engines:
-        engines += ("cupy-graph",)
     config = BenchConfig(quick=args.quick, engines=engines, sweep=args.sweep, repeats=args.repeats,
                          warmups=args.warmups)
     results = run_bench(config, log=lambda line: print(line, file=sys.stderr, flush=True))

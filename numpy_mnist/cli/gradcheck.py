@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import argparse
 
+from numpy_mnist import gradcheck as gc
 from numpy_mnist.cli.options import positive_float, positive_int
 from numpy_mnist.cli.train import MODELS, build_model
-from numpy_mnist import gradcheck as gc
 from numpy_mnist.errors import InputError
 
 

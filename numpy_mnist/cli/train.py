@@ -21,8 +21,8 @@ from pathlib import Path
 
 from backends import get_backend
 from numpy_mnist.checkpoint import load_checkpoint, save_checkpoint
-from numpy_mnist.errors import CheckpointError, InputError
 from numpy_mnist.cli.options import add_backend_options, positive_float, positive_int
+from numpy_mnist.errors import CheckpointError, InputError
 from numpy_mnist.files import write_json
 
 MODELS = ("linear", "simple_net")
@@ -138,7 +138,8 @@ def run(args) -> int:
         learner.fit(max(args.epochs - learner.epochs_done, 0), on_epoch_end=on_epoch_end, progress=not args.quiet)
     except KeyboardInterrupt:
         save()
-        where = f"; epoch {learner.epochs_done} saved to {args.save}, continue with --resume {args.save}" if args.save else ""
+        where = (f"; epoch {learner.epochs_done} saved to {args.save}, continue with --resume {args.save}"
+                 if args.save else "")
         print(f"numpy-mnist train: interrupted after {learner.epochs_done} finished epochs{where}", file=sys.stderr)
         return 130
 
@@ -225,4 +226,5 @@ class EpochTable:
         self.print("  ".join(f"{c:>10}" for c in self.COLUMNS))
 
     def row(self, r) -> None:
-        self.print(f"{r.epoch:>10d}  {r.train_loss:>10.4f}  {r.valid_loss:>10.4f}  {r.accuracy:>10.4f}  {r.seconds:>10.3f}")
+        self.print(f"{r.epoch:>10d}  {r.train_loss:>10.4f}  {r.valid_loss:>10.4f}  {r.accuracy:>10.4f}  "
+                   f"{r.seconds:>10.3f}")
