@@ -131,8 +131,11 @@ class Learner:
 
     def fit(self, epochs: int, *, on_epoch_end: Callable[[EpochRecord], None] | None = None,
             progress: bool = False) -> list[EpochRecord]:
-        """Train ``epochs`` more epochs; return the whole history."""
-        from tqdm.auto import tqdm
+        """Train ``epochs`` more epochs; return the whole history (``progress``: a tqdm bar)."""
+        if progress:
+            from tqdm.auto import tqdm
+        else:  # tqdm.auto in a notebook without ipywidgets warns on import, even for a disabled bar
+            from tqdm import tqdm
 
         if not self.history and self.start is None and epochs > 0:
             self.start = StartRecord(*validate_epoch(self.model, self.valid_dl))

@@ -65,13 +65,16 @@ def figure_png(fig, dpi: int = 120) -> bytes:
 
 
 def images_figure(images, titles=None, *, ncols: int | None = None, cmap: str = "gray_r",
-                  symmetric: bool = False, title: str = "", colorbar: bool = False, size: float = 1.6):
+                  symmetric: bool = False, shared: bool = True, title: str = "", colorbar: bool = False,
+                  size: float = 1.6):
     """A row (or grid) of 28x28 pictures: digits, mean images, weight vectors, gradients.
 
     ``images`` is a sequence of host arrays of 784 values each (any shape holding them, e.g. (784,),
     (784, 1) or (28, 28)).  Pixels are drawn dark on light (``gray_r``) by default.  With
-    ``symmetric=True`` they share one diverging colour scale centred on 0 (red positive, blue
-    negative, ``RdBu_r``), for weights and gradients, whose sign is the point.
+    ``symmetric=True`` the colour scale is diverging and centred on 0 (red positive, blue negative,
+    ``RdBu_r``), for weights and gradients, whose sign is the point: one scale for all pictures
+    (``shared=True``, so that they compare), or each its own (``shared=False``, to see the shape of
+    a small one beside a large one; ``colorbar`` is then refused, as no one bar would be right).
     """
     import numpy as np
 
@@ -85,17 +88,23 @@ def images_figure(images, titles=None, *, ncols: int | None = None, cmap: str = 
     titles = list(titles) if titles is not None else [""] * len(pictures)
     ncols = ncols or len(pictures)
     nrows = -(-len(pictures) // ncols)
-    options = {"cmap": cmap}
-    if symmetric:
-        limit = max(float(np.abs(p).max()) for p in pictures) or 1.0
-        options = {"cmap": "RdBu_r" if cmap == "gray_r" else cmap, "vmin": -limit, "vmax": limit}
+    if colorbar and symmetric and not shared:
+        raise InputError("a colorbar needs one shared scale: pass shared=True, or colorbar=False")
+    shared_limit = max(float(np.abs(p).max()) for p in pictures) or 1.0
+
+    def options(picture):
+        if not symmetric:
+            return {"cmap": cmap}
+        limit = shared_limit if shared else float(np.abs(picture).max()) or 1.0
+        return {"cmap": "RdBu_r" if cmap == "gray_r" else cmap, "vmin": -limit, "vmax": limit}
+
     fig, axes = plt.subplots(nrows, ncols, figsize=(size * ncols + (0.9 if colorbar else 0), size * nrows + 0.3),
                              squeeze=False)
     image = None
     for i, ax in enumerate(axes.flat):
         ax.set_axis_off()
         if i < len(pictures):
-            image = ax.imshow(pictures[i], **options)
+            image = ax.imshow(pictures[i], **options(pictures[i]))
             ax.set_title(titles[i], fontsize=9)
     if colorbar:
         fig.colorbar(image, ax=axes.ravel().tolist(), shrink=0.8)

@@ -24,6 +24,11 @@ def test_symmetric_pictures_share_one_scale_centred_on_zero():
     limits = {ax.images[0].get_clim() for ax in fig.axes if ax.images}
     assert limits == {(-2.0, 2.0)}
     figure_png(fig)
+    own = images_figure([np.full(784, 0.5), np.full(784, -2.0)], symmetric=True, shared=False)
+    assert [ax.images[0].get_clim() for ax in own.axes if ax.images] == [(-0.5, 0.5), (-2.0, 2.0)]
+    figure_png(own)
+    with pytest.raises(InputError, match="colorbar"):
+        images_figure([np.zeros(784)], symmetric=True, shared=False, colorbar=True)
 
 
 def test_images_figure_refuses_nothing_and_wrong_sizes():
