@@ -121,3 +121,22 @@ def test_the_books_default_run_prints_nothing_extra(tmp_path, capsys):
     assert written["epochs"][-1]["accuracy"] > 0.98 and written["warning"] is None
     assert captured.err == ""
     assert captured.out.startswith("final valid accuracy") and len(captured.out.splitlines()) == 1
+
+
+@pytest.mark.parametrize("start, works", [(None, True), ({"valid_loss": "x"}, False)])
+def test_a_checkpoint_without_a_usable_start(tmp_path, capsys, start, works):
+    """Written before the start was saved: resumes, measuring from the first epoch.  Garbled: refused."""
+    from numpy_mnist.checkpoint import load_checkpoint, save_checkpoint
+
+    ckpt, common = tmp_path / "c.ckpt", ["--model", "linear", "--lr", "1", "--backend", "numpy", "--quiet",
+                                          "--no-plot", "--out", str(tmp_path)]
+    assert main(["train", *common, "--epochs", "1", "--save", str(ckpt)]) == 0
+    saved = load_checkpoint(ckpt)
+    run = {k: v for k, v in saved.run.items() if k != "start"} | ({} if start is None else {"start": start})
+    save_checkpoint(ckpt, saved.build_model(), epoch=saved.epoch, history=saved.history, run=run)
+    capsys.readouterr()
+    code = main(["train", *common, "--epochs", "2", "--resume", str(ckpt)])
+    if works:
+        assert code == 0 and json.loads((tmp_path / "history.json").read_text())["start"] is None
+    else:
+        assert code == 2 and "garbled starting record" in capsys.readouterr().err
