@@ -52,8 +52,8 @@ gradient is derived on paper, written out below in LaTeX, coded by hand in the
 [numpy-mnist](../README.md) package, and then checked live against central finite differences and,
 where PyTorch is installed, against PyTorch's autograd.
 
-Read it beside the book: the headings follow the book's order, from the first look at the data to
-the closing exercise with all ten digits. Everything runs offline on a fresh install (from a clone,
+Read it beside the book: the sections follow the chapter, from the first look at the data to the
+closing exercise with all ten digits, and each names the book's sections it goes with. Everything runs offline on a fresh install (from a clone,
 `pip install -e ".[notebook]"`): the book's 3s and 7s ship inside the package. The ten-digit
 section needs the full MNIST (`numpy-mnist data download`) and says so when it is missing.
 
@@ -85,6 +85,8 @@ print(f"numpy-mnist {numpy_mnist.__version__}, NumPy {np.__version__}, Python {p
 # ---------------------------------------------------------------------------------------------------
 md(r"""
 ## The data: 3s and 7s
+
+*In the book: Pixels: The Foundations of Computer Vision.*
 
 The book downloads `MNIST_SAMPLE`, every 3 and every 7 of MNIST as PNG files, and stacks them into
 tensors. numpy-mnist bundles the same images (checked by SHA-256 on every load) and returns them
@@ -136,6 +138,8 @@ print("train_y, first and last rows:", train_y[:3, 0], train_y[-3:, 0], "shape",
 md(r"""
 ## Pixel similarity: the baseline
 
+*In the book: First Try: Pixel Similarity; Computing Metrics Using Broadcasting.*
+
 Before any learning, the book builds an "ideal" 3 and 7, the mean of every training image of each,
 and calls a validation image a 3 when it is closer to the mean 3 than to the mean 7. Two distances:
 
@@ -172,6 +176,8 @@ baseline, and nothing was learned. The rest of the chapter learns weights instea
 md(r"""
 ## `init_params` and `linear1`
 
+*In the book: the start of The MNIST Loss Function.*
+
 The book's first model gives each pixel a weight and adds a bias: for one image $x$ (a row of 784
 pixels) the prediction is $x \cdot w + b$; for all of them at once it is a matrix product,
 $XW + b$ with $X$ of shape $(N, 784)$, $W$ of shape $(784, 1)$ and $b$ of shape $(1,)$. `init_params`
@@ -197,6 +203,8 @@ print(f"all of them by @: shape {preds.shape}, the first {float(preds[0, 0]):.4f
 # ---------------------------------------------------------------------------------------------------
 md(r"""
 ## Accuracy, and why it cannot be a loss
+
+*In the book: The MNIST Loss Function.*
 
 A prediction above 0 says "3" (after the sigmoid below, a probability above 0.5). Accuracy counts
 how often that is right. To learn, the weights must move in the direction that improves the
@@ -224,6 +232,8 @@ show(nudge_figure(sweep))
 # ---------------------------------------------------------------------------------------------------
 md(r"""
 ## `mnist_loss` and `sigmoid`
+
+*In the book: The MNIST Loss Function; Sigmoid.*
 
 The sigmoid squashes any number into $(0, 1)$:
 $\sigma(z) = \dfrac{1}{1 + e^{-z}}$. The book's loss measures how far each prediction is from its
@@ -268,6 +278,8 @@ show(fig)
 # ---------------------------------------------------------------------------------------------------
 md(r"""
 ## Every derivative the code uses
+
+*In the book: Calculating Gradients, which leaves them to PyTorch's `backward`.*
 
 In the book, `loss.backward()` computes every gradient. Here each one is derived below and written
 by hand in `numpy_mnist.layers` and `numpy_mnist.losses` as a `*_backward` function; the models chain
@@ -331,8 +343,9 @@ $$\frac{f(x + h\,e_i) - f(x - h\,e_i)}{2h} = \frac{\partial f}{\partial x_i} + O
 in float64 (float32 cannot resolve a difference this small), entry by entry
 (`numpy_mnist.gradcheck.check_gradient`), and against PyTorch's autograd on the same expression. For
 an array-valued layer the function checked is $\sum G \odot f(x)$ with a random $G$. The table
-gives the worst relative error over all entries; finite differences agree to about $10^{-8}$ at
-best, autograd to the last few bits.
+gives the worst relative error over all entries: finite differences, whose own rounding is
+magnified by $1/h$, agree to about $10^{-8}$; autograd, the same arithmetic in another order, to the
+last few bits.
 """)
 
 code(r"""
@@ -402,9 +415,9 @@ md(r"""
 The same for whole models on a batch of real images: `model.loss_and_grads(x, y)` runs the forward
 pass and then every backward above, and `numpy_mnist.gradcheck.check_model` compares each parameter's
 gradient with finite differences of the model's own loss and with PyTorch: every entry of
-`linear1`'s 785 parameters, and of `simple_net`'s, all but its 23,520 first-layer weights, which
-are checked along 16 random directions plus 16 single entries (the largest among them). This is
-what `numpy-mnist gradcheck` prints.
+`linear1`'s 785 parameters, and of `simple_net`'s all but its 23,520 first-layer weights, which
+are checked along 16 random directions and at 16 single entries (the largest and 15 random ones).
+This is what `numpy-mnist gradcheck` prints.
 """)
 
 code(r"""
@@ -427,6 +440,8 @@ display(Markdown("\n".join(rows)))
 # ---------------------------------------------------------------------------------------------------
 md(r"""
 ## Pictures of what the gradient says
+
+*Not in the book: what the gradient looks like.*
 
 `linear1` has one weight per pixel, so its weights, and their gradient, are $28 \times 28$ pictures.
 Below, the gradient of the loss for a batch of 3s, a batch of 7s and a mixed batch, drawn as the
@@ -478,6 +493,8 @@ show(images_figure([start, after, after - start], ["weights at the start", "afte
 # ---------------------------------------------------------------------------------------------------
 md(r"""
 ## Stochastic gradient descent, step by step
+
+*In the book: Stochastic Gradient Descent (SGD); SGD and Mini-Batches; Putting It All Together; Creating an Optimizer.*
 
 The book's seven steps: initialise the weights; predict; compute the loss; compute the gradient;
 step every weight by $-\,\text{lr} \times \text{gradient}$; repeat; stop. Here they are on one
@@ -536,6 +553,8 @@ show(learning_curve_figure(history, "linear1, lr 1.0, batch 256"))
 md(r"""
 ## Adding a nonlinearity: `simple_net`
 
+*In the book: Adding a Nonlinearity.*
+
 A second linear layer after a ReLU: 784 pixels, 30 hidden units, 1 output. The book trains it for
 40 epochs at learning rate 0.1 (this is also what `numpy-mnist train` does by default).
 """)
@@ -573,6 +592,8 @@ for loss in ("mnist_loss", "bce"):
 # ---------------------------------------------------------------------------------------------------
 md(r"""
 ## Further research: all ten digits
+
+*In the book: the chapter's Further Research questions.*
 
 The chapter ends by asking for a model of all ten digits. That takes ten outputs per image and a
 loss for ten classes: the softmax cross-entropy derived above. `linear10` is the linear model with
@@ -630,6 +651,8 @@ else:
 # ---------------------------------------------------------------------------------------------------
 md(r"""
 ## CPU against GPU
+
+*Not in the book: the same code on the CPU and on a GPU.*
 
 The same model code runs on NumPy (CPU) and CuPy (GPU): the backend is chosen once, and data,
 parameters and gradients live there. Below, one epoch of `simple_net` on the 3s and 7s (training
