@@ -17,7 +17,7 @@ from numpy_mnist.errors import DivergenceError, InputError
 from numpy_mnist.metrics import correct_count
 from numpy_mnist.optim import SGD
 
-__all__ = ["EpochRecord", "Learner", "train_epoch", "validate_epoch"]
+__all__ = ["EpochRecord", "Learner", "StartRecord", "train_epoch", "validate_epoch"]
 
 
 @dataclass(frozen=True)
@@ -29,6 +29,21 @@ class EpochRecord:
     valid_loss: float
     accuracy: float
     seconds: float
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class StartRecord:
+    """The untrained model on the validation set: where the run started from.
+
+    :func:`numpy_mnist.diagnosis.diagnose` measures a run's loss against it (a loss that grew a
+    hundredfold since the start means the steps overshot).
+    """
+
+    valid_loss: float
+    accuracy: float
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -88,13 +103,15 @@ class Learner:
     """The book's ``Learner``: a model, its data, an optimizer, and ``fit(epochs)``.
 
     ``history`` gathers one :class:`EpochRecord` per epoch, counting on from the records it was
-    given (so a resumed run continues its numbering).  If a loss diverges, or Ctrl-C arrives
+    given (so a resumed run continues its numbering).  ``start`` is a :class:`StartRecord` of the
+    untrained model, measured by the first :meth:`fit` of a run with no history (a resumed run passes
+    the one it saved, or None when unknown).  If a loss diverges, or Ctrl-C arrives
     mid-epoch, the parameters are put back to the end of the last finished epoch before the
     :class:`DivergenceError` or :class:`KeyboardInterrupt` propagates.
     """
 
     def __init__(self, model, train_dl, valid_dl, lr: float = 0.1, opt: SGD | None = None,
-                 history: list[EpochRecord] | None = None) -> None:
+                 history: list[EpochRecord] | None = None, start: StartRecord | None = None) -> None:
         for name, dl in (("train", train_dl), ("valid", valid_dl)):
             if dl.backend != model.backend:
                 raise InputError(f"the {name} DataLoader is on {dl.backend!r} but the model on {model.backend!r}: "
@@ -106,6 +123,7 @@ class Learner:
         self.valid_dl = valid_dl
         self.opt = opt if opt is not None else SGD(model.params, lr)
         self.history: list[EpochRecord] = list(history or [])
+        self.start = start
 
     @property
     def epochs_done(self) -> int:
@@ -113,8 +131,14 @@ class Learner:
 
     def fit(self, epochs: int, *, on_epoch_end: Callable[[EpochRecord], None] | None = None,
             progress: bool = False) -> list[EpochRecord]:
-        """Train ``epochs`` more epochs; return the whole history."""
-        from tqdm.auto import tqdm
+        """Train ``epochs`` more epochs; return the whole history (``progress``: a tqdm bar)."""
+        if progress:
+            from tqdm.auto import tqdm
+        else:  # tqdm.auto in a notebook without ipywidgets warns on import, even for a disabled bar
+            from tqdm import tqdm
+
+        if not self.history and self.start is None and epochs > 0:
+            self.start = StartRecord(*validate_epoch(self.model, self.valid_dl))
 
         bar = tqdm(total=epochs, desc="training", unit="epoch", disable=None if progress else True, leave=False)
         try:

@@ -1,6 +1,12 @@
 """Pictures: learning curves, the accuracy-versus-loss nudge, and for the ten digits the linear model's
 weights and a confusion matrix.  matplotlib is the ``plot`` extra.  Arrays of any backend are brought
-to the host with :func:`backends.host.to_numpy`."""
+to the host with :func:`backends.host.to_numpy`.
+
+Each picture has a builder, ``*_figure(...) -> matplotlib Figure``, and a ``plot_*(..., path)`` that
+saves it as a PNG (atomically).  :func:`images_figure` draws any set of 28x28 pictures (digits,
+mean images, weights, gradients); :func:`figure_png` turns a figure into PNG bytes, which is how
+the notebook shows them.
+"""
 
 from __future__ import annotations
 
@@ -10,8 +16,20 @@ from backends.host import to_numpy
 from numpy_mnist.errors import InputError, NumpyMnistError
 from numpy_mnist.files import atomic_write
 
-__all__ = ["pyplot", "save_figure", "plot_learning_curve", "plot_nudge", "plot_class_weights",
-           "plot_confusion_matrix"]
+__all__ = [
+    "class_weights_figure",
+    "confusion_matrix_figure",
+    "figure_png",
+    "images_figure",
+    "learning_curve_figure",
+    "nudge_figure",
+    "plot_class_weights",
+    "plot_confusion_matrix",
+    "plot_learning_curve",
+    "plot_nudge",
+    "pyplot",
+    "save_figure",
+]
 
 
 def pyplot():
@@ -26,18 +44,84 @@ def pyplot():
     return plt
 
 
-def save_figure(fig, path: str | Path) -> Path:
+def save_figure(fig, path: str | Path, dpi: int = 120) -> Path:
     """Save ``fig`` as a PNG atomically and close it."""
-    plt = pyplot()
     path = Path(path)
+    png = figure_png(fig, dpi=dpi)
     with atomic_write(path) as f:
-        fig.savefig(f, format="png", dpi=120, bbox_inches="tight")
-    plt.close(fig)
+        f.write(png)
     return path
+
+
+def figure_png(fig, dpi: int = 120) -> bytes:
+    """``fig`` as PNG bytes (cropped to its contents); the figure is closed."""
+    import io
+
+    plt = pyplot()
+    buffer = io.BytesIO()
+    try:
+        fig.savefig(buffer, format="png", dpi=dpi, bbox_inches="tight")
+    finally:
+        plt.close(fig)
+    return buffer.getvalue()
+
+
+def images_figure(images, titles=None, *, ncols: int | None = None, cmap: str = "gray_r",
+                  symmetric: bool = False, shared: bool = True, title: str = "", colorbar: bool = False,
+                  size: float = 1.6):
+    """A row (or grid) of 28x28 pictures: digits, mean images, weight vectors, gradients.
+
+    ``images`` is a sequence of host arrays of 784 values each (any shape holding them, e.g. (784,),
+    (784, 1) or (28, 28)).  Pixels are drawn dark on light (``gray_r``) by default.  With
+    ``symmetric=True`` the colour scale is diverging and centred on 0 (red positive, blue negative,
+    ``RdBu_r``), for weights and gradients, whose sign is the point: one scale for all pictures
+    (``shared=True``, so that they compare), or each its own (``shared=False``, to see the shape of
+    a small one beside a large one; ``colorbar`` is then refused, as no one bar would be right).
+    """
+    import numpy as np
+
+    plt = pyplot()
+    pictures = [to_numpy(im, np.float64) for im in images]
+    if not pictures:
+        raise InputError("images_figure needs at least one picture")
+    if any(p.size != 28 * 28 for p in pictures):
+        raise InputError(f"each picture must hold 28 x 28 = 784 values, got sizes {[p.size for p in pictures]}")
+    pictures = [p.reshape(28, 28) for p in pictures]
+    titles = list(titles) if titles is not None else [""] * len(pictures)
+    ncols = ncols or len(pictures)
+    nrows = -(-len(pictures) // ncols)
+    if colorbar and symmetric and not shared:
+        raise InputError("a colorbar needs one shared scale: pass shared=True, or colorbar=False")
+    shared_limit = max(float(np.abs(p).max()) for p in pictures) or 1.0
+
+    def options(picture):
+        if not symmetric:
+            return {"cmap": cmap}
+        limit = shared_limit if shared else float(np.abs(picture).max()) or 1.0
+        return {"cmap": "RdBu_r" if cmap == "gray_r" else cmap, "vmin": -limit, "vmax": limit}
+
+    fig, axes = plt.subplots(nrows, ncols, figsize=(size * ncols + (0.9 if colorbar else 0), size * nrows + 0.3),
+                             squeeze=False)
+    image = None
+    for i, ax in enumerate(axes.flat):
+        ax.set_axis_off()
+        if i < len(pictures):
+            image = ax.imshow(pictures[i], **options(pictures[i]))
+            ax.set_title(titles[i], fontsize=9)
+    if colorbar:
+        fig.colorbar(image, ax=axes.ravel().tolist(), shrink=0.8)
+    if title:
+        fig.suptitle(title)
+    return fig
 
 
 def plot_learning_curve(history, path: str | Path, title: str = "") -> Path:
     """Train and valid loss (left axis) and valid accuracy (right axis) against the epoch."""
+    return save_figure(learning_curve_figure(history, title), path)
+
+
+def learning_curve_figure(history, title: str = ""):
+    """The figure of :func:`plot_learning_curve`."""
     plt = pyplot()
     epochs = [r.epoch for r in history]
     fig, ax = plt.subplots(figsize=(7, 4))
@@ -52,11 +136,16 @@ def plot_learning_curve(history, path: str | Path, title: str = "") -> Path:
     ax.legend(lines, [line.get_label() for line in lines], loc="center right")
     ax.set_title(title or "learning curve")
     ax.grid(alpha=0.3)
-    return save_figure(fig, path)
+    return fig
 
 
 def plot_nudge(rows, path: str | Path) -> Path:
     """Accuracy (flat) and mnist_loss (moving) against the nudge of one weight."""
+    return save_figure(nudge_figure(rows), path)
+
+
+def nudge_figure(rows):
+    """The figure of :func:`plot_nudge`."""
     plt = pyplot()
     deltas = [r.delta for r in rows]
     fig, (left, right) = plt.subplots(1, 2, figsize=(9, 3.5))
@@ -68,14 +157,19 @@ def plot_nudge(rows, path: str | Path) -> Path:
         ax.set_xlabel("change of one weight")
         ax.grid(alpha=0.3)
         ax.ticklabel_format(useOffset=False, axis="y")
-    return save_figure(fig, path)
+    return fig
 
 
 def plot_class_weights(weights, path: str | Path, title: str = "") -> Path:
+    """:func:`class_weights_figure`, saved as a PNG."""
+    return save_figure(class_weights_figure(weights, title), path)
+
+
+def class_weights_figure(weights, title: str = ""):
     """Each class's weight vector as a 28x28 picture, in a grid of 2 rows (2x5 for ten digits).
 
-    ``weights`` is the linear model's (784, K) array, of any backend; picture ``k`` is column ``k``.  Red pixels
-    add to the class's logit when lit, blue ones subtract; one colour scale, symmetric about 0, is
+    ``weights`` is the linear model's (784, K) array, of any backend; picture ``k`` is column ``k``.
+    Red pixels add to the class's logit when lit, blue ones subtract; one colour scale, symmetric about 0, is
     shared by all pictures so that they can be compared.  The scale ends at the 99.5th percentile of
     ``|w|`` (the few larger weights, mostly on rarely lit edge pixels, are drawn at full colour) so
     that a handful of outliers do not wash out every picture.
@@ -98,10 +192,15 @@ def plot_class_weights(weights, path: str | Path, title: str = "") -> Path:
             ax.set_title(str(i))
     fig.colorbar(image, ax=axes.ravel().tolist(), shrink=0.8, label="weight")
     fig.suptitle(title or "weights of the linear model, one 28x28 picture per class")
-    return save_figure(fig, path)
+    return fig
 
 
 def plot_confusion_matrix(cm, path: str | Path, title: str = "") -> Path:
+    """:func:`confusion_matrix_figure`, saved as a PNG."""
+    return save_figure(confusion_matrix_figure(cm, title), path)
+
+
+def confusion_matrix_figure(cm, title: str = ""):
     """A confusion matrix (rows: true class, columns: predicted) with its counts written in.
 
     The colour of a cell is its share of the row (of that true class) on a square-root scale, so the
@@ -130,4 +229,4 @@ def plot_confusion_matrix(cm, path: str | Path, title: str = "") -> Path:
     correct = int(np.trace(cm))
     total = int(cm.sum())
     ax.set_title(title or f"confusion matrix: {correct} of {total} right ({correct / max(total, 1):.2%})")
-    return save_figure(fig, path)
+    return fig

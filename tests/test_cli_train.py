@@ -19,8 +19,11 @@ def test_train_writes_history_and_learning_curve(tmp_path, capsys):
     out = tmp_path / "run"
     assert main(["train", "--model", "linear", "--lr", "1", "--epochs", "3", "--backend", "numpy",
                  "--out", str(out), "--quiet"]) == 0
-    history = json.loads((out / "history.json").read_text())
+    written = json.loads((out / "history.json").read_text())
+    assert set(written) == {"epochs", "start", "warning"} and written["warning"] is None
+    history = written["epochs"]
     assert [r["epoch"] for r in history] == [1, 2, 3] and all(set(r) == FIELDS for r in history)
+    assert set(written["start"]) == {"valid_loss", "accuracy"}
     assert (out / "learning_curve.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert "final valid accuracy" in capsys.readouterr().out
 
@@ -59,8 +62,11 @@ def test_resume_continues_and_history_holds_the_whole_run(tmp_path):
               "--out", str(out)]
     assert main(common + ["--epochs", "2", "--save", str(ckpt)]) == 0
     assert load_checkpoint(ckpt).epoch == 2
+    first_start = json.loads((out / "history.json").read_text())["start"]
     assert main(common + ["--epochs", "4", "--save", str(ckpt), "--resume", str(ckpt)]) == 0
-    assert [r["epoch"] for r in json.loads((out / "history.json").read_text())] == [1, 2, 3, 4]
+    written = json.loads((out / "history.json").read_text())
+    assert [r["epoch"] for r in written["epochs"]] == [1, 2, 3, 4]
+    assert written["start"] == first_start  # the untrained model's loss travels in the checkpoint
     assert load_checkpoint(ckpt).epoch == 4
 
 
@@ -120,7 +126,7 @@ def test_killed_run_resumed_ends_with_the_same_parameters(tmp_path):
     assert a.epoch == b.epoch == int(epochs)
     for name in a.params:
         assert (a.params[name] == b.params[name]).all(), name
-    history = json.loads((tmp_path / "b" / "history.json").read_text())
+    history = json.loads((tmp_path / "b" / "history.json").read_text())["epochs"]
     assert [r["epoch"] for r in history] == list(range(1, int(epochs) + 1))
 
 

@@ -11,6 +11,12 @@ the learning curve it writes the test set's confusion matrix (printed, JSON and 
 --model linear, the ten weight vectors as 28x28 pictures (class_weights.png).  With these defaults
 --model linear reaches about 0.92 test accuracy in 10 epochs and --model simple_net --hidden 100
 about 0.98 in 20.
+
+A run that ends badly without a NaN is explained in one line on stderr ("numpy-mnist train:
+warning: ...", recorded as "warning" in history.json): the validation loss grew a hundredfold
+since the start (the steps overshot), or the accuracy ended at chance (no better than always
+answering the most common class; the sigmoid saturated, or the run was too short).  See
+numpy_mnist.diagnosis for the thresholds.  The exit status stays 0: the run did finish.
 """
 
 from __future__ import annotations
@@ -116,7 +122,8 @@ def run(args) -> int:
                           backend=backend)
     valid_dl = DataLoader(data.valid_x, data.valid_y, args.batch_size, backend=backend)
     model = build_model(args, backend, spec.outputs)
-    learner = Learner(model, train_dl, valid_dl, lr=args.lr, history=resume(args, model))
+    history, start = resume(args, model)
+    learner = Learner(model, train_dl, valid_dl, lr=args.lr, history=history, start=start)
 
     table = EpochTable(quiet=args.quiet)
     table.header(f"{model!r} on {backend.device}, {spec.name}: {train_dl.n_rows} train / "
@@ -127,8 +134,9 @@ def run(args) -> int:
 
     def save():
         if args.save is not None:
+            start = learner.start.as_dict() if learner.start is not None else None
             save_checkpoint(args.save, model, epoch=learner.epochs_done, optimizer=learner.opt,
-                            history=learner.history, run=run_settings(args))
+                            history=learner.history, run={**run_settings(args), "start": start})
 
     def on_epoch_end(record):
         table.row(record)
@@ -145,8 +153,13 @@ def run(args) -> int:
 
     if not learner.history:
         raise InputError("no epoch was trained: --epochs must exceed the checkpoint's epochs")
+    warning = explain(args, spec, model, data, learner)
     args.out.mkdir(parents=True, exist_ok=True)
-    write_json(args.out / "history.json", [r.as_dict() for r in learner.history])
+    write_json(args.out / "history.json", {
+        "epochs": [r.as_dict() for r in learner.history],
+        "start": learner.start.as_dict() if learner.start is not None else None,
+        "warning": warning,
+    })
     written = [args.out / "history.json"]
     if args.plot:
         from numpy_mnist.plots import plot_learning_curve
@@ -158,7 +171,19 @@ def run(args) -> int:
         written += write_class_pictures(args, model, valid_dl, table)
     final = learner.history[-1]
     print(f"final valid accuracy {final.accuracy:.4f}; wrote {', '.join(str(p) for p in written)}")
+    if warning is not None:
+        print(f"numpy-mnist train: warning: {warning}", file=sys.stderr)
     return 0
+
+
+def explain(args, spec, model, data, learner) -> str | None:
+    """One line on what went wrong in a finished run (:func:`numpy_mnist.diagnosis.diagnose`), else None."""
+    from numpy_mnist.diagnosis import chance_accuracy, diagnose
+
+    found = diagnose(learner.history, chance=chance_accuracy(data.valid_y), lr=args.lr,
+                     start_loss=learner.start.valid_loss if learner.start is not None else None,
+                     suggested_lr=spec.lr, model_kind=model.kind, loss=model.loss.name)
+    return None if found is None else found.message
 
 
 def write_class_pictures(args, model, valid_dl, table) -> list[Path]:
@@ -190,12 +215,14 @@ def run_settings(args) -> dict:
             "batch_size": args.batch_size, "shuffle": args.shuffle, "seed": args.seed}
 
 
-def resume(args, model) -> list:
-    """Load ``--resume`` into ``model``; return its history (empty without ``--resume``)."""
-    from numpy_mnist.learner import EpochRecord
+def resume(args, model) -> tuple[list, object]:
+    """Load ``--resume`` into ``model``; return its history and the untrained model's
+    :class:`~numpy_mnist.learner.StartRecord` (``([], None)`` without ``--resume``; the record is
+    None for a checkpoint written before it was saved)."""
+    from numpy_mnist.learner import EpochRecord, StartRecord
 
     if args.resume is None:
-        return []
+        return [], None
     checkpoint = load_checkpoint(args.resume)
     checkpoint.load_into(model)
     settings = run_settings(args)
@@ -204,7 +231,12 @@ def resume(args, model) -> list:
     if differ:
         raise CheckpointError(f"{args.resume} was trained with {', '.join(differ)}: "
                               "resume with the same settings")
-    return [EpochRecord(**r) for r in checkpoint.history]
+    start = checkpoint.run.get("start")
+    try:
+        start = StartRecord(float(start["valid_loss"]), float(start["accuracy"])) if start else None
+    except (KeyError, TypeError, ValueError):
+        raise CheckpointError(f"{args.resume} holds a garbled starting record {start!r}") from None
+    return [EpochRecord(**r) for r in checkpoint.history], start
 
 
 class EpochTable:

@@ -1,0 +1,816 @@
+r"""Build ``notebooks/04_mnist_basics_by_hand.ipynb``, the book's chapter 4 rebuilt on numpy-mnist.
+
+The notebook's cells are written below, in order, as plain Python strings (Markdown and code), so
+that a change to the notebook is a readable diff here.  This script turns them into an ``.ipynb``
+with nbformat, runs it top to bottom in a fresh kernel with nbclient, and writes the result with its
+outputs (text and PNG pictures) atomically, so that it reads on GitHub without being run.
+
+Regenerate the committed notebook (about a minute on two cores; needs the ``notebook`` extra)::
+
+    pip install -e ".[notebook]"
+    python scripts/build_notebook.py --data DIR    # DIR: the four MNIST IDX files, for the ten digits
+
+``--data`` (default ``$NUMPY_MNIST_DATA``, else ``numpy-mnist data download``'s cache) is only for
+the book's closing exercise, all ten digits; without the files that section says so and is
+skipped.  The kernel imports numpy-mnist from this checkout (its root is put first on the kernel's
+``PYTHONPATH``).  ``--no-execute`` writes the cells without outputs; ``--check`` exits 1 when the
+committed notebook's cells differ from the ones here (the test-suite runs it).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+NOTEBOOK = REPO / "notebooks" / "04_mnist_basics_by_hand.ipynb"
+#: PNG resolution of the pictures in the notebook (kept modest: the file is committed).
+KERNEL_NAME = "python3"
+
+CELLS: list[tuple[str, str]] = []
+
+
+def md(text: str) -> None:
+    CELLS.append(("markdown", text.strip("\n")))
+
+
+def code(text: str) -> None:
+    CELLS.append(("code", text.strip("\n")))
+
+
+# ---------------------------------------------------------------------------------------------------
+md(r"""
+# Chapter 4 by hand: MNIST basics in plain array code
+
+This notebook follows chapter 4 of *Deep Learning for Coders with fastai and PyTorch* ("Under the
+Hood: Training a Digit Classifier") step by step, with one difference: there is no autograd. Every
+gradient is derived on paper, written out below in LaTeX, coded by hand in the
+[numpy-mnist](../README.md) package, and then checked live against central finite differences and,
+where PyTorch is installed, against PyTorch's autograd.
+
+Read it beside the book: the sections follow the chapter, from the first look at the data to the
+closing exercise with all ten digits, and each names the book's sections it goes with. Everything runs offline on a fresh install (from a clone,
+`pip install -e ".[notebook]"`): the book's 3s and 7s ship inside the package. The ten-digit
+section needs the full MNIST (`numpy-mnist data download`) and says so when it is missing.
+
+The arrays here are NumPy's, on the CPU; the last section times the same training on every backend
+this machine has (CuPy on a GPU, where there is one).
+""")
+
+code(r"""
+import platform
+
+import numpy as np
+from IPython.display import Image, Markdown, display
+
+import numpy_mnist
+from backends import BackendUnavailableError, get_backend
+from numpy_mnist.plots import figure_png, images_figure, pyplot
+
+
+def show(fig):
+    # Every picture goes through figure_png: a plain PNG in the notebook, whatever matplotlib's backend.
+    display(Image(figure_png(fig, dpi=72)))
+
+
+backend = get_backend("numpy", "float32")      # what training runs on
+backend64 = get_backend("numpy", "float64")    # what gradient checks run on
+print(f"numpy-mnist {numpy_mnist.__version__}, NumPy {np.__version__}, Python {platform.python_version()}")
+""")
+
+# ---------------------------------------------------------------------------------------------------
+md(r"""
+## The data: 3s and 7s
+
+*In the book: Pixels: The Foundations of Computer Vision.*
+
+The book downloads `MNIST_SAMPLE`, every 3 and every 7 of MNIST as PNG files, and stacks them into
+tensors. numpy-mnist bundles the same images (checked by SHA-256 on every load) and returns them
+already stacked the book's way: pixels scaled to $[0, 1]$, each image flattened to a row of
+$28 \times 28 = 784$ numbers, the 3s first, then the 7s; the target is 1 for a 3 and 0 for a 7.
+""")
+
+code(r"""
+from numpy_mnist.data import load_mnist_sample
+
+train_x, train_y, valid_x, valid_y = load_mnist_sample()
+for name, a in [("train_x", train_x), ("train_y", train_y), ("valid_x", valid_x), ("valid_y", valid_y)]:
+    print(f"{name:8} {a.shape!s:13} {a.dtype}")
+print(f"train: {int(train_y.sum())} threes, {int(len(train_y) - train_y.sum())} sevens; "
+      f"valid: {int(valid_y.sum())} threes, {int(len(valid_y) - valid_y.sum())} sevens")
+""")
+
+code(r"""
+is3 = train_y[:, 0] == 1
+threes, sevens = train_x[is3], train_x[~is3]
+show(images_figure([*threes[:6], *sevens[:6]], ["3"] * 6 + ["7"] * 6, ncols=6, size=1.1))
+""")
+
+md(r"""
+An image is just numbers. Here is a corner of the first 3, as the book shows one, in the 0-255
+values of the file:
+""")
+
+code(r"""
+print((threes[0].reshape(28, 28)[4:14, 4:18] * 255).round().astype(int))
+""")
+
+md(r"""
+The book's stacking: `torch.stack` of all 3s gives a rank-3 tensor, one $28 \times 28$ slice per
+image; `view(-1, 28*28)` flattens it into rows; the targets become a column with `unsqueeze(1)`.
+With the bundled arrays that is a reshape, and the targets are already that column of shape $(N, 1)$.
+""")
+
+code(r"""
+stacked_threes = threes.reshape(-1, 28, 28)
+stacked_sevens = sevens.reshape(-1, 28, 28)
+print("stacked_threes:", stacked_threes.shape, " stacked_sevens:", stacked_sevens.shape)
+print("train_x = cat([threes, sevens]).view(-1, 784):",
+      np.array_equal(np.concatenate([stacked_threes, stacked_sevens]).reshape(-1, 784), train_x))
+print("train_y, first and last rows:", train_y[:3, 0], train_y[-3:, 0], "shape", train_y.shape)
+""")
+
+# ---------------------------------------------------------------------------------------------------
+md(r"""
+## Pixel similarity: the baseline
+
+*In the book: First Try: Pixel Similarity; Computing Metrics Using Broadcasting.*
+
+Before any learning, the book builds an "ideal" 3 and 7, the mean of every training image of each,
+and calls a validation image a 3 when it is closer to the mean 3 than to the mean 7. Two distances:
+
+$$\text{L1}(a, b) = \frac{1}{784}\sum_i |a_i - b_i| \qquad\qquad
+  \text{RMSE}(a, b) = \sqrt{\frac{1}{784}\sum_i (a_i - b_i)^2}$$
+""")
+
+code(r"""
+mean3, mean7 = stacked_threes.mean(0), stacked_sevens.mean(0)
+show(images_figure([mean3, mean7], ["the mean 3", "the mean 7"], size=2))
+""")
+
+code(r"""
+from numpy_mnist.baseline import mnist_distance, pixel_similarity
+
+a_3 = threes[1]
+for kind in ("l1", "rmse"):
+    to3 = float(mnist_distance(a_3[None], mean3.reshape(-1), kind)[0])
+    to7 = float(mnist_distance(a_3[None], mean7.reshape(-1), kind)[0])
+    print(f"one 3, {kind:4}: distance to the mean 3 {to3:.4f}, to the mean 7 {to7:.4f}")
+print()
+print(f"{'distance':8}  {'valid 3s':>8}  {'valid 7s':>8}  {'overall':>8}")
+for kind in ("l1", "rmse"):
+    r = pixel_similarity(train_x, train_y, valid_x, valid_y, kind)
+    print(f"{kind:8}  {r.accuracy_3:8.4f}  {r.accuracy_7:8.4f}  {r.accuracy:8.4f}")
+""")
+
+md(r"""
+With L1 that is the book's **0.9168** on the valid 3s and **0.9854** on the valid 7s: a good
+baseline, and nothing was learned. The rest of the chapter learns weights instead.
+""")
+
+# ---------------------------------------------------------------------------------------------------
+md(r"""
+## `init_params` and `linear1`
+
+*In the book: the start of The MNIST Loss Function.*
+
+The book's first model gives each pixel a weight and adds a bias: for one image $x$ (a row of 784
+pixels) the prediction is $x \cdot w + b$; for all of them at once it is a matrix product,
+$XW + b$ with $X$ of shape $(N, 784)$, $W$ of shape $(784, 1)$ and $b$ of shape $(1,)$. `init_params`
+draws them from a standard normal distribution; `numpy_mnist.models.linear1` does the same (drawn
+with `numpy.random.default_rng(seed)`, so a seed gives the same model on every backend) and keeps
+them in `model.params`.
+""")
+
+code(r"""
+from numpy_mnist.layers import linear
+from numpy_mnist.models import linear1
+
+model = linear1(seed=42, backend=backend)
+weights, bias = model.params["weights"], model.params["bias"]
+print({name: p.shape for name, p in model.params.items()})
+
+one = float((train_x[0] * weights[:, 0]).sum() + bias[0])    # one image: sum of pixel * weight, plus bias
+print(f"prediction for the first image: {one:.4f}")
+preds = linear(train_x, weights, bias)                      # all 12,396 images at once: train_x @ weights + bias
+print(f"all of them by @: shape {preds.shape}, the first {float(preds[0, 0]):.4f}")
+""")
+
+# ---------------------------------------------------------------------------------------------------
+md(r"""
+## Accuracy, and why it cannot be a loss
+
+*In the book: The MNIST Loss Function.*
+
+A prediction above 0 says "3" (after the sigmoid below, a probability above 0.5). Accuracy counts
+how often that is right. To learn, the weights must move in the direction that improves the
+result, which means a gradient. But accuracy only changes when some prediction crosses 0: nudge a
+weight a little and it stays exactly where it was, so its gradient is 0 almost everywhere and SGD
+would never move. The book's `mnist_loss` (next section) moves with every nudge.
+""")
+
+code(r"""
+from numpy_mnist.metrics import batch_accuracy
+from numpy_mnist.plots import nudge_figure
+from numpy_mnist.why_not_accuracy import centre_pixel, nudge_one_weight
+
+print(f"accuracy of the random model on the training set: {float(batch_accuracy(preds, train_y)):.4f}")
+
+model64 = linear1(seed=42, backend=backend64)
+vx, vy = backend64.asarray(valid_x), backend64.asarray(valid_y)
+print(f"\n{'nudge':>8}  {'accuracy':>8}  {'mnist_loss':>12}   (the weight of the centre pixel, valid set)")
+for r in nudge_one_weight(model64, vx, vy, index=centre_pixel()):
+    print(f"{r.delta:>+8.0e}  {r.accuracy:8.4f}  {r.loss:12.8f}")
+sweep = nudge_one_weight(model64, vx, vy, index=centre_pixel(), deltas=[d / 50 for d in range(-50, 51)])
+show(nudge_figure(sweep))
+""")
+
+# ---------------------------------------------------------------------------------------------------
+md(r"""
+## `mnist_loss` and `sigmoid`
+
+*In the book: The MNIST Loss Function; Sigmoid.*
+
+The sigmoid squashes any number into $(0, 1)$:
+$\sigma(z) = \dfrac{1}{1 + e^{-z}}$. The book's loss measures how far each prediction is from its
+target: $1 - \sigma(z)$ for a 3, $\sigma(z)$ for a 7, averaged. The book's example has three images
+with targets `[1, 0, 1]` and predictions (already through the sigmoid) `[0.9, 0.4, 0.2]`: the last
+one, a 3 predicted at 0.2, is badly wrong.
+
+numpy-mnist's losses take the raw outputs (logits), never probabilities, so that the sigmoid is
+applied exactly once, inside the loss. To reproduce the book's table we turn its probabilities back
+into logits with the inverse of the sigmoid, $z = \log\frac{p}{1-p}$.
+""")
+
+code(r"""
+from numpy_mnist.layers import sigmoid
+from numpy_mnist.losses import mnist_loss
+
+trgts = np.array([[1.0], [0.0], [1.0]])
+prds = np.array([[0.9], [0.4], [0.2]])
+logits = np.log(prds / (1 - prds))
+print("sigmoid(logits)             ", sigmoid(logits)[:, 0].round(4))
+print("where(trgts == 1, 1-p, p)   ", np.where(trgts == 1, 1 - prds, prds)[:, 0].round(4))
+print(f"mnist_loss                   {float(mnist_loss(logits, trgts)):.4f}")
+prds2 = np.array([[0.9], [0.4], [0.8]])          # the third image now predicted 0.8: right, and confident
+print(f"mnist_loss, third at 0.8     {float(mnist_loss(np.log(prds2 / (1 - prds2)), trgts)):.4f}")
+""")
+
+md(r"""
+The book's **0.4333**, and **0.2333** once the third prediction improves: the loss went down as the
+prediction got better, which is what a loss must do. And the sigmoid, drawn:
+""")
+
+code(r"""
+plt = pyplot()
+z = np.linspace(-6, 6, 241)
+fig, ax = plt.subplots(figsize=(5, 2.6))
+ax.plot(z, sigmoid(z), color="tab:blue")
+ax.set(xlabel="z", ylabel="sigmoid(z)", title="sigmoid: any number into (0, 1)")
+ax.grid(alpha=0.3)
+show(fig)
+""")
+
+# ---------------------------------------------------------------------------------------------------
+md(r"""
+## Every derivative the code uses
+
+*In the book: Calculating Gradients, which leaves them to PyTorch's `backward`.*
+
+In the book, `loss.backward()` computes every gradient. Here each one is derived below and written
+by hand in `numpy_mnist.layers` and `numpy_mnist.losses` as a `*_backward` function; the models chain
+them. $M$ is the number of predictions a loss averages over, $G$ the upstream gradient
+$\partial L / \partial(\text{output})$ a layer receives.
+
+**Linear**, $Z = XW + b$ with $X$: $(N, D)$, $W$: $(D, K)$, $b$: $(K)$. Since
+$Z_{nk} = \sum_i X_{ni} W_{ik} + b_k$, each weight touches every row's output:
+
+$$\frac{\partial L}{\partial W} = X^\top G, \qquad \frac{\partial L}{\partial b} = \sum_n G_{n,:},
+\qquad \frac{\partial L}{\partial X} = G\, W^\top .$$
+
+**Sigmoid**, $\sigma(z) = 1/(1 + e^{-z})$:
+
+$$\sigma'(z) = \frac{e^{-z}}{(1 + e^{-z})^2} = \sigma(z)\,\bigl(1 - \sigma(z)\bigr).$$
+
+(The code computes it as $e/(1+e)^2$ with $e = e^{-|z|}$, which keeps every digit where $\sigma(z)$
+rounds to 1.)
+
+**`mnist_loss`**. With $1 - \sigma(z) = \sigma(-z)$ and the sign $s = 1 - 2t$ ($-1$ for a 3, $+1$
+for a 7), the book's `where(t == 1, 1 - p, p).mean()` is
+
+$$L = \frac{1}{M}\sum_n \sigma(s_n z_n), \qquad
+\frac{\partial L}{\partial z_n} = \frac{s_n\, \sigma'(z_n)}{M} \quad(\sigma' \text{ is even}).$$
+
+A confident prediction, right or wrong, sits where $\sigma'$ is nearly 0 and gets almost no push.
+
+**Binary cross-entropy**, the loss the book points to next. With
+$\operatorname{softplus}(z) = \log(1 + e^z)$, $\log\sigma(z) = -\operatorname{softplus}(-z)$,
+$\log(1 - \sigma(z)) = -\operatorname{softplus}(z)$ and
+$\operatorname{softplus}(z) - \operatorname{softplus}(-z) = z$:
+
+$$L = -\frac{1}{M}\sum_n \bigl[t_n \log\sigma(z_n) + (1 - t_n)\log(1 - \sigma(z_n))\bigr]
+    = \frac{1}{M}\sum_n \bigl[\operatorname{softplus}(z_n) - t_n z_n\bigr], \qquad
+\frac{\partial L}{\partial z_n} = \frac{\sigma(z_n) - t_n}{M}.$$
+
+A confident wrong answer gets the full push, unlike with `mnist_loss`.
+
+**ReLU**, $\operatorname{relu}(x) = \max(x, 0)$: $\;\partial\operatorname{relu}/\partial x = [x > 0]$
+(taken as 0 at the kink $x = 0$, as PyTorch does).
+
+**Softmax cross-entropy**, for ten digits: $p_n = \operatorname{softmax}(z_n)$,
+$p_{nk} = e^{z_{nk}} / \sum_j e^{z_{nj}}$, and
+
+$$L = \frac{1}{N}\sum_n \Bigl[\log\sum_k e^{z_{nk}} - z_{n, y_n}\Bigr], \qquad
+\frac{\partial L}{\partial z_{nj}} = \frac{p_{nj} - [j = y_n]}{N}.$$
+
+The softmax's Jacobian is never formed: through the log it collapses to "probability minus one-hot".
+
+**`simple_net`** chains them: $h = XW_1 + b_1$, $a = \operatorname{relu}(h)$, $z = aW_2 + b_2$, so
+with $G_z = \partial L/\partial z$ from the loss:
+$\partial W_2 = a^\top G_z$, $\partial b_2 = \sum_n G_z$, $G_a = G_z W_2^\top$,
+$G_h = G_a \odot [h > 0]$, $\partial W_1 = X^\top G_h$, $\partial b_1 = \sum_n G_h$.
+
+### Checked live
+
+Each formula against what the function itself says about its slope, the central difference
+
+$$\frac{f(x + h\,e_i) - f(x - h\,e_i)}{2h} = \frac{\partial f}{\partial x_i} + O(h^2), \qquad h = 10^{-6},$$
+
+in float64 (float32 cannot resolve a difference this small), entry by entry
+(`numpy_mnist.gradcheck.check_gradient`), and against PyTorch's autograd on the same expression. For
+an array-valued layer the function checked is $\sum G \odot f(x)$ with a random $G$. The table
+gives the worst relative error over all entries: finite differences, whose own rounding is
+magnified by $1/h$, agree to about $10^{-8}$; autograd, the same arithmetic in another order, to the
+last few bits.
+""")
+
+code(r"""
+from numpy_mnist import gradcheck as gc
+from numpy_mnist.layers import linear_backward, relu, relu_backward, sigmoid_backward
+from numpy_mnist.losses import (
+    binary_cross_entropy,
+    binary_cross_entropy_backward,
+    mnist_loss_backward,
+    softmax_cross_entropy,
+    softmax_cross_entropy_backward,
+)
+
+rng = np.random.default_rng(0)
+N, D, K = 6, 5, 4
+x, w, b = rng.standard_normal((N, D)), rng.standard_normal((D, K)), rng.standard_normal(K)
+G = rng.standard_normal((N, K))                                       # the upstream gradient of a layer
+z = rng.uniform(-6, 6, (N, K))                                        # sigmoid inputs where it is not flat
+h = rng.choice([-1.0, 1.0], (N, K)) * rng.uniform(0.1, 2, (N, K))      # ReLU inputs away from the kink
+z1, t1 = rng.uniform(-4, 4, (N, 1)), rng.integers(0, 2, (N, 1)).astype(float)
+labels = rng.integers(0, K, N)
+
+dx, dw, db = linear_backward(G, x, w)
+# (what is checked, f of the input, the input, our gradient, upstream G or None for a loss, PyTorch's f)
+cases = [
+    ("linear, d/dX", lambda a: linear(a, w, b), x, dx, G, lambda a, T: a @ T(w) + T(b)),
+    ("linear, d/dW", lambda a: linear(x, a, b), w, dw, G, lambda a, T: T(x) @ a + T(b)),
+    ("linear, d/db", lambda a: linear(x, w, a), b, db, G, lambda a, T: T(x) @ T(w) + a),
+    ("sigmoid", sigmoid, z, sigmoid_backward(G, z), G, lambda a, T: gc.torch_sigmoid(a)),
+    ("ReLU", relu, h, relu_backward(G, h), G, lambda a, T: a.clamp(min=0)),
+    ("mnist_loss", lambda a: mnist_loss(a, t1), z1, mnist_loss_backward(z1, t1), None,
+     lambda a, T: gc.TORCH_LOSSES["mnist_loss"](a, T(t1))),
+    ("binary cross-entropy", lambda a: binary_cross_entropy(a, t1), z1, binary_cross_entropy_backward(z1, t1),
+     None, lambda a, T: gc.TORCH_LOSSES["bce"](a, T(t1))),
+    ("softmax cross-entropy", lambda a: softmax_cross_entropy(a, labels), z,
+     softmax_cross_entropy_backward(z, labels), None,
+     lambda a, T: gc.TORCH_LOSSES["cross_entropy"](a, T(labels).long())),
+]
+
+
+def torch_gradient(torch_f, at, upstream):
+    # PyTorch's autograd of the same expression (float64), or None without PyTorch.
+    if not gc.torch_available():
+        return None
+    import torch
+
+    a = torch.tensor(at, requires_grad=True)
+    out = torch_f(a, torch.tensor)
+    scalar = out if upstream is None else (out * torch.tensor(upstream)).sum()
+    return torch.autograd.grad(scalar, a)[0].numpy()
+
+
+rows = ["| derivative | worst relative error vs finite differences | vs PyTorch autograd |", "|---|---|---|"]
+all_ok = True
+for name, f, at, ours, upstream, torch_f in cases:
+    fd = gc.check_gradient(f, at, ours, dout=upstream, name=name)
+    theirs = torch_gradient(torch_f, at, upstream)
+    pt = None if theirs is None else gc.compare(name, ours, theirs, rtol=gc.TORCH_RTOL, atol=1e-300)
+    all_ok &= fd.ok and (pt is None or pt.ok)
+    rows.append(f"| {name} | {fd.rel_error:.1e} | {'PyTorch not installed' if pt is None else f'{pt.rel_error:.1e}'} |")
+display(Markdown("\n".join(rows)))
+print("every derivative agrees" if all_ok else "MISMATCH: see the table",
+      f"(tolerances: {gc.DEFAULT_RTOL:.0e} against finite differences, {gc.TORCH_RTOL:.0e} against PyTorch)")
+""")
+
+md(r"""
+The same for whole models on a batch of real images: `model.loss_and_grads(x, y)` runs the forward
+pass and then every backward above, and `numpy_mnist.gradcheck.check_model` compares each parameter's
+gradient with finite differences of the model's own loss and with PyTorch: every entry of
+`linear1`'s 785 parameters, and of `simple_net`'s all but its 23,520 first-layer weights, which
+are checked along 16 random directions and at 16 single entries (the largest and 15 random ones).
+This is what `numpy-mnist gradcheck` prints.
+""")
+
+code(r"""
+from numpy_mnist.models import simple_net
+
+batch = np.sort(np.random.default_rng(1).choice(len(train_x), 64, replace=False))
+xb, yb = train_x[batch].astype(np.float64), train_y[batch].astype(np.float64)
+rows = ["| model | loss | parameter | vs finite differences | vs PyTorch autograd |", "|---|---|---|---|---|"]
+for make, loss in [(linear1, "mnist_loss"), (simple_net, "mnist_loss"), (simple_net, "bce")]:
+    net = make(seed=0, backend=backend64, loss=loss)
+    keep = ~gc.rows_near_relu_kink(net, xb, gc.kink_margin(xb))    # finite differences mean nothing at a kink
+    check = gc.check_model(net, xb[keep], yb[keep])
+    for p, fd in check.finite_differences.items():
+        pt = "not installed" if check.pytorch is None else f"{check.pytorch[p].rel_error:.1e}"
+        rows.append(f"| {make.__name__} | {loss} | {p} {fd.shape} | {fd.rel_error:.1e} | {pt} |")
+    assert check.ok, check.failures
+display(Markdown("\n".join(rows)))
+""")
+
+# ---------------------------------------------------------------------------------------------------
+md(r"""
+## Pictures of what the gradient says
+
+*Not in the book: what the gradient looks like.*
+
+`linear1` has one weight per pixel, so its weights, and their gradient, are $28 \times 28$ pictures.
+Below, the gradient of the loss for a batch of 3s, a batch of 7s and a mixed batch, drawn as the
+step SGD takes, $-\partial L / \partial W$: red pixels are weights the step raises, blue ones it lowers.
+For 3s the step raises the weights where 3s have ink, which raises their predictions; for 7s it
+lowers the weights where 7s have ink. The border stays white: those pixels are always 0, so their
+gradient $X^\top G$ is 0. Each picture has its own colour scale, as their sizes differ (printed
+below): `mnist_loss` pushes each image by the sigmoid's slope at its logit, which is largest for
+logits near 0 and tiny for confident ones, right or wrong.
+""")
+
+code(r"""
+from numpy_mnist.data import DataLoader
+
+model = linear1(seed=42, backend=backend)
+mixed = np.random.default_rng(0).choice(len(train_x), 256, replace=False)
+steps = []
+for which in (np.arange(256), len(train_x) - 1 - np.arange(256), mixed):        # 3s come first, 7s last
+    xb, yb = backend.asarray(train_x[which]), backend.asarray(train_y[which])
+    loss, grads = model.loss_and_grads(xb, yb)
+    steps.append(-backend.to_host(grads["weights"]))
+names = ["256 threes", "256 sevens", "a mixed batch"]
+print("size of the gradient |dL/dW|:", ", ".join(f"{n} {np.linalg.norm(g):.4f}" for n, g in zip(names, steps)))
+show(images_figure(steps, [f"step for {n}" for n in names], symmetric=True, shared=False, size=2.2))
+""")
+
+md(r"""
+And the weights themselves, before and after 20 epochs of training (the `Learner` is taken apart in
+the next section). At the start they are noise, `init_params`' standard normal draws, and after
+training they still look like it: the steps are small beside weights of size 1, and the border
+pixels, always 0, are never trained at all. The picture is in the difference (on its own colour
+scale): what a 3 has and a 7 lacks in red, the other way round in blue.
+""")
+
+code(r"""
+from numpy_mnist.learner import Learner
+
+train_dl = DataLoader(train_x, train_y, batch_size=256, backend=backend)
+valid_dl = DataLoader(valid_x, valid_y, batch_size=256, backend=backend)
+model = linear1(seed=42, backend=backend)
+start = backend.to_host(model.params["weights"])
+Learner(model, train_dl, valid_dl, lr=1.0).fit(20)
+after = backend.to_host(model.params["weights"])
+print(f"largest weight {np.abs(after).max():.2f}, largest change {np.abs(after - start).max():.2f}")
+show(images_figure([start, after, after - start], ["weights at the start", "after 20 epochs", "the change"],
+                   symmetric=True, shared=False, size=2.2))
+""")
+
+# ---------------------------------------------------------------------------------------------------
+md(r"""
+## Stochastic gradient descent, step by step
+
+*In the book: Stochastic Gradient Descent (SGD); SGD and Mini-Batches; Putting It All Together; Creating an Optimizer.*
+
+The book's seven steps: initialise the weights; predict; compute the loss; compute the gradient;
+step every weight by $-\,\text{lr} \times \text{gradient}$; repeat; stop. Here they are on one
+batch, written out, with the book's learning rate of 1 for `linear1`:
+""")
+
+code(r"""
+model = linear1(seed=42, backend=backend)                           # 1. initialise
+xb, yb = backend.asarray(train_x[mixed]), backend.asarray(train_y[mixed])
+lr = 1.0
+for step in range(6):                                                # 6. repeat
+    logits = model.forward(xb)                                       # 2. predict
+    loss, grads = model.loss_and_grads(xb, yb)                       # 3. loss, 4. gradient (by hand)
+    for name, g in grads.items():                                    # 5. step: what SGD.step does
+        model.params[name] -= lr * g
+    print(f"step {step}: loss {loss:.4f}, accuracy {float(batch_accuracy(logits, yb)):.4f}")
+""")
+
+md(r"""
+Then the book's pieces, one by one. `DataLoader` cuts the data into minibatches (256 rows, in
+order, as the book does); `SGD` is its `BasicOptim`, the only code that changes parameters;
+`train_epoch` and `validate_epoch` are its functions of the same names.
+""")
+
+code(r"""
+from numpy_mnist.learner import train_epoch, validate_epoch
+from numpy_mnist.optim import SGD
+
+xb, yb = next(iter(train_dl))
+print(f"{train_dl}: {len(train_dl)} batches, the first: x {xb.shape}, y {yb.shape}")
+
+model = linear1(seed=42, backend=backend)
+opt = SGD(model.params, lr=1.0)
+for epoch in range(1, 6):
+    train_loss = train_epoch(model, train_dl, opt)
+    valid_loss, accuracy = validate_epoch(model, valid_dl)
+    print(f"epoch {epoch}: train loss {train_loss:.4f}, valid loss {valid_loss:.4f}, accuracy {accuracy:.4f}")
+""")
+
+md(r"""
+`Learner` packs the loop, as the book's `Learner` does: `fit(epochs)` returns the history, one
+record per epoch, and `learning_curve_figure` draws it. 20 epochs of `linear1` at learning rate 1:
+""")
+
+code(r"""
+from numpy_mnist.plots import learning_curve_figure
+
+learn = Learner(linear1(seed=42, backend=backend), train_dl, valid_dl, lr=1.0)
+history = learn.fit(20)
+print(f"before training: valid loss {learn.start.valid_loss:.4f}, accuracy {learn.start.accuracy:.4f}")
+print(f"after {len(history)} epochs: valid loss {history[-1].valid_loss:.4f}, accuracy {history[-1].accuracy:.4f}")
+show(learning_curve_figure(history, "linear1, lr 1.0, batch 256"))
+""")
+
+# ---------------------------------------------------------------------------------------------------
+md(r"""
+## Adding a nonlinearity: `simple_net`
+
+*In the book: Adding a Nonlinearity.*
+
+A second linear layer after a ReLU: 784 pixels, 30 hidden units, 1 output. The book trains it for
+40 epochs at learning rate 0.1 (this is also what `numpy-mnist train` does by default).
+""")
+
+code(r"""
+learn = Learner(simple_net(hidden=30, seed=0, backend=backend), train_dl, valid_dl, lr=0.1)
+history = learn.fit(40)
+print(f"simple_net after {len(history)} epochs: accuracy {history[-1].accuracy:.4f}")
+show(learning_curve_figure(history, "simple_net (30 hidden), lr 0.1, batch 256"))
+""")
+
+md(r"""
+### When a run goes wrong
+
+A learning rate far too large need not end in a NaN. At $10^{30}$ the first step throws every
+logit of `linear1` so far from 0 that the sigmoid's slope is exactly 0 in float32: all gradients
+vanish and the model answers "3" forever. With binary cross-entropy the same rate overshoots
+instead, and the loss ends $10^{28}$ times where it started. `numpy_mnist.diagnosis.diagnose` reads
+a history and says which; `numpy-mnist train` prints its line after such a run.
+""")
+
+code(r"""
+from numpy_mnist.diagnosis import chance_accuracy, diagnose
+
+for loss in ("mnist_loss", "bce"):
+    net = linear1(seed=0, backend=backend, loss=loss)
+    learn = Learner(net, train_dl, valid_dl, lr=1e30)
+    history = learn.fit(3)
+    found = diagnose(history, chance=chance_accuracy(valid_y), lr=1e30, start_loss=learn.start.valid_loss,
+                     suggested_lr=0.1, model_kind=net.kind, loss=loss)
+    print(f"linear1, {loss}, lr 1e30: accuracy {history[-1].accuracy:.4f}, valid loss {history[-1].valid_loss:.4g}")
+    print(f"  -> {found}\n")
+""")
+
+# ---------------------------------------------------------------------------------------------------
+md(r"""
+## Further research: all ten digits
+
+*In the book: the chapter's Further Research questions.*
+
+The chapter ends by asking for a model of all ten digits. That takes ten outputs per image and a
+loss for ten classes: the softmax cross-entropy derived above. `linear10` is the linear model with
+ten outputs (one $28 \times 28$ picture of weights per digit); it trains on the full MNIST, 60,000
+images, validated on the 10,000 of the test set.
+
+The full MNIST is not bundled: `numpy-mnist data download` fetches it (or set `NUMPY_MNIST_DATA` to
+a folder holding the four IDX files). Without it this section says so and is skipped.
+""")
+
+code(r"""
+from numpy_mnist.datasets import load_dataset
+from numpy_mnist.errors import DataError
+
+try:
+    digits = load_dataset("mnist")
+    print(digits, "labels", np.bincount(digits.valid_y))
+except DataError as exc:
+    digits = None
+    print(f"Skipping the ten digits: the full MNIST is not on this machine ({exc})")
+""")
+
+code(r"""
+if digits is not None:
+    from numpy_mnist.metrics import confusion_table, model_confusion_matrix
+    from numpy_mnist.models import linear10
+    from numpy_mnist.plots import class_weights_figure, confusion_matrix_figure
+
+    ten_train = DataLoader(digits.train_x, digits.train_y, batch_size=128, shuffle=True, seed=0, backend=backend)
+    ten_valid = DataLoader(digits.valid_x, digits.valid_y, batch_size=1000, backend=backend)
+    ten = Learner(linear10(backend=backend), ten_train, ten_valid, lr=0.5)
+    for record in ten.fit(3):
+        print(f"epoch {record.epoch}: train loss {record.train_loss:.4f}, test accuracy {record.accuracy:.4f} "
+              f"(chance {chance_accuracy(digits.valid_y):.4f})")
+    cm = backend.to_host(model_confusion_matrix(ten.model, ten_valid))
+    print(confusion_table(cm))
+    show(confusion_matrix_figure(cm))
+else:
+    print("skipped: no MNIST files")
+""")
+
+md(r"""
+Each digit's weights as a picture: the model's score for a digit is the image's pixels weighted
+by its picture, plus a bias, so red pixels are evidence for that digit when they carry ink and
+blue ones evidence against it.
+""")
+
+code(r"""
+if digits is not None:
+    show(class_weights_figure(backend.to_host(ten.model.params["weights"])))
+else:
+    print("skipped: no MNIST files")
+""")
+
+# ---------------------------------------------------------------------------------------------------
+md(r"""
+## CPU against GPU
+
+*Not in the book: the same code on the CPU and on a GPU.*
+
+The same model code runs on NumPy (CPU) and CuPy (GPU): the backend is chosen once, and data,
+parameters and gradients live there. Below, one epoch of `simple_net` on the 3s and 7s (training
+and validation), timed on every backend this machine has: `EpochRecord.seconds` is read after
+synchronising the device, and the first epoch, which pays for warm-up, is left out. For a fuller
+benchmark, against PyTorch and the hardware's own limits, run `numpy-mnist bench`.
+""")
+
+code(r"""
+from numpy_mnist.bench.machine import machine_info
+
+info = machine_info()
+print(f"this machine: {info['cpu']} ({info['cores']['usable']} usable cores), GPU: {info['gpu']['name']}")
+timings = {}
+for name in ("numpy", "cupy"):
+    try:
+        bk = get_backend(name, "float32")
+    except BackendUnavailableError as exc:
+        print(f"{name}: not available here: {exc}")
+        continue
+    learn = Learner(simple_net(hidden=30, seed=0, backend=bk), DataLoader(train_x, train_y, 256, backend=bk),
+                    DataLoader(valid_x, valid_y, 256, backend=bk), lr=0.1)
+    seconds = [r.seconds for r in learn.fit(4)[1:]]
+    timings[bk.device] = float(np.median(seconds))
+    print(f"{name} on {bk.device}: one epoch of simple_net in {timings[bk.device] * 1e3:.1f} ms "
+          f"(median of {len(seconds)}), accuracy after 4 epochs {learn.history[-1].accuracy:.4f}")
+if len(timings) == 1:
+    print("No GPU here: only the CPU was timed. On a machine with a CUDA GPU and CuPy "
+          "(pip install 'numpy-mnist[gpu]') this cell times both.")
+""")
+
+md(r"""
+At this size (12,396 images of 784 pixels, batches of 256) an epoch is a few hundred small matrix
+products and elementwise operations: on a GPU the time to launch each one, not the arithmetic,
+sets the pace. `numpy-mnist bench --sweep` shows how that changes as batches and layers grow.
+
+---
+Built from `scripts/build_notebook.py`; run `python scripts/build_notebook.py --data DIR` to
+regenerate it with fresh outputs. MNIST is by Yann LeCun, Corinna Cortes and Christopher J.C.
+Burges (CC BY-SA 3.0); the chapter is from *Deep Learning for Coders with fastai and PyTorch* by
+Jeremy Howard and Sylvain Gugger.
+""")
+
+
+# ---------------------------------------------------------------------------------------------------
+
+def build():
+    """The notebook, without outputs: one cell per entry of :data:`CELLS`, with stable ids."""
+    import nbformat
+
+    nb = nbformat.v4.new_notebook()
+    for i, (kind, source) in enumerate(CELLS):
+        cell = nbformat.v4.new_markdown_cell(source) if kind == "markdown" else nbformat.v4.new_code_cell(source)
+        cell.id = f"cell-{i:02d}"
+        nb.cells.append(cell)
+    nb.metadata["kernelspec"] = {"name": KERNEL_NAME, "display_name": "Python 3", "language": "python"}
+    nb.metadata["language_info"] = {"name": "python"}
+    return nb
+
+
+def kernel_env(data: str | os.PathLike | None = None) -> dict[str, str]:
+    """The environment of the kernel: this checkout first on ``PYTHONPATH``, the MNIST folder if given."""
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join([str(REPO), *filter(None, [env.get("PYTHONPATH")])])
+    env.setdefault("JUPYTER_PLATFORM_DIRS", "1")
+    if data is not None:
+        env["NUMPY_MNIST_DATA"] = str(Path(data).resolve())
+    return env
+
+
+def execute(nb, *, env: dict[str, str] | None = None, timeout: int = 600, cwd: str | os.PathLike | None = None):
+    """Run ``nb`` top to bottom in a fresh ``python3`` kernel (in a temporary folder unless ``cwd``)."""
+    from nbclient import NotebookClient
+
+    with tempfile.TemporaryDirectory() as tmp:
+        client = NotebookClient(nb, timeout=timeout, kernel_name=KERNEL_NAME, record_timing=False,
+                                resources={"metadata": {"path": str(cwd or tmp)}})
+        client.execute(env=env if env is not None else kernel_env())
+    return nb
+
+
+def coalesce_streams(nb):
+    """Merge each cell's consecutive stdout (or stderr) pieces into one output.
+
+    How a cell's printing is split into pieces depends on when the kernel flushed, which differs
+    from run to run; merged, a rebuild changes only what really changed (timings).
+    """
+    for cell in nb.cells:
+        merged = []
+        for out in cell.get("outputs", []):
+            previous = merged[-1] if merged else None
+            if (out.output_type == "stream" and previous is not None and previous.output_type == "stream"
+                    and previous.name == out.name):
+                previous.text += out.text
+            else:
+                merged.append(out)
+        if "outputs" in cell:
+            cell.outputs = merged
+    return nb
+
+
+def write(nb, path: Path) -> None:
+    """Write ``nb`` atomically: a temporary file beside ``path``, renamed over it."""
+    import nbformat
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            nbformat.write(nb, f)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def sources(nb) -> list[tuple[str, str]]:
+    """``(cell type, source)`` of every cell: what ``--check`` compares."""
+    return [(cell.cell_type, cell.source) for cell in nb.cells]
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--out", type=Path, default=NOTEBOOK, help="where to write the notebook")
+    parser.add_argument("--data", type=Path, default=None, metavar="DIR",
+                        help="folder of the four MNIST IDX files, for the ten-digit section "
+                             "(default: $NUMPY_MNIST_DATA, else numpy-mnist's data cache)")
+    parser.add_argument("--no-execute", dest="execute", action="store_false", help="write the cells without outputs")
+    parser.add_argument("--timeout", type=int, default=600, help="seconds allowed per cell")
+    parser.add_argument("--check", action="store_true",
+                        help="only compare the cells of --out with the ones here; exit 1 when they differ")
+    args = parser.parse_args(argv)
+
+    nb = build()
+    if args.check:
+        import nbformat
+
+        committed = nbformat.read(args.out, as_version=4)
+        if sources(committed) != sources(nb):
+            print(f"{args.out} is out of date: run python scripts/build_notebook.py", file=sys.stderr)
+            return 1
+        print(f"{args.out}: cells match scripts/build_notebook.py")
+        return 0
+    if args.execute:
+        started = time.perf_counter()
+        coalesce_streams(execute(nb, env=kernel_env(args.data), timeout=args.timeout))
+        images = sum("image/png" in out.get("data", {}) for cell in nb.cells if cell.cell_type == "code"
+                     for out in cell.outputs)
+        print(f"executed in {time.perf_counter() - started:.1f} s: {images} pictures")
+        text = "".join(str(out.get("text", "")) for cell in nb.cells if cell.cell_type == "code"
+                       for out in cell.outputs)
+        if "Skipping the ten digits" in text:
+            print("note: the ten-digit section was skipped (no MNIST files); pass --data DIR", file=sys.stderr)
+    write(nb, args.out)
+    print(f"wrote {args.out} ({args.out.stat().st_size / 1e3:.0f} kB)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
