@@ -34,6 +34,7 @@ LOSS_CODES = {"mnist_loss": 0, "bce": 1, "cross_entropy": 2}
 MAX_CLASSES = 32
 
 _INCLUDE = re.compile(r'^#include "([\w.]+)"\s*$', re.MULTILINE)
+_PRAGMA_ONCE = re.compile(r"^#pragma once\s*$", re.MULTILINE)
 _C_TYPES = {"float32": "float", "float64": "double"}
 
 
@@ -51,7 +52,7 @@ def program_source() -> str:
             if name in seen:
                 return ""
             seen.add(name)
-            return inline((KERNEL_DIR / name).read_text())
+            return _PRAGMA_ONCE.sub("", inline((KERNEL_DIR / name).read_text()))
 
         return _INCLUDE.sub(replace, text)
 
