@@ -21,7 +21,8 @@ TINY_SWEEP = (Series("batch_size", "linear1", (64, 128)), Series("hidden", "simp
 
 def tiny_config(**changes) -> BenchConfig:
     x, y = synthetic_like(300, seed=1)
-    settings = dict(quick=True, engines=("numpy", "torch-cpu", "cupy", "torch-cuda"), warmups=1, repeats=2,
+    settings = dict(quick=True, engines=("numpy", "torch-cpu", "cupy", "torch-cuda", "fused-graph", "torch-cuda-graph"),
+                    whole_runs=False, warmups=1, repeats=2,
                     matmul_n_cpu=32, matmul_n_gpu=64, data=BenchData(x, y, "synthetic test data", real=False),
                     settle_s=0.0)
     settings.update(changes)
@@ -224,6 +225,7 @@ def test_graph_replay_is_off_unless_asked_for():
     from numpy_mnist.bench.engines import DEFAULT_ENGINES, make_engines
 
     assert "cupy-graph" not in DEFAULT_ENGINES
-    assert [e.key for e in make_engines()] == ["numpy", "torch-cpu", "cupy", "torch-cuda"]
+    assert [e.key for e in make_engines()] == ["numpy", "torch-cpu", "cupy", "torch-cuda", "fused-graph",
+                                               "torch-cuda-graph"]
     graph = make_engines(["cupy-graph"])[0]
     assert graph.graph and graph.is_gpu

@@ -249,9 +249,9 @@ class TorchEngine(Engine):
 
 
 #: Every engine, by key, in the order the tables list them.
-ENGINE_KEYS = ("numpy", "torch-cpu", "cupy", "cupy-graph", "torch-cuda")
+ENGINE_KEYS = ("numpy", "torch-cpu", "cupy", "cupy-graph", "torch-cuda", "fused-graph", "torch-cuda-graph")
 #: Engines run when none are named (the CUDA-graph variant only on request).
-DEFAULT_ENGINES = ("numpy", "torch-cpu", "cupy", "torch-cuda")
+DEFAULT_ENGINES = ("numpy", "torch-cpu", "cupy", "torch-cuda", "fused-graph", "torch-cuda-graph")
 
 
 def make_engines(keys=DEFAULT_ENGINES, *, torch_threads: int | None = None) -> list[Engine]:
@@ -262,8 +262,22 @@ def make_engines(keys=DEFAULT_ENGINES, *, torch_threads: int | None = None) -> l
         "cupy-graph": lambda: NumpyMnistEngine("cupy", graph=True),
         "torch-cpu": lambda: TorchEngine("cpu", threads=torch_threads),
         "torch-cuda": lambda: TorchEngine("cuda"),
+        "fused-graph": _fused_graph_engine,
+        "torch-cuda-graph": _torch_cuda_graph_engine,
     }
     unknown = [k for k in keys if k not in makers]
     if unknown:
         raise ValueError(f"unknown engine(s) {', '.join(unknown)}: choose from {', '.join(ENGINE_KEYS)}")
     return [makers[k]() for k in ENGINE_KEYS if k in keys]
+
+
+def _fused_graph_engine() -> Engine:
+    from numpy_mnist.bench.graph_engines import FusedGraphEngine
+
+    return FusedGraphEngine()
+
+
+def _torch_cuda_graph_engine() -> Engine:
+    from numpy_mnist.bench.graph_engines import TorchCudaGraphEngine
+
+    return TorchCudaGraphEngine()

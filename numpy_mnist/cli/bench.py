@@ -14,7 +14,7 @@ from pathlib import Path
 
 from numpy_mnist.cli.options import positive_int
 
-ENGINES = ("numpy", "torch-cpu", "cupy", "cupy-graph", "torch-cuda")
+ENGINES = ("numpy", "torch-cpu", "cupy", "cupy-graph", "torch-cuda", "fused-graph", "torch-cuda-graph")
 
 
 def register(subparsers) -> None:
@@ -30,6 +30,8 @@ def register(subparsers) -> None:
                    help="also sweep batch size (64..8192), hidden width (30..4096) and rows (12,396..10^6)")
     p.add_argument("--cuda-graph", action="store_true",
                    help="also time numpy-mnist on CuPy with the epoch replayed as a CUDA graph")
+    p.add_argument("--no-whole-runs", dest="whole_runs", action="store_false",
+                   help="skip the whole `numpy-mnist train` runs, NumPy against CuPy (they run only on a GPU)")
     p.add_argument("--repeats", type=positive_int, default=None, help="timed repeats per measurement")
     p.add_argument("--warmups", type=positive_int, default=None, help="untimed runs before timing")
     p.add_argument("--no-plot", dest="plot", action="store_false", help="skip the PNG plots")
@@ -44,7 +46,7 @@ def run(args) -> int:
     if args.cuda_graph and "cupy-graph" not in engines:
         engines += ("cupy-graph",)
     config = BenchConfig(quick=args.quick, engines=engines, sweep=args.sweep, repeats=args.repeats,
-                         warmups=args.warmups)
+                         warmups=args.warmups, whole_runs=args.whole_runs)
     results = run_bench(config, log=lambda line: print(line, file=sys.stderr, flush=True))
     print(markdown(results), end="")
     if args.out is not None:
