@@ -230,6 +230,27 @@ def test_divergence_names_epoch_and_batch_and_keeps_the_last_good_parameters(whe
     assert learner.epochs_done == 2 and np.isfinite(learner.history[-1].train_loss)
 
 
+def test_ctrl_c_during_a_replay_puts_the_last_finished_epoch_back(where, sample):
+    backend = where.backend("float32")
+    model = simple_net(seed=0, backend=backend)
+    learner = FusedLearner(model, *loaders(sample, "binary", 256, backend), lr=0.1, device=where.device())
+    learner.fit(1)
+    good = host(backend, model.params)
+    graph = learner.trainer._train.graph
+    replay = graph.replay
+
+    def interrupted():
+        replay()  # the epoch has changed the parameters when the interrupt arrives
+        raise KeyboardInterrupt
+
+    graph.replay = interrupted
+    with pytest.raises(KeyboardInterrupt):
+        learner.fit(1)
+    assert learner.epochs_done == 1
+    after = host(backend, model.params)
+    assert all(good[k].tobytes() == after[k].tobytes() for k in good)
+
+
 def test_a_resumed_fused_run_is_bitwise_the_uninterrupted_one(where, sample, tmp_path):
     from numpy_mnist.checkpoint import load_checkpoint, save_checkpoint
 

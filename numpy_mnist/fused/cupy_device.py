@@ -41,6 +41,8 @@ class CupyDevice:
         self._kernels: dict = {}
 
     def compile(self, names) -> None:
+        """Compile the program with NVRTC (options :data:`~numpy_mnist.fused.source.NVRTC_OPTIONS`;
+        CuPy appends ``-ftz=true``, as for its own kernels) and load every instantiation in ``names``."""
         names = list(names)
         module = self._cupy.RawModule(code=program_source(), options=NVRTC_OPTIONS, name_expressions=names)
         # Compile and load now: loading a module while a stream captures is not allowed.
