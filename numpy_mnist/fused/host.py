@@ -177,7 +177,7 @@ class HostDevice:
         dst[...] = np.asarray(host, dtype=dst.dtype).reshape(dst.shape)
 
     def to_host(self, array) -> np.ndarray:
-        return np.array(array, copy=True)
+        return array.copy()
 
     def capture(self, launches) -> _HostGraph:
         steps = []
