@@ -138,7 +138,7 @@ class Learner:
             from tqdm import tqdm
 
         if not self.history and self.start is None and epochs > 0:
-            self.start = StartRecord(*validate_epoch(self.model, self.valid_dl))
+            self.start = StartRecord(*self._validate())
 
         bar = tqdm(total=epochs, desc="training", unit="epoch", disable=None if progress else True, leave=False)
         try:
@@ -162,13 +162,21 @@ class Learner:
         start = time.perf_counter()
         try:
             with backend.quiet_float_errors():
-                train_loss = train_epoch(self.model, self.train_dl, self.opt, epoch=epoch)
+                train_loss = self._train_epoch(epoch)
         except (DivergenceError, KeyboardInterrupt):
             # Half an epoch is no state to keep: go back to the end of the last finished epoch,
             # which is what a checkpoint holds and what a resumed run starts from.
             for name, value in good.items():
                 self.model.params[name][...] = value
             raise
-        valid_loss, accuracy = validate_epoch(self.model, self.valid_dl)
+        valid_loss, accuracy = self._validate()
         backend.synchronize()
         return EpochRecord(epoch, train_loss, valid_loss, accuracy, time.perf_counter() - start)
+
+    def _train_epoch(self, epoch: int) -> float:
+        """One training epoch (:func:`train_epoch`); a fast path overrides this and :meth:`_validate`."""
+        return train_epoch(self.model, self.train_dl, self.opt, epoch=epoch)
+
+    def _validate(self) -> tuple[float, float]:
+        """``(valid_loss, accuracy)`` (:func:`validate_epoch`)."""
+        return validate_epoch(self.model, self.valid_dl)

@@ -655,7 +655,9 @@ md(r"""
 *Not in the book: the same code on the CPU and on a GPU.*
 
 The same model code runs on NumPy (CPU) and CuPy (GPU): the backend is chosen once, and data,
-parameters and gradients live there. Below, one epoch of `simple_net` on the 3s and 7s (training
+parameters and gradients live there. On a GPU, `numpy-mnist train` replays each epoch as one CUDA
+graph of hand-written fused kernels (`numpy_mnist/fused/kernels/*.cu`, the same derivations as
+above in their comments); `--no-fused` runs the readable array path instead. Below, one epoch of `simple_net` on the 3s and 7s (training
 and validation), timed on every backend this machine has: `EpochRecord.seconds` is read after
 synchronising the device, and the first epoch, which pays for warm-up, is left out. For a fuller
 benchmark, against PyTorch and the hardware's own limits, run `numpy-mnist bench`.
@@ -663,6 +665,7 @@ benchmark, against PyTorch and the hardware's own limits, run `numpy-mnist bench
 
 code(r"""
 from numpy_mnist.bench.machine import machine_info
+from numpy_mnist.fused import make_learner
 
 info = machine_info()
 print(f"this machine: {info['cpu']} ({info['cores']['usable']} usable cores), GPU: {info['gpu']['name']}")
@@ -673,8 +676,9 @@ for name in ("numpy", "cupy"):
     except BackendUnavailableError as exc:
         print(f"{name}: not available here: {exc}")
         continue
-    learn = Learner(simple_net(hidden=30, seed=0, backend=bk), DataLoader(train_x, train_y, 256, backend=bk),
-                    DataLoader(valid_x, valid_y, 256, backend=bk), lr=0.1)
+    # make_learner: on a GPU, the fused CUDA graph (make_learner(..., fused=False) for the array path)
+    learn = make_learner(simple_net(hidden=30, seed=0, backend=bk), DataLoader(train_x, train_y, 256, backend=bk),
+                         DataLoader(valid_x, valid_y, 256, backend=bk), lr=0.1)
     seconds = [r.seconds for r in learn.fit(4)[1:]]
     timings[bk.device] = float(np.median(seconds))
     print(f"{name} on {bk.device}: one epoch of simple_net in {timings[bk.device] * 1e3:.1f} ms "

@@ -21,7 +21,8 @@ TINY_SWEEP = (Series("batch_size", "linear1", (64, 128)), Series("hidden", "simp
 
 def tiny_config(**changes) -> BenchConfig:
     x, y = synthetic_like(300, seed=1)
-    settings = dict(quick=True, engines=("numpy", "torch-cpu", "cupy", "torch-cuda"), warmups=1, repeats=2,
+    settings = dict(quick=True, engines=("numpy", "torch-cpu", "cupy", "torch-cuda", "fused-graph", "torch-cuda-graph"),
+                    whole_runs=False, warmups=1, repeats=2,
                     matmul_n_cpu=32, matmul_n_gpu=64, data=BenchData(x, y, "synthetic test data", real=False),
                     settle_s=0.0)
     settings.update(changes)
@@ -223,6 +224,7 @@ def test_machine_info_names_the_gpu_or_says_none_was_found():
 def test_the_engines_in_table_order():
     from numpy_mnist.bench.engines import make_engines
 
-    assert [e.key for e in make_engines()] == ["numpy", "torch-cpu", "cupy", "torch-cuda"]
+    assert [e.key for e in make_engines()] == ["numpy", "torch-cpu", "cupy", "torch-cuda", "fused-graph",
+                                               "torch-cuda-graph"]
     with pytest.raises(ValueError, match="unknown engine"):
         make_engines(["cupy-graph"])  # the crashing capture of issue 10 is gone

@@ -234,7 +234,7 @@ class TorchEngine(Engine):
 
 
 #: Every engine, by key, in the order the tables list them.
-ENGINE_KEYS = ("numpy", "torch-cpu", "cupy", "torch-cuda")
+ENGINE_KEYS = ("numpy", "torch-cpu", "cupy", "torch-cuda", "fused-graph", "torch-cuda-graph")
 #: Engines run when none are named.
 DEFAULT_ENGINES = ENGINE_KEYS
 
@@ -246,8 +246,22 @@ def make_engines(keys=DEFAULT_ENGINES, *, torch_threads: int | None = None) -> l
         "cupy": lambda: NumpyMnistEngine("cupy"),
         "torch-cpu": lambda: TorchEngine("cpu", threads=torch_threads),
         "torch-cuda": lambda: TorchEngine("cuda"),
+        "fused-graph": _fused_graph_engine,
+        "torch-cuda-graph": _torch_cuda_graph_engine,
     }
     unknown = [k for k in keys if k not in makers]
     if unknown:
         raise ValueError(f"unknown engine(s) {', '.join(unknown)}: choose from {', '.join(ENGINE_KEYS)}")
     return [makers[k]() for k in ENGINE_KEYS if k in keys]
+
+
+def _fused_graph_engine() -> Engine:
+    from numpy_mnist.bench.graph_engines import FusedGraphEngine
+
+    return FusedGraphEngine()
+
+
+def _torch_cuda_graph_engine() -> Engine:
+    from numpy_mnist.bench.graph_engines import TorchCudaGraphEngine
+
+    return TorchCudaGraphEngine()

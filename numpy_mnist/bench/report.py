@@ -94,11 +94,21 @@ def markdown(results: dict) -> str:
                 + "; ".join(f"{m} {_ms(f)} ms ({f / e:.0%} of its epoch)" for m, f, e in floors) + "."]
     out += ["", "*x streaming pass*: epoch time over one read of the training data on the same device. "
             "*x hardware bound*: over max(matrix-product FLOPs / measured FLOP/s, data bytes / measured "
-            "bandwidth).", "", "## Targets (issue 5)", "", "| target | goal | measured | met |", "|---|---|---:|---|"]
-    for tg in results["targets"]:
-        met = {True: "yes", False: "**no**", None: "-"}[tg["met"]]
-        measured = _ratio(tg["measured"]) if tg["measured"] is not None else (tg["note"] or "-")
-        out.append(f"| {tg['what']} | {tg['goal']} | {measured} | {met} |")
+            "bandwidth).", "", "## Targets (issue 5)", ""]
+    out += _targets_table([tg for tg in results["targets"] if tg.get("issue", 5) == 5])
+    fused = [tg for tg in results["targets"] if tg.get("issue") == 11]
+    if fused:
+        out += ["", "## Targets (issue 11: the fused CUDA graph)", ""] + _targets_table(fused)
+    whole = results.get("whole_runs")
+    if whole:
+        out += ["", "## Whole runs (`numpy-mnist train`, training time = the history's epoch seconds summed)", "",
+                "| command | NumPy: training (wall) s | CuPy: training (wall) s | NumPy / CuPy "
+                "| accuracy NumPy, CuPy |",
+                "|---|---:|---:|---:|---|"]
+        for run in whole:
+            a, b = run["runs"].get("numpy"), run["runs"].get("cupy")
+            acc = f"{a['accuracy']:.4f}, {b['accuracy']:.4f}" if a and b else (run["note"] or "-")
+            out.append(f"| `{run['command']}` | {_seconds(a)} | {_seconds(b)} | {_ratio(run.get('speedup'))} | {acc} |")
     if results["unavailable"]:
         out += ["", "## Engines that did not run", ""]
         out += [f"- `{k}`: {why}" for k, why in results["unavailable"].items()]
@@ -117,6 +127,25 @@ def markdown(results: dict) -> str:
     if "elapsed_s" in results:
         out += ["", f"Whole run: {results['elapsed_s']:.1f} s."]
     return "\n".join(out).rstrip() + "\n"
+
+
+def _seconds(run: dict | None) -> str:
+    return "-" if run is None else f"{run['training_s']:.3g} ({run['wall_s']:.3g})"
+
+
+def _targets_table(targets: list[dict]) -> list[str]:
+    """A targets table: goal, measured value (in its unit, or why it is missing), met."""
+    lines = ["| target | goal | measured | met |", "|---|---|---:|---|"]
+    for tg in targets:
+        met = {True: "yes", False: "**no**", None: "-"}[tg["met"]]
+        if tg["measured"] is None:
+            measured = tg["note"] or "-"
+        elif tg.get("unit") == "ms":
+            measured = f"{tg['measured']:.3g} ms"
+        else:
+            measured = _ratio(tg["measured"])
+        lines.append(f"| {tg['what']} | {tg['goal']} | {measured} | {met} |")
+    return lines
 
 
 def write_results(results: dict, out_dir, *, plots: bool = True) -> list[Path]:

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 
 from numpy_mnist.bench.data import BenchData, grow_rows, training_data
 from numpy_mnist.bench.engines import DEFAULT_ENGINES, Workload, make_engines
+from numpy_mnist.bench.fused_targets import evaluate_fused_targets, run_whole_runs
 from numpy_mnist.bench.machine import NO_GPU, CpuActivity, machine_info, numpy_blas_threads
 from numpy_mnist.bench.references import blas_floor, cpu_references, gpu_references, hardware_bound_s
 from numpy_mnist.bench.sweep import FULL_SWEEP, QUICK_SWEEP, run_sweep
@@ -49,6 +50,7 @@ class BenchConfig:
     matmul_n_cpu: int | None = None
     matmul_n_gpu: int | None = None
     data: BenchData | None = None
+    whole_runs: bool = True  # issue 11's whole `numpy-mnist train` runs, NumPy against CuPy (GPU only)
     blocks: int | None = None  # turns each library takes (see timing.time_interleaved)
     settle_s: float = 0.5  # pause when switching between libraries
 
@@ -63,7 +65,8 @@ class BenchConfig:
             rows=self.rows,
             matmul_n_cpu=self.matmul_n_cpu or (1024 if quick else 2048),
             matmul_n_gpu=self.matmul_n_gpu or (4096 if quick else 8192),
-            data=self.data, blocks=self.blocks if self.blocks is not None else 3, settle_s=self.settle_s)
+            data=self.data, whole_runs=self.whole_runs, blocks=self.blocks if self.blocks is not None else 3,
+            settle_s=self.settle_s)
 
 
 def run_bench(config: BenchConfig | None = None, log=print) -> dict:
@@ -143,7 +146,9 @@ def run_bench(config: BenchConfig | None = None, log=print) -> dict:
         log(f"sweep: {len(cfg.series)} series")
         results["sweep"] = run_sweep(available, data, cfg.series, warmups=1, max_repeats=min(cfg.repeats, 9),
                                      point_budget_s=cfg.point_budget_s, settle_s=cfg.settle_s, log=log)
-    results["targets"] = evaluate_targets(results)
+    if cfg.whole_runs:
+        results["whole_runs"] = run_whole_runs(log=log)
+    results["targets"] = evaluate_targets(results) + evaluate_fused_targets(results)
     results["elapsed_s"] = time.perf_counter() - started
     results["machine"]["load_average"] = {"start": load_start, "end": _load_average(),
                                           "note": "1, 5 and 15 minute load averages: other work on the machine"}

@@ -121,7 +121,7 @@ def crossover(points: list[dict], engines) -> dict:
     if not any(k in ran for k in cpu):
         return {"value": None, "numpy_mnist_value": None, "statement": "no CPU engine ran"}
     value = first_win(gpu, cpu)
-    ours = first_win(["cupy"], ["numpy"])
+    ours = first_win(["cupy", "fused-graph"], ["numpy"])
     if value is None:
         statement = "the GPU never beats the CPU over this range"
     else:

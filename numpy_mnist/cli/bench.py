@@ -27,6 +27,8 @@ def register(subparsers) -> None:
                         "unavailable ones are reported, not run)")
     p.add_argument("--sweep", action="store_true",
                    help="also sweep batch size (64..8192), hidden width (30..4096) and rows (12,396..10^6)")
+    p.add_argument("--no-whole-runs", dest="whole_runs", action="store_false",
+                   help="skip the whole `numpy-mnist train` runs, NumPy against CuPy (they run only on a GPU)")
     p.add_argument("--repeats", type=positive_int, default=None, help="timed repeats per measurement")
     p.add_argument("--warmups", type=positive_int, default=None, help="untimed runs before timing")
     p.add_argument("--no-plot", dest="plot", action="store_false", help="skip the PNG plots")
@@ -39,7 +41,7 @@ def run(args) -> int:
 
     engines = tuple(args.engines) if args.engines else DEFAULT_ENGINES
     config = BenchConfig(quick=args.quick, engines=engines, sweep=args.sweep, repeats=args.repeats,
-                         warmups=args.warmups)
+                         warmups=args.warmups, whole_runs=args.whole_runs)
     results = run_bench(config, log=lambda line: print(line, file=sys.stderr, flush=True))
     print(markdown(results), end="")
     if args.out is not None:

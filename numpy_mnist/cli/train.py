@@ -73,6 +73,10 @@ def register(subparsers) -> None:
     p.add_argument("--valid-rows", type=positive_int, default=None, metavar="N",
                    help="validate on a seeded random subset of N rows (default: all)")
     add_backend_options(p)
+    p.add_argument("--fused", action=argparse.BooleanOptionalAction, default=None,
+                   help="train through the fused CUDA graph (hand-written kernels, each epoch one graph replay); "
+                        "the default on the cupy backend for every model and loss here; --no-fused runs the "
+                        "readable array path instead; --fused on numpy is an error")
     p.add_argument("--seed", type=int, default=0, help="seed of the initial parameters and the shuffling")
     p.add_argument("--out", type=Path, default=Path("runs/train"), help="folder for history.json and the plot")
     p.add_argument("--save", type=Path, default=None, metavar="PATH",
@@ -111,7 +115,8 @@ def build_model(args, backend, outputs: int = 1):
 def run(args) -> int:
     from numpy_mnist.data import DataLoader
     from numpy_mnist.datasets import get_spec, load_dataset
-    from numpy_mnist.learner import Learner
+    from numpy_mnist.fused import make_learner
+    from numpy_mnist.fused.learner import FusedLearner
 
     spec = get_spec(args.dataset)
     settle_defaults(args, spec)
@@ -123,12 +128,13 @@ def run(args) -> int:
     valid_dl = DataLoader(data.valid_x, data.valid_y, args.batch_size, backend=backend)
     model = build_model(args, backend, spec.outputs)
     history, start = resume(args, model)
-    learner = Learner(model, train_dl, valid_dl, lr=args.lr, history=history, start=start)
+    learner = make_learner(model, train_dl, valid_dl, lr=args.lr, history=history, start=start, fused=args.fused)
 
     table = EpochTable(quiet=args.quiet)
     table.header(f"{model!r} on {backend.device}, {spec.name}: {train_dl.n_rows} train / "
                  f"{valid_dl.n_rows} valid rows, lr {args.lr:g}, batch {args.batch_size}"
-                 f"{', shuffled' if args.shuffle else ''}")
+                 f"{', shuffled' if args.shuffle else ''}"
+                 f"; {'fused CUDA graph' if isinstance(learner, FusedLearner) else 'array path'}")
     for record in learner.history:
         table.row(record)
 

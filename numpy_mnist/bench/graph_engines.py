@@ -1,0 +1,121 @@
+"""The two CUDA-graph engines: numpy-mnist's fused graph, and PyTorch's best without writing kernels.
+
+``fused-graph``
+    numpy-mnist's :class:`~numpy_mnist.fused.trainer.FusedTrainer`: the epoch as one CUDA graph of
+    hand-written kernels (two per batch for linear1, three for simple_net), replayed once per epoch,
+    the batch losses read once.  What ``numpy-mnist train --backend cupy`` runs.
+``torch-cuda-graph``
+    The book's loop (forward, ``mnist_loss``, ``loss.backward()``, ``p.data -= p.grad * lr``,
+    ``p.grad.zero_()``) for every batch of the epoch, captured whole with ``torch.cuda.graph`` after
+    one eager warm-up epoch on a side stream (PyTorch's recipe for whole-network capture), then
+    replayed; the batch losses go into one device tensor, read once per epoch.  The strongest thing
+    a PyTorch user gets without writing kernels (``torch.compile`` was slower than eager here).
+
+Both train the same models as the other engines (:mod:`numpy_mnist.bench.engines`) on the same
+data, in float32, and are timed with CUDA events.  Without a GPU they report why they cannot run.
+"""
+
+from __future__ import annotations
+
+from numpy_mnist.bench.engines import (
+    EventTrial,
+    NumpyMnistEngine,
+    TorchEngine,
+    Workload,
+)
+from numpy_mnist.bench.timing import Trial
+
+__all__ = ["FusedGraphEngine", "TorchCudaGraphEngine"]
+
+
+def _cupy_event_trial(run, synchronize) -> EventTrial:
+    import cupy
+
+    return EventTrial(run, synchronize, cupy.cuda.Event,
+                      lambda start, end: cupy.cuda.get_elapsed_time(start, end) / 1e3)
+
+
+class FusedGraphEngine(NumpyMnistEngine):
+    """numpy-mnist's fused CUDA graph on the ``cupy`` backend (float32)."""
+
+    def __init__(self) -> None:
+        super().__init__("cupy")
+        self.key = "fused-graph"
+        self.label = "numpy-mnist fused CUDA graph"
+
+    def prepare(self, workload: Workload, x, y) -> Trial:
+        from numpy_mnist.data.loader import DataLoader
+        from numpy_mnist.fused.trainer import FusedTrainer
+        from numpy_mnist.models import linear1, simple_net
+        from numpy_mnist.optim import SGD
+
+        backend = self.backend
+        loader = DataLoader(x, y, workload.batch_size, shuffle=False, backend=backend)
+        model = (linear1(seed=0, backend=backend) if workload.model == "linear1"
+                 else simple_net(hidden=workload.hidden, seed=0, backend=backend))
+        trainer = FusedTrainer(model, loader, SGD(model.params, workload.lr))  # compiles and records here
+        return _cupy_event_trial(trainer.train_epoch, backend.synchronize)
+
+
+class TorchCudaGraphEngine(TorchEngine):
+    """PyTorch, the book's loop for a whole epoch captured with ``torch.cuda.graph`` and replayed."""
+
+    def __init__(self) -> None:
+        super().__init__("cuda")
+        self.key = "torch-cuda-graph"
+        self.label = "PyTorch CUDA-graph replay"
+
+    def prepare(self, workload: Workload, x, y) -> Trial:
+        import torch
+
+        device = torch.device("cuda")
+        xs = torch.from_numpy(x).to(device)
+        ys = torch.from_numpy(y).to(device)
+        with torch.random.fork_rng(devices=[]):  # the same initial parameters as TorchEngine
+            torch.manual_seed(0)
+            if workload.model == "linear1":
+                weights = torch.randn((x.shape[1], 1)).to(device).requires_grad_()
+                bias = torch.randn(1).to(device).requires_grad_()
+                params = [weights, bias]
+
+                def model(xb):
+                    return xb @ weights + bias
+            else:
+                model = torch.nn.Sequential(torch.nn.Linear(x.shape[1], workload.hidden), torch.nn.ReLU(),
+                                            torch.nn.Linear(workload.hidden, 1)).to(device)
+                params = list(model.parameters())
+        lr, bs, n = workload.lr, workload.batch_size, xs.shape[0]
+        starts = list(range(0, n, bs))
+        losses = torch.zeros(len(starts), device=device)
+
+        def mnist_loss(predictions, targets):  # the book's, verbatim
+            predictions = predictions.sigmoid()
+            return torch.where(targets == 1, 1 - predictions, predictions).mean()
+
+        def epoch():
+            for i, start in enumerate(starts):
+                xb, yb = xs[start:start + bs], ys[start:start + bs]
+                loss = mnist_loss(model(xb), yb)
+                loss.backward()
+                for p in params:
+                    p.data -= p.grad * lr
+                    p.grad.zero_()
+                losses[i].copy_(loss.detach())
+
+        side = torch.cuda.Stream()
+        side.wait_stream(torch.cuda.current_stream())
+        with torch.cuda.stream(side):
+            epoch()  # warm-up: autograd and the allocator set up their state before capture
+        torch.cuda.current_stream().wait_stream(side)
+        for p in params:
+            p.grad = None  # backward allocates the gradients from the graph's private pool
+        graph = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(graph):
+            epoch()
+
+        def run():
+            graph.replay()
+            return losses.tolist()
+
+        return EventTrial(run, torch.cuda.synchronize, lambda: torch.cuda.Event(enable_timing=True),
+                          lambda start, end: start.elapsed_time(end) / 1e3)

@@ -1,0 +1,188 @@
+"""The fused kernels on the CPU: the same ``.cu`` files, built by ``g++`` and run one thread at a time.
+
+A study and test aid, not a fast path: :class:`HostDevice` stands where :class:`CupyDevice
+<numpy_mnist.fused.cupy_device.CupyDevice>` stands, with NumPy arrays as device memory, so the whole
+:class:`~numpy_mnist.fused.trainer.FusedTrainer` (its launches, their arguments, the "graph" that is
+recorded once and replayed, the batch order refilled before each epoch, the loss read once per
+epoch) runs on a machine without a GPU.  That is how the test-suite proves, on any CPU, that the
+kernels compute what the readable array path computes.
+
+How it works: ``host_shim.h`` defines CUDA's kernel syntax as plain C++ (``__global__`` is nothing,
+``blockIdx``/``threadIdx`` are globals), a generated C++ file wraps every instantiation the trainer
+asks for in an ``extern "C"`` launcher, and ``g++`` builds a shared library, cached by the hash of
+its sources.  A launcher runs every thread of a launch in turn; the kernels' threads never share
+memory, so that is faithful.  Each launcher also reports its kernel's parameter types, and every
+launch is checked against them (a float32 buffer passed where a ``double*`` is expected fails
+here, where on a GPU it would compute garbage).
+
+Floating point: ``-ffp-contract=off`` keeps products and sums apart as ``--fmad=false`` does on
+the GPU, and ``fma`` is the C library's correctly rounded one, so every ``+ - * /`` and ``fma``
+rounds as on the GPU; only ``exp``, ``log`` and ``log1p`` come from another math library (glibc
+instead of CUDA's), which may differ in the last bit.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import hashlib
+import os
+import shutil
+import subprocess
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+from numpy_mnist.fused.source import KERNEL_DIR, KERNEL_FILES
+
+__all__ = ["HOST_FLAGS", "HostDevice", "build_host_library", "compiler"]
+
+#: g++ flags: C++17, optimised, IEEE arithmetic exactly as written (no contraction, no fast math).
+HOST_FLAGS = ("-std=c++17", "-O2", "-fPIC", "-shared", "-ffp-contract=off", "-fno-fast-math")
+
+_CODES = {np.dtype(np.int32): "i", np.dtype(np.int64): "q", np.dtype(np.float32): "f", np.dtype(np.float64): "d"}
+_CTYPES = {"i": ctypes.c_int, "q": ctypes.c_longlong, "f": ctypes.c_float, "d": ctypes.c_double}
+
+
+def compiler() -> str | None:
+    """The C++ compiler to build with (``$CXX``, else ``g++``), or ``None`` when there is none."""
+    return shutil.which(os.environ.get("CXX", "g++"))
+
+
+def _wrapper(names: list[str]) -> str:
+    lines = ["#define NUMPY_MNIST_HOST"] + [f'#include "{name}"' for name in KERNEL_FILES] + ['extern "C" {']
+    for i, name in enumerate(names):
+        lines.append(f"void nm_launch_{i}(unsigned grid, unsigned block, void** args) "
+                     f"{{ numpy_mnist_host::launch(&{name}, grid, block, args); }}")
+        lines.append(f"const char* nm_signature_{i}() {{ return numpy_mnist_host::signature(&{name}); }}")
+    lines += ["void nm_set_reverse(int on) { numpy_mnist_host::reverse_order = on != 0; }", "}"]
+    return "\n".join(lines) + "\n"
+
+
+def build_host_library(names, cache_dir: str | os.PathLike | None = None) -> Path:
+    """Build (or find already built) the shared library of the instantiations ``names``; its path.
+
+    Raises ``RuntimeError`` without a C++ compiler or when the build fails (with the compiler's
+    messages).
+    """
+    cxx = compiler()
+    if cxx is None:
+        raise RuntimeError("no C++ compiler (g++, or $CXX) to build the fused kernels for the CPU")
+    names = list(names)
+    wrapper = _wrapper(names)
+    digest = hashlib.sha256()
+    for part in [wrapper, cxx, *HOST_FLAGS] + [p.read_text() for p in sorted(KERNEL_DIR.iterdir())
+                                               if p.suffix in (".cu", ".cuh", ".h")]:
+        digest.update(part.encode())
+    default = Path(tempfile.gettempdir()) / f"numpy-mnist-host-{os.getuid()}"
+    folder = Path(cache_dir) if cache_dir is not None else default
+    folder.mkdir(parents=True, exist_ok=True)
+    library = folder / f"kernels-{digest.hexdigest()[:20]}.so"
+    if library.exists():
+        return library
+    with tempfile.TemporaryDirectory(dir=folder) as work:
+        source = Path(work) / "wrapper.cpp"
+        source.write_text(wrapper)
+        built = Path(work) / "kernels.so"
+        done = subprocess.run([cxx, *HOST_FLAGS, "-I", str(KERNEL_DIR), str(source), "-o", str(built)],
+                              check=False, capture_output=True, text=True)
+        if done.returncode != 0:
+            raise RuntimeError(f"g++ could not build the fused kernels:\n{done.stderr}")
+        os.replace(built, library)  # atomic: a concurrent build of the same sources is harmless
+    return library
+
+
+class _Kernel:
+    def __init__(self, lib, index: int, name: str) -> None:
+        self.name = name
+        self.run = getattr(lib, f"nm_launch_{index}")
+        self.run.argtypes = [ctypes.c_uint, ctypes.c_uint, ctypes.POINTER(ctypes.c_void_p)]
+        self.run.restype = None
+        signature = getattr(lib, f"nm_signature_{index}")
+        signature.restype = ctypes.c_char_p
+        self.codes = signature().decode().rstrip(",").split(",")
+
+    def pack(self, args):
+        """The ``void*[]`` of ``args`` (and the ctypes values it points at), after checking every type."""
+        if len(args) != len(self.codes):
+            raise TypeError(f"{self.name} takes {len(self.codes)} arguments, got {len(args)}")
+        values = []
+        for i, (arg, want) in enumerate(zip(args, self.codes)):
+            if isinstance(arg, np.ndarray):
+                got = _CODES.get(arg.dtype, str(arg.dtype)) + "*"
+                if not arg.flags.c_contiguous:
+                    raise TypeError(f"{self.name}: argument {i} is not a C-contiguous array")
+                value = ctypes.c_void_p(arg.ctypes.data)
+            elif isinstance(arg, np.generic):
+                got = _CODES.get(arg.dtype, str(arg.dtype))
+                value = _CTYPES[got](arg.item()) if got in _CTYPES else None
+            else:
+                raise TypeError(f"{self.name}: argument {i} must be a NumPy array or a NumPy scalar with its "
+                                f"C type, got {type(arg).__name__} (a Python number has no C type)")
+            if got != want:
+                raise TypeError(f"{self.name}: argument {i} is {got!r} but the kernel takes {want!r}")
+            values.append(value)
+        argv = (ctypes.c_void_p * len(values))(*[ctypes.cast(ctypes.pointer(v), ctypes.c_void_p) for v in values])
+        return argv, values
+
+
+class _HostGraph:
+    """Launches recorded once, with their arguments fixed then, replayed in order."""
+
+    def __init__(self, device: HostDevice, steps) -> None:
+        self.device, self.steps = device, steps
+
+    def replay(self) -> None:
+        self.device._lib.nm_set_reverse(int(self.device.reverse))
+        for kernel, grid, block, (argv, _values) in self.steps:
+            kernel.run(grid, block, argv)
+
+
+class HostDevice:
+    """Device memory as NumPy arrays, kernels as a ``g++``-built library: the CPU stand-in for CuPy.
+
+    ``reverse=True`` runs every launch's threads from last to first: the results must not change
+    (a kernel whose threads read what other threads of the launch write would show it here).
+    New buffers are filled with NaN (floats) or -2**31 (ints), so a kernel that reads a value
+    no kernel wrote makes itself seen.
+    """
+
+    name = "host"
+    backend_name = "numpy"
+
+    def __init__(self, *, reverse: bool = False, cache_dir=None) -> None:
+        self.reverse = reverse
+        self.cache_dir = cache_dir
+        self._lib = None
+        self._kernels: dict[str, _Kernel] = {}
+
+    def compile(self, names) -> None:
+        names = list(names)
+        lib = ctypes.CDLL(str(build_host_library(names, self.cache_dir)))
+        lib.nm_set_reverse.argtypes = [ctypes.c_int]
+        self._lib = lib
+        self._kernels = {name: _Kernel(lib, i, name) for i, name in enumerate(names)}
+
+    def owns(self, array) -> bool:
+        return isinstance(array, np.ndarray)
+
+    def empty(self, n: int, dtype) -> np.ndarray:
+        dtype = np.dtype(dtype)
+        fill = np.nan if dtype.kind == "f" else np.iinfo(dtype).min
+        return np.full(int(n), fill, dtype=dtype)
+
+    def asarray(self, host, dtype=None) -> np.ndarray:
+        return np.ascontiguousarray(host, dtype=dtype)
+
+    def upload(self, dst: np.ndarray, host) -> None:
+        dst[...] = np.asarray(host, dtype=dst.dtype).reshape(dst.shape)
+
+    def to_host(self, array) -> np.ndarray:
+        return array.copy()
+
+    def capture(self, launches) -> _HostGraph:
+        steps = []
+        for launch in launches:
+            kernel = self._kernels[launch.kernel]
+            steps.append((kernel, launch.grid, launch.block, kernel.pack(launch.args)))
+        return _HostGraph(self, steps)

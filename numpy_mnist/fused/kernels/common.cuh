@@ -1,0 +1,165 @@
+// numpy-mnist's fused kernels: what every kernel file shares.
+//
+// Rules every kernel here keeps (they are what make the results reproducible and checkable):
+//
+//  * One thread computes one output element (one row of the batch, or one parameter), with
+//    plain loops in a fixed order.  No two threads write the same element: there are no atomics,
+//    so every sum is taken in the same order on every run, and two runs are bitwise identical.
+//  * No shared memory, no __syncthreads, no warp shuffles: the threads of a launch never talk to
+//    each other.  So the same source also compiles as plain C++ (host_shim.h) and runs serially
+//    on a CPU, which is how the tests check the arithmetic on a machine without a GPU.
+//  * T is float or double, the dtype of the parameters: every value is computed in T, as the
+//    array path computes it.  The sources are compiled with --fmad=false, so the compiler never
+//    fuses a multiply and an add behind the reader's back; the dot products call fma() where a
+//    fused multiply-add is meant (it rounds once, and is what BLAS uses too).  (CuPy adds
+//    -ftz=true to every kernel it compiles, its own included: a float32 result below 1.2e-38
+//    becomes 0, far below the last bit of any parameter or loss.)
+//  * Row r of a batch is image perm[start + r]: the batch order lives in a device buffer that is
+//    refilled before every epoch, so one captured CUDA graph serves every shuffle.
+//  * No cuBLAS, no library call of any kind: CuPy refuses cuBLAS while a stream captures a graph.
+//
+// Template arguments of the kernels (CuPy names an instantiation by them, e.g.
+// "linear_rows<float, float, 1, 0>"):
+//   T     float or double
+//   Y     the targets' type: T for the binary losses (targets 0 or 1), long long for class labels
+//   K     logits per row: 1 for the binary losses, the number of classes for cross-entropy
+//   LOSS  MNIST_LOSS (0), BCE (1) or SOFTMAX_CE (2)
+#pragma once
+
+#ifdef NUMPY_MNIST_HOST
+#include "host_shim.h"
+#endif
+
+#define NM_DEVICE __device__ __forceinline__
+
+constexpr int MNIST_LOSS = 0;
+constexpr int BCE = 1;
+constexpr int SOFTMAX_CE = 2;
+
+// One name per math function for both precisions: expf for float, exp for double, and so on.
+NM_DEVICE float nm_exp(float x) { return expf(x); }
+NM_DEVICE double nm_exp(double x) { return exp(x); }
+NM_DEVICE float nm_log(float x) { return logf(x); }
+NM_DEVICE double nm_log(double x) { return log(x); }
+NM_DEVICE float nm_log1p(float x) { return log1pf(x); }
+NM_DEVICE double nm_log1p(double x) { return log1p(x); }
+NM_DEVICE float nm_fabs(float x) { return fabsf(x); }
+NM_DEVICE double nm_fabs(double x) { return fabs(x); }
+NM_DEVICE float nm_fma(float a, float b, float c) { return fmaf(a, b, c); }
+NM_DEVICE double nm_fma(double a, double b, double c) { return fma(a, b, c); }
+
+// relu(h) = max(h, 0), as numpy_mnist.layers.relu (xp.maximum: a NaN stays NaN).
+template <typename T>
+NM_DEVICE T nm_relu(T h) { return h < T(0) ? T(0) : h; }
+
+// The logistic function sigma(x) = 1 / (1 + exp(-x)) without overflow (numpy_mnist.layers.sigmoid).
+// With e = exp(-|x|), which lies in (0, 1]:
+//     sigma(x) = 1 / (1 + e)      for x >= 0
+//     sigma(x) = e / (1 + e)      for x <  0   (multiply top and bottom by exp(x))
+template <typename T>
+NM_DEVICE T nm_sigmoid(T x)
+{
+    const T e = nm_exp(-nm_fabs(x));
+    const T r = T(1) / (T(1) + e);
+    return x >= T(0) ? r : e * r;
+}
+
+// ---- the losses, one row at a time ----------------------------------------------------------------
+//
+// Each returns the row's term of the loss sum and writes d loss / d z for the row's logits.  The
+// batch loss is (sum of the n terms) / n, taken by the parameter kernel; the 1/n of the mean is
+// already inside each dz, exactly where the Python backward puts it.
+
+// mnist_loss (numpy_mnist.losses.mnist_loss_value_and_grad), one logit z, target t of 0 or 1.
+// The book's where(t == 1, 1 - p, p) with p = sigma(z); since 1 - sigma(z) = sigma(-z), with the
+// sign s = 1 - 2 t (-1 for a 3, +1 for a 7):
+//     loss      = (1 / M) sum sigma(s z)                   M = number of logits = n here
+//     d loss/dz = s sigma'(s z) / M,  sigma'(u) = sigma(u) sigma(-u) = e / (1 + e)^2
+// With u = s z, e = exp(-|u|) and r = 1 / (1 + e): sigma(u) = r if u >= 0 else e r, and
+// sigma'(u) = e r r, so one exponential serves the value and the gradient.  Every operation is
+// the Python one, on the same operands, in the same order.
+template <typename T>
+NM_DEVICE T mnist_loss_row(T z, T t, T m, T* dz)
+{
+    const T s = T(1) - T(2) * t;
+    const T u = s * z;
+    const T e = nm_exp(-nm_fabs(u));
+    const T r = T(1) / (T(1) + e);
+    const T er = e * r;
+    dz[0] = s * (er * r) / m;
+    return u >= T(0) ? r : er;
+}
+
+// bce, binary cross-entropy on a logit (numpy_mnist.losses.binary_cross_entropy_value_and_grad).
+//     loss = -(1/M) sum [t log sigma(z) + (1 - t) log(1 - sigma(z))]
+//          =  (1/M) sum [softplus(z) - t z],   softplus(z) = max(z, 0) + log1p(exp(-|z|))
+//     d loss / d z = (sigma(z) - t) / M        (softplus' = sigma, and d(t z)/dz = t)
+// e = exp(-|z|) is shared by the softplus and the stable sigmoid.
+template <typename T>
+NM_DEVICE T bce_row(T z, T t, T m, T* dz)
+{
+    const T e = nm_exp(-nm_fabs(z));
+    const T softplus = nm_relu(z) + nm_log1p(e);
+    const T r = T(1) / (T(1) + e);
+    dz[0] = ((z >= T(0) ? r : e * r) - t) / m;
+    return softplus - t * z;
+}
+
+// Softmax cross-entropy of one row of K logits against the label y
+// (numpy_mnist.losses.softmax_cross_entropy_value_and_grad).  With p = softmax(z):
+//     loss      = -(1/N) sum_n log p_{n, y_n} = (1/N) sum_n [logsumexp(z_n) - z_{n, y_n}]
+//     d loss/dz = (p - onehot(y)) / N
+// because d logsumexp(z) / d z_j = p_j and d z_y / d z_j = [j == y].  Computed with the row's
+// maximum shifted out, s = z - max_k z_k, e = exp(s), S = sum_k e_k:
+//     log p = s - log S            p = e / S
+// so no exp overflows and no log sees 0.  A label outside [0, K) picks no class: NaN, as in Python.
+template <typename T, int K>
+NM_DEVICE T softmax_ce_row(const T (&z)[K], long long y, T n, T* dz)
+{
+    T zmax = z[0];
+    for (int k = 1; k < K; ++k)
+        zmax = z[k] > zmax ? z[k] : zmax;
+    T e[K];
+    T total = T(0);
+    for (int k = 0; k < K; ++k) {
+        e[k] = nm_exp(z[k] - zmax);
+        total = total + e[k];
+    }
+    const T log_total = nm_log(total);
+    for (int k = 0; k < K; ++k)
+        dz[k] = (e[k] / total - (k == y ? T(1) : T(0))) / n;
+    if (y < 0 || y >= K)
+        return T(0) / T(0);  // NaN: the training loop reports it
+    return -((z[y] - zmax) - log_total);
+}
+
+// The row's loss term and dz, for the loss chosen by LOSS.
+template <typename T, typename Y, int K, int LOSS>
+NM_DEVICE T row_loss(const T (&z)[K], Y y, T n, T* dz)
+{
+    if constexpr (LOSS == MNIST_LOSS) {
+        static_assert(K == 1, "mnist_loss takes one logit per row");
+        return mnist_loss_row<T>(z[0], y, n, dz);
+    } else if constexpr (LOSS == BCE) {
+        static_assert(K == 1, "bce takes one logit per row");
+        return bce_row<T>(z[0], y, n, dz);
+    } else {
+        static_assert(LOSS == SOFTMAX_CE && K >= 2, "cross-entropy takes K >= 2 logits per row");
+        return softmax_ce_row<T, K>(z, y, n, dz);
+    }
+}
+
+// 1 if the row is predicted right, else 0 (numpy_mnist.metrics.correct_count).  One logit: the
+// book's sigmoid(z) > 0.5 against t == 1.  K logits: the first largest logit against the label.
+template <typename T, typename Y, int K>
+NM_DEVICE int row_correct(const T (&z)[K], Y y)
+{
+    if constexpr (K == 1) {
+        return (nm_sigmoid(z[0]) > T(0.5)) == (y == Y(1));
+    } else {
+        int best = 0;
+        for (int k = 1; k < K; ++k)
+            best = z[k] > z[best] ? k : best;
+        return best == y;
+    }
+}

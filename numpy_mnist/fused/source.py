@@ -1,0 +1,112 @@
+"""The ``.cu`` sources of the fused kernels, and the names of the instantiations a model needs.
+
+Nothing here imports CuPy: the test-suite reads the same sources and names to compile them with
+``nvcc`` and ``g++`` on machines without a GPU.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+__all__ = [
+    "KERNEL_DIR",
+    "KERNEL_FILES",
+    "LOSS_CODES",
+    "MAX_CLASSES",
+    "NVRTC_OPTIONS",
+    "KernelConfig",
+    "cli_configs",
+    "program_source",
+]
+
+#: The folder of the ``.cu`` files (package data).
+KERNEL_DIR = Path(__file__).resolve().parent / "kernels"
+#: The kernel files, in the order they are put together into one program.
+KERNEL_FILES = ("linear.cu", "mlp.cu", "reduce.cu")
+#: NVRTC's options: C++17 (``if constexpr``), and no multiply-add contracted unless the source says
+#: ``fma`` (so every rounding is the one written in the source; see ``common.cuh``).
+NVRTC_OPTIONS = ("--std=c++17", "--fmad=false")
+#: The ``LOSS`` template argument of each loss (``common.cuh``).
+LOSS_CODES = {"mnist_loss": 0, "bce": 1, "cross_entropy": 2}
+#: The most classes the row kernels hold in registers (``T z[K]``); more fall back to the array path.
+MAX_CLASSES = 32
+
+_INCLUDE = re.compile(r'^#include "([\w.]+)"\s*$', re.MULTILINE)
+_PRAGMA_ONCE = re.compile(r"^#pragma once\s*$", re.MULTILINE)
+_C_TYPES = {"float32": "float", "float64": "double"}
+
+
+def program_source() -> str:
+    """Every kernel file as one self-contained program: each ``#include "x.cuh"`` is replaced by the
+    header's text, once (NVRTC then needs no include path, and CuPy's kernel cache, which hashes
+    the program text, sees any change to a header)."""
+    seen: set[str] = set()
+
+    def inline(text: str) -> str:
+        def replace(match):
+            name = match.group(1)
+            if not name.endswith(".cuh"):
+                return match.group(0)  # host_shim.h: inside #ifdef NUMPY_MNIST_HOST, never compiled here
+            if name in seen:
+                return ""
+            seen.add(name)
+            return _PRAGMA_ONCE.sub("", inline((KERNEL_DIR / name).read_text()))
+
+        return _INCLUDE.sub(replace, text)
+
+    return "\n".join(inline((KERNEL_DIR / name).read_text()) for name in KERNEL_FILES)
+
+
+@dataclass(frozen=True)
+class KernelConfig:
+    """Which kernels train a model: its kind, logits per row, loss and dtype."""
+
+    kind: str  # "linear" or "mlp"
+    outputs: int  # K
+    loss: str  # "mnist_loss", "bce" or "cross_entropy"
+    dtype: str  # "float32" or "float64"
+
+    def __post_init__(self) -> None:
+        if self.kind not in ("linear", "mlp"):
+            raise ValueError(f"no fused kernels for the model kind {self.kind!r}")
+        if self.loss not in LOSS_CODES:
+            raise ValueError(f"no fused kernels for the loss {self.loss!r}")
+        if self.dtype not in _C_TYPES:
+            raise ValueError(f"no fused kernels for the dtype {self.dtype!r}")
+        binary = self.loss != "cross_entropy"
+        if binary != (self.outputs == 1) or not 1 <= self.outputs <= MAX_CLASSES:
+            raise ValueError(f"{self.loss} with {self.outputs} outputs has no fused kernels")
+
+    @property
+    def c_type(self) -> str:
+        return _C_TYPES[self.dtype]
+
+    @property
+    def target_type(self) -> str:
+        """The C type of the targets: ``T`` for 0/1 targets, ``long long`` for class labels."""
+        return "long long" if self.loss == "cross_entropy" else self.c_type
+
+    def names(self) -> dict[str, str]:
+        """The instantiations this model trains with, by role (``"rows"``, ``"step"``, ...), as C++
+        name expressions: what ``cupy.RawModule(name_expressions=...)`` compiles and ``get_function`` finds."""
+        t, y, k, loss = self.c_type, self.target_type, self.outputs, LOSS_CODES[self.loss]
+        names = {"sum_chunks": f"sum_chunks<{t}>", "sum_parts": f"sum_parts<{t}>"}
+        if self.kind == "linear":
+            names.update(rows=f"linear_rows<{t}, {y}, {k}, {loss}>", step=f"linear_step<{t}, {k}>")
+        else:
+            names.update(hidden=f"mlp_hidden<{t}>", rows=f"mlp_rows<{t}, {y}, {k}, {loss}>",
+                         step=f"mlp_step<{t}, {k}>")
+        return names
+
+
+def cli_configs() -> list[KernelConfig]:
+    """Every configuration ``numpy-mnist train`` can ask for: both models with ``mnist_loss`` and
+    ``bce`` (one logit) and with ``cross_entropy`` over the ten digits, in float32 and float64."""
+    out = []
+    for dtype in _C_TYPES:
+        for kind in ("linear", "mlp"):
+            out += [KernelConfig(kind, 1, "mnist_loss", dtype), KernelConfig(kind, 1, "bce", dtype),
+                    KernelConfig(kind, 10, "cross_entropy", dtype)]
+    return out

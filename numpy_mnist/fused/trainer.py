@@ -1,0 +1,289 @@
+"""One training epoch as one replay of a CUDA graph of hand-written kernels (see :mod:`numpy_mnist.fused`).
+
+:class:`FusedTrainer` lays out the device buffers, records the launches of a whole epoch once (two
+kernels per batch for the linear model, three for simple_net, the batch losses into a device
+buffer) and replays them every epoch; validation is a second, smaller graph.  It computes what
+:func:`numpy_mnist.learner.train_epoch` and :func:`~numpy_mnist.learner.validate_epoch` compute,
+to the rounding of sums taken in another order, and updates ``model.params`` in place, so the
+rest of the program (checkpoints, the Learner's restore after a divergence, plots) sees the
+parameters where it always does.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from numpy_mnist.errors import InputError
+from numpy_mnist.fused.source import MAX_CLASSES, KernelConfig
+
+__all__ = ["CHUNK", "PARAM_BLOCK", "ROWS_BLOCK", "FusedTrainer", "Launch", "kernel_config", "why_not_kernels"]
+
+#: Threads per block of the per-row kernels: few threads with long loops, spread over many SMs.
+ROWS_BLOCK = 32
+#: Threads per block of the per-parameter and per-(row, unit) kernels.
+PARAM_BLOCK = 128
+#: Rows per thread in the first stage of validation's fixed-order sum.
+CHUNK = 64
+
+
+@dataclass(frozen=True)
+class Launch:
+    """One kernel launch: the instantiation's name, a one-dimensional grid and block, the arguments
+    (device arrays and NumPy scalars, whose types are the kernel's C types)."""
+
+    kernel: str
+    grid: int
+    block: int
+    args: tuple
+
+
+def _blocks(threads: int, block: int) -> int:
+    return max(1, -(-threads // block))
+
+
+def why_not_kernels(model, opt=None) -> str | None:
+    """Why ``model`` (with the optimizer ``opt``) has no fused kernels, or ``None`` when it has.
+
+    Kernels exist for the stock models (:class:`~numpy_mnist.models.LinearModel`, :class:`~numpy_mnist.models.MLP`)
+    with a stock loss (``mnist_loss`` or ``bce`` on one logit, ``cross_entropy`` on 2 to 32 classes),
+    trained by plain :class:`~numpy_mnist.optim.SGD`; anything else keeps the array path.
+    """
+    from numpy_mnist.losses import LOSSES
+    from numpy_mnist.models import MLP, LinearModel
+    from numpy_mnist.optim import SGD
+
+    if type(model) not in (LinearModel, MLP):
+        return f"there are no fused kernels for a {type(model).__name__}"
+    loss = model.loss
+    if LOSSES.get(loss.name) != loss:
+        return f"there are no fused kernels for a custom loss ({loss.name!r} with its own functions)"
+    if loss.multiclass and not 2 <= model.outputs <= MAX_CLASSES:
+        return f"the fused kernels take 2 to {MAX_CLASSES} classes, not {model.outputs}"
+    if not loss.multiclass and model.outputs != 1:
+        return f"{loss.name} takes one logit per image, and this model has {model.outputs}"
+    if opt is not None and type(opt) is not SGD:
+        return f"the fused kernels step plain SGD, not a {type(opt).__name__}"
+    return None
+
+
+def kernel_config(model) -> KernelConfig:
+    """The :class:`KernelConfig` of ``model`` (which must have kernels: see :func:`why_not_kernels`)."""
+    why = why_not_kernels(model)
+    if why is not None:
+        raise InputError(why)
+    return KernelConfig(model.kind, model.outputs, model.loss.name, model.backend.dtype_name)
+
+
+class _Graph:
+    """A recorded epoch (or validation) and what it was recorded with, to know when it is stale."""
+
+    def __init__(self, refs: tuple, scalars: tuple, graph, buffers: dict) -> None:
+        self.refs, self.scalars, self.graph, self.buffers = refs, scalars, graph, buffers
+
+    def matches(self, refs: tuple, scalars: tuple) -> bool:
+        return (len(refs) == len(self.refs) and all(a is b for a, b in zip(refs, self.refs))
+                and scalars == self.scalars)
+
+
+class FusedTrainer:
+    """Trains ``model`` on ``train_dl`` with ``opt`` (plain SGD) through the fused kernels.
+
+    ``train_epoch(epoch)`` replays the recorded epoch once and returns the mean training loss;
+    ``validate()`` replays the validation and returns ``(valid_loss, accuracy)``.  Both record
+    their graph when first needed, and again whenever what they were recorded with changed (a
+    parameter array replaced, the learning rate, the loader's data or batch size), so they never
+    replay stale pointers or constants.
+
+    ``device`` is where the kernels run: :class:`~numpy_mnist.fused.cupy_device.CupyDevice` (the
+    default, for a model on the CuPy backend) or :class:`~numpy_mnist.fused.host.HostDevice` (the
+    same kernels built for the CPU, for a model on the NumPy backend: tests and study).
+    """
+
+    def __init__(self, model, train_dl, opt, valid_dl=None, *, device=None) -> None:
+        why = why_not_kernels(model, opt)
+        if why is not None:
+            raise InputError(why)
+        if device is None:
+            if model.backend.name != "cupy":
+                raise InputError(f"the fused CUDA graph needs the cupy backend, not {model.backend.name}")
+            from numpy_mnist.fused.cupy_device import CupyDevice
+
+            device = CupyDevice(model.backend)
+        if device.backend_name != model.backend.name:
+            raise InputError(f"the {device.name} device runs models of the {device.backend_name} backend, "
+                             f"not {model.backend.name}")
+        for name, dl in (("train", train_dl), ("valid", valid_dl)):
+            if dl is not None and dl.backend != model.backend:
+                raise InputError(f"the {name} DataLoader is on {dl.backend!r} but the model on {model.backend!r}")
+        for name, p in model.params.items():
+            if not device.owns(p) or not p.flags.c_contiguous:
+                raise InputError(f"the fused kernels update parameters in place: {name} must be a "
+                                 "C-contiguous array of the model's backend")
+        self.model, self.train_dl, self.opt, self.valid_dl, self.device = model, train_dl, opt, valid_dl, device
+        self.config = kernel_config(model)
+        self.names = self.config.names()
+        device.compile(sorted(set(self.names.values())))
+        self._scalar = np.dtype(self.config.dtype).type
+        self._train: _Graph | None = None
+        self._valid: _Graph | None = None
+        self._perm_epoch: int | None = None  # the epoch whose order the perm buffer holds (None: in order)
+        self._ensure_train()
+        if valid_dl is not None:
+            self._ensure_valid()
+
+    # -- what the graphs read ------------------------------------------------------------------
+    @property
+    def hidden(self) -> int | None:
+        return int(self.model.params["b1"].shape[0]) if self.config.kind == "mlp" else None
+
+    def _params(self) -> tuple:
+        p = self.model.params
+        names = ("weights", "bias") if self.config.kind == "linear" else ("w1", "b1", "w2", "b2")
+        return tuple(p[name] for name in names)
+
+    def _data(self, dl) -> tuple:
+        x = self.device.asarray(dl.x)
+        y = dl.y
+        if self.config.loss == "cross_entropy":
+            y = self.device.asarray(y, np.int64)
+        else:
+            y = self.device.asarray(y)
+        return x, y
+
+    def _row_launches(self, x, y, perm, start: int, n: int, bufs: dict) -> list[Launch]:
+        """Forward, loss and dz (and for the MLP dh) of rows ``perm[start:start + n]``."""
+        i32, d = np.int32, int(x.shape[1])
+        if self.config.kind == "linear":
+            w, b = self._params()
+            return [Launch(self.names["rows"], _blocks(n, ROWS_BLOCK), ROWS_BLOCK,
+                           (x, y, perm, i32(start), i32(n), i32(d), w, b, bufs["term"], bufs["correct"], bufs["dz"]))]
+        w1, b1, w2, b2 = self._params()
+        h = self.hidden
+        return [Launch(self.names["hidden"], _blocks(n * h, PARAM_BLOCK), PARAM_BLOCK,
+                       (x, perm, i32(start), i32(n), i32(d), i32(h), w1, b1, bufs["pre"])),
+                Launch(self.names["rows"], _blocks(n, ROWS_BLOCK), ROWS_BLOCK,
+                       (y, perm, i32(start), i32(n), i32(h), bufs["pre"], w2, b2, bufs["term"], bufs["correct"],
+                        bufs["dz"], bufs["dh"]))]
+
+    def _step_launch(self, x, perm, start: int, n: int, batch: int, bufs: dict, losses) -> Launch:
+        """Gradients, the SGD step of every parameter, and ``losses[batch]``."""
+        i32, d, k, lr = np.int32, int(x.shape[1]), self.config.outputs, self._scalar(self.opt.lr)
+        if self.config.kind == "linear":
+            w, b = self._params()
+            threads = d * k + k + 1
+            return Launch(self.names["step"], _blocks(threads, PARAM_BLOCK), PARAM_BLOCK,
+                          (x, perm, i32(start), i32(n), i32(d), bufs["dz"], bufs["term"], lr, w, b, losses, i32(batch)))
+        w1, b1, w2, b2 = self._params()
+        h = self.hidden
+        threads = d * h + h + h * k + k + 1
+        return Launch(self.names["step"], _blocks(threads, PARAM_BLOCK), PARAM_BLOCK,
+                      (x, perm, i32(start), i32(n), i32(d), i32(h), bufs["pre"], bufs["dz"], bufs["dh"], bufs["term"],
+                       lr, w1, b1, w2, b2, losses, i32(batch)))
+
+    def _row_buffers(self, rows: int) -> dict:
+        dev, t = self.device, self.config.dtype
+        bufs = {"term": dev.empty(rows, t), "correct": dev.empty(rows, np.int32),
+                "dz": dev.empty(rows * self.config.outputs, t)}
+        if self.config.kind == "mlp":
+            bufs.update(pre=dev.empty(rows * self.hidden, t), dh=dev.empty(rows * self.hidden, t))
+        return bufs
+
+    # -- training -------------------------------------------------------------------------------
+    def _train_key(self):
+        dl = self.train_dl
+        return (*self._params(), dl.x, dl.y), (float(self.opt.lr), dl.n_rows, dl.batch_size, len(dl))
+
+    def _ensure_train(self) -> _Graph:
+        refs, scalars = self._train_key()
+        if self._train is not None and self._train.matches(refs, scalars):
+            return self._train
+        dl, dev = self.train_dl, self.device
+        x, y = self._data(dl)
+        bounds = [(start, min(start + dl.batch_size, dl.n_rows))
+                  for start in range(0, len(dl) * dl.batch_size, dl.batch_size)]
+        rows = max(stop - start for start, stop in bounds)
+        bufs = self._row_buffers(rows)
+        perm = dev.empty(dl.n_rows, np.int32)
+        dev.upload(perm, np.arange(dl.n_rows, dtype=np.int32))
+        self._perm_epoch = None
+        losses = dev.empty(len(bounds), self.config.dtype)
+        launches = []
+        for batch, (start, stop) in enumerate(bounds):
+            launches += self._row_launches(x, y, perm, start, stop - start, bufs)
+            launches.append(self._step_launch(x, perm, start, stop - start, batch, bufs, losses))
+        graph = dev.capture(launches)
+        self._train = _Graph(refs, scalars, graph, {**bufs, "x": x, "y": y, "perm": perm, "losses": losses,
+                                                    "sizes": [stop - start for start, stop in bounds],
+                                                    "launches": launches})
+        return self._train
+
+    @property
+    def launches_per_batch(self) -> int:
+        """Kernels launched per batch: 2 for the linear model, 3 for simple_net."""
+        return 2 if self.config.kind == "linear" else 3
+
+    def train_epoch(self, epoch: int = 1) -> float:
+        """One epoch, in the loader's order for its current epoch; the mean training loss.
+
+        The batch losses are read once, after the replay.  A NaN or infinite one raises
+        :class:`~numpy_mnist.errors.DivergenceError` naming the epoch and the first bad batch, as
+        :func:`numpy_mnist.learner.train_epoch` does on a GPU (the whole epoch has run by then; the
+        :class:`~numpy_mnist.learner.Learner` puts the last finished epoch's parameters back).
+        """
+        from numpy_mnist.learner import _diverged
+
+        g = self._ensure_train()
+        dl = self.train_dl
+        order_epoch, dl.epoch = dl.epoch, dl.epoch + 1  # as iterating over the loader does
+        if dl.shuffle:
+            self.device.upload(g.buffers["perm"], dl.order(order_epoch).astype(np.int32))
+            self._perm_epoch = order_epoch
+        elif self._perm_epoch is not None:
+            self.device.upload(g.buffers["perm"], np.arange(dl.n_rows, dtype=np.int32))
+            self._perm_epoch = None
+        g.graph.replay()
+        batch_losses = self.device.to_host(g.buffers["losses"]).tolist()
+        for i, value in enumerate(batch_losses, start=1):
+            if not math.isfinite(value):
+                raise _diverged(value, epoch, i, len(batch_losses), self.opt.lr)
+        sizes = g.buffers["sizes"]
+        return sum(v * n for v, n in zip(batch_losses, sizes)) / sum(sizes)
+
+    # -- validation -----------------------------------------------------------------------------
+    def _ensure_valid(self) -> _Graph:
+        dl = self.valid_dl
+        if dl is None:
+            raise InputError("this FusedTrainer was built without a validation DataLoader")
+        refs, scalars = (*self._params(), dl.x, dl.y), (dl.n_rows,)
+        if self._valid is not None and self._valid.matches(refs, scalars):
+            return self._valid
+        dev, t, n = self.device, self.config.dtype, dl.n_rows
+        x, y = self._data(dl)
+        bufs = self._row_buffers(n)
+        perm = dev.empty(n, np.int32)
+        dev.upload(perm, np.arange(n, dtype=np.int32))
+        parts = _blocks(n, CHUNK)
+        part_term, part_correct, out = dev.empty(parts, t), dev.empty(parts, np.int32), dev.empty(2, t)
+        i32 = np.int32
+        launches = self._row_launches(x, y, perm, 0, n, bufs) + [
+            Launch(self.names["sum_chunks"], _blocks(parts, PARAM_BLOCK), PARAM_BLOCK,
+                   (bufs["term"], bufs["correct"], i32(n), i32(CHUNK), part_term, part_correct)),
+            Launch(self.names["sum_parts"], 1, 1, (part_term, part_correct, i32(parts), out)),
+        ]
+        graph = dev.capture(launches)
+        self._valid = _Graph(refs, scalars, graph, {**bufs, "x": x, "y": y, "perm": perm, "out": out,
+                                                    "part_term": part_term, "part_correct": part_correct,
+                                                    "launches": launches})
+        return self._valid
+
+    def validate(self) -> tuple[float, float]:
+        """``(valid_loss, accuracy)`` over every validation row, each row counted once, as
+        :func:`numpy_mnist.learner.validate_epoch` gives them: one replay, one read."""
+        g = self._ensure_valid()
+        g.graph.replay()
+        total, right = self.device.to_host(g.buffers["out"]).tolist()
+        n = self.valid_dl.n_rows
+        return total / n, right / n
