@@ -24,8 +24,10 @@ settings.register_profile("thorough", max_examples=500, deadline=None,
                           suppress_health_check=[HealthCheck.too_slow])
 settings.load_profile(os.environ.get("NUMPY_MNIST_HYPOTHESIS_PROFILE", "fast"))
 
-#: Where the real MNIST files live beside the checkout (tests may read them; the package may not).
-SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+#: Where the real MNIST files live: beside the checkout, or where NUMPY_MNIST_SHARED_DATA says (on a
+#: machine the checkout was copied to without its neighbours).  Tests may read them; the package may not.
+SHARED_DATA = Path(os.environ.get("NUMPY_MNIST_SHARED_DATA")
+                   or Path(__file__).resolve().parents[2] / "shared" / "data")
 
 #: The backends every backend-parametrized test runs on.  ``torch`` (PyTorch CPU tensors through
 #: array_api_compat.torch) is the CPU stand-in for CuPy: like a CuPy array, a tensor has no

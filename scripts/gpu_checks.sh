@@ -1,0 +1,33 @@
+#!/usr/bin/env bash
+# Every GPU claim of the project in one run, on a machine with an NVIDIA GPU and CuPy: the GPU tests,
+# the CuPy-parametrized suite, the book's run on both backends, and the quick bench.
+#
+#   scripts/gpu_checks.sh OUTDIR
+#
+# Writes OUTDIR/{gpu-checks.log, bench.md, bench.json} and prints a summary.  Installs nothing from the
+# network: numpy-mnist's dependencies must already be importable (on a machine without
+# array-api-compat, bring its wheel and put it on PYTHONPATH first).  Tests that read the real MNIST
+# files find them through NUMPY_MNIST_SHARED_DATA when ../shared/data is not beside the checkout.
+set -uo pipefail
+out=${1:?usage: scripts/gpu_checks.sh OUTDIR}
+mkdir -p "$out"
+cd "$(dirname "$0")/.."
+export PYTHONUNBUFFERED=1 PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
+log="$out/gpu-checks.log"
+status=0
+step() {  # step NAME COMMAND...: run it, log it, remember a failure
+    local name=$1; shift
+    echo "== $name: $*" | tee -a "$log"
+    "$@" 2>&1 | tee -a "$log" | tail -n 15
+    local rc=${PIPESTATUS[0]}
+    echo "== $name: exit $rc" | tee -a "$log"
+    [ "$rc" -eq 0 ] || status=1
+}
+step "gpu tests" python -m pytest -m gpu -q -p no:cacheprovider -rs
+step "cupy-parametrized tests" python -m pytest -k cupy -q -p no:cacheprovider
+for backend in numpy cupy; do
+    step "train --backend $backend" python -m numpy_mnist train --backend "$backend" --no-plot --out "$out/train-$backend"
+done
+step "bench --quick" python -m numpy_mnist bench --quick --no-plot --out "$out/bench"
+cp "$out/bench/bench.md" "$out/bench/bench.json" "$out/" 2>/dev/null
+exit "$status"
