@@ -162,6 +162,35 @@ class NumpyMnistEngine(Engine):
             self._backend.cupy.get_default_memory_pool().free_all_blocks()
 
 
+def torch_book_setup(workload: Workload, n_features: int, device):
+    """The book's model and loss in PyTorch: ``(model, params, mnist_loss)``.
+
+    The initial parameters are drawn from ``torch.manual_seed(0)`` on the CPU (without touching the
+    caller's random state), so every PyTorch engine starts from the same model on every device.
+    """
+    import torch
+
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        if workload.model == "linear1":
+            weights = torch.randn((n_features, 1)).to(device).requires_grad_()
+            bias = torch.randn(1).to(device).requires_grad_()
+            params = [weights, bias]
+
+            def model(xb):
+                return xb @ weights + bias
+        else:
+            model = torch.nn.Sequential(torch.nn.Linear(n_features, workload.hidden), torch.nn.ReLU(),
+                                        torch.nn.Linear(workload.hidden, 1)).to(device)
+            params = list(model.parameters())
+
+    def mnist_loss(predictions, targets):  # the book's, verbatim
+        predictions = predictions.sigmoid()
+        return torch.where(targets == 1, 1 - predictions, predictions).mean()
+
+    return model, params, mnist_loss
+
+
 class TorchEngine(Engine):
     """PyTorch eager, the book's loop, on ``"cpu"`` (with ``threads`` threads) or ``"cuda"``."""
 
@@ -189,24 +218,8 @@ class TorchEngine(Engine):
         device = torch.device(self.device)
         xs = torch.from_numpy(x).to(device)
         ys = torch.from_numpy(y).to(device)
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(0)
-            if workload.model == "linear1":
-                weights = torch.randn((x.shape[1], 1)).to(device).requires_grad_()
-                bias = torch.randn(1).to(device).requires_grad_()
-                params = [weights, bias]
-
-                def model(xb):
-                    return xb @ weights + bias
-            else:
-                model = torch.nn.Sequential(torch.nn.Linear(x.shape[1], workload.hidden), torch.nn.ReLU(),
-                                            torch.nn.Linear(workload.hidden, 1)).to(device)
-                params = list(model.parameters())
+        model, params, mnist_loss = torch_book_setup(workload, x.shape[1], device)
         lr, bs, n = workload.lr, workload.batch_size, xs.shape[0]
-
-        def mnist_loss(predictions, targets):  # the book's, verbatim
-            predictions = predictions.sigmoid()
-            return torch.where(targets == 1, 1 - predictions, predictions).mean()
 
         def run():
             losses = []

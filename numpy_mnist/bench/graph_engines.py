@@ -22,6 +22,7 @@ from numpy_mnist.bench.engines import (
     NumpyMnistEngine,
     TorchEngine,
     Workload,
+    torch_book_setup,
 )
 from numpy_mnist.bench.timing import Trial
 
@@ -71,26 +72,10 @@ class TorchCudaGraphEngine(TorchEngine):
         device = torch.device("cuda")
         xs = torch.from_numpy(x).to(device)
         ys = torch.from_numpy(y).to(device)
-        with torch.random.fork_rng(devices=[]):  # the same initial parameters as TorchEngine
-            torch.manual_seed(0)
-            if workload.model == "linear1":
-                weights = torch.randn((x.shape[1], 1)).to(device).requires_grad_()
-                bias = torch.randn(1).to(device).requires_grad_()
-                params = [weights, bias]
-
-                def model(xb):
-                    return xb @ weights + bias
-            else:
-                model = torch.nn.Sequential(torch.nn.Linear(x.shape[1], workload.hidden), torch.nn.ReLU(),
-                                            torch.nn.Linear(workload.hidden, 1)).to(device)
-                params = list(model.parameters())
+        model, params, mnist_loss = torch_book_setup(workload, x.shape[1], device)  # as TorchEngine's
         lr, bs, n = workload.lr, workload.batch_size, xs.shape[0]
         starts = list(range(0, n, bs))
         losses = torch.zeros(len(starts), device=device)
-
-        def mnist_loss(predictions, targets):  # the book's, verbatim
-            predictions = predictions.sigmoid()
-            return torch.where(targets == 1, 1 - predictions, predictions).mean()
 
         def epoch():
             for i, start in enumerate(starts):
