@@ -81,6 +81,22 @@ class EventTrial(Trial):
         end.synchronize()
         return self.elapsed_s(start, end)
 
+    @classmethod
+    def with_cupy_events(cls, run, synchronize=None) -> "EventTrial":
+        """Timed with ``cupy.cuda.Event`` (``synchronize``: the current stream's, by default)."""
+        import cupy
+
+        return cls(run, synchronize or cupy.cuda.get_current_stream().synchronize, cupy.cuda.Event,
+                   lambda start, end: cupy.cuda.get_elapsed_time(start, end) / 1e3)
+
+    @classmethod
+    def with_torch_events(cls, run) -> "EventTrial":
+        """Timed with ``torch.cuda.Event`` on PyTorch's current stream."""
+        import torch
+
+        return cls(run, torch.cuda.synchronize, lambda: torch.cuda.Event(enable_timing=True),
+                   lambda start, end: start.elapsed_time(end) / 1e3)
+
 
 class Engine:
     """A way of training: ``prepare(workload, data)`` returns the :class:`Trial` of one epoch."""
@@ -133,8 +149,20 @@ class NumpyMnistEngine(Engine):
         return self._backend
 
     def prepare(self, workload: Workload, x, y) -> Trial:
-        from numpy_mnist.data.loader import DataLoader
         from numpy_mnist.learner import train_epoch
+
+        model, loader, opt = self.setup(workload, x, y)
+        quiet = self.backend.quiet_float_errors
+
+        def run():
+            with quiet():
+                return train_epoch(model, loader, opt)
+
+        return self.trial(run)
+
+    def setup(self, workload: Workload, x, y):
+        """The workload's ``(model, loader, opt)`` on this engine's backend, the same for every engine."""
+        from numpy_mnist.data.loader import DataLoader
         from numpy_mnist.models import linear1, simple_net
         from numpy_mnist.optim import SGD
 
@@ -144,17 +172,13 @@ class NumpyMnistEngine(Engine):
             model = linear1(seed=0, backend=backend)
         else:
             model = simple_net(hidden=workload.hidden, seed=0, backend=backend)
-        opt = SGD(model.params, workload.lr)
+        return model, loader, SGD(model.params, workload.lr)
 
-        def run():
-            with backend.quiet_float_errors():
-                return train_epoch(model, loader, opt)
-
-        if not self.is_gpu:
-            return Trial(run, backend.synchronize)
-        cupy = backend.cupy
-        return EventTrial(run, backend.synchronize, cupy.cuda.Event,
-                          lambda start, end: cupy.cuda.get_elapsed_time(start, end) / 1e3)
+    def trial(self, run) -> Trial:
+        """``run`` timed on this backend's clock: CUDA events on CuPy, the host's clock otherwise."""
+        if self.is_gpu:
+            return EventTrial.with_cupy_events(run, self.backend.synchronize)
+        return Trial(run, self.backend.synchronize)
 
     def release(self) -> None:
         if self.is_gpu and self._backend is not None:
@@ -162,14 +186,18 @@ class NumpyMnistEngine(Engine):
             self._backend.cupy.get_default_memory_pool().free_all_blocks()
 
 
-def torch_book_setup(workload: Workload, n_features: int, device):
-    """The book's model and loss in PyTorch: ``(model, params, mnist_loss)``.
+def torch_book_loop(workload: Workload, x, y, device):
+    """The book's training loop in PyTorch, on ``device``: ``(params, step, batches)``.
 
-    The initial parameters are drawn from ``torch.manual_seed(0)`` on the CPU (without touching the
-    caller's random state), so every PyTorch engine starts from the same model on every device.
+    ``step(xb, yb)`` is one SGD step of the book's model with its ``mnist_loss`` (forward, autograd,
+    ``p -= grad * lr``, zeroed gradients) and returns the batch loss, detached; ``batches`` are the
+    ``(xb, yb)`` views of ``x`` and ``y`` on the device, in order.  The initial parameters are drawn
+    from ``torch.manual_seed(0)`` on the CPU (without touching the caller's random state), so every
+    PyTorch engine starts from the same model on every device.
     """
     import torch
 
+    n_features = x.shape[1]
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(0)
         if workload.model == "linear1":
@@ -188,7 +216,17 @@ def torch_book_setup(workload: Workload, n_features: int, device):
         predictions = predictions.sigmoid()
         return torch.where(targets == 1, 1 - predictions, predictions).mean()
 
-    return model, params, mnist_loss
+    def step(xb, yb):
+        loss = mnist_loss(model(xb), yb)
+        loss.backward()
+        for p in params:
+            p.data -= p.grad * workload.lr
+            p.grad.zero_()
+        return loss.detach()
+
+    xs, ys, bs = torch.from_numpy(x).to(device), torch.from_numpy(y).to(device), workload.batch_size
+    batches = [(xs[start:start + bs], ys[start:start + bs]) for start in range(0, xs.shape[0], bs)]
+    return params, step, batches
 
 
 class TorchEngine(Engine):
@@ -215,28 +253,12 @@ class TorchEngine(Engine):
 
         if self.threads is not None and not self.is_gpu:
             torch.set_num_threads(self.threads)
-        device = torch.device(self.device)
-        xs = torch.from_numpy(x).to(device)
-        ys = torch.from_numpy(y).to(device)
-        model, params, mnist_loss = torch_book_setup(workload, x.shape[1], device)
-        lr, bs, n = workload.lr, workload.batch_size, xs.shape[0]
+        _, step, batches = torch_book_loop(workload, x, y, torch.device(self.device))
 
         def run():
-            losses = []
-            for start in range(0, n, bs):
-                xb, yb = xs[start:start + bs], ys[start:start + bs]
-                loss = mnist_loss(model(xb), yb)
-                loss.backward()
-                for p in params:
-                    p.data -= p.grad * lr
-                    p.grad.zero_()
-                losses.append(loss.detach())
-            return torch.stack(losses).tolist()
+            return torch.stack([step(xb, yb) for xb, yb in batches]).tolist()
 
-        if not self.is_gpu:
-            return Trial(run)
-        return EventTrial(run, torch.cuda.synchronize, lambda: torch.cuda.Event(enable_timing=True),
-                          lambda start, end: start.elapsed_time(end) / 1e3)
+        return EventTrial.with_torch_events(run) if self.is_gpu else Trial(run)
 
     def release(self) -> None:
         if self.is_gpu:

@@ -22,18 +22,11 @@ from numpy_mnist.bench.engines import (
     NumpyMnistEngine,
     TorchEngine,
     Workload,
-    torch_book_setup,
+    torch_book_loop,
 )
 from numpy_mnist.bench.timing import Trial
 
 __all__ = ["FusedGraphEngine", "TorchCudaGraphEngine"]
-
-
-def _cupy_event_trial(run, synchronize) -> EventTrial:
-    import cupy
-
-    return EventTrial(run, synchronize, cupy.cuda.Event,
-                      lambda start, end: cupy.cuda.get_elapsed_time(start, end) / 1e3)
 
 
 class FusedGraphEngine(NumpyMnistEngine):
@@ -45,17 +38,10 @@ class FusedGraphEngine(NumpyMnistEngine):
         self.label = "numpy-mnist fused CUDA graph"
 
     def prepare(self, workload: Workload, x, y) -> Trial:
-        from numpy_mnist.data.loader import DataLoader
         from numpy_mnist.fused.trainer import FusedTrainer
-        from numpy_mnist.models import linear1, simple_net
-        from numpy_mnist.optim import SGD
 
-        backend = self.backend
-        loader = DataLoader(x, y, workload.batch_size, shuffle=False, backend=backend)
-        model = (linear1(seed=0, backend=backend) if workload.model == "linear1"
-                 else simple_net(hidden=workload.hidden, seed=0, backend=backend))
-        trainer = FusedTrainer(model, loader, SGD(model.params, workload.lr))  # compiles and records here
-        return _cupy_event_trial(trainer.train_epoch, backend.synchronize)
+        trainer = FusedTrainer(*self.setup(workload, x, y))  # compiles and records here
+        return self.trial(trainer.train_epoch)
 
 
 class TorchCudaGraphEngine(TorchEngine):
@@ -70,22 +56,12 @@ class TorchCudaGraphEngine(TorchEngine):
         import torch
 
         device = torch.device("cuda")
-        xs = torch.from_numpy(x).to(device)
-        ys = torch.from_numpy(y).to(device)
-        model, params, mnist_loss = torch_book_setup(workload, x.shape[1], device)  # as TorchEngine's
-        lr, bs, n = workload.lr, workload.batch_size, xs.shape[0]
-        starts = list(range(0, n, bs))
-        losses = torch.zeros(len(starts), device=device)
+        params, step, batches = torch_book_loop(workload, x, y, device)  # TorchEngine's loop
+        losses = torch.zeros(len(batches), device=device)
 
         def epoch():
-            for i, start in enumerate(starts):
-                xb, yb = xs[start:start + bs], ys[start:start + bs]
-                loss = mnist_loss(model(xb), yb)
-                loss.backward()
-                for p in params:
-                    p.data -= p.grad * lr
-                    p.grad.zero_()
-                losses[i].copy_(loss.detach())
+            for i, (xb, yb) in enumerate(batches):
+                losses[i].copy_(step(xb, yb))
 
         side = torch.cuda.Stream()
         side.wait_stream(torch.cuda.current_stream())
@@ -102,5 +78,4 @@ class TorchCudaGraphEngine(TorchEngine):
             graph.replay()
             return losses.tolist()
 
-        return EventTrial(run, torch.cuda.synchronize, lambda: torch.cuda.Event(enable_timing=True),
-                          lambda start, end: start.elapsed_time(end) / 1e3)
+        return EventTrial.with_torch_events(run)

@@ -64,9 +64,7 @@ def gpu_references(x: np.ndarray, engines, *, warmups: int = 2, repeats: int = 9
 def _gpu_references_cupy(cupy, x, warmups, repeats, matmul_n) -> dict:
     from numpy_mnist.bench.engines import EventTrial
 
-    def trial(run):
-        return EventTrial(run, cupy.cuda.get_current_stream().synchronize, cupy.cuda.Event,
-                          lambda s, e: cupy.cuda.get_elapsed_time(s, e) / 1e3)
+    trial = EventTrial.with_cupy_events
 
     def measure():  # the device arrays live in this call only, so the pool can free them after it
         xd = cupy.asarray(x)
@@ -89,9 +87,7 @@ def _gpu_references_torch(x, warmups, repeats, matmul_n) -> dict:
 
     from numpy_mnist.bench.engines import EventTrial
 
-    def trial(run):
-        return EventTrial(run, torch.cuda.synchronize, lambda: torch.cuda.Event(enable_timing=True),
-                          lambda s, e: s.elapsed_time(e) / 1e3)
+    trial = EventTrial.with_torch_events
 
     def measure():  # the device tensors live in this call only, so the cache can free them after it
         xd = torch.from_numpy(x).cuda()
