@@ -69,9 +69,18 @@ def train_epoch(model, train_dl, opt, *, epoch: int = 1) -> float:
         losses.append(loss)
         sizes.append(xb.shape[0])
     batch_losses = model.backend.to_host(xp.stack(losses)).tolist()
+    return epoch_loss(batch_losses, sizes, epoch=epoch, lr=opt.lr)
+
+
+def epoch_loss(batch_losses: list[float], sizes: list[int], *, epoch: int, lr: float) -> float:
+    """The epoch's mean training loss, every row counted once: ``sum(loss_b n_b) / sum(n_b)``.
+
+    Raises :class:`DivergenceError`, naming the epoch and the first bad batch, when a batch loss
+    (read back once per epoch) is NaN or infinite.
+    """
     for i, value in enumerate(batch_losses, start=1):
         if not math.isfinite(value):
-            raise _diverged(value, epoch, i, len(batch_losses), opt.lr)
+            raise _diverged(value, epoch, i, len(batch_losses), lr)
     return sum(v * n for v, n in zip(batch_losses, sizes)) / sum(sizes)
 
 

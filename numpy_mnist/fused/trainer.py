@@ -11,7 +11,6 @@ parameters where it always does.
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -233,7 +232,7 @@ class FusedTrainer:
         :func:`numpy_mnist.learner.train_epoch` does on a GPU (the whole epoch has run by then; the
         :class:`~numpy_mnist.learner.Learner` puts the last finished epoch's parameters back).
         """
-        from numpy_mnist.learner import _diverged
+        from numpy_mnist.learner import epoch_loss
 
         g = self._ensure_train()
         dl = self.train_dl
@@ -246,11 +245,7 @@ class FusedTrainer:
             self._perm_epoch = None
         g.graph.replay()
         batch_losses = self.device.to_host(g.buffers["losses"]).tolist()
-        for i, value in enumerate(batch_losses, start=1):
-            if not math.isfinite(value):
-                raise _diverged(value, epoch, i, len(batch_losses), self.opt.lr)
-        sizes = g.buffers["sizes"]
-        return sum(v * n for v, n in zip(batch_losses, sizes)) / sum(sizes)
+        return epoch_loss(batch_losses, g.buffers["sizes"], epoch=epoch, lr=self.opt.lr)
 
     # -- validation -----------------------------------------------------------------------------
     def _ensure_valid(self) -> _Graph:
