@@ -71,7 +71,7 @@ def images_figure(images, titles=None, *, ncols: int | None = None, cmap: str = 
                   size: float = 1.6):
     """A row (or grid) of 28x28 pictures: digits, mean images, weight vectors, gradients.
 
-    ``images`` is a sequence of host arrays of 784 values each (any shape holding them, e.g. (784,),
+    ``images`` is a sequence of arrays (of any backend) of 784 values each (any shape holding them, e.g. (784,),
     (784, 1) or (28, 28)).  Pixels are drawn dark on light (``gray_r``) by default.  With
     ``symmetric=True`` the colour scale is diverging and centred on 0 (red positive, blue negative,
     ``RdBu_r``), for weights and gradients, whose sign is the point: one scale for all pictures

@@ -71,7 +71,7 @@ def run_whole_runs(runs=WHOLE_RUNS, *, log=print, extra=(), backends=None) -> li
     (tests let NumPy play both).
     """
     from backends import get_backend
-    from numpy_mnist.errors import BackendUnavailableError, NumpyMnistError
+    from numpy_mnist.errors import USER_ERRORS, BackendUnavailableError
 
     backends = backends or {"numpy": "numpy", "cupy": "cupy"}
     why_not = None
@@ -90,7 +90,7 @@ def run_whole_runs(runs=WHOLE_RUNS, *, log=print, extra=(), backends=None) -> li
             for role in ("numpy", "cupy"):
                 log(f"whole run: {run.command} --backend {backends[role]}")
                 entry["runs"][role] = run_whole(run.argv, backends[role], extra)
-        except NumpyMnistError as exc:
+        except USER_ERRORS as exc:  # the CLI's own one-line errors, backend errors among them
             entry["note"] = str(exc)
         if len(entry["runs"]) == 2:
             entry["speedup"] = entry["runs"]["numpy"]["training_s"] / entry["runs"]["cupy"]["training_s"]
