@@ -1,0 +1,776 @@
+# ---
+# jupyter:
+#   jupytext:
+#     formats: ipynb,py:percent
+#     text_representation:
+#       extension: .py
+#       format_name: percent
+#       format_version: '1.3'
+#       jupytext_version: 1.19.6
+#   kernelspec:
+#     display_name: Python 3
+#     language: python
+#     name: python3
+# ---
+
+# %% [markdown]
+# # Chapter 4 by hand: MNIST basics in plain array code
+#
+# This notebook follows chapter 4 of *Deep Learning for Coders with fastai and PyTorch* ("Under the
+# Hood: Training a Digit Classifier") step by step, with one difference: there is no autograd. Every
+# gradient is derived on paper, written out below in LaTeX, coded by hand in the
+# [numpy-mnist](../README.md) package, and then checked live against central finite differences and,
+# where PyTorch is installed, against PyTorch's autograd.
+#
+# Read it beside the book: the sections follow the chapter, from the first look at the data and the
+# book's SGD warm-up (the gradient of $x^2$, a roller coaster's speed fitted step by step) to the
+# closing exercise with all ten digits, and each names the book's sections it goes with. Everything
+# runs offline on a fresh install (from a clone, `pip install -e ".[notebook]"`): the book's 3s and
+# 7s ship inside the package. The ten-digit section needs the full MNIST (`numpy-mnist data
+# download`) and says so when it is missing.
+#
+# The arrays here are NumPy's, on the CPU; a late section times the same training on every backend
+# this machine has (CuPy on a GPU, where there is one). The last one hands the derivations over to
+# you: exercises that check your own backward functions.
+
+# %%
+import platform
+
+import numpy as np
+from IPython.display import Image, Markdown, display
+
+import numpy_mnist
+from backends import BackendUnavailableError, get_backend
+from numpy_mnist.plots import figure_png, images_figure, pyplot
+
+
+def show(fig):
+    # Every picture goes through figure_png: a plain PNG in the notebook, whatever matplotlib's backend.
+    display(Image(figure_png(fig, dpi=72)))
+
+
+backend = get_backend("numpy", "float32")      # what training runs on
+backend64 = get_backend("numpy", "float64")    # what gradient checks run on
+print(f"numpy-mnist {numpy_mnist.__version__}, NumPy {np.__version__}, Python {platform.python_version()}")
+
+# %% [markdown]
+# ## The data: 3s and 7s
+#
+# *In the book: Pixels: The Foundations of Computer Vision.*
+#
+# The book downloads `MNIST_SAMPLE`, every 3 and every 7 of MNIST as PNG files, and stacks them into
+# tensors. numpy-mnist bundles the same images (checked by SHA-256 on every load) and returns them
+# already stacked the book's way: pixels scaled to $[0, 1]$, each image flattened to a row of
+# $28 \times 28 = 784$ numbers, the 3s first, then the 7s; the target is 1 for a 3 and 0 for a 7.
+
+# %%
+from numpy_mnist.data import load_mnist_sample
+
+train_x, train_y, valid_x, valid_y = load_mnist_sample()
+for name, a in [("train_x", train_x), ("train_y", train_y), ("valid_x", valid_x), ("valid_y", valid_y)]:
+    print(f"{name:8} {a.shape!s:13} {a.dtype}")
+print(f"train: {int(train_y.sum())} threes, {int(len(train_y) - train_y.sum())} sevens; "
+      f"valid: {int(valid_y.sum())} threes, {int(len(valid_y) - valid_y.sum())} sevens")
+
+# %%
+is3 = train_y[:, 0] == 1
+threes, sevens = train_x[is3], train_x[~is3]
+show(images_figure([*threes[:6], *sevens[:6]], ["3"] * 6 + ["7"] * 6, ncols=6, size=1.1))
+
+# %% [markdown]
+# An image is just numbers. Here is a corner of the first 3, as the book shows one, in the 0-255
+# values of the file:
+
+# %%
+print((threes[0].reshape(28, 28)[4:14, 4:18] * 255).round().astype(int))
+
+# %% [markdown]
+# The book's stacking: `torch.stack` of all 3s gives a rank-3 tensor, one $28 \times 28$ slice per
+# image; `view(-1, 28*28)` flattens it into rows; the targets become a column with `unsqueeze(1)`.
+# With the bundled arrays that is a reshape, and the targets are already that column of shape $(N, 1)$.
+
+# %%
+stacked_threes = threes.reshape(-1, 28, 28)
+stacked_sevens = sevens.reshape(-1, 28, 28)
+print("stacked_threes:", stacked_threes.shape, " stacked_sevens:", stacked_sevens.shape)
+print("train_x = cat([threes, sevens]).view(-1, 784):",
+      np.array_equal(np.concatenate([stacked_threes, stacked_sevens]).reshape(-1, 784), train_x))
+print("train_y, first and last rows:", train_y[:3, 0], train_y[-3:, 0], "shape", train_y.shape)
+
+# %% [markdown]
+# ## Pixel similarity: the baseline
+#
+# *In the book: First Try: Pixel Similarity; Computing Metrics Using Broadcasting.*
+#
+# Before any learning, the book builds an "ideal" 3 and 7, the mean of every training image of each,
+# and calls a validation image a 3 when it is closer to the mean 3 than to the mean 7. Two distances:
+#
+# $$\text{L1}(a, b) = \frac{1}{784}\sum_i |a_i - b_i| \qquad\qquad
+#   \text{RMSE}(a, b) = \sqrt{\frac{1}{784}\sum_i (a_i - b_i)^2}$$
+
+# %%
+mean3, mean7 = stacked_threes.mean(0), stacked_sevens.mean(0)
+show(images_figure([mean3, mean7], ["the mean 3", "the mean 7"], size=2))
+
+# %%
+from numpy_mnist.baseline import mnist_distance, pixel_similarity
+
+a_3 = threes[1]
+for kind in ("l1", "rmse"):
+    to3 = float(mnist_distance(a_3[None], mean3.reshape(-1), kind)[0])
+    to7 = float(mnist_distance(a_3[None], mean7.reshape(-1), kind)[0])
+    print(f"one 3, {kind:4}: distance to the mean 3 {to3:.4f}, to the mean 7 {to7:.4f}")
+print()
+print(f"{'distance':8}  {'valid 3s':>8}  {'valid 7s':>8}  {'overall':>8}")
+for kind in ("l1", "rmse"):
+    r = pixel_similarity(train_x, train_y, valid_x, valid_y, kind)
+    print(f"{kind:8}  {r.accuracy_3:8.4f}  {r.accuracy_7:8.4f}  {r.accuracy:8.4f}")
+
+# %% [markdown]
+# With L1 that is the book's **0.9168** on the valid 3s and **0.9854** on the valid 7s: a good
+# baseline, and nothing was learned. The rest of the chapter learns weights instead.
+
+# %% [markdown]
+# ## SGD by hand, first on $x^2$
+#
+# *In the book: Stochastic Gradient Descent (SGD); Calculating Gradients.*
+#
+# Before it learns any weights, the book shows what a gradient is on the simplest function there is,
+# $f(x) = x^2$. It asks PyTorch: `xt = tensor(3.).requires_grad_()`, `yt = f(xt)`,
+# `yt.backward()`, and `xt.grad` holds the slope of $f$ at 3. Here there is no `backward`: the
+# derivative is worked out on paper,
+#
+# $$\frac{d}{dx}\,x^2 = \lim_{h \to 0} \frac{(x + h)^2 - x^2}{h} = \lim_{h \to 0}\,(2x + h) = 2x,$$
+#
+# and written by hand in `numpy_mnist.warmup.square_gradient`. For a vector the book sums $f$ first
+# (a gradient is taken of one number); each $x_i$ then gets its own $2x_i$. Beside it, the central
+# difference $\bigl(f(x + h) - f(x - h)\bigr) / 2h$ measures the same slope numerically.
+
+# %%
+from numpy_mnist.gradcheck import numerical_gradient
+from numpy_mnist.warmup import square, square_gradient
+
+xt = np.array(3.0)
+print(f"f(3) = {float(square(xt)):g}; the gradient at 3: {float(square_gradient(xt)):g}")
+xt = np.array([3.0, 4.0, 10.0])
+print(f"sum of f at (3, 4, 10) = {float(square(xt).sum()):g}; "
+      f"the gradient: {', '.join(f'{g:g}' for g in square_gradient(xt))}")
+fd = numerical_gradient(lambda v: float(square(v).sum()), xt)
+print(f"central differences say: {', '.join(f'{g:.6f}' for g in fd)}")
+
+# %% [markdown]
+# The book's 6, and then 6, 8 and 20. The gradient says which way, and how steeply, $f$ rises; a
+# step of SGD goes the other way, by the learning rate times the gradient:
+# $w \leftarrow w - \text{lr} \times \partial L / \partial w$.
+
+# %% [markdown]
+# ## An End-to-End SGD Example: a roller coaster's speed
+#
+# *In the book: Stepping with a Learning Rate; An End-to-End SGD Example; Summarizing Gradient Descent.*
+#
+# The book measures the speed of a roller coaster over 20 seconds as it goes over a hump: fast, then
+# slow at the top, then fast again. Its data, `time = torch.arange(0, 20)` and
+# `speed = torch.randn(20)*3 + 0.75*(time-9.5)**2 + 1`, comes here from `roller_coaster`, with the
+# noise drawn by a seeded NumPy generator. A quadratic should fit it, judged by the mean squared error:
+#
+# $$p_i = a\,t_i^2 + b\,t_i + c, \qquad L = \frac{1}{n}\sum_{i=1}^{n} (p_i - y_i)^2.$$
+#
+# The book's `loss.backward()` finds $\partial L / \partial(a, b, c)$. By hand, with
+# $\partial L / \partial p_i = 2(p_i - y_i)/n$ and $\partial p_i / \partial(a, b, c) = (t_i^2, t_i, 1)$:
+#
+# $$\frac{\partial L}{\partial a} = \operatorname{mean}\bigl(2(p - y)\,t^2\bigr), \qquad
+#   \frac{\partial L}{\partial b} = \operatorname{mean}\bigl(2(p - y)\,t\bigr), \qquad
+#   \frac{\partial L}{\partial c} = \operatorname{mean}\bigl(2(p - y)\bigr).$$
+#
+# (`numpy_mnist.warmup.quadratic_mse_gradient`; the test-suite holds it to finite differences and
+# to PyTorch's autograd of the book's own code, within $10^{-10}$ relative in float64.) The book's
+# seven steps: **1** initialise the parameters at random; **2** predict; **3** the loss; **4** the
+# gradient; **5** step, $(a, b, c) \leftarrow (a, b, c) - \text{lr} \times \text{gradient}$; **6**
+# repeat from 2; **7** stop. Steps 1 to 4, once:
+
+# %%
+from numpy_mnist.warmup import BOOK_LR, fit, init_params, mse, quadratic, quadratic_mse_gradient, roller_coaster
+
+time, speed = roller_coaster(seed=0)
+params = init_params(seed=4)                          # 1. initialise: a draw that starts, like the book's, far off
+preds = quadratic(time, params)                       # 2. predict
+print("speed:", speed.round(1))
+print("(a, b, c) at the start:", params.round(4))
+print(f"loss before training: {float(mse(preds, speed)):.2f}")                    # 3. the loss
+print("gradient (dL/da, dL/db, dL/dc):", quadratic_mse_gradient(time, params, speed).round(2))  # 4. the gradient
+
+plt = pyplot()
+
+
+def show_preds(ax, preds, title):
+    # The book's show_preds: the data in blue, the quadratic's predictions in red.
+    ax.scatter(time, speed, s=12, label="speed")
+    ax.scatter(time, preds, s=12, color="red", label="prediction")
+    ax.set(title=title, xlabel="time")
+
+
+fig, ax = plt.subplots(figsize=(5, 3))
+show_preds(ax, preds, "before training")
+ax.legend()
+show(fig)
+
+# %% [markdown]
+# Step 5, repeated ten times at the book's learning rate, $10^{-5}$ (`apply_step` is the book's
+# function of that name: steps 2 to 5, returning the new parameters; `fit` repeats it and stops).
+# The predictions as the steps go by, the book's row of four plots:
+
+# %%
+run = fit(params, time, speed, lr=BOOK_LR, steps=10)               # 5. step, 6. repeat, 7. stop after 10
+for i, step in enumerate(run):
+    print(f"lr {BOOK_LR:g}, step {i}: loss {step.loss:.2f}")
+print("(a, b, c) after 10 steps:", run[-1].params.round(4))
+fig, axs = plt.subplots(1, 4, figsize=(12, 3), sharey=True)
+for ax, i in zip(axs, [0, 1, 2, 9]):
+    show_preds(ax, run[i].preds, f"step {i}: loss {run[i].loss:.0f}")
+fig.tight_layout()
+show(fig)
+
+# %% [markdown]
+# The loss falls fast, then slowly: $a$, multiplied by $t^2$ up to 361, has by far the steepest
+# slope and is fitted in a few steps; $b$ and $c$ barely move at this rate. The book then asks what
+# a different learning rate does. $L$ is a parabola in $a$ with curvature
+# $\partial^2 L / \partial a^2 = 2\,\operatorname{mean}(t^4)$; a step lands nearer its bottom only
+# while $\text{lr} \times$ curvature $< 2$. At 100 times the book's rate it does not:
+
+# %%
+curvature = 2 * float(np.mean(time**4))
+for lr in (BOOK_LR, 100 * BOOK_LR):
+    print(f"lr {lr:g}: lr x curvature = {lr * curvature:.2f}")
+big = fit(init_params(seed=4), time, speed, lr=100 * BOOK_LR, steps=10)
+for i, step in enumerate(big):
+    print(f"lr {100 * BOOK_LR:g}, step {i}: loss {step.loss:.4g}")
+
+# %% [markdown]
+# Each step jumps across the parabola to a point about $|1 - \text{lr} \times \text{curvature}| \approx 55$
+# times further from its bottom, so the loss grows about $55^2 \approx 3{,}000$-fold a step: it
+# diverges. Too small a rate wastes steps, too large a one never lands. The same seven steps now
+# train a model of the digits.
+
+# %% [markdown]
+# ## `init_params` and `linear1`
+#
+# *In the book: the start of The MNIST Loss Function.*
+#
+# The book's first model gives each pixel a weight and adds a bias: for one image $x$ (a row of 784
+# pixels) the prediction is $x \cdot w + b$; for all of them at once it is a matrix product,
+# $XW + b$ with $X$ of shape $(N, 784)$, $W$ of shape $(784, 1)$ and $b$ of shape $(1,)$. `init_params`
+# draws them from a standard normal distribution; `numpy_mnist.models.linear1` does the same (drawn
+# with `numpy.random.default_rng(seed)`, so a seed gives the same model on every backend) and keeps
+# them in `model.params`.
+
+# %%
+from numpy_mnist.layers import linear
+from numpy_mnist.models import linear1
+
+model = linear1(seed=42, backend=backend)
+weights, bias = model.params["weights"], model.params["bias"]
+print({name: p.shape for name, p in model.params.items()})
+
+one = float((train_x[0] * weights[:, 0]).sum() + bias[0])    # one image: sum of pixel * weight, plus bias
+print(f"prediction for the first image: {one:.4f}")
+preds = linear(train_x, weights, bias)                      # all 12,396 images at once: train_x @ weights + bias
+print(f"all of them by @: shape {preds.shape}, the first {float(preds[0, 0]):.4f}")
+
+# %% [markdown]
+# ## Accuracy, and why it cannot be a loss
+#
+# *In the book: The MNIST Loss Function.*
+#
+# A prediction above 0 says "3" (after the sigmoid below, a probability above 0.5). Accuracy counts
+# how often that is right. To learn, the weights must move in the direction that improves the
+# result, which means a gradient. But accuracy only changes when some prediction crosses 0: nudge a
+# weight a little and it stays exactly where it was, so its gradient is 0 almost everywhere and SGD
+# would never move. The book's `mnist_loss` (next section) moves with every nudge.
+
+# %%
+from numpy_mnist.metrics import batch_accuracy
+from numpy_mnist.plots import nudge_figure
+from numpy_mnist.why_not_accuracy import centre_pixel, nudge_one_weight
+
+print(f"accuracy of the random model on the training set: {float(batch_accuracy(preds, train_y)):.4f}")
+
+model64 = linear1(seed=42, backend=backend64)
+vx, vy = backend64.asarray(valid_x), backend64.asarray(valid_y)
+print(f"\n{'nudge':>8}  {'accuracy':>8}  {'mnist_loss':>12}   (the weight of the centre pixel, valid set)")
+for r in nudge_one_weight(model64, vx, vy, index=centre_pixel()):
+    print(f"{r.delta:>+8.0e}  {r.accuracy:8.4f}  {r.loss:12.8f}")
+sweep = nudge_one_weight(model64, vx, vy, index=centre_pixel(), deltas=[d / 50 for d in range(-50, 51)])
+show(nudge_figure(sweep))
+
+# %% [markdown]
+# ## `mnist_loss` and `sigmoid`
+#
+# *In the book: The MNIST Loss Function; Sigmoid.*
+#
+# The sigmoid squashes any number into $(0, 1)$:
+# $\sigma(z) = \dfrac{1}{1 + e^{-z}}$. The book's loss measures how far each prediction is from its
+# target: $1 - \sigma(z)$ for a 3, $\sigma(z)$ for a 7, averaged. The book's example has three images
+# with targets `[1, 0, 1]` and predictions (already through the sigmoid) `[0.9, 0.4, 0.2]`: the last
+# one, a 3 predicted at 0.2, is badly wrong.
+#
+# numpy-mnist's losses take the raw outputs (logits), never probabilities, so that the sigmoid is
+# applied exactly once, inside the loss. To reproduce the book's table we turn its probabilities back
+# into logits with the inverse of the sigmoid, $z = \log\frac{p}{1-p}$.
+
+# %%
+from numpy_mnist.layers import sigmoid
+from numpy_mnist.losses import mnist_loss
+
+trgts = np.array([[1.0], [0.0], [1.0]])
+prds = np.array([[0.9], [0.4], [0.2]])
+logits = np.log(prds / (1 - prds))
+print("sigmoid(logits)             ", sigmoid(logits)[:, 0].round(4))
+print("where(trgts == 1, 1-p, p)   ", np.where(trgts == 1, 1 - prds, prds)[:, 0].round(4))
+print(f"mnist_loss                   {float(mnist_loss(logits, trgts)):.4f}")
+prds2 = np.array([[0.9], [0.4], [0.8]])          # the third image now predicted 0.8: right, and confident
+print(f"mnist_loss, third at 0.8     {float(mnist_loss(np.log(prds2 / (1 - prds2)), trgts)):.4f}")
+
+# %% [markdown]
+# The book's **0.4333**, and **0.2333** once the third prediction improves: the loss went down as the
+# prediction got better, which is what a loss must do. And the sigmoid, drawn:
+
+# %%
+plt = pyplot()
+z = np.linspace(-6, 6, 241)
+fig, ax = plt.subplots(figsize=(5, 2.6))
+ax.plot(z, sigmoid(z), color="tab:blue")
+ax.set(xlabel="z", ylabel="sigmoid(z)", title="sigmoid: any number into (0, 1)")
+ax.grid(alpha=0.3)
+show(fig)
+
+# %% [markdown]
+# ## Every derivative the code uses
+#
+# *In the book: The MNIST Loss Function onwards, where `loss.backward()` computes every gradient.*
+#
+# In the book, `loss.backward()` computes every gradient. Here each one is derived below and written
+# by hand in `numpy_mnist.layers` and `numpy_mnist.losses` as a `*_backward` function; the models chain
+# them. $M$ is the number of predictions a loss averages over, $G$ the upstream gradient
+# $\partial L / \partial(\text{output})$ a layer receives.
+#
+# **Linear**, $Z = XW + b$ with $X$: $(N, D)$, $W$: $(D, K)$, $b$: $(K)$. Since
+# $Z_{nk} = \sum_i X_{ni} W_{ik} + b_k$, each weight touches every row's output:
+#
+# $$\frac{\partial L}{\partial W} = X^\top G, \qquad \frac{\partial L}{\partial b} = \sum_n G_{n,:},
+# \qquad \frac{\partial L}{\partial X} = G\, W^\top .$$
+#
+# **Sigmoid**, $\sigma(z) = 1/(1 + e^{-z})$:
+#
+# $$\sigma'(z) = \frac{e^{-z}}{(1 + e^{-z})^2} = \sigma(z)\,\bigl(1 - \sigma(z)\bigr).$$
+#
+# (The code computes it as $e/(1+e)^2$ with $e = e^{-|z|}$, which keeps every digit where $\sigma(z)$
+# rounds to 1.)
+#
+# **`mnist_loss`**. With $1 - \sigma(z) = \sigma(-z)$ and the sign $s = 1 - 2t$ ($-1$ for a 3, $+1$
+# for a 7), the book's `where(t == 1, 1 - p, p).mean()` is
+#
+# $$L = \frac{1}{M}\sum_n \sigma(s_n z_n), \qquad
+# \frac{\partial L}{\partial z_n} = \frac{s_n\, \sigma'(z_n)}{M} \quad(\sigma' \text{ is even}).$$
+#
+# A confident prediction, right or wrong, sits where $\sigma'$ is nearly 0 and gets almost no push.
+#
+# **Binary cross-entropy**, the loss the book points to next. With
+# $\operatorname{softplus}(z) = \log(1 + e^z)$, $\log\sigma(z) = -\operatorname{softplus}(-z)$,
+# $\log(1 - \sigma(z)) = -\operatorname{softplus}(z)$ and
+# $\operatorname{softplus}(z) - \operatorname{softplus}(-z) = z$:
+#
+# $$L = -\frac{1}{M}\sum_n \bigl[t_n \log\sigma(z_n) + (1 - t_n)\log(1 - \sigma(z_n))\bigr]
+#     = \frac{1}{M}\sum_n \bigl[\operatorname{softplus}(z_n) - t_n z_n\bigr], \qquad
+# \frac{\partial L}{\partial z_n} = \frac{\sigma(z_n) - t_n}{M}.$$
+#
+# A confident wrong answer gets the full push, unlike with `mnist_loss`.
+#
+# **ReLU**, $\operatorname{relu}(x) = \max(x, 0)$: $\;\partial\operatorname{relu}/\partial x = [x > 0]$
+# (taken as 0 at the kink $x = 0$, as PyTorch does).
+#
+# **Softmax cross-entropy**, for ten digits: $p_n = \operatorname{softmax}(z_n)$,
+# $p_{nk} = e^{z_{nk}} / \sum_j e^{z_{nj}}$, and
+#
+# $$L = \frac{1}{N}\sum_n \Bigl[\log\sum_k e^{z_{nk}} - z_{n, y_n}\Bigr], \qquad
+# \frac{\partial L}{\partial z_{nj}} = \frac{p_{nj} - [j = y_n]}{N}.$$
+#
+# The softmax's Jacobian is never formed: through the log it collapses to "probability minus one-hot".
+#
+# **`simple_net`** chains them: $h = XW_1 + b_1$, $a = \operatorname{relu}(h)$, $z = aW_2 + b_2$, so
+# with $G_z = \partial L/\partial z$ from the loss:
+# $\partial W_2 = a^\top G_z$, $\partial b_2 = \sum_n G_z$, $G_a = G_z W_2^\top$,
+# $G_h = G_a \odot [h > 0]$, $\partial W_1 = X^\top G_h$, $\partial b_1 = \sum_n G_h$.
+#
+# ### Checked live
+#
+# Each formula against what the function itself says about its slope, the central difference
+#
+# $$\frac{f(x + h\,e_i) - f(x - h\,e_i)}{2h} = \frac{\partial f}{\partial x_i} + O(h^2), \qquad h = 10^{-6},$$
+#
+# in float64 (float32 cannot resolve a difference this small), entry by entry
+# (`numpy_mnist.gradcheck.check_gradient`), and, where PyTorch is installed, against its autograd on
+# the same expression. For an array-valued layer the function checked is $\sum G \odot f(x)$ with a
+# random $G$. The table gives the worst relative error over all entries: finite differences, whose
+# own rounding is magnified by $1/h$, agree to about $10^{-8}$. The line under the table says what
+# PyTorch found, when it ran.
+
+# %%
+from numpy_mnist import gradcheck as gc
+from numpy_mnist.layers import linear_backward, relu, relu_backward, sigmoid_backward
+from numpy_mnist.losses import (
+    binary_cross_entropy,
+    binary_cross_entropy_backward,
+    mnist_loss_backward,
+    softmax_cross_entropy,
+    softmax_cross_entropy_backward,
+)
+
+rng = np.random.default_rng(0)
+N, D, K = 6, 5, 4
+x, w, b = rng.standard_normal((N, D)), rng.standard_normal((D, K)), rng.standard_normal(K)
+G = rng.standard_normal((N, K))                                       # the upstream gradient of a layer
+z = rng.uniform(-6, 6, (N, K))                                        # sigmoid inputs where it is not flat
+h = rng.choice([-1.0, 1.0], (N, K)) * rng.uniform(0.1, 2, (N, K))      # ReLU inputs away from the kink
+z1, t1 = rng.uniform(-4, 4, (N, 1)), rng.integers(0, 2, (N, 1)).astype(float)
+labels = rng.integers(0, K, N)
+
+dx, dw, db = linear_backward(G, x, w)
+# (what is checked, f of the input, the input, our gradient, upstream G or None for a loss, PyTorch's f)
+cases = [
+    ("linear, d/dX", lambda a: linear(a, w, b), x, dx, G, lambda a, T: a @ T(w) + T(b)),
+    ("linear, d/dW", lambda a: linear(x, a, b), w, dw, G, lambda a, T: T(x) @ a + T(b)),
+    ("linear, d/db", lambda a: linear(x, w, a), b, db, G, lambda a, T: T(x) @ T(w) + a),
+    ("sigmoid", sigmoid, z, sigmoid_backward(G, z), G, lambda a, T: gc.torch_sigmoid(a)),
+    ("ReLU", relu, h, relu_backward(G, h), G, lambda a, T: a.clamp(min=0)),
+    ("mnist_loss", lambda a: mnist_loss(a, t1), z1, mnist_loss_backward(z1, t1), None,
+     lambda a, T: gc.TORCH_LOSSES["mnist_loss"](a, T(t1))),
+    ("binary cross-entropy", lambda a: binary_cross_entropy(a, t1), z1, binary_cross_entropy_backward(z1, t1),
+     None, lambda a, T: gc.TORCH_LOSSES["bce"](a, T(t1))),
+    ("softmax cross-entropy", lambda a: softmax_cross_entropy(a, labels), z,
+     softmax_cross_entropy_backward(z, labels), None,
+     lambda a, T: gc.TORCH_LOSSES["cross_entropy"](a, T(labels).long())),
+]
+
+
+def torch_gradient(torch_f, at, upstream):
+    # PyTorch's autograd of the same expression (float64); called only where PyTorch is installed.
+    import torch
+
+    a = torch.tensor(at, requires_grad=True)
+    out = torch_f(a, torch.tensor)
+    scalar = out if upstream is None else (out * torch.tensor(upstream)).sum()
+    return torch.autograd.grad(scalar, a)[0].numpy()
+
+
+with_torch = gc.torch_available()
+torch_column = " vs PyTorch autograd |" if with_torch else ""
+rows = ["| derivative | worst relative error vs finite differences |" + torch_column, "|---|---|" + "---|" * with_torch]
+all_ok = True
+for name, f, at, ours, upstream, torch_f in cases:
+    fd = gc.check_gradient(f, at, ours, dout=upstream, name=name)
+    row = f"| {name} | {fd.rel_error:.1e} |"
+    all_ok &= fd.ok
+    if with_torch:
+        pt = gc.compare(name, ours, torch_gradient(torch_f, at, upstream), rtol=gc.TORCH_RTOL, atol=1e-300)
+        all_ok &= pt.ok
+        row += f" {pt.rel_error:.1e} |"
+    rows.append(row)
+display(Markdown("\n".join(rows)))
+if with_torch:
+    print("every derivative agrees" if all_ok else "MISMATCH: see the table",
+          f"(tolerances: {gc.DEFAULT_RTOL:.0e} against finite differences, {gc.TORCH_RTOL:.0e} against PyTorch, "
+          "which agrees to the last few bits: the same arithmetic in another order)")
+else:
+    print("every derivative agrees with finite differences" if all_ok else "MISMATCH: see the table",
+          f"(tolerance {gc.DEFAULT_RTOL:.0e}); PyTorch is not installed, so there is no autograd column")
+
+# %% [markdown]
+# The same for whole models on a batch of real images: `model.loss_and_grads(x, y)` runs the forward
+# pass and then every backward above, and `numpy_mnist.gradcheck.check_model` compares each parameter's
+# gradient with finite differences of the model's own loss and, where it is installed, with PyTorch: every entry of
+# `linear1`'s 785 parameters, and of `simple_net`'s all but its 23,520 first-layer weights, which
+# are checked along 16 random directions and at 16 single entries (the largest and 15 random ones).
+# This is what `numpy-mnist gradcheck` prints.
+
+# %%
+from numpy_mnist.models import simple_net
+
+batch = np.sort(np.random.default_rng(1).choice(len(train_x), 64, replace=False))
+xb, yb = train_x[batch].astype(np.float64), train_y[batch].astype(np.float64)
+rows = ["| model | loss | parameter | vs finite differences |" + torch_column,
+        "|---|---|---|---|" + "---|" * with_torch]
+for make, loss in [(linear1, "mnist_loss"), (simple_net, "mnist_loss"), (simple_net, "bce")]:
+    net = make(seed=0, backend=backend64, loss=loss)
+    keep = ~gc.rows_near_relu_kink(net, xb, gc.kink_margin(xb))    # finite differences mean nothing at a kink
+    check = gc.check_model(net, xb[keep], yb[keep])
+    for p, fd in check.finite_differences.items():
+        pt = "" if check.pytorch is None else f" {check.pytorch[p].rel_error:.1e} |"
+        rows.append(f"| {make.__name__} | {loss} | {p} {fd.shape} | {fd.rel_error:.1e} |{pt}")
+    assert check.ok, check.failures
+display(Markdown("\n".join(rows)))
+if not with_torch:
+    print("PyTorch is not installed: compared with finite differences only")
+
+# %% [markdown]
+# ## Pictures of what the gradient says
+#
+# *Not in the book: what the gradient looks like.*
+#
+# `linear1` has one weight per pixel, so its weights, and their gradient, are $28 \times 28$ pictures.
+# Below, the gradient of the loss for a batch of 3s, a batch of 7s and a mixed batch, drawn as the
+# step SGD takes, $-\partial L / \partial W$: red pixels are weights the step raises, blue ones it lowers.
+# For 3s the step raises the weights where 3s have ink, which raises their predictions; for 7s it
+# lowers the weights where 7s have ink. The border stays white: those pixels are always 0, so their
+# gradient $X^\top G$ is 0. Each picture has its own colour scale, as their sizes differ (printed
+# below): `mnist_loss` pushes each image by the sigmoid's slope at its logit, which is largest for
+# logits near 0 and tiny for confident ones, right or wrong.
+
+# %%
+from numpy_mnist.data import DataLoader
+
+model = linear1(seed=42, backend=backend)
+mixed = np.random.default_rng(0).choice(len(train_x), 256, replace=False)
+steps = []
+for which in (np.arange(256), len(train_x) - 1 - np.arange(256), mixed):        # 3s come first, 7s last
+    xb, yb = backend.asarray(train_x[which]), backend.asarray(train_y[which])
+    loss, grads = model.loss_and_grads(xb, yb)
+    steps.append(-backend.to_host(grads["weights"]))
+names = ["256 threes", "256 sevens", "a mixed batch"]
+print("size of the gradient |dL/dW|:", ", ".join(f"{n} {np.linalg.norm(g):.4f}" for n, g in zip(names, steps)))
+show(images_figure(steps, [f"step for {n}" for n in names], symmetric=True, shared=False, size=2.2))
+
+# %% [markdown]
+# And the weights themselves, before and after 20 epochs of training (the `Learner` is taken apart in
+# the next section). At the start they are noise, `init_params`' standard normal draws, and after
+# training they still look like it: the steps are small beside weights of size 1, and the border
+# pixels, always 0, are never trained at all. The picture is in the difference (on its own colour
+# scale): what a 3 has and a 7 lacks in red, the other way round in blue.
+
+# %%
+from numpy_mnist.learner import Learner
+
+train_dl = DataLoader(train_x, train_y, batch_size=256, backend=backend)
+valid_dl = DataLoader(valid_x, valid_y, batch_size=256, backend=backend)
+model = linear1(seed=42, backend=backend)
+start = backend.to_host(model.params["weights"])
+Learner(model, train_dl, valid_dl, lr=1.0).fit(20)
+after = backend.to_host(model.params["weights"])
+print(f"largest weight {np.abs(after).max():.2f}, largest change {np.abs(after - start).max():.2f}")
+show(images_figure([start, after, after - start], ["weights at the start", "after 20 epochs", "the change"],
+                   symmetric=True, shared=False, size=2.2))
+
+# %% [markdown]
+# ## Stochastic gradient descent, step by step
+#
+# *In the book: Stochastic Gradient Descent (SGD); SGD and Mini-Batches; Putting It All Together;
+# Creating an Optimizer.*
+#
+# The seven steps of the roller coaster, now with 785 parameters instead of 3: initialise the
+# weights; predict; compute the loss; compute the gradient (every backward above, by hand); step
+# every weight by $-\,\text{lr} \times \text{gradient}$; repeat; stop. Here they are on one batch,
+# written out, with the book's learning rate of 1 for `linear1`:
+
+# %%
+model = linear1(seed=42, backend=backend)                           # 1. initialise
+xb, yb = backend.asarray(train_x[mixed]), backend.asarray(train_y[mixed])
+lr = 1.0
+for step in range(6):                                                # 6. repeat
+    logits = model.forward(xb)                                       # 2. predict
+    loss, grads = model.loss_and_grads(xb, yb)                       # 3. loss, 4. gradient (by hand)
+    for name, g in grads.items():                                    # 5. step: what SGD.step does
+        model.params[name] -= lr * g
+    print(f"step {step}: loss {loss:.4f}, accuracy {float(batch_accuracy(logits, yb)):.4f}")
+
+# %% [markdown]
+# Then the book's pieces, one by one. `DataLoader` cuts the data into minibatches (256 rows, in
+# order, as the book does); `SGD` is its `BasicOptim`, the only code that changes parameters;
+# `train_epoch` and `validate_epoch` are its functions of the same names.
+
+# %%
+from numpy_mnist.learner import train_epoch, validate_epoch
+from numpy_mnist.optim import SGD
+
+xb, yb = next(iter(train_dl))
+print(f"{train_dl}: {len(train_dl)} batches, the first: x {xb.shape}, y {yb.shape}")
+
+model = linear1(seed=42, backend=backend)
+opt = SGD(model.params, lr=1.0)
+for epoch in range(1, 6):
+    train_loss = train_epoch(model, train_dl, opt)
+    valid_loss, accuracy = validate_epoch(model, valid_dl)
+    print(f"epoch {epoch}: train loss {train_loss:.4f}, valid loss {valid_loss:.4f}, accuracy {accuracy:.4f}")
+
+# %% [markdown]
+# `Learner` packs the loop, as the book's `Learner` does: `fit(epochs)` returns the history, one
+# record per epoch, and `learning_curve_figure` draws it. 20 epochs of `linear1` at learning rate 1:
+
+# %%
+from numpy_mnist.plots import learning_curve_figure
+
+learn = Learner(linear1(seed=42, backend=backend), train_dl, valid_dl, lr=1.0)
+history = learn.fit(20)
+print(f"before training: valid loss {learn.start.valid_loss:.4f}, accuracy {learn.start.accuracy:.4f}")
+print(f"after {len(history)} epochs: valid loss {history[-1].valid_loss:.4f}, accuracy {history[-1].accuracy:.4f}")
+show(learning_curve_figure(history, "linear1, lr 1.0, batch 256"))
+
+# %% [markdown]
+# ## Adding a nonlinearity: `simple_net`
+#
+# *In the book: Adding a Nonlinearity.*
+#
+# A second linear layer after a ReLU: 784 pixels, 30 hidden units, 1 output. The book trains it for
+# 40 epochs at learning rate 0.1 (this is also what `numpy-mnist train` does by default).
+
+# %%
+learn = Learner(simple_net(hidden=30, seed=0, backend=backend), train_dl, valid_dl, lr=0.1)
+history = learn.fit(40)
+print(f"simple_net after {len(history)} epochs: accuracy {history[-1].accuracy:.4f}")
+show(learning_curve_figure(history, "simple_net (30 hidden), lr 0.1, batch 256"))
+
+# %% [markdown]
+# ### When a run goes wrong
+#
+# A learning rate far too large need not end in a NaN. At $10^{30}$ the first step throws every
+# logit of `linear1` so far from 0 that the sigmoid's slope is exactly 0 in float32: all gradients
+# vanish and the model answers "3" forever. With binary cross-entropy the same rate overshoots
+# instead, and the loss ends $10^{28}$ times where it started. `numpy_mnist.diagnosis.diagnose` reads
+# a history and says which; `numpy-mnist train` prints its line after such a run.
+
+# %%
+from numpy_mnist.diagnosis import chance_accuracy, diagnose
+
+for loss in ("mnist_loss", "bce"):
+    net = linear1(seed=0, backend=backend, loss=loss)
+    learn = Learner(net, train_dl, valid_dl, lr=1e30)
+    history = learn.fit(3)
+    found = diagnose(history, chance=chance_accuracy(valid_y), lr=1e30, start_loss=learn.start.valid_loss,
+                     suggested_lr=0.1, model_kind=net.kind, loss=loss)
+    print(f"linear1, {loss}, lr 1e30: accuracy {history[-1].accuracy:.4f}, valid loss {history[-1].valid_loss:.4g}")
+    print(f"  -> {found}\n")
+
+# %% [markdown]
+# ## Further research: all ten digits
+#
+# *In the book: the chapter's Further Research questions.*
+#
+# The chapter ends by asking for a model of all ten digits. That takes ten outputs per image and a
+# loss for ten classes: the softmax cross-entropy derived above. `linear10` is the linear model with
+# ten outputs (one $28 \times 28$ picture of weights per digit); it trains on the full MNIST, 60,000
+# images, validated on the 10,000 of the test set.
+#
+# The full MNIST is not bundled: `numpy-mnist data download` fetches it (or set `NUMPY_MNIST_DATA` to
+# a folder holding the four IDX files). Without it this section says so and is skipped.
+
+# %%
+from numpy_mnist.datasets import load_dataset
+from numpy_mnist.errors import DataError
+
+try:
+    digits = load_dataset("mnist")
+    print(digits, "labels", np.bincount(digits.valid_y))
+except DataError as exc:
+    digits = None
+    print(f"Skipping the ten digits: the full MNIST is not on this machine ({exc})")
+
+# %%
+if digits is not None:
+    from numpy_mnist.metrics import confusion_table, model_confusion_matrix
+    from numpy_mnist.models import linear10
+    from numpy_mnist.plots import class_weights_figure, confusion_matrix_figure
+
+    ten_train = DataLoader(digits.train_x, digits.train_y, batch_size=128, shuffle=True, seed=0, backend=backend)
+    ten_valid = DataLoader(digits.valid_x, digits.valid_y, batch_size=1000, backend=backend)
+    ten = Learner(linear10(backend=backend), ten_train, ten_valid, lr=0.5)
+    for record in ten.fit(3):
+        print(f"epoch {record.epoch}: train loss {record.train_loss:.4f}, test accuracy {record.accuracy:.4f} "
+              f"(chance {chance_accuracy(digits.valid_y):.4f})")
+    cm = backend.to_host(model_confusion_matrix(ten.model, ten_valid))
+    print(confusion_table(cm))
+    show(confusion_matrix_figure(cm))
+else:
+    print("skipped: no MNIST files")
+
+# %% [markdown]
+# Each digit's weights as a picture: the model's score for a digit is the image's pixels weighted
+# by its picture, plus a bias, so red pixels are evidence for that digit when they carry ink and
+# blue ones evidence against it.
+
+# %%
+if digits is not None:
+    show(class_weights_figure(backend.to_host(ten.model.params["weights"])))
+else:
+    print("skipped: no MNIST files")
+
+# %% [markdown]
+# ## CPU against GPU
+#
+# *Not in the book: the same code on the CPU and on a GPU.*
+#
+# The same model code runs on NumPy (CPU) and CuPy (GPU): the backend is chosen once, and data,
+# parameters and gradients live there. On a GPU, `numpy-mnist train` replays each epoch as one CUDA
+# graph of hand-written fused kernels (`numpy_mnist/fused/kernels/*.cu`, the same derivations as
+# above in their comments); `--no-fused` runs the readable array path instead. Below, one epoch of
+# `simple_net` on the 3s and 7s (training and validation), timed on every backend this machine has:
+# `EpochRecord.seconds` is read after synchronising the device, and the first epoch, which pays for
+# warm-up, is left out. For a fuller benchmark, against PyTorch and the hardware's own limits, run
+# `numpy-mnist bench`.
+
+# %%
+from numpy_mnist.bench.machine import machine_info
+from numpy_mnist.fused import make_learner
+
+info = machine_info()
+print(f"this machine: {info['cpu']} ({info['cores']['usable']} usable cores), GPU: {info['gpu']['name']}")
+timings = {}
+for name in ("numpy", "cupy"):
+    try:
+        bk = get_backend(name, "float32")
+    except BackendUnavailableError as exc:
+        print(f"{name}: not available here: {exc}")
+        continue
+    # make_learner: on a GPU, the fused CUDA graph (make_learner(..., fused=False) for the array path)
+    learn = make_learner(simple_net(hidden=30, seed=0, backend=bk), DataLoader(train_x, train_y, 256, backend=bk),
+                         DataLoader(valid_x, valid_y, 256, backend=bk), lr=0.1)
+    seconds = [r.seconds for r in learn.fit(4)[1:]]
+    timings[bk.device] = float(np.median(seconds))
+    print(f"{name} on {bk.device}: one epoch of simple_net in {timings[bk.device] * 1e3:.1f} ms "
+          f"(median of {len(seconds)}), accuracy after 4 epochs {learn.history[-1].accuracy:.4f}")
+if len(timings) == 1:
+    print("No GPU here: only the CPU was timed. On a machine with a CUDA GPU and CuPy "
+          "(pip install 'numpy-mnist[gpu]') this cell times both.")
+
+# %% [markdown]
+# At this size (12,396 images of 784 pixels, batches of 256) an epoch is a few hundred small matrix
+# products and elementwise operations: on a GPU the time to launch each one, not the arithmetic,
+# sets the pace. `numpy-mnist bench --sweep` shows how that changes as batches and layers grow.
+
+# %% [markdown]
+# ## Your turn: derive the backward functions yourself
+#
+# *Not in the book, which leaves every gradient to autograd: here you write them.*
+#
+# Reading a derivation is not the same as finding it. The `exercise` commands hand the six backward
+# functions of this notebook to you, in the book's order: `sigmoid_backward`, `mnist_loss_backward`,
+# `linear_backward`, `relu_backward`, `binary_cross_entropy_backward` and
+# `softmax_cross_entropy_backward`. In a terminal:
+#
+# ```bash
+# numpy-mnist exercise new [DIR]           # a starter file of the six functions, each raising NotImplementedError
+# numpy-mnist exercise check FILE          # each of yours against the reference, finite differences and PyTorch
+# numpy-mnist exercise check FILE --train  # then simple_net trained with yours, beside the reference run
+# ```
+#
+# Each starter function has the reference's signature and a docstring that says what to compute and
+# the shapes in and out, but not the answer. `check` draws inputs with hypothesis (including the
+# ones that break naive code, such as a large $|z|$ for the sigmoid), prints one row per function,
+# pass, fail or still to do, with the smallest failing input it found, and a hint where the
+# comparison shows what went wrong: a wrong shape, a missing $1/N$, a flipped sign, a transpose, a
+# missing $\sigma'$. With `--train`, your gradients train the book's `simple_net` on the 3s and 7s,
+# and its learning curve is drawn beside the reference's.
+#
+# ---
+# This notebook's source is `notebooks/04_mnist_basics_by_hand.py`, a jupytext script paired with
+# this `.ipynb`; the README's "The notebook" section gives the one command that regenerates the
+# outputs. MNIST is by Yann LeCun, Corinna Cortes and Christopher J.C. Burges (CC BY-SA 3.0); the
+# chapter is from *Deep Learning for Coders with fastai and PyTorch* by Jeremy Howard and Sylvain
+# Gugger.
