@@ -8,13 +8,28 @@
 # network: numpy-mnist's dependencies must already be importable (on a machine without
 # array-api-compat, bring its wheel and put it on PYTHONPATH first).  Tests that read the real MNIST
 # files find them through NUMPY_MNIST_SHARED_DATA when ../shared/data is not beside the checkout.
+#
+# Nothing here passes by running nothing: it first checks that CuPy runs (and exits 2 within
+# seconds, with the reason and its fix, where it does not), and NUMPY_MNIST_REQUIRE_GPU=1 makes every
+# test that needs CuPy fail instead of skip, and a pytest run in which no test passed on the GPU fail.
 set -uo pipefail
 out=${1:?usage: scripts/gpu_checks.sh OUTDIR}
 mkdir -p "$out"
 cd "$(dirname "$0")/.."
-export PYTHONUNBUFFERED=1 PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
+export PYTHONUNBUFFERED=1 PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}" NUMPY_MNIST_REQUIRE_GPU=1
 log="$out/gpu-checks.log"
 status=0
+# CuPy first: finds the device, compiles and runs a kernel, multiplies (the backend's own check).
+if ! python -c "
+from backends import BackendUnavailableError
+from backends.cupy_backend import import_cupy
+try:
+    import_cupy()
+except BackendUnavailableError as exc:
+    raise SystemExit(f'gpu_checks: CuPy cannot run here, so nothing was checked: {exc}')
+" 2>&1 | tee -a "$log"; then
+    exit 2
+fi
 step() {  # step NAME COMMAND...: run it, log it, remember a failure
     local name=$1; shift
     echo "== $name: $*" | tee -a "$log"
@@ -30,4 +45,9 @@ for backend in numpy cupy; do
 done
 step "bench --quick" python -m numpy_mnist bench --quick --no-plot --out "$out/bench"
 cp "$out/bench/bench.md" "$out/bench/bench.json" "$out/" 2>/dev/null
+if [ "$status" -eq 0 ]; then
+    echo "gpu_checks: every step passed" | tee -a "$log"
+else
+    echo "gpu_checks: a step failed: see $log" | tee -a "$log"
+fi
 exit "$status"

@@ -36,23 +36,38 @@ SHARED_DATA = Path(os.environ.get("NUMPY_MNIST_SHARED_DATA")
 BACKEND_NAMES = ("numpy", "array_api_strict", "torch", "cupy")
 
 
-def _backend_or_skip(name: str, dtype: str):
+#: A GPU is asked for (``NUMPY_MNIST_REQUIRE_GPU=1``, which ``scripts/gpu_checks.sh`` sets): a test that
+#: needs CuPy then fails with the reason CuPy cannot run, instead of skipping, and a run in which no
+#: test passed on the GPU fails as a whole.  So a GPU check can never pass by running nothing.
+REQUIRE_GPU = os.environ.get("NUMPY_MNIST_REQUIRE_GPU") == "1"
+#: The property a test carries (``user_properties``) when it was given the real CuPy backend.
+RAN_ON_GPU = ("ran_on_gpu", True)
+
+
+def _backend_or_skip(name: str, dtype: str, request=None):
     try:
-        return get_backend(name, dtype)
+        backend = get_backend(name, dtype)
     except BackendUnavailableError as exc:
-        pytest.skip(f"{name} backend unavailable here: {exc}")
+        why = str(exc)
+    else:
+        if name == "cupy" and request is not None:
+            request.node.user_properties.append(RAN_ON_GPU)
+        return backend
+    if name == "cupy" and REQUIRE_GPU:
+        pytest.fail(f"NUMPY_MNIST_REQUIRE_GPU=1 but the cupy backend is unavailable: {why}", pytrace=False)
+    pytest.skip(f"{name} backend unavailable here: {why}")
 
 
 @pytest.fixture(params=BACKEND_NAMES)
 def backend(request):
     """Each backend in float64 (CuPy skipped where no GPU is usable, torch where PyTorch is missing)."""
-    return _backend_or_skip(request.param, "float64")
+    return _backend_or_skip(request.param, "float64", request)
 
 
 @pytest.fixture(params=BACKEND_NAMES)
 def backend32(request):
     """Each backend in float32 (CuPy skipped where no GPU is usable, torch where PyTorch is missing)."""
-    return _backend_or_skip(request.param, "float32")
+    return _backend_or_skip(request.param, "float32", request)
 
 
 class _CupyWithoutADevice:
@@ -77,9 +92,31 @@ def without_gpu(request, monkeypatch):
 
 
 @pytest.fixture
-def cupy_backend():
-    """The CuPy backend in float32, or a skip where no GPU is usable."""
-    return _backend_or_skip("cupy", "float32")
+def cupy_backend(request):
+    """The CuPy backend in float32, or a skip where no GPU is usable (a failure if one is required)."""
+    return _backend_or_skip("cupy", "float32", request)
+
+
+_passed_on_gpu = 0
+
+
+def pytest_runtest_logreport(report):
+    global _passed_on_gpu
+    if report.when == "call" and report.passed and RAN_ON_GPU in report.user_properties:
+        _passed_on_gpu += 1
+
+
+def pytest_sessionfinish(session, exitstatus):
+    """With a GPU required, a run in which no test passed on it fails (exit status 1), whatever else passed."""
+    if REQUIRE_GPU and _passed_on_gpu == 0 and exitstatus in (pytest.ExitCode.OK, pytest.ExitCode.NO_TESTS_COLLECTED):
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+
+def pytest_terminal_summary(terminalreporter):
+    if REQUIRE_GPU:
+        terminalreporter.write_line(f"NUMPY_MNIST_REQUIRE_GPU=1: {_passed_on_gpu} tests passed on the GPU"
+                                    + ("" if _passed_on_gpu else ": none ran there, so this run fails"),
+                                    red=not _passed_on_gpu, bold=True)
 
 
 @pytest.fixture(scope="session")

@@ -1,136 +1,34 @@
-"""``CupyDevice`` run against a stand-in ``cupy`` module, on the CPU.
+"""``CupyDevice`` run against a stand-in ``cupy`` module (:mod:`cupy_standin`), on the CPU.
 
-The stand-in offers exactly the CuPy calls the device makes, with CuPy's signatures (as in CuPy's
-``cupy/cuda/graph.pyx``, ``stream.pyx`` and ``RawModule``): ``RawModule(code=, options=,
-name_expressions=)`` and ``get_function``, ``kernel(grid, block, args)`` on the current stream,
-``Stream(non_blocking=True)`` as a context with ``begin_capture``/``end_capture``, ``Graph.launch(stream)``,
-``empty``, ``ascontiguousarray`` and ``ndarray.set``.  Its kernels are the g++ build of the same
-``.cu`` files.  What this proves on a CPU: the device compiles and loads every kernel before it
-captures, launches each with the grid, block and argument types the kernel takes, never runs a
-kernel outside a capture, and replays graphs on the current stream; and the trainer on top
-trains an epoch equal to the array path.  What it cannot prove: that NVRTC and the CUDA driver
-accept all of it (the ``gpu`` tests do that, and ``nvcc`` compiles the sources in a test).
+The stand-in offers exactly the CuPy calls the device makes, with CuPy's signatures, and refuses
+what real CuPy refuses (host arrays as kernel arguments, NumPy input to ``ascontiguousarray``, a
+list of options, transfers, synchronization and allocation during a capture): the first tests here
+show each refusal.  Its kernels are the g++ build of the same ``.cu`` files.  What this proves on a
+CPU: the device compiles and loads every kernel before it captures, launches each with the grid,
+block and argument types the kernel takes, does nothing during a capture but launch kernels, never
+runs a kernel outside a capture, uploads each graph before its first replay and replays graphs on
+the current stream; and the trainer on top trains an epoch equal to the array path.  What it
+cannot prove: that the CUDA driver accepts all of it (the ``gpu`` tests do that; NVRTC compiles
+the sources in ``test_fused_nvrtc.py``).
 """
 
 from __future__ import annotations
 
 import sys
-import types
 
 import numpy as np
 import pytest
+from cupy_standin import CaptureError, FakeCupyBackend, fake_cupy
 
 from backends.numpy_backend import NumpyBackend
 from numpy_mnist.data import DataLoader, load_mnist_sample
-from numpy_mnist.fused.host import HostDevice, compiler
+from numpy_mnist.fused.host import compiler
 from numpy_mnist.fused.source import NVRTC_OPTIONS, program_source
 from numpy_mnist.learner import train_epoch
 from numpy_mnist.models import mlp10, simple_net
 from numpy_mnist.optim import SGD
 
-pytestmark = pytest.mark.skipif(compiler() is None, reason="no C++ compiler (g++) to build the kernels")
-
-
-class FakeArray(np.ndarray):
-    """A device array: NumPy memory, with CuPy's ``set`` (host -> device copy)."""
-
-    def set(self, host, stream=None):
-        host = np.asarray(host)
-        assert host.shape == self.shape and host.dtype == self.dtype, "ndarray.set needs the same shape and dtype"
-        self[...] = host
-
-
-class FakeStream:
-    def __init__(self, cupy, non_blocking=False, null=False):
-        self.cupy, self.null, self.capturing, self.recorded = cupy, null, False, None
-
-    def __enter__(self):
-        self.cupy.stack.append(self)
-        return self
-
-    def __exit__(self, *exc):
-        self.cupy.stack.pop()
-        return False
-
-    def begin_capture(self, mode=None):
-        assert not self.null, "capture cannot start on the legacy default stream"
-        assert not self.capturing
-        self.capturing, self.recorded = True, []
-
-    def end_capture(self):
-        assert self.capturing
-        self.capturing = False
-        return FakeGraph(self.cupy, self.recorded)
-
-
-class FakeGraph:
-    def __init__(self, cupy, recorded):
-        self.cupy, self.recorded = cupy, recorded
-
-    def launch(self, stream=None):
-        assert stream is None or isinstance(stream, FakeStream)
-        self.cupy.replays.append(stream)
-        for run in self.recorded:
-            run()
-
-
-class FakeKernel:
-    def __init__(self, cupy, kernel):
-        self.cupy, self.kernel = cupy, kernel
-
-    def __call__(self, grid, block, args, *, shared_mem=0):
-        assert isinstance(grid, tuple) and isinstance(block, tuple) and len(grid) == len(block) == 1
-        argv = self.kernel.pack(args)  # the types are checked at launch, as the host device checks them
-        stream = self.cupy.get_current_stream()
-        assert stream.capturing, f"{self.kernel.name} launched outside a capture"
-        stream.recorded.append(lambda: self.kernel.run(grid[0], block[0], argv[0]))
-
-
-class FakeRawModule:
-    def __init__(self, cupy, code=None, options=(), name_expressions=None):
-        assert code == program_source() and tuple(options) == NVRTC_OPTIONS
-        self.cupy, self.names, self.loaded = cupy, list(name_expressions), False
-        self.device = HostDevice(cache_dir=cupy.cache)
-
-    def get_function(self, name):
-        assert name in self.names, f"{name} is not among the name expressions"
-        assert not self.cupy.get_current_stream().capturing, "a module is loaded while a stream captures"
-        if not self.loaded:
-            self.device.compile(self.names)
-            self.loaded = True
-        return FakeKernel(self.cupy, self.device._kernels[name])
-
-
-def fake_cupy(cache) -> types.ModuleType:
-    cupy = types.ModuleType("cupy")
-    cupy.cache, cupy.replays = cache, []
-    cupy.ndarray = FakeArray
-    null = FakeStream(cupy, null=True)
-    cupy.stack = [null]
-    cupy.get_current_stream = lambda: cupy.stack[-1]
-    cupy.cuda = types.SimpleNamespace(Stream=lambda non_blocking=False: FakeStream(cupy, non_blocking),
-                                      get_current_stream=cupy.get_current_stream)
-    cupy.RawModule = lambda **kw: FakeRawModule(cupy, **kw)
-    cupy.empty = lambda n, dtype: np.full(n, np.nan if np.dtype(dtype).kind == "f" else -1, dtype).view(FakeArray)
-    cupy.ascontiguousarray = lambda a, dtype=None: np.ascontiguousarray(a, dtype=dtype).view(FakeArray)
-    cupy.null = null
-    return cupy
-
-
-class FakeCupyBackend(NumpyBackend):
-    """NumPy arithmetic with the name ``cupy`` and arrays of the stand-in's ``ndarray``."""
-
-    name = "cupy"
-    is_gpu = True
-
-    def _from_numpy(self, host, dtype):
-        return np.array(host, dtype=dtype).view(FakeArray)
-
-    def owns(self, array):
-        return isinstance(array, FakeArray)
-
-    def to_host(self, array):
-        return np.array(array, copy=True).view(np.ndarray)
+needs_gxx = pytest.mark.skipif(compiler() is None, reason="no C++ compiler (g++) to build the kernels")
 
 
 @pytest.fixture
@@ -140,6 +38,66 @@ def cupy(monkeypatch, tmp_path_factory):
     return module
 
 
+# -- the stand-in refuses what CuPy refuses ---------------------------------------------------------
+
+def test_the_standin_refuses_a_list_of_options(cupy):
+    with pytest.raises(TypeError, match=r"Argument 'options' has incorrect type \(expected tuple, got list\)"):
+        cupy.RawModule(code=program_source(), options=list(NVRTC_OPTIONS), name_expressions=["sum_parts<float>"])
+
+
+def test_the_standin_refuses_numpy_input_to_ascontiguousarray(cupy):
+    device_array = cupy.ascontiguousarray(cupy.empty(3, np.float32))
+    assert isinstance(device_array, cupy.ndarray)
+    with pytest.raises(TypeError, match=r"Argument 'a' has incorrect type \(expected "
+                                        r"cupy._core.core._ndarray_base, got ndarray\)"):
+        cupy.ascontiguousarray(np.zeros(3, np.float32))
+
+
+@needs_gxx
+def test_the_standin_refuses_a_host_array_as_a_kernel_argument(cupy):
+    kernel = cupy.RawModule(code=program_source(), options=NVRTC_OPTIONS,
+                            name_expressions=["sum_parts<float>"]).get_function("sum_parts<float>")
+    out = cupy.empty(2, np.float32)
+    parts, correct = cupy.empty(4, np.float32), cupy.empty(4, np.int32)
+    stream = cupy.cuda.Stream(non_blocking=True)
+    with stream:
+        stream.begin_capture()
+        for host in (np.zeros(4, np.float32), np.zeros(1, np.float32)):  # CuPy passes size one by value
+            with pytest.raises(TypeError, match="numpy.ndarray of shape .* as a kernel parameter"):
+                kernel((1,), (1,), (host, correct, np.int32(4), out))
+        with pytest.raises(TypeError, match="Argument 'grid' has incorrect type"):
+            kernel(1, (1,), (parts, correct, np.int32(4), out))
+        kernel((1,), (1,), (parts, correct, np.int32(4), out))  # device arrays and NumPy scalars: fine
+        graph = stream.end_capture()
+    assert len(graph.recorded) == 1
+
+
+@pytest.mark.parametrize("call", ["get", "set", "synchronize", "empty", "ascontiguousarray copy"])
+def test_the_standin_refuses_transfers_synchronization_and_allocation_during_a_capture(cupy, call):
+    array = cupy.empty(3, np.float32)
+    calls = {"get": lambda: array.get(), "set": lambda: array.set(np.ones(3, np.float32)),
+             "synchronize": lambda: cupy.get_current_stream().synchronize(),
+             "empty": lambda: cupy.empty(3, np.float32),
+             "ascontiguousarray copy": lambda: cupy.ascontiguousarray(array, np.float64)}
+    calls[call]()  # allowed outside a capture
+    stream = cupy.cuda.Stream(non_blocking=True)
+    with stream:
+        stream.begin_capture()
+        with pytest.raises(CaptureError, match="cudaErrorStreamCaptureUnsupported"):
+            calls[call]()
+        assert cupy.ascontiguousarray(array) is array  # no copy needed: nothing allocated, allowed
+        stream.end_capture()
+    calls[call]()
+
+
+def test_the_standin_refuses_a_capture_on_the_legacy_default_stream(cupy):
+    with pytest.raises(RuntimeError, match="cannot capture on the default"):
+        cupy.get_current_stream().begin_capture()
+
+
+# -- the device, on the stand-in --------------------------------------------------------------------
+
+@needs_gxx
 @pytest.mark.parametrize("make, data", [(lambda b: simple_net(seed=0, backend=b), "binary"),
                                         (lambda b: mlp10(hidden=16, seed=0, backend=b), "digits")])
 def test_cupy_device_records_every_launch_and_replays_on_the_current_stream(cupy, make, data):
@@ -153,16 +111,20 @@ def test_cupy_device_records_every_launch_and_replays_on_the_current_stream(cupy
     else:
         rng = np.random.default_rng(0)
         ty, vy = rng.integers(0, 10, len(tx)), rng.integers(0, 10, len(vx))
-    backend = FakeCupyBackend("float64")
+    backend = FakeCupyBackend(cupy, "float64")
     reference = make(NumpyBackend("float64"))
     model = make(backend)
     train = DataLoader(tx, ty, 128, shuffle=True, seed=1, backend=backend)
     learner = FusedLearner(model, train, DataLoader(vx, vy, 128, backend=backend), lr=0.1,
                            device=CupyDevice(backend))
     assert cupy.replays == []  # compiled and recorded, nothing run yet
+    uploaded = [graph for event, graph, _ in cupy.events if event == "upload"]
+    assert len(uploaded) == 2 and all(stream is cupy.null for *_, stream in cupy.events)  # train and valid
     history = learner.fit(2)
     # the untrained model's validation (Learner.start), then train + valid per epoch
     assert len(cupy.replays) == 5 and all(s is cupy.null for s in cupy.replays)
+    launched = [graph for event, graph, _ in cupy.events if event == "launch"]
+    assert set(launched) == set(uploaded)  # every graph replayed was uploaded first
     ref_dl = DataLoader(tx, ty, 128, shuffle=True, seed=1, backend=NumpyBackend("float64"))
     opt = SGD(reference.params, 0.1)
     losses = [train_epoch(reference, ref_dl, opt) for _ in range(2)]
@@ -172,11 +134,12 @@ def test_cupy_device_records_every_launch_and_replays_on_the_current_stream(cupy
                                    atol=1e-12 * np.max(np.abs(value)))
 
 
+@needs_gxx
 def test_the_trainer_picks_the_cupy_device_for_a_cupy_model(cupy):
     from numpy_mnist.fused.cupy_device import CupyDevice
     from numpy_mnist.fused.trainer import FusedTrainer
 
-    backend = FakeCupyBackend("float32")
+    backend = FakeCupyBackend(cupy, "float32")
     model = simple_net(hidden=4, seed=0, backend=backend)
     x, y = np.random.default_rng(0).random((40, 784), dtype=np.float32), np.ones((40, 1), np.float32)
     trainer = FusedTrainer(model, DataLoader(x, y, 16, backend=backend), SGD(model.params, 0.1))

@@ -67,8 +67,13 @@ class CupyDevice:
         """Record ``launches`` into a CUDA graph (nothing runs yet); replay it with ``.replay()``.
 
         Captured on a private stream in CuPy's default (relaxed) mode.  Only hand-written kernels
-        are launched in between, never cuBLAS (which CuPy refuses during capture) and nothing that
+        are launched in between, never cuBLAS (which CuPy refuses during capture), no copy to or
+        from the host and no synchronization (which a capturing stream refuses), and nothing that
         allocates: every buffer exists before the capture starts.
+
+        The graph is then uploaded (``Graph.upload``, ``cudaGraphUpload``) to the current stream,
+        where it will be replayed: the device receives it now, so the first replay, the first
+        timed one too, costs what every later one costs.
         """
         cupy = self._cupy
         stream = cupy.cuda.Stream(non_blocking=True)
@@ -79,4 +84,5 @@ class CupyDevice:
                     self._kernels[launch.kernel]((launch.grid,), (launch.block,), launch.args)
             finally:
                 graph = stream.end_capture()
+        graph.upload(cupy.cuda.get_current_stream())
         return _CupyGraph(graph, cupy)

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from numpy_mnist.checks import check_targets
 from numpy_mnist.errors import InputError
 from numpy_mnist.fused.source import MAX_CLASSES, KernelConfig
 
@@ -144,12 +145,18 @@ class FusedTrainer:
         return tuple(p[name] for name in names)
 
     def _data(self, dl) -> tuple:
+        """The images and targets as the kernels read them: ``T`` targets 0 or 1 (N, 1) for the binary
+        losses, ``long long`` labels (N,) for cross-entropy.
+
+        Targets are checked as the :class:`~numpy_mnist.learner.Learner` checks them, with the same
+        :class:`~numpy_mnist.errors.InputError` (:func:`~numpy_mnist.checks.check_targets`): integer
+        0/1 targets of a binary loss, float labels or labels out of range are refused, not handed
+        to a kernel that would read their bytes as another type (or out of bounds).  Integer labels
+        of any width are widened to int64, as the array path compares them with any integer.
+        """
+        check_targets(dl.y, self.config.outputs, n=dl.n_rows, name=f"{'train' if dl is self.train_dl else 'valid'} y")
         x = self.device.asarray(dl.x)
-        y = dl.y
-        if self.config.loss == "cross_entropy":
-            y = self.device.asarray(y, np.int64)
-        else:
-            y = self.device.asarray(y)
+        y = self.device.asarray(dl.y, np.int64 if self.config.loss == "cross_entropy" else self.config.dtype)
         return x, y
 
     def _row_launches(self, x, y, perm, start: int, n: int, bufs: dict) -> list[Launch]:
