@@ -78,3 +78,13 @@ WRONG = {
                           "softmax_cross_entropy_backward", "exp overflows"),
     "db not summed": (slip("db = dout.sum(axis=0)", "db = dout"), "linear_backward", "sum over the batch axis"),
 }
+
+
+def only(text: str, name: str) -> str:
+    """``text`` keeping its imports, its helpers (``_name``) and the function ``name``, nothing else."""
+    import ast
+
+    tree = ast.parse(text)
+    kept = [ast.get_source_segment(text, node) for node in tree.body
+            if not isinstance(node, ast.FunctionDef) or node.name == name or node.name.startswith("_")]
+    return "\n\n\n".join(kept) + "\n"

@@ -52,11 +52,13 @@ class CallFailed(Exception):
     a crash is *sticky*: calling again would only wait or crash again.
     """
 
-    def __init__(self, kind: str, message: str, exception: str | None = None) -> None:
+    def __init__(self, kind: str, message: str, exception: str | None = None, detail: str = "") -> None:
         super().__init__(message)
         self.kind = kind
         self.message = message
         self.exception = exception
+        #: For a crash: how the process ended, in words.
+        self.detail = detail
 
     @property
     def sticky(self) -> bool:
@@ -150,9 +152,14 @@ class Sandbox:
         Raises :class:`CallFailed` when it raised, wrote into an argument, timed out or crashed.
         """
         self.start()
-        self._send(("call", name, args, kwargs or {}))
-        reply = self._receive(self.timeout, f"{name} did not return within {self.timeout:g} s "
-                                            "(an endless loop?)")
+        try:
+            self._send(("call", name, args, kwargs or {}))
+            reply = self._receive(self.timeout, f"{name} did not return within {self.timeout:g} s "
+                                                "(an endless loop?)")
+        except CallFailed as failed:
+            if failed.kind != "crashed":
+                raise
+            raise CallFailed("crashed", f"{name} ended the process running your file ({failed.detail})") from None
         if reply[0] == "raised":
             raise CallFailed("raised", f"{name} raised {reply[2]}", exception=reply[1])
         if reply[0] == "modified":
@@ -182,7 +189,8 @@ class Sandbox:
         try:
             self._conn.send(message)
         except (OSError, ValueError):
-            raise CallFailed("crashed", f"the process running your file ended ({self._reap()})") from None
+            how = self._reap()
+            raise CallFailed("crashed", f"the process running your file ended ({how})", detail=how) from None
 
     def _receive(self, timeout: float, what: str = ""):
         if not self._conn.poll(timeout):
@@ -192,7 +200,8 @@ class Sandbox:
         try:
             return self._conn.recv()
         except (EOFError, OSError):
-            raise CallFailed("crashed", f"the process running your file ended ({self._reap()})") from None
+            how = self._reap()
+            raise CallFailed("crashed", f"the process running your file ended ({how})", detail=how) from None
 
     def _reap(self) -> str:
         """Forget a child that died or was killed; its exit in words."""
