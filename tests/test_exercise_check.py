@@ -6,8 +6,8 @@ from __future__ import annotations
 import re
 
 import pytest
-
 from exercise_files import REFERENCE, SOLUTION, WRONG, only
+
 from numpy_mnist.cli import main
 from numpy_mnist.exercise import EXERCISE_NAMES, starter_source
 from numpy_mnist.exercise.sandbox import LearnerFileError, Sandbox
@@ -86,7 +86,7 @@ def one_failure(capsys, tmp_path, text, function, *argv):
     code, out, _ = check(capsys, tmp_path, text, "--no-torch", *argv)
     assert code == 1, out
     assert rows(out)[function][1] == "FAIL"
-    return out[out.index(f"\n\n", out.index("\nfunction")):].strip().splitlines()
+    return out[out.index("\n\n", out.index("\nfunction")):].strip().splitlines()
 
 
 def test_a_function_that_hangs_ends_in_one_line(capsys, tmp_path):
