@@ -89,3 +89,13 @@ def test_the_books_run_with_your_functions_reaches_098(capsys, tmp_path):
     assert len(rows) == 40 and float(rows[-1][6]) >= 0.98 and rows[-1][3] == rows[-1][6]
     assert re.search(r"final valid accuracy: reference 0\.98\d\d, yours 0\.98\d\d", out)
     assert (tmp_path / "out" / "exercise_training.png").exists() or "matplotlib is not installed" in out
+
+
+def test_the_curves_plot(tmp_path):
+    pytest.importorskip("matplotlib")
+    from numpy_mnist.exercise.training import plot_curves
+    from numpy_mnist.learner import EpochRecord
+
+    reference = [EpochRecord(e, 0.3 / e, 0.4 / e, 0.9 + e / 100, 0.1) for e in (1, 2, 3)]
+    path = plot_curves(reference, reference[:1], tmp_path / "curves.png")
+    assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

@@ -291,11 +291,12 @@ def _fd_elementwise(forward):
     return check
 
 
-def _fd_loss(forward, loss_name):
+def _fd_loss(forward, loss_name, floor: float = 0.0):
+    """Finite differences of a loss; ``floor`` adds to the size of its terms (see the softmax's)."""
     def check(example, outputs):
         logits, targets = example.args
         value = float(forward(logits, targets))
-        scale = gc.loss_magnitude(loss_name, logits, targets, value)
+        scale = gc.loss_magnitude(loss_name, logits, targets, value) + floor
         return [gc.check_gradient(lambda z: forward(z, targets), logits, outputs[0], scale=scale, name="dlogits")]
     return check
 
@@ -413,7 +414,9 @@ def _judges() -> dict[str, _Judge]:
             Example((np.array([[0.5, -1.0, 2.0], [0.1, 0.2, 0.3]]), np.array([2, 0]))),
             magnitudes=lambda ex: (((layers.softmax(ex.args[0]) + _onehot(ex.args[1], ex.args[0].shape[1]))
                                     / ex.args[0].shape[0],), 2 * ex.args[0].shape[1]),
-            finite_differences=_fd_loss(losses.softmax_cross_entropy, "cross_entropy"),
+            # log(sum_k exp(z_k - max z)) takes the log of a sum whose largest term is 1: its rounding
+            # error is eps absolute even where a confident row's loss is 1e-7, so the terms' size is >= 1.
+            finite_differences=_fd_loss(losses.softmax_cross_entropy, "cross_entropy", floor=1.0),
             torch=_torch_loss(_torch_softmax_ce), mistakes=_softmax_mistakes, mean=True),
     }
 

@@ -249,17 +249,17 @@ def side_by_side(box, config: TrainConfig, *, epoch_timeout: float,
     return SideBySide(list(learner.history), yours, ending, first_parting(learner.history, yours))
 
 
-def plot_curves(reference: list, yours: list, path) -> object:
-    """Both runs' valid loss and accuracy against the epoch, as a PNG (needs matplotlib)."""
+def plot_curves(reference: list, yours: list, path):
+    """Both runs' losses and valid accuracy against the epoch, as a PNG (needs matplotlib); its path."""
     from numpy_mnist.plots import pyplot, save_figure
 
     plt = pyplot()
     fig, (loss_ax, acc_ax) = plt.subplots(1, 2, figsize=(10, 4))
-    for records, label, style in ((reference, "reference", "-"), (yours, "yours", "--")):
+    for records, label, colour in ((reference, "reference", "tab:blue"), (yours, "yours", "tab:orange")):
         epochs = [r.epoch for r in records]
-        loss_ax.plot(epochs, [r.valid_loss for r in records], style, label=f"{label}: valid loss")
-        loss_ax.plot(epochs, [r.train_loss for r in records], style, alpha=0.5, label=f"{label}: train loss")
-        acc_ax.plot(epochs, [r.accuracy for r in records], style, label=label)
+        loss_ax.plot(epochs, [r.valid_loss for r in records], color=colour, label=f"{label}: valid loss")
+        loss_ax.plot(epochs, [r.train_loss for r in records], ":", color=colour, label=f"{label}: train loss")
+        acc_ax.plot(epochs, [r.accuracy for r in records], color=colour, label=label)
     loss_ax.set_xlabel("epoch")
     loss_ax.set_ylabel("loss")
     loss_ax.legend()
