@@ -15,7 +15,7 @@ from numpy_mnist import __version__
 from numpy_mnist.errors import USER_ERRORS
 
 #: Subcommand modules under ``numpy_mnist.cli``, in the order ``--help`` lists them.
-SUBCOMMANDS = ("train", "baseline", "data", "gradcheck", "bench")
+SUBCOMMANDS = ("train", "baseline", "data", "gradcheck", "bench", "exercise")
 
 
 class OneLineParser(argparse.ArgumentParser):

@@ -1,0 +1,200 @@
+"""``numpy-mnist exercise``: derive the backward functions yourself, and find out where they are wrong.
+
+  numpy-mnist exercise new [DIR]               write DIR/my_gradients.py: six functions to fill in
+  numpy-mnist exercise check FILE              check each one; one row per function, with hints
+  numpy-mnist exercise check FILE --train      then train simple_net with yours, beside the reference
+
+check runs your file in a separate process with a time limit, draws inputs with hypothesis (shapes,
+values, and the extremes that break naive code), and compares your answers in float64 with the
+reference, central finite differences and (when installed) PyTorch's autograd.  A failure is shrunk
+to the smallest input that still fails, with a hint.  Exit status: 0 when at least one function is
+written and every written one passes (with --train: and your run trains like the reference's);
+1 otherwise; 2 when the file cannot be loaded or an argument is wrong.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from numpy_mnist.cli.options import positive_float, positive_int
+
+
+def register(subparsers) -> None:
+    p = subparsers.add_parser("exercise", help="write the backward functions yourself: a starter file, a "
+                                               "checker with hints, training with yours",
+                              description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    actions = p.add_subparsers(dest="action", metavar="ACTION", parser_class=type(p))
+    actions.required = True
+
+    new = actions.add_parser("new", help="write the starter file my_gradients.py",
+                             formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    new.add_argument("dir", nargs="?", type=Path, default=Path("."), metavar="DIR",
+                     help="folder to write my_gradients.py into")
+    new.add_argument("--force", action="store_true", help="overwrite an existing my_gradients.py")
+    new.set_defaults(run=run_new)
+
+    check = actions.add_parser("check", help="check your backward functions; --train trains with them",
+                               formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    check.add_argument("file", type=Path, metavar="FILE", help="your my_gradients.py")
+    check.add_argument("--examples", type=positive_int, default=25,
+                       help="inputs hypothesis draws per function (before shrinking a failure)")
+    check.add_argument("--timeout", type=positive_float, default=5.0, metavar="SECONDS",
+                       help="time limit of one call of your function (the import gets 30 s or more, an epoch "
+                            "of --train 12 times this)")
+    check.add_argument("--no-torch", dest="torch", action="store_false",
+                       help="skip the comparison with PyTorch's autograd even when it is installed")
+    check.add_argument("--train", action="store_true",
+                       help="then train the book's simple_net with your functions beside the reference run")
+    check.add_argument("--epochs", type=positive_int, default=40, help="epochs of --train (the book's 40)")
+    check.add_argument("--out", type=Path, default=Path("runs/exercise"),
+                       help="folder for the learning curves' PNG of --train (when matplotlib is installed)")
+    check.set_defaults(run=run_check)
+
+
+def run_new(args) -> int:
+    from numpy_mnist.exercise.starter import write_starter
+
+    path = write_starter(args.dir, force=args.force)
+    print(f"wrote {path}: six backward functions to write, in the book's order.")
+    print(f"Fill them in one at a time and check them with: numpy-mnist exercise check {path}")
+    return 0
+
+
+def run_check(args) -> int:
+    from numpy_mnist.exercise.checker import RTOL, check_file
+    from numpy_mnist.exercise.sandbox import Sandbox
+
+    with Sandbox(args.file, timeout=args.timeout) as box:
+        report = check_file(args.file, examples=args.examples, timeout=args.timeout, use_torch=args.torch,
+                            sandbox=box)
+        against = "the reference, central finite differences"
+        against += (" and PyTorch's autograd" if report.torch_missing is None
+                    else f" (PyTorch: {report.torch_missing})")
+        print(f"checking {args.file}: {args.examples} inputs per function drawn by hypothesis, each compared "
+              f"in float64 with {against}; tolerance {RTOL:.0e} relative")
+        print()
+        print(table(report))
+        details = [detail(r) for r in report.results if r.status == "FAIL"]
+        if details:
+            print()
+            print("\n\n".join(details))
+        print()
+        print(summary(report, args.file, args.train))
+        code = 0 if report.ok else 1
+        if args.train:
+            trained = train(args, report, box)
+            code = code if trained else 1
+    return code
+
+
+def table(report) -> str:
+    torch = "" if report.torch_missing is not None else ", PyTorch"
+    header = ("function", "status", f"rel. error vs reference{torch}", "vs finite differences", "inputs")
+    rows = []
+    for r in report.results:
+        if not r.implemented:
+            rows.append((r.name, r.status + (f" ({r.note})" if r.note else ""), "-", "-", "-"))
+            continue
+        exact = _error(r.worst) if r.what in (None, "values") else (r.what if r.what != "call" else "-")
+        fd = _error(r.fd_worst) if r.fd_worst else "-"
+        rows.append((r.name, r.status, exact, fd, str(r.examples)))
+    widths = [max(len(row[i]) for row in [header, *rows]) for i in range(len(header))]
+    return "\n".join("  ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip() for row in [header, *rows])
+
+
+def _error(value) -> str:
+    return "-" if value is None else f"{value:.1e}"
+
+
+def detail(result) -> str:
+    lines = [result.problem]
+    if result.example is not None:
+        found = ("smallest failing input hypothesis found" if result.found == "shrunk"
+                 else "input")
+        lines.append(f"  {found}: {result.example}")
+    if result.hint:
+        lines.append(f"  hint: {result.hint}")
+    return "\n".join(lines)
+
+
+def summary(report, path: Path, training: bool) -> str:
+    implemented = report.implemented
+    todo = [r.name for r in report.results if not r.implemented]
+    failing = [r.name for r in implemented if not r.ok]
+    if not implemented:
+        return (f"nothing written yet: all {len(report.results)} functions are to do. Start with {todo[0]} "
+                f"(its docstring says what to compute), then check again.")
+    passing = len(implemented) - len(failing)
+    counts = f"{passing} of {len(report.results)} pass" + (f", {len(failing)} fail" if failing else "") + (
+        f", {len(todo)} to do" if todo else "")
+    if failing:
+        return f"{counts}: fix {failing[0]} first."
+    if todo:
+        return f"{counts}: well done so far; next, {todo[0]}."
+    then = "" if training else f" Now train with them: numpy-mnist exercise check {path} --train"
+    return f"{counts}: every backward function agrees with the reference.{then}"
+
+
+def train(args, report, box) -> bool:
+    """The --train part; True when the learner's run trained like the reference's."""
+    from numpy_mnist.exercise.functions import TRAINING_FUNCTIONS
+    from numpy_mnist.exercise.training import (
+        CURVE_HEADER,
+        PART_RTOL,
+        TrainConfig,
+        curve_row,
+        first_parting,
+        plot_curves,
+        side_by_side,
+    )
+
+    by_name = {r.name: r for r in report.results}
+    usable = [n for n in TRAINING_FUNCTIONS if by_name[n].implemented and not by_name[n].sticky]
+    print()
+    if not usable:
+        print(f"--train: none of {', '.join(TRAINING_FUNCTIONS)} is usable yet (to do, or it hangs or "
+              "crashes): nothing of yours to train with.")
+        return False
+    config = TrainConfig(epochs=args.epochs, learner_functions=tuple(usable))
+    borrowed = [n for n in TRAINING_FUNCTIONS if n not in usable]
+    print(f"training the book's simple_net (784 -> {config.hidden} -> ReLU -> 1, mnist_loss, lr {config.lr:g}, "
+          f"batch {config.batch_size}, {config.epochs} epochs, float64) twice from the same start: with the "
+          f"reference backward functions, and with yours ({', '.join(usable)})"
+          + (f"; the reference's {', '.join(borrowed)} stands in for yours (to do or unusable)" if borrowed else ""))
+    print(CURVE_HEADER)
+    parted = {"done": False}
+
+    def on_epoch(reference, yours):
+        parts = yours is not None and not parted["done"] and first_parting([reference], [yours]) is not None
+        parted["done"] |= parts
+        print(curve_row(reference, yours, parts=parts), flush=True)
+
+    result = side_by_side(box, config, epoch_timeout=12 * args.timeout, on_epoch=on_epoch)
+    ref_acc = result.reference[-1].accuracy
+    yours = f"{result.yours[-1].accuracy:.4f}" if result.yours else "-"
+    print()
+    print(f"final valid accuracy: reference {ref_acc:.4f}, yours {yours} "
+          f"(after {len(result.yours)} of {config.epochs} epochs)" if not result.finished else
+          f"final valid accuracy: reference {ref_acc:.4f}, yours {yours}")
+    if not result.finished:
+        print(result.ending)
+    if result.part is not None:
+        r, y = result.reference[result.part - 1], result.yours[result.part - 1]
+        print(f"the runs part in epoch {result.part}: valid loss {y.valid_loss:.6f} against the reference's "
+              f"{r.valid_loss:.6f} (train loss {y.train_loss:.6f} against {r.train_loss:.6f})")
+    elif result.yours:
+        print(f"the runs agree to {PART_RTOL:.0e} relative in every epoch{'' if result.finished else ' they share'}: "
+              "your gradients train exactly like the reference's")
+    _plot(args, result, plot_curves)
+    return result.finished and result.part is None
+
+
+def _plot(args, result, plot_curves) -> None:
+    try:
+        import matplotlib  # noqa: F401
+    except ImportError:
+        print("(no PNG of the curves: matplotlib is not installed; pip install 'numpy-mnist[plot]')")
+        return
+    path = plot_curves(result.reference, result.yours, args.out / "exercise_training.png")
+    print(f"wrote {path}")

@@ -1,0 +1,17 @@
+"""Derive it yourself: exercises that check a learner's own backward functions, then train with them.
+
+=====================================  ===============================================================
+:mod:`~numpy_mnist.exercise.functions`  the six exercises, in the book's order, and their references
+:mod:`~numpy_mnist.exercise.starter`    ``exercise new``: the starter file ``my_gradients.py``
+:mod:`~numpy_mnist.exercise.sandbox`    the learner's file run in a child process, with a time limit
+:mod:`~numpy_mnist.exercise.checker`    ``exercise check``: hypothesis inputs, reference, finite
+                                        differences, PyTorch; one row per function
+:mod:`~numpy_mnist.exercise.hints`      what a wrong answer is, read off the comparison
+:mod:`~numpy_mnist.exercise.training`   ``check --train``: simple_net with the learner's functions
+=====================================  ===============================================================
+"""
+
+from numpy_mnist.exercise.functions import EXERCISE_NAMES, EXERCISES, Exercise
+from numpy_mnist.exercise.starter import STARTER_NAME, starter_source, write_starter
+
+__all__ = ["EXERCISES", "EXERCISE_NAMES", "Exercise", "STARTER_NAME", "starter_source", "write_starter"]

@@ -1,0 +1,331 @@
+"""Running the learner's file where it cannot take the checker down: in a child process.
+
+The learner's file is untrusted input.  It may not parse, fail to import, raise, return anything,
+write into its arguments, loop forever or kill its own process.  :class:`Sandbox` imports it in a
+child process (``multiprocessing``'s *spawn*: a fresh interpreter, nothing shared) and calls its
+functions there, one request at a time over a pipe, waiting at most ``timeout`` seconds for each
+answer.  Whatever goes wrong comes back as one line:
+
+* the file cannot be loaded (syntax error, failing import, an import that never ends):
+  :class:`LearnerFileError`, a :class:`~numpy_mnist.errors.NumpyMnistError` (exit status 2);
+* a call raises, writes into an argument, returns something that is not arrays, takes longer than
+  the time limit, or its process dies: :class:`CallFailed`, whose ``message`` names the problem and,
+  for an exception, the line of the learner's file it came from.
+
+A call that timed out or crashed leaves no process: the next call starts a fresh one (and imports
+the file again).  In the child every NumPy floating-point warning is silenced: an overflow shows up
+in the result (NaN, inf, or a lost digit), which the checker reports.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import multiprocessing
+import signal
+import sys
+import traceback
+import warnings
+from pathlib import Path
+
+import numpy as np
+
+from numpy_mnist.errors import NumpyMnistError
+from numpy_mnist.exercise.functions import EXERCISE_NAMES
+
+__all__ = ["Sandbox", "CallFailed", "LearnerFileError", "Foreign", "DEFAULT_TIMEOUT"]
+
+#: Seconds one call of a learner's function may take (its inputs are a few dozen numbers).
+DEFAULT_TIMEOUT = 5.0
+#: The longest one-line message taken from the learner's exception.
+_MAX_MESSAGE = 240
+
+
+class LearnerFileError(NumpyMnistError):
+    """The learner's file cannot be loaded: it does not parse, its import fails, or never ends."""
+
+
+class CallFailed(Exception):
+    """A call of the learner's function gave no usable answer.
+
+    ``kind`` is ``"raised"`` (``exception`` holds the exception's type name), ``"modified"`` (it wrote
+    into an argument), ``"timeout"`` or ``"crashed"``; ``message`` says it in one line.  A timeout or
+    a crash is *sticky*: calling again would only wait or crash again.
+    """
+
+    def __init__(self, kind: str, message: str, exception: str | None = None, detail: str = "") -> None:
+        super().__init__(message)
+        self.kind = kind
+        self.message = message
+        self.exception = exception
+        #: For a crash: how the process ended, in words.
+        self.detail = detail
+
+    @property
+    def sticky(self) -> bool:
+        return self.kind in ("timeout", "crashed")
+
+
+class Foreign:
+    """What the learner returned where arrays were expected, described: its type and a short repr."""
+
+    def __init__(self, type_name: str, text: str) -> None:
+        self.type_name = type_name
+        self.text = text
+
+    def __repr__(self) -> str:
+        return f"Foreign({self.type_name}: {self.text})"
+
+
+class Sandbox:
+    """The learner's file, imported in a child process; :meth:`call` its functions there.
+
+    Use as a context manager (or call :meth:`close`) so the child ends with the check.
+    ``defined`` maps each exercise name to ``"function"``, ``"missing"`` or ``"not callable"``.
+    """
+
+    def __init__(self, path: str | Path, *, timeout: float = DEFAULT_TIMEOUT,
+                 import_timeout: float | None = None) -> None:
+        self.path = Path(path)
+        if not self.path.is_file():
+            what = "a folder, not a file" if self.path.is_dir() else "not there"
+            raise LearnerFileError(f"{self.path} is {what}: give the path of your my_gradients.py "
+                                   "(`numpy-mnist exercise new` writes one)")
+        self.timeout = float(timeout)
+        self.import_timeout = float(import_timeout) if import_timeout is not None else max(30.0, 4 * self.timeout)
+        self.defined: dict[str, str] = {}
+        self._process = None
+        self._conn = None
+
+    # -- the child's life ------------------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Start the child and import the file there (no-op when running); :class:`LearnerFileError`."""
+        if self._process is not None:
+            return
+        context = multiprocessing.get_context("spawn")
+        parent, child = context.Pipe()
+        process = context.Process(target=_child_main, args=(child, str(self.path.resolve())), daemon=True,
+                                  name="numpy-mnist exercise sandbox")
+        process.start()
+        child.close()
+        self._process, self._conn = process, parent
+        try:
+            reply = self._receive(self.import_timeout)
+        except CallFailed as failed:
+            if failed.kind == "timeout":
+                raise LearnerFileError(f"{self.path.name}: importing it did not finish within "
+                                       f"{self.import_timeout:g} s (code at the top level that never ends?)") from None
+            raise LearnerFileError(f"{self.path.name}: {failed.message} while importing it") from None
+        if reply[0] == "import-failed":
+            self.close()
+            raise LearnerFileError(f"{reply[1]}; nothing was checked: fix it and check again")
+        self.defined = reply[1]
+
+    def close(self) -> None:
+        """End the child (politely, then by force)."""
+        process, conn = self._process, self._conn
+        self._process = self._conn = None
+        if process is None:
+            return
+        try:
+            conn.send(("exit",))
+        except (OSError, ValueError):
+            pass
+        process.join(timeout=1)
+        if process.is_alive():
+            process.kill()
+            process.join()
+        conn.close()
+
+    def __enter__(self) -> Sandbox:
+        self.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    # -- requests --------------------------------------------------------------------------------------
+
+    def call(self, name: str, args: tuple, kwargs: dict | None = None, *, arg_names: tuple[str, ...] = ()):
+        """``name(*args, **kwargs)`` in the child; its return value (arrays, or :class:`Foreign`).
+
+        Raises :class:`CallFailed` when it raised, wrote into an argument, timed out or crashed.
+        """
+        self.start()
+        try:
+            self._send(("call", name, args, kwargs or {}))
+            reply = self._receive(self.timeout, f"{name} did not return within {self.timeout:g} s "
+                                                "(an endless loop?)")
+        except CallFailed as failed:
+            if failed.kind != "crashed":
+                raise
+            raise CallFailed("crashed", f"{name} ended the process running your file ({failed.detail})") from None
+        if reply[0] == "raised":
+            raise CallFailed("raised", f"{name} raised {reply[2]}", exception=reply[1])
+        if reply[0] == "modified":
+            index = reply[1]
+            arg = arg_names[index] if index < len(arg_names) else f"argument {index + 1}"
+            raise CallFailed("modified", f"{name} wrote into its argument {arg}: a backward function must "
+                                         "leave its inputs alone and return new arrays")
+        return reply[1]
+
+    def train(self, config: dict, *, epoch_timeout: float):
+        """Run :func:`numpy_mnist.exercise.training.run_in_child` in the child; yield its messages.
+
+        Yields ``("epoch", record dict)`` per epoch, then one of ``("trained", None)``,
+        ``("raised", function name, message)`` or ``("diverged", message)``.  Raises
+        :class:`CallFailed` when an epoch takes longer than ``epoch_timeout`` or the child dies.
+        """
+        self.start()
+        self._send(("train", config))
+        while True:
+            reply = self._receive(epoch_timeout, f"an epoch of training with your functions did not end "
+                                                 f"within {epoch_timeout:g} s")
+            yield reply
+            if reply[0] != "epoch":
+                return
+
+    def _send(self, message) -> None:
+        try:
+            self._conn.send(message)
+        except (OSError, ValueError):
+            how = self._reap()
+            raise CallFailed("crashed", f"the process running your file ended ({how})", detail=how) from None
+
+    def _receive(self, timeout: float, what: str = ""):
+        if not self._conn.poll(timeout):
+            self._process.kill()
+            self._reap()
+            raise CallFailed("timeout", what or f"no answer within {timeout:g} s")
+        try:
+            return self._conn.recv()
+        except (EOFError, OSError):
+            how = self._reap()
+            raise CallFailed("crashed", f"the process running your file ended ({how})", detail=how) from None
+
+    def _reap(self) -> str:
+        """Forget a child that died or was killed; its exit in words."""
+        process, conn = self._process, self._conn
+        self._process = self._conn = None
+        if process is None:
+            return "it had already ended"
+        process.join(timeout=5)
+        if conn is not None:
+            conn.close()
+        return _exit_text(process.exitcode)
+
+
+def _exit_text(code: int | None) -> str:
+    if code is None:
+        return "it did not stop"
+    if code < 0:
+        try:
+            return f"killed by signal {signal.Signals(-code).name}"
+        except ValueError:
+            return f"killed by signal {-code}"
+    return f"exit status {code}"
+
+
+# -- the child ----------------------------------------------------------------------------------------
+
+def _child_main(conn, path: str) -> None:
+    """The child process: import the learner's file, then answer requests until told to exit."""
+    warnings.simplefilter("ignore")
+    np.seterr(all="ignore")
+    try:
+        module = _load(path)
+    except BaseException as exc:  # the learner's code may raise anything, SystemExit included
+        conn.send(("import-failed", _describe_import_error(exc, path)))
+        return
+    conn.send(("ready", {name: _kind(module, name) for name in EXERCISE_NAMES}))
+    while True:
+        try:
+            message = conn.recv()
+        except (EOFError, OSError):
+            return
+        if message[0] == "call":
+            reply = _call(module, path, *message[1:])
+            try:
+                conn.send(reply)
+            except Exception as exc:  # pickling what the learner returned failed
+                conn.send(("raised", type(exc).__name__,
+                           f"returned something that cannot be passed back ({_one_line(exc)})"))
+        elif message[0] == "train":
+            from numpy_mnist.exercise.training import run_in_child
+
+            run_in_child(conn, module, path, message[1])
+        else:
+            return
+
+
+def _load(path: str):
+    sys.path.insert(0, str(Path(path).parent))
+    spec = importlib.util.spec_from_file_location("learner_gradients", path)
+    if spec is None or spec.loader is None:
+        raise ImportError(f"cannot import {path} as Python")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+def _kind(module, name: str) -> str:
+    if not hasattr(module, name):
+        return "missing"
+    return "function" if callable(getattr(module, name)) else "not callable"
+
+
+def _call(module, path: str, name: str, args: tuple, kwargs: dict):
+    function = getattr(module, name)
+    before = [np.copy(a) if isinstance(a, np.ndarray) else None for a in args]
+    try:
+        value = function(*args, **kwargs)
+    except BaseException as exc:  # the learner's code may raise anything
+        if isinstance(exc, KeyboardInterrupt):
+            raise
+        return ("raised", type(exc).__name__, describe_exception(exc, path))
+    for index, (now, then) in enumerate(zip(args, before)):
+        if then is not None and not (now.shape == then.shape and np.array_equal(now, then, equal_nan=True)):
+            return ("modified", index)
+    return ("ok", portable(value))
+
+
+def portable(value):
+    """``value`` as it may cross the pipe: arrays, tuples/lists of them, None and numbers as they
+    are; anything else as a :class:`Foreign` description."""
+    if value is None or isinstance(value, (np.ndarray, np.generic, bool, int, float)):
+        return value
+    if isinstance(value, (tuple, list)) and len(value) <= 16:
+        return type(value)(portable(v) for v in value)
+    text = repr(value) if not isinstance(value, (tuple, list)) else f"{len(value)} items"
+    return Foreign(type(value).__name__, text[:60])
+
+
+def describe_exception(exc: BaseException, path: str) -> str:
+    """``"ValueError: message (my_gradients.py, line 12)"``: the deepest line of the learner's file."""
+    line = None
+    target = Path(path).resolve()
+    for frame in traceback.extract_tb(exc.__traceback__):
+        try:
+            if Path(frame.filename).resolve() == target:
+                line = frame.lineno
+        except (OSError, ValueError):
+            continue
+    text = type(exc).__name__
+    message = _one_line(exc)
+    if message:
+        text += f": {message}"
+    return text + (f" ({target.name}, line {line})" if line is not None else "")
+
+
+def _describe_import_error(exc: BaseException, path: str) -> str:
+    name = Path(path).name
+    if isinstance(exc, SyntaxError):
+        where = f"{name}, line {exc.lineno}" if exc.lineno else name
+        return f"{where}: {type(exc).__name__}: {exc.msg}"
+    return f"{name} cannot be imported: {describe_exception(exc, path)}"
+
+
+def _one_line(exc: BaseException) -> str:
+    text = " ".join(str(exc).split())
+    return text if len(text) <= _MAX_MESSAGE else text[:_MAX_MESSAGE - 3] + "..."
