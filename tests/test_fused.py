@@ -34,6 +34,8 @@ forward products), which BLAS takes in blocks and the kernels take one term afte
 
 from __future__ import annotations
 
+import subprocess
+
 import numpy as np
 import pytest
 
@@ -234,6 +236,77 @@ def test_the_kernels_need_their_barriers(sample, host_cache, name):
     broken, array = one_fused_epoch(where, sample, name, ignore_barriers=True)
     worst = max(np.max(np.abs(broken[k] - array[k])) / np.max(np.abs(array[k])) for k in array)
     assert not worst <= 1000 * F32_RTOL  # also true when NaN
+
+
+SHIM_PROGRAM = r"""
+#define NUMPY_MNIST_HOST
+#include "host_shim.h"
+#include <cstdio>
+
+// Each thread writes its slot, waits, then reads its neighbour's: right only if the barrier holds.
+__global__ void rotate(int* out)
+{
+    __shared__ int slot[64];
+    slot[threadIdx.x] = 1000 * blockIdx.x + threadIdx.x;
+    __syncthreads();
+    out[blockIdx.x * blockDim.x + threadIdx.x] = slot[(threadIdx.x + 1) % blockDim.x];
+}
+
+// Half the threads return before the barrier the other half waits at.
+__global__ void diverge(int* out)
+{
+    if (threadIdx.x % 2 == 0)
+        return;
+    __syncthreads();
+    out[threadIdx.x] = 1;
+}
+
+int main()
+{
+    static int out[4 * 64];
+    int* o = out;
+    void* args[] = {&o};
+    for (int ignore = 1; ignore >= 0; --ignore)
+        for (int reverse = 0; reverse <= 1; ++reverse) {
+            numpy_mnist_host::ignore_barriers = ignore;
+            numpy_mnist_host::reverse_order = reverse;
+            const int error = numpy_mnist_host::launch(&rotate, 4, 64, args);
+            int right = 0;
+            for (int i = 0; i < 4 * 64; ++i)
+                right += out[i] == 1000 * (i / 64) + (i % 64 + 1) % 64;
+            std::printf("rotate ignore=%d reverse=%d error=%d right=%d\n", ignore, reverse, error, right);
+        }
+    numpy_mnist_host::ignore_barriers = false;
+    std::printf("diverge error=%d\n", numpy_mnist_host::launch(&diverge, 1, 64, args));
+}
+"""
+
+
+@pytest.mark.parametrize("portable", [False, True])
+def test_the_cpu_build_honours_shared_memory_and_barriers(tmp_path, portable):
+    """host_shim.h on its own, on a kernel that is right only if no thread passes ``__syncthreads()``
+    before every thread of its block has reached it: right forwards and backwards, wrong with the
+    barriers ignored, and a block whose threads do not all reach the barrier is an error."""
+    from numpy_mnist.fused.host import HOST_FLAGS
+    from numpy_mnist.fused.source import KERNEL_DIR
+
+    cxx = compiler()
+    if cxx is None:
+        pytest.skip("no C++ compiler (g++) to build the fused kernels for the CPU")
+    source, program = tmp_path / "shim.cpp", tmp_path / "shim"
+    source.write_text(SHIM_PROGRAM)
+    flags = [f for f in HOST_FLAGS if f not in ("-fPIC", "-shared")]
+    flags += ["-DNUMPY_MNIST_HOST_UCONTEXT"] if portable else []
+    built = subprocess.run([cxx, *flags, "-I", str(KERNEL_DIR), str(source), "-o", str(program)],
+                           capture_output=True, text=True, timeout=120, check=False)
+    assert built.returncode == 0, built.stderr
+    ran = subprocess.run([str(program)], capture_output=True, text=True, timeout=60, check=False)
+    assert ran.returncode == 0, ran.stderr
+    lines = ran.stdout.splitlines()
+    assert lines[2:] == ["rotate ignore=0 reverse=0 error=0 right=256", "rotate ignore=0 reverse=1 error=0 right=256",
+                         "diverge error=1"]
+    for line in lines[:2]:  # barriers ignored: each thread reads its neighbour's slot before it is written
+        assert line.startswith("rotate ignore=1") and int(line.rsplit("=", 1)[1]) < 256, line
 
 
 def test_portable_fibers_give_bitwise_the_same_epoch(sample, host_cache):
