@@ -71,7 +71,7 @@ def test_no_atomics_no_shuffles_no_library_calls_in_the_kernels():
 def _kernel_bodies() -> dict[str, str]:
     """Each ``__global__`` function of the program (without comments): its name and its text."""
     source = re.sub(r"//.*", "", program_source())
-    starts = [(m.group(1), m.start()) for m in re.finditer(r"__global__ void (?:__launch_bounds__\(\w+\) )?(\w+)\(",
+    starts = [(m.group(1), m.start()) for m in re.finditer(r"__global__ void (?:__launch_bounds__\(\w+\)\s+)?(\w+)\(",
                                                            source)]
     return {name: source[at:next_at] for (name, at), (_, next_at) in zip(starts, starts[1:] + [("", len(source))])}
 

@@ -21,9 +21,9 @@ here, where on a GPU it would compute garbage).
 
 Floating point: ``-ffp-contract=off`` keeps products and sums apart as ``--fmad=false`` does on
 the GPU, and ``fma`` is correctly rounded (the CPU's instruction where it has one, else the C
-library's), so every ``+ - * /`` and ``fma``
-rounds as on the GPU; only ``exp``, ``log`` and ``log1p`` come from another math library (glibc
-instead of CUDA's), which may differ in the last bit.
+library's), so every ``+ - * /`` and ``fma`` rounds as on the GPU; only ``exp``, ``log`` and
+``log1p`` come from another math library (glibc instead of CUDA's), which may differ in the last
+bit.  The layout of the kernels and their expected GPU times are in ``numpy_mnist/fused/README.md``.
 """
 
 from __future__ import annotations

@@ -53,8 +53,9 @@ inline nm_uint3 threadIdx, blockIdx, blockDim, gridDim;
 #if defined(__x86_64__) && !defined(NUMPY_MNIST_HOST_UCONTEXT)
 // nm_fiber_switch(&save, load): push the callee-saved registers on the current stack, store the stack
 // pointer in *save, switch to the stack `load` and pop the same from it.  (The SSE and x87 control
-// words are not switched: no kernel changes the rounding mode, so every fiber has the caller's.)  A new fiber's stack is prepared (prepare_fiber) so that the pops lead to nm_fiber_start,
-// which calls r13(r12), i.e. fiber_main(nullptr).
+// words are not switched: no kernel changes the rounding mode, so every fiber has the caller's.)
+// A new fiber's stack is prepared (prepare_fiber) so that the pops lead to nm_fiber_start, which
+// calls r13(r12), i.e. fiber_main(nullptr).
 extern "C" void nm_fiber_switch(void** save, void* load);
 extern "C" void nm_fiber_start();
 asm(R"(

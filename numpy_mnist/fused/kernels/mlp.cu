@@ -28,8 +28,9 @@
 // images and the tile of w1 into shared memory (consecutive threads, consecutive addresses), then
 // each owner adds the tile's terms.
 template <typename T>
-__global__ void __launch_bounds__(MLP_THREADS) mlp_hidden(const T* __restrict__ x, const int* __restrict__ perm, int start, int n, int d,
-                           int hidden, const T* __restrict__ w1, const T* __restrict__ b1, T* __restrict__ pre)
+__global__ void __launch_bounds__(MLP_THREADS)
+mlp_hidden(const T* __restrict__ x, const int* __restrict__ perm, int start, int n, int d, int hidden,
+           const T* __restrict__ w1, const T* __restrict__ b1, T* __restrict__ pre)
 {
     __shared__ int rows[MLP_ROWS];
     __shared__ T xs[MLP_ROWS][NM_TILE<T>];
@@ -78,10 +79,10 @@ __global__ void __launch_bounds__(MLP_THREADS) mlp_hidden(const T* __restrict__ 
 // memory.  Then one thread per row takes the loss and puts its dz in shared memory, and every thread
 // takes some of the block's dh, in the order of dh in memory.
 template <typename T, typename Y, int K, int LOSS>
-__global__ void __launch_bounds__(MLP_THREADS) mlp_rows(const Y* __restrict__ y, const int* __restrict__ perm, int start, int n, int hidden,
-                         const T* __restrict__ pre, const T* __restrict__ w2, const T* __restrict__ b2,
-                         T* __restrict__ term, int* __restrict__ correct, T* __restrict__ dz,
-                         T* __restrict__ dh)
+__global__ void __launch_bounds__(MLP_THREADS)
+mlp_rows(const Y* __restrict__ y, const int* __restrict__ perm, int start, int n, int hidden,
+         const T* __restrict__ pre, const T* __restrict__ w2, const T* __restrict__ b2, T* __restrict__ term,
+         int* __restrict__ correct, T* __restrict__ dz, T* __restrict__ dh)
 {
     __shared__ T as[MLP_ROWS][MLP_UNITS];
     __shared__ T w2s[MLP_UNITS * K];
@@ -188,11 +189,11 @@ NM_DEVICE void mlp_step_rest(int i, int n, int hidden, const T* __restrict__ pre
 // and dh columns (MLP_UNITS consecutive units of each row) into shared memory: each is read from
 // global memory once per block.  perm is double-buffered, fetched while the tile before is summed.
 template <typename T, int K>
-__global__ void __launch_bounds__(MLP_THREADS) mlp_step(const T* __restrict__ x, const int* __restrict__ perm, int start, int n, int d,
-                         int hidden, const T* __restrict__ pre, const T* __restrict__ dz,
-                         const T* __restrict__ dh, const T* __restrict__ term, T lr,
-                         T* __restrict__ w1, T* __restrict__ b1, T* __restrict__ w2, T* __restrict__ b2,
-                         T* __restrict__ losses, int batch)
+__global__ void __launch_bounds__(MLP_THREADS)
+mlp_step(const T* __restrict__ x, const int* __restrict__ perm, int start, int n, int d, int hidden,
+         const T* __restrict__ pre, const T* __restrict__ dz, const T* __restrict__ dh, const T* __restrict__ term,
+         T lr, T* __restrict__ w1, T* __restrict__ b1, T* __restrict__ w2, T* __restrict__ b2,
+         T* __restrict__ losses, int batch)
 {
     __shared__ int rows[2][MLP_ROW_TILE];
     __shared__ T xs[MLP_ROW_TILE][MLP_COLS + 1];  // + 1: the padding rule in common.cuh
