@@ -1,7 +1,8 @@
 """The fused graph computes what the readable array path computes: on the CPU, and on a GPU.
 
-Every test here runs twice: on ``host`` (the same ``.cu`` kernels built by ``g++`` and run one thread
-at a time, :mod:`numpy_mnist.fused.host`: any machine with a C++ compiler) and on ``cupy`` (the
+Every test here runs twice: on ``host`` (the same ``.cu`` kernels built by ``g++``, each block's
+threads run as fibers that meet at the kernels' barriers, :mod:`numpy_mnist.fused.host`: any
+machine with a C++ compiler) and on ``cupy`` (the
 real thing, NVRTC and CUDA graphs: marked ``gpu``, skipped without CuPy and a GPU).  The reference
 is always the array path on the same backend, from the same initial parameters, over the same
 batches in the same order.
@@ -33,6 +34,8 @@ forward products), which BLAS takes in blocks and the kernels take one term afte
 
 from __future__ import annotations
 
+import subprocess
+
 import numpy as np
 import pytest
 
@@ -42,7 +45,7 @@ from numpy_mnist.errors import DivergenceError, InputError
 from numpy_mnist.fused import make_learner, why_not_fused
 from numpy_mnist.fused.host import HostDevice, compiler
 from numpy_mnist.fused.learner import FusedLearner
-from numpy_mnist.fused.trainer import FusedTrainer, why_not_kernels
+from numpy_mnist.fused.trainer import GEOMETRY, FusedTrainer, why_not_kernels
 from numpy_mnist.learner import Learner, train_epoch, validate_epoch
 from numpy_mnist.losses import get_loss
 from numpy_mnist.models import MLP, linear1, linear10, mlp10, simple_net
@@ -107,6 +110,8 @@ MODELS = {
     "simple_net-bce": (lambda b: simple_net(hidden=20, seed=2, backend=b, loss="bce"), "binary", 0.1, 256),
     "linear10": (lambda b: linear10(backend=b), "digits", 0.5, 128),
     "mlp10": (lambda b: mlp10(hidden=24, seed=0, backend=b), "digits", 0.5, 128),
+    # more hidden units than one block's tile (3 unit blocks of 32), batches of 200 rows (a partial row tile)
+    "mlp10-wide": (lambda b: mlp10(hidden=70, seed=1, backend=b), "digits", 0.5, 200),
 }
 
 
@@ -142,6 +147,7 @@ def trained(where, sample, name, dtype, *, fused, epochs=1, shuffle=False, devic
 
 
 def assert_close(fused, array, rtol, what=""):
+    """``max |fused - array| <= rtol * max |array|`` for every parameter (the bound of this module)."""
     for k in array:
         scale = np.max(np.abs(array[k]))
         err = np.max(np.abs(fused[k] - array[k]))
@@ -184,16 +190,210 @@ def test_two_runs_are_bitwise_identical(where, sample, name):
 
 
 def test_threads_in_reverse_order_give_bitwise_the_same_epoch(sample, host_cache):
-    """No thread of a launch reads what another writes: running them backwards changes no bit."""
+    """No thread reads what another writes without a barrier in between: running the blocks, and the
+    threads between two barriers, backwards changes no bit."""
     if compiler() is None:
         pytest.skip("no C++ compiler (g++) to build the fused kernels for the CPU")
     where = Where("host", host_cache)
-    for name in ("simple_net", "mlp10"):
+    for name in ("linear1", "simple_net", "linear10", "mlp10"):
         forward = trained(where, sample, name, "float32", fused=True)
         backward = trained(where, sample, name, "float32", fused=True, device_options={"reverse": True})
         assert forward[1] == backward[1] and forward[2] == backward[2]
         for k in forward[0]:
             assert forward[0][k].tobytes() == backward[0][k].tobytes(), (name, k)
+
+
+def host_only(host_cache) -> Where:
+    if compiler() is None:
+        pytest.skip("no C++ compiler (g++) to build the fused kernels for the CPU")
+    return Where("host", host_cache)
+
+
+def one_fused_epoch(where, sample, name, **device_options) -> tuple[dict, dict]:
+    """One epoch of model ``name`` (float32) through the fused kernels, without validation, and the
+    same epoch on the array path: both parameter dicts."""
+    make, data_kind, lr, bs = MODELS[name]
+    out = []
+    for fused in (True, False):
+        backend = where.backend("float32")
+        model = make(backend)
+        train_dl, _ = loaders(sample, data_kind, bs, backend)
+        opt = SGD(model.params, lr)
+        if fused:
+            FusedTrainer(model, train_dl, opt, device=where.device(**device_options)).train_epoch(1)
+        else:
+            train_epoch(model, train_dl, opt)
+        out.append(host(backend, model.params))
+    return out[0], out[1]
+
+
+@pytest.mark.parametrize("name", ["linear1", "linear10", "mlp10"])  # every kernel of a training batch
+def test_the_kernels_need_their_barriers(sample, host_cache, name):
+    """The kernels share tiles through shared memory: with ``__syncthreads()`` made a no-op (each
+    thread then runs to its end before the next starts, reading tiles its block has not loaded
+    yet), the epoch is wrong by far more than the bound; with the barriers honoured, it is right."""
+    where = host_only(host_cache)
+    fused, array = one_fused_epoch(where, sample, name)
+    assert_close(fused, array, F32_RTOL)
+    broken, array = one_fused_epoch(where, sample, name, ignore_barriers=True)
+    worst = max(np.max(np.abs(broken[k] - array[k])) / np.max(np.abs(array[k])) for k in array)
+    assert not worst <= 1000 * F32_RTOL  # also true when NaN
+
+
+SHIM_PROGRAM = r"""
+#define NUMPY_MNIST_HOST
+#include "host_shim.h"
+#include <cstdio>
+
+// Each thread writes its slot, waits, then reads its neighbour's: right only if the barrier holds.
+__global__ void rotate(int* out)
+{
+    __shared__ int slot[64];
+    slot[threadIdx.x] = 1000 * blockIdx.x + threadIdx.x;
+    __syncthreads();
+    out[blockIdx.x * blockDim.x + threadIdx.x] = slot[(threadIdx.x + 1) % blockDim.x];
+}
+
+// Half the threads return before the barrier the other half waits at.
+__global__ void diverge(int* out)
+{
+    if (threadIdx.x % 2 == 0)
+        return;
+    __syncthreads();
+    out[threadIdx.x] = 1;
+}
+
+int main()
+{
+    static int out[4 * 64];
+    int* o = out;
+    void* args[] = {&o};
+    for (int ignore = 1; ignore >= 0; --ignore)
+        for (int reverse = 0; reverse <= 1; ++reverse) {
+            numpy_mnist_host::ignore_barriers = ignore;
+            numpy_mnist_host::reverse_order = reverse;
+            const int error = numpy_mnist_host::launch(&rotate, 4, 64, args);
+            int right = 0;
+            for (int i = 0; i < 4 * 64; ++i)
+                right += out[i] == 1000 * (i / 64) + (i % 64 + 1) % 64;
+            std::printf("rotate ignore=%d reverse=%d error=%d right=%d\n", ignore, reverse, error, right);
+        }
+    numpy_mnist_host::ignore_barriers = false;
+    std::printf("diverge error=%d\n", numpy_mnist_host::launch(&diverge, 1, 64, args));
+}
+"""
+
+
+@pytest.mark.parametrize("portable", [False, True])
+def test_the_cpu_build_honours_shared_memory_and_barriers(tmp_path, portable):
+    """host_shim.h on its own, on a kernel that is right only if no thread passes ``__syncthreads()``
+    before every thread of its block has reached it: right forwards and backwards, wrong with the
+    barriers ignored, and a block whose threads do not all reach the barrier is an error."""
+    from numpy_mnist.fused.host import HOST_FLAGS
+    from numpy_mnist.fused.source import KERNEL_DIR
+
+    cxx = compiler()
+    if cxx is None:
+        pytest.skip("no C++ compiler (g++) to build the fused kernels for the CPU")
+    source, program = tmp_path / "shim.cpp", tmp_path / "shim"
+    source.write_text(SHIM_PROGRAM)
+    flags = [f for f in HOST_FLAGS if f not in ("-fPIC", "-shared")]
+    flags += ["-DNUMPY_MNIST_HOST_UCONTEXT"] if portable else []
+    built = subprocess.run([cxx, *flags, "-I", str(KERNEL_DIR), str(source), "-o", str(program)],
+                           capture_output=True, text=True, timeout=120, check=False)
+    assert built.returncode == 0, built.stderr
+    ran = subprocess.run([str(program)], capture_output=True, text=True, timeout=60, check=False)
+    assert ran.returncode == 0, ran.stderr
+    lines = ran.stdout.splitlines()
+    assert lines[2:] == ["rotate ignore=0 reverse=0 error=0 right=256", "rotate ignore=0 reverse=1 error=0 right=256",
+                         "diverge error=1"]
+    for line in lines[:2]:  # barriers ignored: each thread reads its neighbour's slot before it is written
+        assert line.startswith("rotate ignore=1") and int(line.rsplit("=", 1)[1]) < 256, line
+
+
+def test_portable_fibers_give_bitwise_the_same_epoch(sample, host_cache):
+    """The fibers switched by ucontext (other CPUs than x86-64) run the kernels exactly as the
+    assembly switch does: the same threads, in the same order, between the same barriers."""
+    where = host_only(host_cache)
+    first = trained(where, sample, "linear1", "float32", fused=True)
+    portable = trained(where, sample, "linear1", "float32", fused=True, device_options={"portable_fibers": True})
+    assert first[1] == portable[1] and first[2] == portable[2]
+    for k in first[0]:
+        assert first[0][k].tobytes() == portable[0][k].tobytes(), k
+
+
+def test_the_launches_follow_the_kernels_tiles(where, sample):
+    """At the book's batch of 256 rows: enough blocks to spread over the GPU, whole warps, and the
+    per-block thread count each kernel is written for."""
+    g = GEOMETRY
+
+    def first_batch(trainer):
+        return {launch.kernel.split("<")[0]: (launch.grid, launch.block)
+                for launch in trainer._train.buffers["launches"][:trainer.launches_per_batch]}
+
+    *_, trainer = trained(where, sample, "simple_net", "float32", fused=True)
+    grid = first_batch(trainer)
+    assert grid["mlp_hidden"] == (256 // g["MLP_ROWS"], g["MLP_THREADS"])  # 30 units: one unit block
+    assert grid["mlp_rows"] == (256 // g["MLP_ROWS"], g["MLP_THREADS"])
+    assert grid["mlp_step"] == (-(-784 // g["MLP_COLS"]) + 1, g["MLP_THREADS"])  # w1 blocks, then the rest
+    *_, trainer = trained(where, sample, "linear10", "float32", fused=True)
+    grid = first_batch(trainer)
+    assert grid["linear_rows"] == (128 // g["LINEAR_ROWS"], 96)  # 8 rows x 10 logits, in 3 warps
+    assert grid["linear_step"] == (-(-784 // g["LINEAR_COLS"]) + 1, 320)  # 32 pixels x 10 classes
+
+
+# -- the fused ReLU at exactly 0, and the bound this module asserts -------------------------------------
+
+def relu_tie_model(backend, loss):
+    """simple_net in miniature (2 pixels, 3 hidden units), where row 0's first two hidden
+    pre-activations are exactly 0, and row 2, an all-zero image, has pre-activations b1 (small dyadic
+    numbers: every sum is exact in any order)."""
+    w1 = np.array([[1.0, -1.0, 1.0], [0.5, 0.25, 1.0]])
+    x = np.array([[1.0, 2.0], [0.5, -1.0], [0.0, 0.0], [2.0, 0.5]])
+    b1 = -(x[0] @ w1) + np.array([0.0, 0.0, 4.0])  # pre-activations of row 0: [0, 0, 4]
+    params = {"w1": w1, "b1": b1, "w2": np.array([[1.0], [-2.0], [0.5]]), "b2": np.array([0.25])}
+    y = np.array([[1.0], [0.0], [1.0], [0.0]])
+    assert np.all((x @ w1 + b1)[0, :2] == 0)
+    return MLP({k: backend.asarray(v) for k, v in params.items()}, backend, loss), x, y
+
+
+@pytest.mark.parametrize("loss", ["mnist_loss", "bce"])
+def test_fused_relu_ties_follow_the_array_path_and_pytorch(host_cache, loss):
+    """relu'(0) = 0, as in PyTorch and the array path: a hidden unit exactly on the kink passes no
+    gradient back to w1 and b1.  (Taking relu'(0) = 1 moves w1 and b1 by some 1e-2 here.)"""
+    where, lr = host_only(host_cache), 0.5
+    backend = where.backend("float64")
+    model, x, y = relu_tie_model(backend, loss)
+    start = host(backend, model.params)
+    from numpy_mnist.gradcheck import torch_available, torch_loss_and_grads
+
+    grads = torch_loss_and_grads(model, x, y)[1] if torch_available() else None
+    dl = DataLoader(x, y, 4, backend=backend)
+    FusedTrainer(model, dl, SGD(model.params, lr), device=where.device()).train_epoch(1)
+    fused = host(backend, model.params)
+    array_model, _, _ = relu_tie_model(backend, loss)
+    train_epoch(array_model, DataLoader(x, y, 4, backend=backend), SGD(array_model.params, lr))
+    assert_close(fused, host(backend, array_model.params), F64_RTOL)
+    if grads is None:
+        pytest.skip("PyTorch is not installed: the fused kernels were checked against the array path only")
+    assert_close(fused, {k: start[k] - grads[k] * lr for k in start}, F64_RTOL, what="against PyTorch: ")
+
+
+@pytest.mark.parametrize("rtol", [F64_RTOL, F32_RTOL])
+def test_the_fused_against_array_bound_is_the_one_applied(rtol):
+    """assert_close passes an error of half its tolerance and fails one of twice it, for every
+    parameter and either sign: the bound stated at the top of this module is the bound enforced."""
+    array = {"w": np.array([[0.5, -2.0], [1.0, 0.25]]), "b": np.array([-4.0])}
+    for name in array:
+        for sign in (1.0, -1.0):
+            for factor, ok in ((0.5, True), (2.0, False)):
+                fused = {k: v.copy() for k, v in array.items()}
+                fused[name].flat[-1] += sign * factor * rtol * np.max(np.abs(array[name]))
+                if ok:
+                    assert_close(fused, array, rtol)
+                else:
+                    with pytest.raises(AssertionError, match=f"{name}: max"):
+                        assert_close(fused, array, rtol)
 
 
 def test_at_most_three_kernels_per_batch_and_one_graph_per_epoch(where, sample):

@@ -22,9 +22,11 @@ from numpy_mnist.fused.host import HostDevice, compiler
 from numpy_mnist.fused.source import (
     KERNEL_DIR,
     KERNEL_FILES,
+    LOSS_CODES,
     NVRTC_OPTIONS,
     KernelConfig,
     cli_configs,
+    geometry,
     program_source,
 )
 from numpy_mnist.fused.trainer import Launch
@@ -59,11 +61,37 @@ def test_the_program_is_self_contained_with_each_header_once():
     assert before.rstrip().endswith("#ifdef NUMPY_MNIST_HOST")
 
 
-def test_no_atomics_no_shared_memory_no_library_calls_in_the_kernels():
+def test_no_atomics_no_shuffles_no_library_calls_in_the_kernels():
     source = re.sub(r"//.*", "", program_source())  # the code, without its comments
-    for banned in ("atomic", "__shared__", "__syncthreads", "__shfl", "cublas", "__fmul_", "__expf", "rsqrt"):
+    for banned in ("atomic", "__shfl", "cublas", "__fmul_", "__expf", "rsqrt", "extern __shared__"):
         assert banned not in source, banned
     assert "--fmad=false" in NVRTC_OPTIONS
+
+
+def _kernel_bodies() -> dict[str, str]:
+    """Each ``__global__`` function of the program (without comments): its name and its text."""
+    source = re.sub(r"//.*", "", program_source())
+    starts = [(m.group(1), m.start()) for m in re.finditer(r"__global__ void (?:__launch_bounds__\(\w+\)\s+)?(\w+)\(",
+                                                           source)]
+    return {name: source[at:next_at] for (name, at), (_, next_at) in zip(starts, starts[1:] + [("", len(source))])}
+
+
+def test_the_batch_kernels_stage_their_operands_in_shared_memory():
+    """Every kernel a training batch runs copies tiles into ``__shared__`` arrays and meets at barriers
+    (the CPU build honours them: see ``test_the_kernels_need_their_barriers`` in test_fused.py)."""
+    bodies = _kernel_bodies()
+    for name in ("linear_rows", "linear_step", "mlp_hidden", "mlp_rows", "mlp_step"):
+        assert "__shared__" in bodies[name] and "__syncthreads();" in bodies[name], name
+    for name in ("sum_chunks", "sum_parts"):  # validation's totals: once per validation, no tiles
+        assert "__shared__" not in bodies[name], name
+
+
+def test_the_trainer_sizes_its_launches_by_the_kernels_tiles():
+    geometry_ = geometry()
+    assert geometry_["MLP_ROWS"] * geometry_["MLP_UNITS"] == geometry_["MLP_THREADS"]
+    assert geometry_["MLP_COLS"] * geometry_["MLP_UNITS"] == geometry_["MLP_THREADS"]
+    assert {k: geometry_[k.upper()] for k in ("mnist_loss", "bce")} == {"mnist_loss": 0, "bce": 1}
+    assert geometry_["SOFTMAX_CE"] == LOSS_CODES["cross_entropy"]
 
 
 def test_every_configuration_of_the_command_line_has_kernels():
@@ -73,7 +101,7 @@ def test_every_configuration_of_the_command_line_has_kernels():
         names = config.names()
         assert set(names) >= {"rows", "step", "sum_chunks", "sum_parts"}
         for name in names.values():
-            assert re.search(rf"__global__ void {name.split('<')[0]}\(", program_source()), name
+            assert name.split("<")[0] in _kernel_bodies(), name
     with pytest.raises(ValueError):
         KernelConfig("linear", 10, "mnist_loss", "float32")
     with pytest.raises(ValueError):

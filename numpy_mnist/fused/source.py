@@ -18,6 +18,7 @@ __all__ = [
     "NVRTC_OPTIONS",
     "KernelConfig",
     "cli_configs",
+    "geometry",
     "program_source",
 ]
 
@@ -33,6 +34,7 @@ LOSS_CODES = {"mnist_loss": 0, "bce": 1, "cross_entropy": 2}
 #: The most classes the row kernels hold in registers (``T z[K]``); more fall back to the array path.
 MAX_CLASSES = 32
 
+_GEOMETRY_LINE = re.compile(r"^constexpr int ([A-Z][A-Z0-9_]*) = (\d+);", re.MULTILINE)
 _INCLUDE = re.compile(r'^#include "([\w.]+)"\s*$', re.MULTILINE)
 _PRAGMA_ONCE = re.compile(r"^#pragma once\s*$", re.MULTILINE)
 _C_TYPES = {"float32": "float", "float64": "double"}
@@ -57,6 +59,13 @@ def program_source() -> str:
         return _INCLUDE.sub(replace, text)
 
     return "\n".join(inline((KERNEL_DIR / name).read_text()) for name in KERNEL_FILES)
+
+
+def geometry() -> dict[str, int]:
+    """The tile sizes the kernels are written for (``constexpr int`` lines of ``common.cuh``, e.g.
+    ``{"LINEAR_ROWS": 8, ...}``): the trainer sizes its grids and blocks by them, so the two cannot
+    disagree."""
+    return {name: int(value) for name, value in _GEOMETRY_LINE.findall((KERNEL_DIR / "common.cuh").read_text())}
 
 
 @dataclass(frozen=True)

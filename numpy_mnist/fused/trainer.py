@@ -17,13 +17,13 @@ import numpy as np
 
 from numpy_mnist.checks import check_targets
 from numpy_mnist.errors import InputError
-from numpy_mnist.fused.source import MAX_CLASSES, KernelConfig
+from numpy_mnist.fused.source import MAX_CLASSES, KernelConfig, geometry
 
-__all__ = ["CHUNK", "PARAM_BLOCK", "ROWS_BLOCK", "FusedTrainer", "Launch", "kernel_config", "why_not_kernels"]
+__all__ = ["CHUNK", "GEOMETRY", "PARAM_BLOCK", "FusedTrainer", "Launch", "kernel_config", "why_not_kernels"]
 
-#: Threads per block of the per-row kernels: few threads with long loops, spread over many SMs.
-ROWS_BLOCK = 32
-#: Threads per block of the per-parameter and per-(row, unit) kernels.
+#: The tile sizes the kernels are written for (``common.cuh``); the grids and blocks below follow them.
+GEOMETRY = geometry()
+#: Threads per block of validation's first summing kernel (one thread per chunk of rows).
 PARAM_BLOCK = 128
 #: Rows per thread in the first stage of validation's fixed-order sum.
 CHUNK = 64
@@ -42,6 +42,11 @@ class Launch:
 
 def _blocks(threads: int, block: int) -> int:
     return max(1, -(-threads // block))
+
+
+def _warps(threads: int) -> int:
+    """``threads`` rounded up to whole warps of 32."""
+    return 32 * _blocks(threads, 32)
 
 
 def why_not_kernels(model, opt=None) -> str | None:
@@ -162,30 +167,33 @@ class FusedTrainer:
     def _row_launches(self, x, y, perm, start: int, n: int, bufs: dict) -> list[Launch]:
         """Forward, loss and dz (and for the MLP dh) of rows ``perm[start:start + n]``."""
         i32, d = np.int32, int(x.shape[1])
+        g, k = GEOMETRY, self.config.outputs
         if self.config.kind == "linear":
             w, b = self._params()
-            return [Launch(self.names["rows"], _blocks(n, ROWS_BLOCK), ROWS_BLOCK,
+            return [Launch(self.names["rows"], _blocks(n, g["LINEAR_ROWS"]), _warps(g["LINEAR_ROWS"] * k),
                            (x, y, perm, i32(start), i32(n), i32(d), w, b, bufs["term"], bufs["correct"], bufs["dz"]))]
         w1, b1, w2, b2 = self._params()
-        h = self.hidden
-        return [Launch(self.names["hidden"], _blocks(n * h, PARAM_BLOCK), PARAM_BLOCK,
+        h, threads = self.hidden, g["MLP_THREADS"]
+        return [Launch(self.names["hidden"], _blocks(n, g["MLP_ROWS"]) * _blocks(h, g["MLP_UNITS"]), threads,
                        (x, perm, i32(start), i32(n), i32(d), i32(h), w1, b1, bufs["pre"])),
-                Launch(self.names["rows"], _blocks(n, ROWS_BLOCK), ROWS_BLOCK,
+                Launch(self.names["rows"], _blocks(n, g["MLP_ROWS"]), threads,
                        (y, perm, i32(start), i32(n), i32(h), bufs["pre"], w2, b2, bufs["term"], bufs["correct"],
                         bufs["dz"], bufs["dh"]))]
 
     def _step_launch(self, x, perm, start: int, n: int, batch: int, bufs: dict, losses) -> Launch:
         """Gradients, the SGD step of every parameter, and ``losses[batch]``."""
         i32, d, k, lr = np.int32, int(x.shape[1]), self.config.outputs, self._scalar(self.opt.lr)
+        g = GEOMETRY
         if self.config.kind == "linear":
             w, b = self._params()
-            threads = d * k + k + 1
-            return Launch(self.names["step"], _blocks(threads, PARAM_BLOCK), PARAM_BLOCK,
+            blocks = _blocks(d, g["LINEAR_COLS"]) + 1  # one block per LINEAR_COLS pixels, one for b and the loss
+            return Launch(self.names["step"], blocks, _warps(g["LINEAR_COLS"] * k),
                           (x, perm, i32(start), i32(n), i32(d), bufs["dz"], bufs["term"], lr, w, b, losses, i32(batch)))
         w1, b1, w2, b2 = self._params()
-        h = self.hidden
-        threads = d * h + h + h * k + k + 1
-        return Launch(self.names["step"], _blocks(threads, PARAM_BLOCK), PARAM_BLOCK,
+        h, threads = self.hidden, g["MLP_THREADS"]
+        blocks = (_blocks(d, g["MLP_COLS"]) * _blocks(h, g["MLP_UNITS"])  # w1
+                  + _blocks(h + h * k + k + 1, threads))  # b1, w2, b2 and the loss, a thread each
+        return Launch(self.names["step"], blocks, threads,
                       (x, perm, i32(start), i32(n), i32(d), i32(h), bufs["pre"], bufs["dz"], bufs["dh"], bufs["term"],
                        lr, w1, b1, w2, b2, losses, i32(batch)))
 

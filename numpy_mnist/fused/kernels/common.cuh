@@ -2,12 +2,24 @@
 //
 // Rules every kernel here keeps (they are what make the results reproducible and checkable):
 //
-//  * One thread computes one output element (one row of the batch, or one parameter), with
-//    plain loops in a fixed order.  No two threads write the same element: there are no atomics,
+//  * Every output element (one row's logits, one parameter's gradient) is summed by ONE thread, in
+//    plain loops in a fixed order.  No two threads write the same element and there are no atomics,
 //    so every sum is taken in the same order on every run, and two runs are bitwise identical.
-//  * No shared memory, no __syncthreads, no warp shuffles: the threads of a launch never talk to
-//    each other.  So the same source also compiles as plain C++ (host_shim.h) and runs serially
-//    on a CPU, which is how the tests check the arithmetic on a machine without a GPU.
+//  * The threads of a block cooperate only to move data: they copy tiles of the operands (image
+//    rows, weights, perm, dz, dh) from global memory into __shared__ arrays in coalesced loads
+//    (consecutive threads read consecutive addresses), meet at __syncthreads(), and then each thread
+//    sums its own outputs from the tile.  Staging changes where an operand is read from, never which
+//    operands are added or in what order: the results are those of one thread per output looping
+//    over global memory, bit for bit.  Every __syncthreads() is reached by every thread of the block
+//    (no thread returns before a barrier: threads without an output of their own still load).
+//    No warp shuffles.
+//  * A shared tile that a thread walks down a column (one element per row) has its rows padded by one
+//    element.  On the GPU it costs nothing (consecutive threads still hit consecutive banks); on the
+//    CPU build it keeps a column's elements out of the few cache sets that a power-of-two row stride
+//    maps them all to (which made the CPU build twice as slow).
+//  * The same source compiles as plain C++ (host_shim.h), where a block's threads run as fibers on
+//    one CPU thread and meet at the same barriers: that is how the tests check the arithmetic on a
+//    machine without a GPU, and also with the threads run backwards.
 //  * T is float or double, the dtype of the parameters: every value is computed in T, as the
 //    array path computes it.  The sources are compiled with --fmad=false, so the compiler never
 //    fuses a multiply and an add behind the reader's back; the dot products call fma() where a
@@ -35,6 +47,28 @@
 constexpr int MNIST_LOSS = 0;
 constexpr int BCE = 1;
 constexpr int SOFTMAX_CE = 2;
+
+// The launch geometry: tile sizes the kernels are written for, which the trainer's grids and blocks
+// follow (numpy_mnist.fused.source reads these lines; one value per line, as written here).
+constexpr int NM_TILE_BYTES = 1024;    // bytes of an image row per staged tile of the forward kernels
+constexpr int LINEAR_ROWS = 8;         // batch rows per block of linear_rows
+constexpr int LINEAR_COLS = 32;        // pixels per block of linear_step
+constexpr int LINEAR_ROW_TILE = 64;    // batch rows per staged tile of linear_step
+constexpr int MLP_ROWS = 8;            // batch rows per block of mlp_hidden and mlp_rows
+constexpr int MLP_UNITS = 32;          // hidden units per block of mlp_hidden and mlp_step
+constexpr int MLP_COLS = 8;            // pixels per block of mlp_step
+constexpr int MLP_ROW_TILE = 128;      // batch rows per staged tile of mlp_step
+constexpr int MLP_THREADS = 256;       // threads per block of the mlp kernels: MLP_ROWS x MLP_UNITS
+
+static_assert(MLP_ROWS * MLP_UNITS == MLP_THREADS && MLP_COLS * MLP_UNITS == MLP_THREADS,
+              "a block of mlp_hidden or of mlp_step has one thread per output of its tile");
+
+// Pixels per staged tile of the forward kernels: 256 floats or 128 doubles.
+template <typename T>
+constexpr int NM_TILE = NM_TILE_BYTES / int(sizeof(T));
+
+NM_DEVICE int nm_min(int a, int b) { return a < b ? a : b; }
+NM_DEVICE int nm_ceil_div(int a, int b) { return (a + b - 1) / b; }
 
 // One name per math function for both precisions: expf for float, exp for double, and so on.
 NM_DEVICE float nm_exp(float x) { return expf(x); }

@@ -1,9 +1,9 @@
 // The book's simple_net (numpy_mnist.models.MLP): Linear(d, H) -> ReLU -> Linear(H, K), with
 // K = 1 for the 3s and 7s and K = 10 for the digits, trained by SGD in three kernels per batch:
 //
-//   mlp_hidden   one thread per (row, hidden unit):  pre-activation h = x @ w1 + b1
-//   mlp_rows     one thread per row:                 relu, logits, loss term, dz, and dh
-//   mlp_step     one thread per parameter:           gradients summed over the batch, SGD step
+//   mlp_hidden   MLP_ROWS rows x MLP_UNITS units per block:   pre-activation h = x @ w1 + b1
+//   mlp_rows     MLP_ROWS rows per block:                     relu, logits, loss term, dz, and dh
+//   mlp_step     MLP_COLS pixels x MLP_UNITS units per block: gradients summed over the batch, SGD step
 //
 // The derivation (numpy_mnist.models.MLP, numpy_mnist.layers).  With h = x @ w1 + b1, a = relu(h),
 // z = a @ w2 + b2, and dz = d loss / d z from the loss:
@@ -18,86 +18,130 @@
 // owns; the next batch's mlp_hidden reads the new w1 and b1.
 #include "common.cuh"
 
-// Pre-activations of the batch, thread i = r H + u for row r and hidden unit u:
-//     pre[r, u] = (sum_j x[perm[start + r], j] w1[j, u]) + b1[u]
+// Pre-activations of the batch, for row r and hidden unit u:
+//     pre[r, u] = (sum_j x[perm[start + r], j] w1[j, u]) + b1[u]      the sum in j = 0, 1, ..., then + b1
 // x is (N, d), w1 is (d, H), pre is (n, H), all row-major.
+//
+// Grid: ceil(n / MLP_ROWS) x ceil(H / MLP_UNITS) blocks (the unit blocks of a row block adjacent) of
+// MLP_THREADS = MLP_ROWS x MLP_UNITS threads; thread t owns pre[r0 + t / MLP_UNITS, u0 + t % MLP_UNITS].
+// The block walks the pixels in tiles of NM_TILE<T> (1 KiB of each image row), copying its rows'
+// images and the tile of w1 into shared memory (consecutive threads, consecutive addresses), then
+// each owner adds the tile's terms.
 template <typename T>
-__global__ void mlp_hidden(const T* __restrict__ x, const int* __restrict__ perm, int start, int n, int d,
-                           int hidden, const T* __restrict__ w1, const T* __restrict__ b1, T* __restrict__ pre)
+__global__ void __launch_bounds__(MLP_THREADS)
+mlp_hidden(const T* __restrict__ x, const int* __restrict__ perm, int start, int n, int d, int hidden,
+           const T* __restrict__ w1, const T* __restrict__ b1, T* __restrict__ pre)
 {
-    const int i = blockIdx.x * blockDim.x + threadIdx.x;
-    if (i >= n * hidden)
-        return;
-    const int r = i / hidden, u = i % hidden;
-    const T* xr = x + (long long)perm[start + r] * d;
+    __shared__ int rows[MLP_ROWS];
+    __shared__ T xs[MLP_ROWS][NM_TILE<T>];
+    __shared__ T ws[NM_TILE<T>][MLP_UNITS + 1];  // + 1: see the padding rule in common.cuh
+    const int tid = threadIdx.x;
+    const int unit_blocks = nm_ceil_div(hidden, MLP_UNITS);
+    const int r0 = (blockIdx.x / unit_blocks) * MLP_ROWS, u0 = (blockIdx.x % unit_blocks) * MLP_UNITS;
+    const int height = nm_min(MLP_ROWS, n - r0), units = nm_min(MLP_UNITS, hidden - u0);
+    const int mr = tid / MLP_UNITS, mu = tid % MLP_UNITS;  // this thread's output, if it has one
+    const bool owner = mr < height && mu < units;
+    if (tid < height)
+        rows[tid] = perm[start + r0 + tid];
+    __syncthreads();
     T acc = T(0);
-    for (int j = 0; j < d; ++j)
-        acc = nm_fma(xr[j], w1[j * hidden + u], acc);
-    pre[i] = acc + b1[u];
+    for (int j0 = 0; j0 < d; j0 += NM_TILE<T>) {
+        const int width = nm_min(NM_TILE<T>, d - j0);
+        for (int i = tid; i < height * NM_TILE<T>; i += blockDim.x) {
+            const int r = i / NM_TILE<T>, j = i % NM_TILE<T>;
+            if (j < width)
+                xs[r][j] = x[(long long)rows[r] * d + j0 + j];
+        }
+        for (int i = tid; i < width * MLP_UNITS; i += blockDim.x) {
+            const int j = i / MLP_UNITS, u = i % MLP_UNITS;
+            if (u < units)
+                ws[j][u] = w1[(long long)(j0 + j) * hidden + u0 + u];
+        }
+        __syncthreads();
+        if (owner)
+            for (int j = 0; j < width; ++j)
+                acc = nm_fma(xs[mr][j], ws[j][mu], acc);
+        __syncthreads();
+    }
+    if (owner)
+        pre[(long long)(r0 + mr) * hidden + u0 + mu] = acc + b1[u0 + mu];
 }
 
-// Row r of the batch, from its pre-activations:
+// Rows r0 ... r0 + MLP_ROWS - 1 of the batch, from their pre-activations:
 //     a[u]       = relu(pre[r, u])
-//     z[k]       = (sum_u a[u] w2[u, k]) + b2[k]
+//     z[k]       = (sum_u a[u] w2[u, k]) + b2[k]       the sum in u = 0, 1, ..., then + b2
 //     term[r], dz[r, :], correct[r]     as in linear_rows
-//     dh[r, u]   = pre[r, u] > 0 ? sum_k dz[r, k] w2[u, k] : 0       (da = dz @ w2.T, then relu')
+//     dh[r, u]   = pre[r, u] > 0 ? sum_k dz[r, k] w2[u, k] : 0       (da = dz @ w2.T, then relu':
+//                  0 at pre = 0, as PyTorch takes it)
+//
+// Blocks of MLP_THREADS threads.  Thread t < MLP_ROWS * K owns z[r0 + t / K, t % K]; the block walks
+// the hidden units in tiles of MLP_UNITS, copying relu(pre) of its rows and the rows of w2 into shared
+// memory.  Then one thread per row takes the loss and puts its dz in shared memory, and every thread
+// takes some of the block's dh, in the order of dh in memory.
 template <typename T, typename Y, int K, int LOSS>
-__global__ void mlp_rows(const Y* __restrict__ y, const int* __restrict__ perm, int start, int n, int hidden,
-                         const T* __restrict__ pre, const T* __restrict__ w2, const T* __restrict__ b2,
-                         T* __restrict__ term, int* __restrict__ correct, T* __restrict__ dz,
-                         T* __restrict__ dh)
+__global__ void __launch_bounds__(MLP_THREADS)
+mlp_rows(const Y* __restrict__ y, const int* __restrict__ perm, int start, int n, int hidden,
+         const T* __restrict__ pre, const T* __restrict__ w2, const T* __restrict__ b2, T* __restrict__ term,
+         int* __restrict__ correct, T* __restrict__ dz, T* __restrict__ dh)
 {
-    const int r = blockIdx.x * blockDim.x + threadIdx.x;
-    if (r >= n)
-        return;
-    const int row = perm[start + r];
-    const T* pr = pre + (long long)r * hidden;
-    T z[K];
-    for (int k = 0; k < K; ++k)
-        z[k] = T(0);
-    for (int u = 0; u < hidden; ++u) {
-        const T a = nm_relu(pr[u]);
-        for (int k = 0; k < K; ++k)
-            z[k] = nm_fma(a, w2[u * K + k], z[k]);
+    __shared__ T as[MLP_ROWS][MLP_UNITS];
+    __shared__ T w2s[MLP_UNITS * K];
+    __shared__ T zs[MLP_ROWS * K];
+    __shared__ T dzs[MLP_ROWS * K];
+    const int tid = threadIdx.x;
+    const int r0 = blockIdx.x * MLP_ROWS;
+    const int height = nm_min(MLP_ROWS, n - r0);
+    const int mr = tid / K, mk = tid % K;  // this thread's logit, if mr < height
+    const bool owner = mr < height;
+    const T* pr = pre + (long long)r0 * hidden;  // the block's rows of pre, one run of memory
+    T acc = T(0);
+    for (int u0 = 0; u0 < hidden; u0 += MLP_UNITS) {
+        const int units = nm_min(MLP_UNITS, hidden - u0);
+        for (int i = tid; i < height * MLP_UNITS; i += blockDim.x) {
+            const int r = i / MLP_UNITS, u = i % MLP_UNITS;
+            if (u < units)
+                as[r][u] = nm_relu(pr[(long long)r * hidden + u0 + u]);
+        }
+        for (int i = tid; i < units * K; i += blockDim.x)
+            w2s[i] = w2[(long long)u0 * K + i];
+        __syncthreads();
+        if (owner)
+            for (int u = 0; u < units; ++u)
+                acc = nm_fma(as[mr][u], w2s[u * K + mk], acc);
+        __syncthreads();
     }
-    for (int k = 0; k < K; ++k)
-        z[k] = z[k] + b2[k];
-    T* dzr = dz + (long long)r * K;
-    term[r] = row_loss<T, Y, K, LOSS>(z, y[row], T(n), dzr);
-    correct[r] = row_correct<T, Y, K>(z, y[row]);
-    T* dhr = dh + (long long)r * hidden;
-    for (int u = 0; u < hidden; ++u) {
+    if (owner)
+        zs[tid] = acc + b2[mk];
+    __syncthreads();
+    if (tid < height) {
+        const int r = r0 + tid, row = perm[start + r];
+        T z[K];
+        for (int k = 0; k < K; ++k)
+            z[k] = zs[tid * K + k];
+        term[r] = row_loss<T, Y, K, LOSS>(z, y[row], T(n), dzs + tid * K);
+        correct[r] = row_correct<T, Y, K>(z, y[row]);
+        for (int k = 0; k < K; ++k)
+            dz[(long long)r * K + k] = dzs[tid * K + k];
+    }
+    __syncthreads();
+    T* dhr = dh + (long long)r0 * hidden;
+    for (int i = tid; i < height * hidden; i += blockDim.x) {
+        const int r = i / hidden, u = i % hidden;
         T da = T(0);
         for (int k = 0; k < K; ++k)
-            da = nm_fma(dzr[k], w2[u * K + k], da);
-        dhr[u] = pr[u] > T(0) ? da : T(0);
+            da = nm_fma(dzs[r * K + k], w2[u * K + k], da);
+        dhr[i] = pr[i] > T(0) ? da : T(0);
     }
 }
 
-// Gradients and SGD steps, one thread per parameter, then the batch loss.  With H hidden units:
-//     i < d H                  w1[j, u] -= lr * sum_r x[perm[start + r], j] dh[r, u]   (i = j H + u)
-//     next H threads           b1[u]    -= lr * sum_r dh[r, u]
-//     next H K threads         w2[u, k] -= lr * sum_r relu(pre[r, u]) dz[r, k]        (u K + k)
-//     next K threads           b2[k]    -= lr * sum_r dz[r, k]
-//     the last thread          losses[batch] = (sum_r term[r]) / n
-// Every sum runs over r = 0, 1, ..., n - 1 in that order; the step is p - (g lr), as in Python.
+// The outputs of mlp_step other than w1, output i of:  b1 (H), w2 (H K), b2 (K), the loss (1).
+// Each is one thread's sum over the batch, read straight from global memory: consecutive threads
+// read consecutive addresses of dh and dz (and of pre, K threads sharing each value).
 template <typename T, int K>
-__global__ void mlp_step(const T* __restrict__ x, const int* __restrict__ perm, int start, int n, int d,
-                         int hidden, const T* __restrict__ pre, const T* __restrict__ dz,
-                         const T* __restrict__ dh, const T* __restrict__ term, T lr,
-                         T* __restrict__ w1, T* __restrict__ b1, T* __restrict__ w2, T* __restrict__ b2,
-                         T* __restrict__ losses, int batch)
+NM_DEVICE void mlp_step_rest(int i, int n, int hidden, const T* __restrict__ pre, const T* __restrict__ dz,
+                             const T* __restrict__ dh, const T* __restrict__ term, T lr, T* __restrict__ b1,
+                             T* __restrict__ w2, T* __restrict__ b2, T* __restrict__ losses, int batch)
 {
-    int i = blockIdx.x * blockDim.x + threadIdx.x;
-    if (i < d * hidden) {
-        const int j = i / hidden, u = i % hidden;
-        T g = T(0);
-        for (int r = 0; r < n; ++r)
-            g = nm_fma(x[(long long)perm[start + r] * d + j], dh[(long long)r * hidden + u], g);
-        w1[i] = w1[i] - g * lr;
-        return;
-    }
-    i -= d * hidden;
     if (i < hidden) {
         T g = T(0);
         for (int r = 0; r < n; ++r)
@@ -127,5 +171,72 @@ __global__ void mlp_step(const T* __restrict__ x, const int* __restrict__ perm, 
         for (int r = 0; r < n; ++r)
             total = total + term[r];
         losses[batch] = total / T(n);
+    }
+}
+
+// Gradients and SGD steps, one thread per parameter, then the batch loss.  With H hidden units:
+//     w1[j, u] -= lr * sum_r x[perm[start + r], j] dh[r, u]
+//     b1[u]    -= lr * sum_r dh[r, u]
+//     w2[u, k] -= lr * sum_r relu(pre[r, u]) dz[r, k]
+//     b2[k]    -= lr * sum_r dz[r, k]
+//     losses[batch] = (sum_r term[r]) / n
+// Every sum runs over r = 0, 1, ..., n - 1 in that order; the step is p - (g lr), as in Python.
+//
+// Grid: ceil(d / MLP_COLS) x ceil(H / MLP_UNITS) blocks for w1, of MLP_THREADS = MLP_COLS x
+// MLP_UNITS threads, thread t owning w1[j0 + t / MLP_UNITS, u0 + t % MLP_UNITS]; then enough blocks
+// for the H + H K + K + 1 other outputs, one thread each.  A w1 block walks the batch in tiles of
+// MLP_ROW_TILE rows, copying the tile's perm, image columns (MLP_COLS consecutive pixels of each row)
+// and dh columns (MLP_UNITS consecutive units of each row) into shared memory: each is read from
+// global memory once per block.  perm is double-buffered, fetched while the tile before is summed.
+template <typename T, int K>
+__global__ void __launch_bounds__(MLP_THREADS)
+mlp_step(const T* __restrict__ x, const int* __restrict__ perm, int start, int n, int d, int hidden,
+         const T* __restrict__ pre, const T* __restrict__ dz, const T* __restrict__ dh, const T* __restrict__ term,
+         T lr, T* __restrict__ w1, T* __restrict__ b1, T* __restrict__ w2, T* __restrict__ b2,
+         T* __restrict__ losses, int batch)
+{
+    __shared__ int rows[2][MLP_ROW_TILE];
+    __shared__ T xs[MLP_ROW_TILE][MLP_COLS + 1];  // + 1: the padding rule in common.cuh
+    __shared__ T dhs[MLP_ROW_TILE][MLP_UNITS + 1];
+    const int tid = threadIdx.x;
+    const int unit_blocks = nm_ceil_div(hidden, MLP_UNITS);
+    const int w1_blocks = nm_ceil_div(d, MLP_COLS) * unit_blocks;
+    if ((int)blockIdx.x >= w1_blocks) {
+        mlp_step_rest<T, K>((blockIdx.x - w1_blocks) * blockDim.x + tid, n, hidden, pre, dz, dh, term, lr,
+                            b1, w2, b2, losses, batch);
+        return;
+    }
+    const int j0 = (blockIdx.x / unit_blocks) * MLP_COLS, u0 = (blockIdx.x % unit_blocks) * MLP_UNITS;
+    const int width = nm_min(MLP_COLS, d - j0), units = nm_min(MLP_UNITS, hidden - u0);
+    const int mj = tid / MLP_UNITS, mu = tid % MLP_UNITS;  // this thread's parameter, if it has one
+    const bool owner = mj < width && mu < units;
+    for (int i = tid; i < nm_min(MLP_ROW_TILE, n); i += blockDim.x)
+        rows[0][i] = perm[start + i];
+    __syncthreads();
+    T g = T(0);
+    for (int r0 = 0, buf = 0; r0 < n; r0 += MLP_ROW_TILE, buf ^= 1) {
+        const int height = nm_min(MLP_ROW_TILE, n - r0);
+        for (int i = tid; i < height * MLP_COLS; i += blockDim.x) {
+            const int r = i / MLP_COLS, j = i % MLP_COLS;
+            if (j < width)
+                xs[r][j] = x[(long long)rows[buf][r] * d + j0 + j];
+        }
+        for (int i = tid; i < height * MLP_UNITS; i += blockDim.x) {
+            const int r = i / MLP_UNITS, u = i % MLP_UNITS;
+            if (u < units)
+                dhs[r][u] = dh[(long long)(r0 + r) * hidden + u0 + u];
+        }
+        __syncthreads();
+        const int next = r0 + MLP_ROW_TILE;
+        for (int i = tid; i < nm_min(MLP_ROW_TILE, n - next); i += blockDim.x)
+            rows[buf ^ 1][i] = perm[start + next + i];
+        if (owner)
+            for (int r = 0; r < height; ++r)
+                g = nm_fma(xs[r][mj], dhs[r][mu], g);
+        __syncthreads();
+    }
+    if (owner) {
+        const long long i = (long long)(j0 + mj) * hidden + u0 + mu;
+        w1[i] = w1[i] - g * lr;
     }
 }
