@@ -199,3 +199,25 @@ def test_the_reference_on_numpy_is_bitwise_the_reference_on_array_api_strict(dty
     (l1, p1), (l2, p2) = results
     assert l1 == l2
     assert same_params(p1, p2)
+
+
+def test_the_reference_switch_on_the_command_line(tmp_path, capsys):
+    """``numpy-mnist train --reference`` names the path it trains through, and both paths write the
+    same history; ``--reference --fused`` is one clear line, exit 2."""
+    import json
+
+    from numpy_mnist.cli import main
+
+    common = ["train", "--model", "simple_net", "--epochs", "2", "--train-rows", "600", "--valid-rows", "300",
+              "--backend", "numpy", "--no-plot"]
+    histories = []
+    for flags, path in (([], "NumPy epoch fast path"), (["--reference"], "reference array path")):
+        out = tmp_path / path.replace(" ", "_")
+        assert main(common + flags + ["--out", str(out)]) == 0
+        assert path in capsys.readouterr().out
+        records = json.loads((out / "history.json").read_text())["epochs"]
+        histories.append([(r["train_loss"], r["valid_loss"], r["accuracy"]) for r in records])
+    assert histories[0] == histories[1] and len(histories[0]) == 2
+    assert main(common + ["--reference", "--fused", "--out", str(tmp_path / "both")]) == 2
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1 and "--fused and --reference contradict" in err
