@@ -30,9 +30,11 @@ reference instead.
 
 What it gains
 -------------
-Measured with the bench's interleaved epoch timing on a shared 2-core CPU (float32, batch 256, the
-book's 12,396 training images): see ``numpy-mnist bench``; the epoch is ``BLAS time + everything
-else``, and this path removes most of ``everything else``.
+An epoch of the book's data (12,396 images, batch 256, float32) is the BLAS time of its matrix
+products plus everything else; this path removes most of everything else.  Measured on a shared
+2-core CPU, the reference's ``train_epoch`` and this path interleaved epoch by epoch in one process
+(median of 31 each): ``linear1`` 31 to 39 % faster, ``simple_net`` 11 to 17 % faster (its epoch is
+about 85 % matrix products, which stay the same BLAS calls).
 """
 
 from __future__ import annotations
