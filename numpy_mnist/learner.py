@@ -1,6 +1,6 @@
 """The training loop: the book's ``train_epoch``, ``validate_epoch`` and ``Learner``.
 
-Per epoch, for every batch: forward, loss, backward (all inside ``model.loss_array_and_grads``),
+Per epoch, for every batch: forward, loss, backward (all inside ``model.loss_and_grads``),
 then ``opt.step(grads)``.  Batch losses stay on the device and are read once per epoch, so a GPU
 is never stalled batch by batch; a NaN or infinite loss is still traced to its batch.
 """
@@ -62,7 +62,7 @@ def train_epoch(model, train_dl, opt, *, epoch: int = 1) -> float:
     check_each_batch = not model.backend.is_gpu
     losses, sizes = [], []
     for i, (xb, yb) in enumerate(train_dl, start=1):
-        loss, grads = model.loss_array_and_grads(xb, yb)
+        loss, grads = model.loss_and_grads(xb, yb)
         if check_each_batch and not math.isfinite(value := float(loss)):
             raise _diverged(value, epoch, i, len(train_dl), opt.lr)
         opt.step(grads)
@@ -117,7 +117,14 @@ class Learner:
     the one it saved, or None when unknown).  If a loss diverges, or Ctrl-C arrives
     mid-epoch, the parameters are put back to the end of the last finished epoch before the
     :class:`DivergenceError` or :class:`KeyboardInterrupt` propagates.
+
+    This is the reference: every batch through ``model.loss_and_grads`` and ``opt.step``.  A fast
+    path subclasses it, overriding :meth:`_train_epoch` (and perhaps :meth:`_validate`), and is
+    chosen in one place, :func:`numpy_mnist.fused.make_learner`.
     """
+
+    #: What trains the epochs, in words (``numpy-mnist train`` prints it).
+    path = "reference array path"
 
     def __init__(self, model, train_dl, valid_dl, lr: float = 0.1, opt: SGD | None = None,
                  history: list[EpochRecord] | None = None, start: StartRecord | None = None) -> None:

@@ -28,11 +28,8 @@ __all__ = [
     "mnist_loss_backward",
     "binary_cross_entropy",
     "binary_cross_entropy_backward",
-    "mnist_loss_value_and_grad",
-    "binary_cross_entropy_value_and_grad",
     "softmax_cross_entropy",
     "softmax_cross_entropy_backward",
-    "softmax_cross_entropy_value_and_grad",
     "check_class_labels",
 ]
 
@@ -40,29 +37,33 @@ __all__ = [
 def mnist_loss(logits, targets):
     """The book's loss: ``where(targets == 1, 1 - p, p).mean()`` with ``p = sigmoid(logits)``.
 
-    For a 3 (target 1) the loss is how far ``p`` is below 1; for a 7 (target 0), how far above 0.
-    Since ``1 - sigma(z) = sigma(-z)``, with the sign ``s = 1 - 2 t`` (-1 for a 3, +1 for a 7)::
+    For a 3 (target 1) the loss is how far ``p`` is below 1; for a 7 (target 0), how far above 0::
 
-        loss = (1 / M) sum sigma(s * z)          M = number of elements of ``logits``
+        loss = (1 / M) sum_i [sigma(-z_i) if t_i == 1 else sigma(z_i)]     M = number of logits
 
-    which computes ``1 - p`` as ``sigma(-z)`` and so keeps every digit where ``p`` is close to 1.
-    Shapes: ``logits`` and ``targets`` both (N, 1) (or any one shape, the same for both).
+    ``1 - sigma(z)`` is computed as ``sigma(-z)`` (the same number, ``1 - 1 / (1 + e^-z) =
+    e^-z / (1 + e^-z)``), which keeps every digit where ``p`` rounds to 1: the logit of a 3 changes
+    sign, then one sigmoid serves both cases.  Shapes: ``logits`` and ``targets`` both (N, 1) (or
+    any one shape, the same for both).
     """
     check_same_shape(logits, targets)
     xp = array_namespace(logits)
-    return xp.mean(sigmoid((1 - 2 * targets) * logits))
+    return xp.mean(sigmoid(xp.where(targets == 1, -logits, logits)))
 
 
 def mnist_loss_backward(logits, targets):
-    """``d mnist_loss / d z = s * sigma'(z) / M`` with ``s = 1 - 2 t`` and ``sigma' = sigma (1 - sigma)``.
+    """``d mnist_loss / d z_i = -sigma'(z_i) / M`` where ``t_i == 1``, else ``+sigma'(z_i) / M``.
 
-    From ``loss = (1/M) sum sigma(s z)`` and the chain rule, ``d sigma(s z) / dz = s sigma'(s z)``,
-    and ``sigma'`` is even (``sigma'(-z) = sigma'(z)``).  So a 3 is pushed up and a 7 pushed down,
-    each by the slope of the sigmoid at its logit: nearly nothing once a prediction is confident.
+    By the chain rule ``d sigma(-z) / dz = -sigma'(-z)``, and ``sigma'`` is even
+    (``sigma'(-z) = sigma(-z) sigma(z) = sigma'(z)``), so both branches need only
+    ``sigma'(z) = sigma(z) (1 - sigma(z))``.  A 3 is pushed up and a 7 pushed down, each by the
+    slope of the sigmoid at its logit: nearly nothing once a prediction is confident.  This is the
+    exact derivative of :func:`mnist_loss` for any targets (a target other than 1 counts as a 7).
     """
     check_same_shape(logits, targets)
-    m = _size(logits)
-    return (1 - 2 * targets) * sigmoid_derivative(logits) / m
+    xp = array_namespace(logits)
+    slope = sigmoid_derivative(logits)
+    return xp.where(targets == 1, -slope, slope) / _size(logits)
 
 
 def binary_cross_entropy(logits, targets):
@@ -87,50 +88,6 @@ def binary_cross_entropy_backward(logits, targets):
     return (sigmoid(logits) - targets) / _size(logits)
 
 
-def mnist_loss_value_and_grad(logits, targets):
-    """:func:`mnist_loss` and :func:`mnist_loss_backward` in one pass: ``(loss, d loss / d logits)``.
-
-    Both need the same pieces.  With ``s = 1 - 2 t``, ``u = s z``, ``e = exp(-|u|)`` and
-    ``r = 1 / (1 + e)``::
-
-        sigma(u)  = r if u >= 0 else e r          (the stable sigmoid, as in :func:`sigmoid`)
-        loss      = (1 / M) sum sigma(u)
-        d loss/dz = s sigma'(u) / M,   sigma'(u) = e r r   (as in :func:`sigmoid_derivative`)
-
-    so one exponential per element serves the value and the gradient, and ``s`` is formed once.
-    For targets 0 and 1, ``s = +-1`` and ``|u| = |z|`` exactly: every element is then bitwise the
-    one the two separate functions give (the same operations in the same order), and the mean,
-    taken as ``sum / M``, rounds exactly as ``mean`` does (one correctly rounded division of the
-    same sum).  (For other targets this gradient is ``s sigma'(s z) / M``, the exact derivative of
-    the forward; :func:`mnist_loss_backward` uses ``sigma'(z)``, which agrees only for 0 and 1.)
-    """
-    check_same_shape(logits, targets)
-    xp = array_namespace(logits)
-    m = _size(logits)
-    s = 1 - 2 * targets
-    u = s * logits
-    e = xp.exp(-xp.abs(u))
-    r = 1 / (1 + e)
-    er = e * r
-    loss = xp.sum(xp.where(u >= 0, r, er)) / m
-    return loss, s * (er * r) / m
-
-
-def binary_cross_entropy_value_and_grad(logits, targets):
-    """:func:`binary_cross_entropy` and its backward in one pass, sharing ``e = exp(-|z|)``.
-
-    ``loss = (1/M) sum [max(z, 0) + log1p(e) - t z]`` and ``d loss / d z = (sigma(z) - t) / M`` with
-    ``sigma(z) = r`` or ``e r`` (``r = 1 / (1 + e)``) by the sign of ``z``: bitwise the values of
-    the two separate functions, with one exponential per element instead of two.
-    """
-    check_same_shape(logits, targets)
-    xp = array_namespace(logits)
-    m = _size(logits)
-    e = xp.exp(-xp.abs(logits))
-    softplus = xp.maximum(logits, xp.zeros_like(logits)) + xp.log1p(e)
-    loss = xp.sum(softplus - targets * logits) / m
-    r = 1 / (1 + e)
-    return loss, (xp.where(logits >= 0, r, e * r) - targets) / m
 
 
 def softmax_cross_entropy(logits, labels):
@@ -176,25 +133,6 @@ def softmax_cross_entropy_backward(logits, labels):
     onehot = xp.astype(_onehot_mask(logits, labels), logits.dtype)
     return (softmax(logits) - onehot) / logits.shape[0]
 
-
-def softmax_cross_entropy_value_and_grad(logits, labels):
-    """:func:`softmax_cross_entropy` and its backward in one pass, sharing the exponentials.
-
-    With ``s = z - max_k z_k`` (row-wise), ``e = exp(s)`` and ``S = sum_k e_k``::
-
-        log p = s - log S              loss      = -(1/N) sum_n log p_{n, y_n}
-        p     = e / S                  d loss/dz = (p - onehot(y)) / N
-
-    one ``exp`` per element serves both, where the separate functions take two.
-    """
-    check_class_labels(logits, labels)
-    xp = array_namespace(logits)
-    hit = _onehot_mask(logits, labels)
-    shifted = logits - xp.max(logits, axis=-1, keepdims=True)
-    e = xp.exp(shifted)
-    total = xp.sum(e, axis=-1, keepdims=True)
-    loss = _mean_picked_nll(shifted - xp.log(total), hit)
-    return loss, (e / total - xp.astype(hit, logits.dtype)) / logits.shape[0]
 
 
 def check_class_labels(logits, labels) -> None:
@@ -246,24 +184,14 @@ class Loss:
     name: str
     forward: Callable
     backward: Callable
-    #: Optional ``(logits, targets) -> (loss, dlogits)`` computing both in one pass (shared work).
-    fused: Callable | None = None
     #: True for integer class labels (N,) against logits (N, K); False for one logit per image.
     multiclass: bool = False
 
-    def value_and_grad(self, logits, targets):
-        """``(forward(logits, targets), backward(logits, targets))``, in one pass where the loss has one."""
-        if self.fused is not None:
-            return self.fused(logits, targets)
-        return self.forward(logits, targets), self.backward(logits, targets)
-
 
 LOSSES: dict[str, Loss] = {
-    "mnist_loss": Loss("mnist_loss", mnist_loss, mnist_loss_backward, fused=mnist_loss_value_and_grad),
-    "bce": Loss("bce", binary_cross_entropy, binary_cross_entropy_backward,
-                fused=binary_cross_entropy_value_and_grad),
-    "cross_entropy": Loss("cross_entropy", softmax_cross_entropy, softmax_cross_entropy_backward,
-                          fused=softmax_cross_entropy_value_and_grad, multiclass=True),
+    "mnist_loss": Loss("mnist_loss", mnist_loss, mnist_loss_backward),
+    "bce": Loss("bce", binary_cross_entropy, binary_cross_entropy_backward),
+    "cross_entropy": Loss("cross_entropy", softmax_cross_entropy, softmax_cross_entropy_backward, multiclass=True),
 }
 
 

@@ -4,7 +4,9 @@ Every model has
 
 * ``params``: a dict of backend arrays (the only state; :class:`~numpy_mnist.optim.SGD` changes it),
 * ``forward(x) -> logits`` of shape (N, outputs),
-* ``loss_and_grads(x, y) -> (loss: float, grads: dict keyed exactly like params)``.
+* ``loss_and_grads(x, y) -> (loss, grads)``: the mean loss (a 0-d array) and a dict of gradients
+  keyed exactly like ``params``, every derivative by hand (:mod:`numpy_mnist.layers`,
+  :mod:`numpy_mnist.losses`).
 
 Initial values are drawn on the host with ``numpy.random.default_rng(seed)`` in float64 and then
 cast and moved to the backend, so a seed gives the same model on every backend.
@@ -17,9 +19,8 @@ import math
 import numpy as np
 
 from backends import Backend, get_backend
-from numpy_mnist import layers
 from numpy_mnist.checks import check_2d, check_on_backend, check_targets
-from numpy_mnist.layers import linear, relu, relu_backward
+from numpy_mnist.layers import linear, linear_backward, relu, relu_backward
 from numpy_mnist.losses import Loss, get_loss
 
 __all__ = ["Model", "LinearModel", "MLP", "MODEL_KINDS", "linear1", "simple_net", "linear10", "mlp10",
@@ -54,46 +55,26 @@ class Model:
         return self._forward(x)[0]
 
     def loss_and_grads(self, x, y):
-        """The mean loss on ``(x, y)`` as a Python float, and its gradient for every parameter.
+        """Forward, loss, backward: ``(loss, grads)`` for the batch ``(x, y)``.
 
-        Checks the batch first (shapes, dtypes, backend, target values) and refuses a bad one
-        with :class:`~numpy_mnist.errors.InputError`.
+        ``loss`` is the mean loss as a 0-d array of the backend (``float(loss)`` reads it; it is
+        left on the device so that a GPU is not made to wait), ``grads`` a dict keyed exactly like
+        ``params``.  The batch's shapes, dtypes and backend are checked (an
+        :class:`~numpy_mnist.errors.InputError` for a bad one); its values are not, since reading
+        them would make a GPU wait on every batch: the :class:`~numpy_mnist.learner.Learner`
+        checks its data's values once, when it is built.
         """
         self.check_images(x)
-        check_targets(y, self.outputs, n=x.shape[0])
-        loss, grads = self.loss_array_and_grads(x, y)
-        return float(loss), grads
+        check_targets(y, self.outputs, n=x.shape[0], values=False)
+        logits, cache = self._forward(x)
+        loss = self.loss.forward(logits, y)
+        dlogits = self.loss.backward(logits, y)
+        return loss, self._backward(dlogits, cache)
 
     def check_images(self, x, name: str = "x") -> None:
         """Refuse images that are not (N, inputs) arrays of this model's backend and dtype."""
         check_on_backend(x, self.backend, name=name)
         check_2d(x, name=name, width=self.inputs)
-
-    def loss_array_and_grads(self, x, y):
-        """As :meth:`loss_and_grads`, unchecked, with the loss left on the device (no sync).
-
-        The training loop's hot path: its data were checked once, when the Learner was built.
-        """
-        logits, cache = self._forward(x)
-        loss, dlogits = self._loss_value_and_grad()(logits, y)
-        return loss, self._backward(dlogits, cache)
-
-    def _loss_value_and_grad(self):
-        """The loss's one-pass ``(value, dlogits)``: a fused CUDA kernel on CuPy, where one exists.
-
-        Chosen once per loss object (``self.loss`` may be replaced) by :func:`value_and_grad_for`.
-        """
-        chosen = self.__dict__.get("_value_and_grad")
-        if chosen is None or chosen[0] is not self.loss:
-            chosen = self._value_and_grad = (self.loss, value_and_grad_for(self.backend, self.loss))
-        return chosen[1]
-
-    def _layers(self):
-        """The module of ``linear_backward`` for this model's backend (see :func:`layer_ops_for`), chosen once."""
-        ops = self.__dict__.get("_layer_ops")
-        if ops is None:
-            ops = self._layer_ops = layer_ops_for(self.backend)
-        return ops
 
     def config(self) -> dict:
         """What rebuilds this model's shape: kind, sizes and loss name."""
@@ -123,7 +104,7 @@ class LinearModel(Model):
         return linear(x, p["weights"], p["bias"]), x
 
     def _backward(self, dlogits, x):
-        _, dw, db = self._layers().linear_backward(dlogits, x, self.params["weights"], need_dx=False)
+        _, dw, db = linear_backward(dlogits, x, self.params["weights"], need_dx=False)
         return {"weights": dw, "bias": db}
 
 
@@ -156,44 +137,10 @@ class MLP(Model):
 
     def _backward(self, dlogits, cache):
         x, h, a = cache
-        p, L = self.params, self._layers()
-        da, dw2, db2 = L.linear_backward(dlogits, a, p["w2"])
-        _, dw1, db1 = L.linear_backward(relu_backward(da, h), x, p["w1"], need_dx=False)
+        p = self.params
+        da, dw2, db2 = linear_backward(dlogits, a, p["w2"])
+        _, dw1, db1 = linear_backward(relu_backward(da, h), x, p["w1"], need_dx=False)
         return {"w1": dw1, "b1": db1, "w2": dw2, "b2": db2}
-
-
-def value_and_grad_for(backend: Backend, loss: Loss):
-    """``(logits, targets) -> (loss, dlogits)`` for ``loss`` on ``backend``.
-
-    On CuPy, :mod:`numpy_mnist.cuda_kernels` (imported only then) may supply one elementwise kernel
-    for the whole sigmoid-loss-gradient chain; on NumPy, :mod:`numpy_mnist.numpy_kernels` the same
-    steps with less per-call overhead; both bitwise equal to the composed path.  Everywhere else,
-    and for losses without a fast path, it is :meth:`Loss.value_and_grad`, written in the Array API.
-    """
-    fused = None
-    if backend.name == "cupy":
-        from numpy_mnist import cuda_kernels
-
-        fused = cuda_kernels.fused_value_and_grad(loss)
-    elif backend.name == "numpy":
-        from numpy_mnist import numpy_kernels
-
-        fused = numpy_kernels.fused_value_and_grad(loss)
-    return fused if fused is not None else loss.value_and_grad
-
-
-def layer_ops_for(backend: Backend):
-    """The module whose ``linear_backward`` a model uses (its most frequent reduction).
-
-    :mod:`numpy_mnist.layers` (the Array-API function, with the math in its docstring) on every
-    backend but NumPy, where :mod:`numpy_mnist.numpy_kernels` does the same operations through
-    NumPy's cheaper entry points, bitwise the same results.
-    """
-    if backend.name == "numpy":
-        from numpy_mnist import numpy_kernels
-
-        return numpy_kernels
-    return layers
 
 
 def _uniform_linear_init(rng: np.random.Generator, fan_in: int, fan_out: int):

@@ -1,11 +1,18 @@
-"""Hypothesis strategies shared by the gradient tests: shapes, values, targets, settings."""
+"""Hypothesis strategies shared by the gradient tests: shapes, values, targets, settings.
+
+And :data:`needs_torch`, the mark of a test whose oracle is PyTorch (:mod:`numpy_mnist.torch_twin`):
+skipped where PyTorch is not installed, while the finite-difference checks beside it still run.
+"""
 
 from __future__ import annotations
 
 import numpy as np
+import pytest
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
+
+from numpy_mnist import torch_twin
 
 #: For property tests that take the ``backend``/``backend32`` fixtures.  Hypothesis warns that a
 #: function-scoped fixture is not reset between examples; these fixtures hand out a stateless
@@ -13,6 +20,12 @@ from hypothesis.extra import numpy as hnp
 with_backend = settings(
     suppress_health_check=[HealthCheck.function_scoped_fixture, *settings.default.suppress_health_check],
 )
+
+needs_torch = pytest.mark.skipif(not torch_twin.available(), reason="PyTorch (a test dependency) is not installed")
+if torch_twin.available():
+    import torch
+
+    torch.set_num_threads(1)  # the oracles are small problems: one thread beats two spin-waiting
 
 batch_sizes = st.integers(1, 8)
 widths = st.integers(1, 6)

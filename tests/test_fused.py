@@ -49,6 +49,7 @@ from numpy_mnist.fused.trainer import GEOMETRY, FusedTrainer, why_not_kernels
 from numpy_mnist.learner import Learner, train_epoch, validate_epoch
 from numpy_mnist.losses import get_loss
 from numpy_mnist.models import MLP, linear1, linear10, mlp10, simple_net
+from numpy_mnist.numpy_epoch import NumpyEpochLearner
 from numpy_mnist.optim import SGD
 
 U32, F64_RTOL = 2.0 ** -24, 1e-12
@@ -524,9 +525,10 @@ def test_make_learner_picks_the_path():
     backend = get_backend("numpy")
     x, y = np.zeros((8, 784), np.float32), np.zeros((8, 1), np.float32)
     dl = DataLoader(x, y, 4, backend=backend)
-    for fused in (None, False):
+    for fused in (None, False):  # on NumPy the CPU's fast path; --reference turns it off too
         learner = make_learner(linear1(backend=backend), dl, dl, lr=0.1, fused=fused)
-        assert type(learner) is Learner
+        assert type(learner) is NumpyEpochLearner
+    assert type(make_learner(linear1(backend=backend), dl, dl, lr=0.1, reference=True)) is Learner
     with pytest.raises(InputError, match="--fused: the fused CUDA graph needs the cupy backend"):
         make_learner(linear1(backend=backend), dl, dl, lr=0.1, fused=True)
 

@@ -6,7 +6,7 @@ Oracles and tolerances (issue 4):
   function is smooth: sigmoid within |x| <= 5 (beyond, ``1 - sigma`` is too small for a difference
   to resolve), ReLU at least 1e-3 away from its kink;
 * PyTorch autograd in float64, ``|ours - torch| <= 1e-10 max(|ours|, |torch|) + floor`` (the
-  rounding floor of :mod:`torch_reference`), over the full range: sigmoid out to |x| = 1e3, ReLU
+  rounding floor of :mod:`numpy_mnist.torch_twin`), over the full range: sigmoid out to |x| = 1e3, ReLU
   exactly at 0;
 * float32 against float64 on the same (float32-rounded) inputs, 1e-5 relative plus the float32
   rounding floor.
@@ -21,7 +21,6 @@ import numpy as np
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
-from torch_reference import TINY32, TINY64, assert_agree, gamma32, linear_oracle, relu_oracle, sigmoid_oracle
 
 from numpy_mnist.gradcheck import DEFAULT_RTOL, TORCH_RTOL, check_gradient
 from numpy_mnist.layers import (
@@ -33,6 +32,7 @@ from numpy_mnist.layers import (
     sigmoid_backward,
     sigmoid_derivative,
 )
+from numpy_mnist.torch_twin import TINY32, TINY64, assert_agree, gamma32, linear_oracle, relu_oracle, sigmoid_oracle
 
 F32_RTOL = 1e-5
 
@@ -85,6 +85,7 @@ def test_linear_backward_matches_finite_differences(backend, case):
         assert report.rtol == DEFAULT_RTOL and report.ok, str(report)
 
 
+@gs.needs_torch
 @gs.with_backend
 @given(case=linear_case(-10.0, 10.0))
 def test_linear_forward_and_backward_match_torch(backend, case):
@@ -97,6 +98,7 @@ def test_linear_forward_and_backward_match_torch(backend, case):
         assert_agree(name, backend.to_host(ours), ref, floor)
 
 
+@gs.needs_torch
 def test_linear_backward_can_skip_dx(backend):
     rng = np.random.default_rng(0)
     x, w, dout = rng.standard_normal((3, 4)), rng.standard_normal((4, 2)), rng.standard_normal((3, 2))
@@ -126,6 +128,7 @@ saturating = st.one_of(gs.floats(-1e3, 1e3), st.sampled_from([-1e3, 1e3, -745.0,
                                                                 0.0, -0.0]))
 
 
+@gs.needs_torch
 @gs.with_backend
 @given(case=elementwise_case(saturating))
 def test_sigmoid_matches_torch_out_to_saturation(backend, case):
@@ -158,6 +161,7 @@ def test_sigmoid_derivative_keeps_every_digit_where_y_times_1_minus_y_loses_them
     assert x < 20 or abs(naive - exact) > 1e-4 * exact  # the textbook form, for contrast
 
 
+@gs.needs_torch
 @pytest.mark.parametrize("x", [-1e3, -745.0, -104.0, -88.8, -30.0, 16.7, 30.0, 88.8, 1e3])
 def test_sigmoid_saturated_float32_no_warning_no_nan(backend32, x):
     xb = backend32.asarray(np.array([x, -x], dtype=np.float32))
@@ -185,6 +189,7 @@ def test_relu_backward_matches_finite_differences_away_from_the_kink(backend, ca
 with_ties = st.one_of(gs.floats(-10.0, 10.0), st.sampled_from([0.0, -0.0]))
 
 
+@gs.needs_torch
 @gs.with_backend
 @given(case=elementwise_case(with_ties))
 def test_relu_matches_torch_including_exactly_zero(backend, case):
@@ -198,6 +203,7 @@ def test_relu_matches_torch_including_exactly_zero(backend, case):
     assert np.all(dx[x == 0] == 0)
 
 
+@gs.needs_torch
 def test_relu_gradient_at_zero_is_zero_like_torch(backend):
     x, dout = np.array([[-0.0, 0.0, 1.0, -1.0]]), np.array([[5.0, -5.0, 5.0, 5.0]])
     dx = backend.to_host(relu_backward(*on(backend, dout, x)))
@@ -207,6 +213,7 @@ def test_relu_gradient_at_zero_is_zero_like_torch(backend):
 
 # -- float32, and no writing into inputs ------------------------------------------------------------
 
+@gs.needs_torch
 @gs.with_backend
 @given(case=linear_case(), sig=elementwise_case(gs.floats(-30.0, 30.0, width=32)))
 def test_float32_layers_match_float64_on_the_same_inputs(backend32, case, sig):

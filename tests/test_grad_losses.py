@@ -2,7 +2,7 @@
 
 * Finite differences in float64 (relative error <= 1e-6) on logits |z| <= 4, where the loss is
   smooth and its slope large enough for a difference to resolve, over batches of 1 to 8 images.
-* PyTorch autograd in float64 (1e-10 relative plus the rounding floor of :mod:`torch_reference`)
+* PyTorch autograd in float64 (1e-10 relative plus the rounding floor of :mod:`numpy_mnist.torch_twin`)
   on logits out to |z| = 1e3 (saturated: no warning, no NaN).  The PyTorch ``mnist_loss`` writes
   ``1 - sigma(z)`` as ``sigma(-z)``, the same mathematics as ours; a separate test shows that it
   equals the book's own ``where(t == 1, 1 - sigmoid(z), sigmoid(z)).mean()`` at moderate logits.
@@ -16,11 +16,13 @@ import numpy as np
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
-from torch_reference import TINY32, assert_agree, book_mnist_loss, gamma32, loss_oracle, tensor, torch, torch_sigmoid
 
+from numpy_mnist import torch_twin
 from numpy_mnist.errors import InputError
-from numpy_mnist.gradcheck import DEFAULT_RTOL, TORCH_LOSSES, check_gradient, loss_magnitude
+from numpy_mnist.gradcheck import DEFAULT_RTOL, check_gradient
 from numpy_mnist.losses import get_loss
+from numpy_mnist.model_check import loss_magnitude
+from numpy_mnist.torch_twin import TINY32, assert_agree, gamma32, loss_oracle, tensor
 
 F32_RTOL = 1e-5
 
@@ -47,6 +49,7 @@ def test_loss_backward_matches_finite_differences(backend, name, case):
     assert report.rtol == DEFAULT_RTOL and report.ok, str(report)
 
 
+@gs.needs_torch
 @gs.with_backend
 @given(name=gs.losses, case=loss_case(-1e3, 1e3, extremes=(-1e3, 1e3, -745.0, 745.0, -40.0, 40.0, 0.0)))
 def test_loss_and_backward_match_torch_out_to_saturation(backend, name, case):
@@ -58,40 +61,58 @@ def test_loss_and_backward_match_torch_out_to_saturation(backend, name, case):
     ref_value, ref_dz, value_floor, dz_floor = loss_oracle(name, z, t)
     assert_agree(name, value, ref_value, value_floor)
     assert_agree(f"d {name}", dz, ref_dz, dz_floor)
-    # the one-pass version the training loop calls
-    fused_value, fused_dz = loss.value_and_grad(zb, tb)
-    assert_agree(f"{name} (value_and_grad)", float(fused_value), ref_value, value_floor)
-    assert_agree(f"d {name} (value_and_grad)", backend.to_host(fused_dz), ref_dz, dz_floor)
 
 
+@gs.with_backend
+@given(case=loss_case(-4.0, 4.0), t=st.sampled_from([-1.0, 0.25, 0.5, 2.0]))
+def test_mnist_loss_backward_is_the_derivative_of_its_forward_for_any_targets(backend, case, t):
+    """The pair is one function for every input it accepts: a target other than 1 counts as a 7."""
+    z, targets = case
+    targets = np.where(targets == 1, 1.0, t)
+    loss = get_loss("mnist_loss")
+    zb, tb = backend.asarray(z), backend.asarray(targets)
+    report = check_gradient(lambda z_: loss.forward(z_, tb), zb, loss.backward(zb, tb), backend=backend)
+    assert report.ok, str(report)
+
+
+def book_mnist_loss(z, t):
+    """The book's own form: ``torch.where(t == 1, 1 - torch.sigmoid(z), torch.sigmoid(z)).mean()``."""
+    import torch
+
+    p = torch.sigmoid(z)
+    return torch.where(t == 1, 1 - p, p).mean()
+
+
+@gs.needs_torch
 @given(case=loss_case(-8.0, 8.0))
-def test_torch_reference_mnist_loss_equals_the_books_form_at_moderate_logits(case):
-    """Our PyTorch oracle writes 1 - sigma(z) as sigma(-z); the book writes 1 - sigmoid(z).
+def test_torch_twin_mnist_loss_equals_the_books_form_at_moderate_logits(case):
+    """Our PyTorch twin writes 1 - sigma(z) as sigma(-z); the book writes 1 - sigmoid(z).
 
     At |z| <= 8 the book's form loses at most a few digits of 1e-16 / sigma(-8), so the two agree to
     1e-10, values and gradients: the oracle is the book's loss.
     """
     z, t = case
     values, grads = [], []
-    for fn in (TORCH_LOSSES["mnist_loss"], book_mnist_loss):
-        zt = tensor(z, requires_grad=True)
-        value = fn(zt, tensor(t))
-        grads.append(torch.autograd.grad(value, [zt])[0].numpy())
-        values.append(float(value.detach()))
+    for fn in (torch_twin.mnist_loss, book_mnist_loss):
+        value, (grad,) = torch_twin.vjp(lambda a, fn=fn: fn(a, tensor(t)), [z], np.ones(()))
+        values.append(float(value))
+        grads.append(grad)
     assert_agree("mnist_loss", values[0], values[1])
     assert_agree("d mnist_loss", grads[0], grads[1])
 
 
+@gs.needs_torch
 def test_books_form_loses_digits_where_ours_does_not():
     """At z = 30 the book's ``1 - sigmoid(z)`` keeps about 3 digits; ``sigma(-z)`` keeps them all."""
     z, t = np.array([[30.0]]), np.array([[1.0]])
-    exact = float(torch_sigmoid(tensor(-z)))
+    exact = float(torch_twin.sigmoid(tensor(-z)))
     ours = float(get_loss("mnist_loss").forward(z, t))
     assert_agree("mnist_loss", ours, exact, rtol=1e-14)  # a few ulps
     book = float(book_mnist_loss(tensor(z), tensor(t)))
     assert abs(book - exact) > 1e-4 * exact
 
 
+@gs.needs_torch
 @pytest.mark.parametrize("name", ["mnist_loss", "bce"])
 @pytest.mark.parametrize("kind", ["all threes", "all sevens", "mixed"])
 @pytest.mark.parametrize("n", [1, 5])
@@ -117,6 +138,7 @@ def test_batch_of_one_and_one_sided_targets(backend, name, kind, n):
         assert np.all(signs > 0)
 
 
+@gs.needs_torch
 @gs.with_backend
 @given(name=gs.losses, case=loss_case(-30.0, 30.0))
 def test_float32_losses_match_float64_on_the_same_inputs(backend32, name, case):

@@ -3,12 +3,13 @@
 * Generated models (any input width, hidden width and batch size from 1) and the book's own
   ``linear1`` and ``simple_net`` (hidden 1, 2, 30) on real images, with ``mnist_loss`` and ``bce``;
   generated softmax models (2 to 4 classes, with or without a hidden layer) with ``cross_entropy``.
-* Finite differences: :func:`~numpy_mnist.gradcheck.check_model_gradients` (float64, relative
+* Finite differences: :func:`~numpy_mnist.model_check.check_model_gradients` (float64, relative
   error <= 1e-6; full gradient for small parameters, directions plus sampled entries for 784-wide
   ones).  Rows with a ReLU pre-activation within reach of the kink are left out: a difference that
   straddles it measures nothing.  The tie itself is compared with PyTorch (gradient 0).
-* PyTorch: :func:`~numpy_mnist.gradcheck.compare_model_with_torch` at 1e-10 relative plus the
-  rounding floor (twice Higham's bound on the sums).
+* PyTorch: :func:`~numpy_mnist.torch_twin.compare_model` at 1e-10 relative plus the rounding
+  floor (twice Higham's bound on the sums).  Each property runs once per oracle, so that the
+  finite differences still run where PyTorch is not installed.
 * Parity: one seed gives the same loss and gradients on every available backend.
 """
 
@@ -19,22 +20,16 @@ import numpy as np
 import pytest
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
-from torch_reference import TINY32, assert_agree, gamma32
 
 from backends import available_backends
-from numpy_mnist.gradcheck import (
-    DEFAULT_RTOL,
-    TORCH_RTOL,
-    check_model,
-    check_model_gradients,
-    compare_model_with_torch,
-    gamma,
-    kink_margin,
-    loss_magnitude,
-    rows_near_relu_kink,
-    torch_loss_and_grads,
-)
+from numpy_mnist import torch_twin
+from numpy_mnist.gradcheck import TORCH_RTOL
+from numpy_mnist.model_check import check_model_gradients, kink_margin, loss_magnitude, rows_near_relu_kink
 from numpy_mnist.models import MLP, LinearModel, linear1, simple_net
+from numpy_mnist.torch_twin import TINY32, assert_agree, gamma, gamma32
+
+#: Each gradient property is proven against both oracles, one per parametrization.
+ORACLES = pytest.mark.parametrize("oracle", ["finite differences", pytest.param("pytorch", marks=gs.needs_torch)])
 
 F32_RTOL = 1e-4
 
@@ -62,38 +57,43 @@ def away_from_kinks(model, x, y, margin=None):
     return x[~near], y[~near]
 
 
-def assert_model_gradients_proven(model, x, y):
-    _, fd = check_model_gradients(model, x, y)
-    _, pt = compare_model_with_torch(model, x, y, rtol=TORCH_RTOL)
-    assert fd.keys() == pt.keys() == model.params.keys()
-    for report in [*fd.values(), *pt.values()]:
-        assert report.rtol in (DEFAULT_RTOL, TORCH_RTOL) and report.ok, str(report)
+def assert_model_gradients_proven(model, x, y, oracle):
+    if oracle == "pytorch":
+        _, reports = torch_twin.compare_model(model, x, y, rtol=TORCH_RTOL)
+    else:
+        _, reports = check_model_gradients(model, x, y)
+    assert reports.keys() == model.params.keys()
+    for report in reports.values():
+        assert report.ok, str(report)
 
 
+@ORACLES
 @gs.with_backend
 @given(case=linear_model_case())
-def test_linear_model_gradients(backend, case):
+def test_linear_model_gradients(backend, oracle, case):
     params, x, y, loss = case
-    assert_model_gradients_proven(LinearModel(params, backend, loss), x, y)
+    assert_model_gradients_proven(LinearModel(params, backend, loss), x, y, oracle)
 
 
+@ORACLES
 @gs.with_backend
 @given(case=mlp_case())
-def test_mlp_gradients(backend, case):
+def test_mlp_gradients(backend, oracle, case):
     params, x, y, loss = case
     model = MLP(params, backend, loss)
     x, y = away_from_kinks(model, x, y)
     assume(len(x) > 0)
-    assert_model_gradients_proven(model, x, y)
+    assert_model_gradients_proven(model, x, y, oracle)
 
 
-def test_saturated_logit_made_of_large_terms(backend):
+@ORACLES
+def test_saturated_logit_made_of_large_terms(backend, oracle):
     """Found by hypothesis: z = 4e-6 - 5 * 4 rounds like the sum of terms of size 4, an absolute
     error that a saturated sigma(z) ~ 2e-9 turns into a relative one; the gradient of w1[0, 0]
     (scaled by w2[0] = 1e-6) is a million times smaller than the others.  The finite differences'
     noise floor must count the logits' rounding, not only the loss's (see check_model_gradients)."""
     params = {"w1": np.ones((3, 6)), "b1": np.ones(6), "w2": np.array([[1e-6], *[[-1.0]] * 5]), "b2": np.zeros(1)}
-    assert_model_gradients_proven(MLP(params, backend, "mnist_loss"), np.ones((1, 3)), np.zeros((1, 1)))
+    assert_model_gradients_proven(MLP(params, backend, "mnist_loss"), np.ones((1, 3)), np.zeros((1, 1)), oracle)
 
 
 @st.composite
@@ -110,14 +110,15 @@ def multiclass_case(draw):
     return params, draw(gs.arrays((n, d), 0.0, 1.0)), labels
 
 
+@ORACLES
 @gs.with_backend
 @given(case=multiclass_case())
-def test_multiclass_model_gradients(backend, case):
+def test_multiclass_model_gradients(backend, oracle, case):
     params, x, labels = case
     model = (MLP if "w1" in params else LinearModel)(params, backend, "cross_entropy")
     x, labels = away_from_kinks(model, x, labels)
     assume(len(x) > 0)
-    assert_model_gradients_proven(model, x, labels)
+    assert_model_gradients_proven(model, x, labels, oracle)
 
 
 # -- the book's models on real images ---------------------------------------------------------------
@@ -140,17 +141,16 @@ BOOK_MODELS = {
 }
 
 
+@ORACLES
 @pytest.mark.parametrize("make", BOOK_MODELS.values(), ids=BOOK_MODELS.keys())
 @settings(gs.with_backend, max_examples=max(2, settings.default.max_examples // 8))  # each ~0.1 s
 @given(seed=st.integers(0, 2**32 - 1), start=st.integers(0, 399), n=st.integers(1, 64), loss=gs.losses)
-def test_book_models_on_real_images(backend, images, make, seed, start, n, loss):
+def test_book_models_on_real_images(backend, images, oracle, make, seed, start, n, loss):
     x, y = (a[start:start + n] for a in images)
     model = make(seed, backend, loss)
     x, y = away_from_kinks(model, x, y)
     assume(len(x) > 0)
-    check = check_model(model, x, y)
-    assert check.pytorch is not None and check.ok, "\n".join(map(str, check.failures))
-    assert {r.method for r in check.finite_differences.values()} <= {"full", "directional"}
+    assert_model_gradients_proven(model, x, y, oracle)
 
 
 def test_784_wide_weights_use_directions_and_still_see_each_entry(images):
@@ -163,6 +163,7 @@ def test_784_wide_weights_use_directions_and_still_see_each_entry(images):
 
 # -- ReLU exactly at 0, compared with PyTorch -------------------------------------------------------
 
+@gs.needs_torch
 def test_relu_tie_in_simple_net_follows_torch(backend):
     """Row 0 puts two hidden units exactly on the kink (small dyadic numbers: exact in any order).
 
@@ -178,7 +179,7 @@ def test_relu_tie_in_simple_net_follows_torch(backend):
         model = MLP(params, backend, loss)
         assert np.all((x @ w1 + b1)[0, :2] == 0)
         _, grads = model.loss_and_grads(backend.asarray(x), backend.asarray(y))
-        _, pt = compare_model_with_torch(model, x, y, rtol=TORCH_RTOL)
+        _, pt = torch_twin.compare_model(model, x, y, rtol=TORCH_RTOL)
         for report in pt.values():
             assert report.ok, str(report)
         db1 = backend.to_host(grads["b1"])
@@ -189,6 +190,7 @@ def test_relu_tie_in_simple_net_follows_torch(backend):
 
 # -- parity across backends -------------------------------------------------------------------------
 
+@gs.needs_torch
 @pytest.mark.parametrize("loss", ["mnist_loss", "bce"])
 @pytest.mark.parametrize("name", ["linear1", "simple_net hidden 30"])
 def test_one_seed_gives_the_same_loss_and_gradients_on_every_backend(images, name, loss):
@@ -201,7 +203,7 @@ def test_one_seed_gives_the_same_loss_and_gradients_on_every_backend(images, nam
         value, grads = model.loss_and_grads(backend.asarray(x), backend.asarray(y))
         results[backend.name] = value, {k: backend.to_host(g) for k, g in grads.items()}
     reference = BOOK_MODELS[name](7, backends[0], loss)
-    _, _, (k, sizes) = torch_loss_and_grads(reference, x, y, magnitudes=True)
+    _, _, (k, sizes) = torch_twin.loss_and_grads(reference, x, y, magnitudes=True)
     base_value, base_grads = results["numpy"]
     for backend_name, (value, grads) in results.items():
         assert_agree(f"loss on {backend_name}", value, base_value, rtol=1e-12)
@@ -212,6 +214,7 @@ def test_one_seed_gives_the_same_loss_and_gradients_on_every_backend(images, nam
 
 # -- float32 against float64 ------------------------------------------------------------------------
 
+@gs.needs_torch
 @gs.with_backend
 @given(case=st.one_of(linear_model_case(-1.0, 1.0), mlp_case(-1.0, 1.0)))
 def test_float32_models_match_float64_on_the_same_inputs(backend32, case):
@@ -229,7 +232,7 @@ def test_float32_models_match_float64_on_the_same_inputs(backend32, case):
     x, y = away_from_kinks(model64, x, y, margin=1e-4)
     assume(len(x) > 0)
     value32, grads32 = model32.loss_and_grads(backend32.asarray(x), backend32.asarray(y))
-    value64, grads64, (k, sizes) = torch_loss_and_grads(model64, x, y, magnitudes=True)
+    value64, grads64, (k, sizes) = torch_twin.loss_and_grads(model64, x, y, magnitudes=True)
     for name, g in grads32.items():
         assert g.dtype == backend32.dtype
         assert_agree(name, backend32.to_host(g), grads64[name], 2 * gamma32(k) * sizes[name] + TINY32,

@@ -15,23 +15,22 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from numpy_mnist import torch_twin
 from numpy_mnist.errors import InputError
 from numpy_mnist.gradcheck import (
     DEFAULT_RTOL,
     NOISE_ULPS,
+    TORCH_RTOL,
     GradReport,
     check_gradient,
-    check_model,
-    check_model_gradients,
     compare,
-    compare_model_with_torch,
     directional_derivative,
     numerical_gradient,
     relative_error,
-    torch_loss_and_grads,
 )
 from numpy_mnist.layers import linear, linear_backward, sigmoid, sigmoid_derivative
 from numpy_mnist.losses import mnist_loss, mnist_loss_backward
+from numpy_mnist.model_check import check_model, check_model_gradients
 from numpy_mnist.models import MLP, LinearModel, linear1, simple_net
 
 RNG = np.random.default_rng(20240601)
@@ -220,8 +219,8 @@ class MissingOneOverN(LinearModel):
 class DroppedBias(LinearModel):
     """Takes the loss derivative at ``x @ w``, as if there were no bias."""
 
-    def loss_array_and_grads(self, x, y):
-        loss, _ = super().loss_array_and_grads(x, y)
+    def loss_and_grads(self, x, y):
+        loss, _ = super().loss_and_grads(x, y)
         return loss, self._backward(self.loss.backward(x @ self.params["weights"], y), x)
 
 
@@ -257,6 +256,7 @@ def broken_models(backend):
     }
 
 
+@gs.needs_torch
 @pytest.mark.parametrize("what", ["flipped sign", "missing 1/N", "dropped bias", "dropped ReLU mask"])
 def test_wrong_model_gradients_are_caught_by_both_oracles(backend, what):
     model = broken_models(backend)[what]
@@ -272,6 +272,7 @@ def test_wrong_model_gradients_are_caught_by_both_oracles(backend, what):
     assert any(not r.ok for r in check.pytorch.values()), f"PyTorch missed {what}"
 
 
+@gs.needs_torch
 def test_right_model_gradients_pass_the_same_checks(backend):
     rng = np.random.default_rng(5)
     x = rng.uniform(0, 1, (8, 6))
@@ -282,6 +283,7 @@ def test_right_model_gradients_pass_the_same_checks(backend):
         assert check.ok, "\n".join(map(str, check.failures))
 
 
+@gs.needs_torch
 def test_transposed_weight_gradient_is_caught(backend):
     """A square first layer, so that the transposed dW1 still has the right shape."""
     rng = np.random.default_rng(8)
@@ -312,23 +314,76 @@ def test_check_model_without_torch_says_so(monkeypatch):
     assert [r.name for r in check.reports] == ["weights", "bias"]
 
 
+@gs.needs_torch
 def test_torch_twin_refuses_an_unknown_model_kind():
     class Odd(LinearModel):
         kind = "odd"
 
     model = Odd({"weights": np.ones((2, 1)), "bias": np.zeros(1)}, linear1(dtype="float64").backend, "bce")
     with pytest.raises(NotImplementedError, match="odd"):
-        torch_loss_and_grads(model, np.ones((1, 2)), np.ones((1, 1)))
+        torch_twin.loss_and_grads(model, np.ones((1, 2)), np.ones((1, 1)))
     check = check_model(model, np.ones((1, 2)), np.ones((1, 1)))
     assert check.pytorch is None and "odd" in check.pytorch_missing and check.ok
 
 
+@gs.needs_torch
 def test_torch_twin_matches_the_models_loss(backend):
     model = simple_net(3, seed=2, backend=backend, dtype="float64", loss="bce")
     x = RNG.uniform(0, 1, (5, 784))
     y = np.array([[1.0], [0.0], [1.0], [1.0], [0.0]])
     ours, _ = model.loss_and_grads(backend.asarray(x), backend.asarray(y))
-    theirs, _ = torch_loss_and_grads(model, x, y)
-    assert theirs == pytest.approx(ours, rel=1e-12)
-    _, reports = compare_model_with_torch(model, x, y)
+    theirs, _ = torch_twin.loss_and_grads(model, x, y)
+    assert theirs == pytest.approx(float(ours), rel=1e-12)
+    _, reports = torch_twin.compare_model(model, x, y)
     assert all(r.ok and r.method == "pytorch" for r in reports.values())
+
+
+# -- the tolerances as applied: an error of twice the tolerance fails, of half of it passes ---------
+
+class ScaledGradients(LinearModel):
+    """The linear model with every gradient multiplied by ``1 + error``: a relative error of ``error``."""
+
+    error = 0.0
+
+    def _backward(self, dlogits, x):
+        return {k: g * (1 + self.error) for k, g in super()._backward(dlogits, x).items()}
+
+
+def scaled_model(backend, error):
+    """All-positive images and all-3 targets: every gradient entry is a sum of terms of one sign, so
+    no cancellation lets a rounding floor decide, and the check is the relative tolerance alone."""
+    rng = np.random.default_rng(11)
+    model = ScaledGradients({"weights": rng.uniform(-0.5, 0.5, (5, 1)), "bias": np.array([0.2])}, backend,
+                            "mnist_loss")
+    model.error = error
+    return model, rng.uniform(0.5, 1, (4, 5)), np.ones((4, 1))
+
+
+@pytest.mark.parametrize("shape", [(3, 4), (40, 30)], ids=["full", "directional"])
+@pytest.mark.parametrize("factor, ok", [(0.5, True), (2.0, False)], ids=["half the tolerance", "twice"])
+def test_finite_differences_apply_their_tolerance(shape, factor, ok):
+    """``f(x) = sum(c * x)`` has the gradient ``c``; handing in ``c (1 + factor * rtol)`` puts every
+    entry (and every direction) ``factor`` tolerances off, far above the differences' own noise."""
+    c = RNG.uniform(0.5, 2.0, shape)
+    x = RNG.uniform(-1, 1, shape)
+    report = check_gradient(lambda a: np.sum(c * a), x, c * (1 + factor * DEFAULT_RTOL), max_full=200)
+    assert report.method == ("full" if c.size <= 200 else "directional")
+    assert report.rel_error == pytest.approx(factor * DEFAULT_RTOL, rel=0.05)  # less the noise floor's share
+    assert report.ok == ok, str(report)
+
+
+@pytest.mark.parametrize("factor, ok", [(0.5, True), (2.0, False)], ids=["half the tolerance", "twice"])
+def test_model_finite_differences_apply_their_tolerance(backend, factor, ok):
+    model, x, y = scaled_model(backend, factor * DEFAULT_RTOL)
+    _, reports = check_model_gradients(model, x, y)
+    assert all(r.ok == ok for r in reports.values()), "\n".join(map(str, reports.values()))
+
+
+@gs.needs_torch
+@pytest.mark.parametrize("factor, ok", [(0.5, True), (2.0, False)], ids=["half the tolerance", "twice"])
+def test_pytorch_comparison_applies_its_tolerance(backend, factor, ok):
+    model, x, y = scaled_model(backend, factor * TORCH_RTOL)
+    _, reports = torch_twin.compare_model(model, x, y)
+    for report in reports.values():
+        assert report.rel_error == pytest.approx(factor * TORCH_RTOL, rel=0.01)
+        assert report.ok == ok, str(report)

@@ -20,40 +20,35 @@ where a GPU is usable) through the ``backend`` (float64) / ``backend32`` fixture
 * huge logits (|z| up to 1e3, float32 and float64): no warning (pytest turns warnings into errors),
   no NaN, the exact limits, and still PyTorch's values.
 
-These tests write their oracles inline: ``numpy_mnist.gradcheck`` was not yet committed when
-they were written.
+The oracles are the project's own: :func:`numpy_mnist.gradcheck.check_gradient` and the PyTorch
+twin (:mod:`numpy_mnist.torch_twin`); the PyTorch tests are skipped where PyTorch is not installed.
 """
 
 from __future__ import annotations
 
 import math
 
+import grad_strategies as gs
 import numpy as np
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
+from numpy_mnist import torch_twin
 from numpy_mnist.errors import InputError
+from numpy_mnist.gradcheck import DEFAULT_RTOL, TORCH_RTOL, check_gradient
 from numpy_mnist.layers import log_softmax, softmax
 from numpy_mnist.losses import (
     binary_cross_entropy,
     get_loss,
     softmax_cross_entropy,
     softmax_cross_entropy_backward,
-    softmax_cross_entropy_value_and_grad,
 )
-
-torch = pytest.importorskip("torch")
+from numpy_mnist.torch_twin import assert_agree
 
 EPS64 = float(np.finfo(np.float64).eps)
-H = 1e-6
-FD_RTOL = 1e-6
-TORCH_RTOL = 1e-10
-
-#: The ``backend`` fixtures hand out stateless backend objects: nothing to reset between examples.
-with_backend = settings(suppress_health_check=[HealthCheck.function_scoped_fixture,
-                                               *settings.default.suppress_health_check])
+with_backend = gs.with_backend
 
 
 def floats(lo, hi):
@@ -77,32 +72,12 @@ def ours(backend, z, y):
 
 
 def torch_ce(z, y):
-    zt = torch.tensor(z, dtype=torch.float64, requires_grad=True)
-    loss = torch.nn.functional.cross_entropy(zt, torch.tensor(y, dtype=torch.int64))
-    (grad,) = torch.autograd.grad(loss, zt)
-    return loss.item(), grad.numpy().copy()
+    """The PyTorch twin's loss and gradient (float64)."""
+    import torch
 
-
-def finite_differences(backend, z, y):
-    """Central difference of the loss along every entry of ``z`` (float64)."""
-    yb = backend.asarray(y)
-    grad = np.empty_like(z)
-    for index in np.ndindex(*z.shape):
-        plus, minus = z.copy(), z.copy()
-        plus[index] += H
-        minus[index] -= H
-        grad[index] = (float(softmax_cross_entropy(backend.asarray(plus), yb))
-                       - float(softmax_cross_entropy(backend.asarray(minus), yb))) / (2 * H)
-    return grad
-
-
-def assert_close(name, a, b, rtol, atol):
-    a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
-    err = np.abs(a - b)
-    bound = rtol * np.maximum(np.abs(a), np.abs(b)) + atol
-    worst = np.unravel_index(np.argmax(err - bound), err.shape) if err.ndim else ()
-    assert np.all(err <= bound), (f"{name}: worst at {worst}: ours {a[worst]!r}, reference {b[worst]!r}, "
-                                  f"|diff| {err[worst]:.3e} > {bound[worst]:.3e} (rtol {rtol:g}, atol {atol:.1e})")
+    labels = torch.as_tensor(y, dtype=torch.int64)
+    loss, (grad,) = torch_twin.vjp(lambda a: torch_twin.softmax_cross_entropy(a, labels), [z], np.ones(()))
+    return float(loss), grad
 
 
 # -- the two oracles ---------------------------------------------------------------------------------
@@ -110,31 +85,25 @@ def assert_close(name, a, b, rtol, atol):
 @with_backend
 @given(case=ce_case())
 def test_gradient_matches_finite_differences(backend, case):
+    """Every entry of the logits; the differences' noise scale is the terms the loss cancels."""
     z, y = case
     loss, grad = ours(backend, z, y)
-    numeric = finite_differences(backend, z, y)
-    atol = 4 * EPS64 * (abs(loss) + np.abs(z).max() + math.log(z.shape[1])) / H
-    assert_close("d loss / d logits vs finite differences", grad, numeric, FD_RTOL, atol)
+    zb, yb = backend.asarray(z), backend.asarray(y)
+    report = check_gradient(lambda a: softmax_cross_entropy(a, yb), zb, grad, backend=backend,
+                            scale=abs(loss) + np.abs(z).max() + math.log(z.shape[1]))
+    assert report.method == "full" and report.rtol == DEFAULT_RTOL
+    assert report.ok, str(report)
 
 
+@gs.needs_torch
 @with_backend
 @given(case=ce_case(max_abs=50.0))
 def test_loss_and_gradient_match_pytorch(backend, case):
     z, y = case
     loss, grad = ours(backend, z, y)
     t_loss, t_grad = torch_ce(z, y)
-    assert_close("loss vs torch", loss, t_loss, TORCH_RTOL, 64 * EPS64 * (1 + np.abs(z).max()))
-    assert_close("d loss / d logits vs torch", grad, t_grad, TORCH_RTOL, 64 * EPS64 / z.shape[0])
-
-
-@with_backend
-@given(case=ce_case())
-def test_fused_value_and_grad_is_the_two_functions(backend, case):
-    z, y = case
-    zb, yb = backend.asarray(z), backend.asarray(y)
-    loss, grad = softmax_cross_entropy_value_and_grad(zb, yb)
-    assert float(loss) == float(softmax_cross_entropy(zb, yb))
-    np.testing.assert_array_equal(backend.to_host(grad), backend.to_host(softmax_cross_entropy_backward(zb, yb)))
+    assert_agree("loss vs torch", loss, t_loss, rtol=TORCH_RTOL, floor=64 * EPS64 * (1 + np.abs(z).max()))
+    assert_agree("d loss / d logits vs torch", grad, t_grad, rtol=TORCH_RTOL, floor=64 * EPS64 / z.shape[0])
 
 
 @with_backend
@@ -161,10 +130,12 @@ def test_two_classes_is_binary_cross_entropy_on_the_difference(backend, a, b, la
 
 # -- stability ---------------------------------------------------------------------------------------
 
+@gs.needs_torch
 def test_huge_logits_float64(backend):
     check_huge_logits(backend, rtol=TORCH_RTOL)
 
 
+@gs.needs_torch
 def test_huge_logits_float32(backend32):
     # z - max(z) rounds to half an ulp of 1e3 in float32 (3e-5), which exp turns into a relative
     # error of 3e-5 of each probability: float32 agrees with float64 to about 2e3 * eps32.
@@ -184,8 +155,8 @@ def check_huge_logits(backend, rtol):
     assert np.isfinite(loss) and np.all(np.isfinite(grad))
     t_loss, t_grad = torch_ce(z, y)
     eps = float(np.finfo(backend.dtype_name).eps)
-    assert_close("loss vs torch", loss, t_loss, rtol, 0)
-    assert_close("grad vs torch", grad, t_grad, rtol, 64 * eps / len(z))
+    assert_agree("loss vs torch", loss, t_loss, rtol=rtol, floor=0)
+    assert_agree("grad vs torch", grad, t_grad, rtol=rtol, floor=64 * eps / len(z))
     single, single_grad = ours(backend, z[:2], y[:2])
     assert single == pytest.approx(1000.0)  # row 0 costs 0, row 1 costs 2000
     np.testing.assert_array_equal(single_grad[0], 0)
@@ -234,8 +205,7 @@ def test_labels_of_any_integer_dtype(backend):
 
 # -- errors ------------------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("fn", [softmax_cross_entropy, softmax_cross_entropy_backward,
-                                softmax_cross_entropy_value_and_grad])
+@pytest.mark.parametrize("fn", [softmax_cross_entropy, softmax_cross_entropy_backward])
 @pytest.mark.parametrize("logits_shape, labels, words", [
     ((4, 10), np.zeros((4, 1), dtype=np.int64), "labels must have shape (N,) = (4,)"),
     ((4, 10), np.zeros((4, 1), dtype=np.int64), "y[:, 0]"),

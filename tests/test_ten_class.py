@@ -16,15 +16,18 @@ import numpy as np
 import pytest
 
 from backends import get_backend
+from numpy_mnist import torch_twin
 from numpy_mnist.cli import main
 from numpy_mnist.data import DataLoader
 from numpy_mnist.datasets import DATASETS, check_loss, get_spec, load_dataset
 from numpy_mnist.errors import DataError, InputError
 from numpy_mnist.learner import Learner
 from numpy_mnist.metrics import confusion_matrix, confusion_table, correct_count, model_confusion_matrix
+from numpy_mnist.model_check import check_model_gradients
 from numpy_mnist.models import N_DIGITS, N_PIXELS, linear1, linear10, mlp10, simple_net
 
-EPS64 = float(np.finfo(np.float64).eps)
+needs_torch = pytest.mark.skipif(not torch_twin.available(), reason="PyTorch (a test dependency) is not installed")
+
 PNG = b"\x89PNG\r\n\x1a\n"
 SUBSET = {"train_rows": 2000, "valid_rows": 1000}
 
@@ -43,7 +46,7 @@ def test_linear10_is_softmax_regression_starting_at_zero(backend):
     x, y = batch(backend)
     assert tuple(model.forward(x).shape) == (6, 10)
     loss, grads = model.loss_and_grads(x, y)
-    assert loss == pytest.approx(math.log(10), rel=1e-6)  # uniform over ten classes
+    assert float(loss) == pytest.approx(math.log(10), rel=1e-6)  # uniform over ten classes
     assert grads.keys() == model.params.keys()
 
 
@@ -77,88 +80,36 @@ def test_a_ten_class_model_refuses_binary_targets(backend):
 
 # -- model gradients against finite differences and PyTorch ----------------------------------------
 
-def model_loss(model, params, x, y):
-    """The model's mean loss with ``params`` swapped in (host float64 arrays)."""
-    saved = dict(model.params)
-    try:
-        model.params.update({k: model.backend.asarray(v) for k, v in params.items()})
-        return float(model.loss.forward(model.forward(x), y))
-    finally:
-        model.params.update(saved)
+def with_random_params(model, seed, scale):
+    """``model`` with normal(0, ``scale``) parameters (linear10's zeros would sit at a point of symmetry)."""
+    rng = np.random.default_rng(seed)
+    model.params.update({k: model.backend.asarray(rng.normal(0, scale, v.shape)) for k, v in model.params.items()})
+    return model
 
 
 @pytest.mark.parametrize("factory", [lambda b: linear10(backend=b), lambda b: mlp10(hidden=5, seed=2, backend=b)],
                          ids=["linear10", "mlp10"])
 @pytest.mark.parametrize("seed", [0, 1])
 def test_model_gradients_match_finite_differences(backend, factory, seed):
-    """Directional derivatives along 6 random unit directions per parameter, relative error <= 1e-6.
-
-    The floor ``4 eps (|f| + max |logit|) / h`` is the loss's rounding (a cancellation of
-    ``logsumexp`` against the right logit, both about ``max |logit|``) magnified by the central
-    difference.  Parameters are random (linear10's zeros would sit at a point of symmetry).
-    """
-    model = factory(backend)
-    rng = np.random.default_rng(seed)
-    params = {k: rng.normal(0, 0.1, v.shape) for k, v in model.params.items()}
+    """Every parameter against central differences of the model's own loss (the project's checker)."""
+    model = with_random_params(factory(backend), seed, 0.1)
     x, y = batch(backend, seed=seed)
-    model.params.update({k: backend.asarray(v) for k, v in params.items()})
-    loss, grads = model.loss_and_grads(x, y)
-    logits = backend.to_host(model.forward(x))
-    h = 1e-6
-    atol = 4 * EPS64 * (abs(loss) + np.abs(logits).max()) / h
-    for name, value in params.items():
-        g = backend.to_host(grads[name])
-        for _ in range(6):
-            v = rng.normal(size=value.shape)
-            v /= np.linalg.norm(v)
-            plus = model_loss(model, {**params, name: value + h * v}, x, y)
-            minus = model_loss(model, {**params, name: value - h * v}, x, y)
-            numeric, analytic = (plus - minus) / (2 * h), float(np.sum(g * v))
-            assert abs(numeric - analytic) <= 1e-6 * max(abs(numeric), abs(analytic)) + atol, (name, numeric, analytic)
+    _, reports = check_model_gradients(model, x, y, seed=seed)
+    for report in reports.values():
+        assert report.ok, str(report)
 
 
+@needs_torch
 @pytest.mark.parametrize("hidden", [None, 6])
 def test_model_gradients_match_pytorch(backend, hidden):
-    """``loss_and_grads`` against the same network in PyTorch autograd (float64): 1e-10 relative.
-
-    The floor is Higham's bound for the sums both sides form in their own order: an entry of
-    ``A.T @ B`` summed over k terms is off by at most ``k eps (|A|.T @ |B|)`` on each side, and
-    ``B`` (the upstream gradient) carries its own such error; ``64 eps`` times the sum of the
-    absolute terms covers both for these small shapes (N = 6, K = 10, hidden 6).
-    """
-    torch = pytest.importorskip("torch")
+    """``loss_and_grads`` against the PyTorch twin's autograd (float64): 1e-10 relative, plus the
+    rounding floor of the sums (:mod:`numpy_mnist.torch_twin`)."""
     model = linear10(backend=backend) if hidden is None else mlp10(hidden, seed=4, backend=backend)
-    rng = np.random.default_rng(5)
-    params = {k: rng.normal(0, 0.2, v.shape) for k, v in model.params.items()}
-    model.params.update({k: backend.asarray(v) for k, v in params.items()})
     x, y = batch(backend, seed=5)
-    loss, grads = model.loss_and_grads(x, y)
-
-    t = {k: torch.tensor(v, requires_grad=True) for k, v in params.items()}
-    tx = torch.tensor(backend.to_host(x))
-    ty = torch.tensor(backend.to_host(y))
-    if hidden is None:
-        z = tx @ t["weights"] + t["bias"]
-    else:
-        hid = tx @ t["w1"] + t["b1"]
-        z = torch.relu(hid) @ t["w2"] + t["b2"]
-    t_loss = torch.nn.functional.cross_entropy(z, ty)
-    t_grads = dict(zip(t, torch.autograd.grad(t_loss, list(t.values()))))
-    assert abs(loss - t_loss.item()) <= 1e-10 * abs(t_loss.item()) + 64 * EPS64 * (1 + z.abs().max().item())
-
-    # The absolute terms each entry is summed from (the Higham scale), per parameter.
-    dz = (torch.softmax(z, 1) - torch.nn.functional.one_hot(ty, 10)).abs().detach().numpy() / len(ty)
-    ax = np.abs(backend.to_host(x))
-    if hidden is None:
-        scale = {"weights": ax.T @ dz, "bias": dz.sum(0)}
-    else:
-        act = torch.relu(hid).detach().numpy()
-        dh = (dz @ np.abs(params["w2"]).T) * (hid.detach().numpy() > 0)
-        scale = {"w1": ax.T @ dh, "b1": dh.sum(0), "w2": act.T @ dz, "b2": dz.sum(0)}
-    for name, tg in t_grads.items():
-        ours, ref = backend.to_host(grads[name]), tg.numpy()
-        bound = 1e-10 * np.maximum(np.abs(ours), np.abs(ref)) + 64 * EPS64 * scale[name]
-        assert np.all(np.abs(ours - ref) <= bound), name
+    loss, reports = torch_twin.compare_model(with_random_params(model, 5, 0.2), x, y)
+    assert loss == pytest.approx(float(model.loss_and_grads(x, y)[0]), rel=1e-12)
+    for report in reports.values():
+        assert report.ok, str(report)
 
 
 # -- accuracy and the confusion matrix ---------------------------------------------------------------

@@ -6,7 +6,7 @@ From the same initial parameters and the same batches (a ``DataLoader`` without 
 ``requires_grad``, ``loss.backward()``, ``p.data -= p.grad * lr``, ``p.grad.zero_()``.
 
 * float64: every parameter equal to PyTorch's to 1e-9 relative (with the rounding floor of
-  :mod:`torch_reference` for entries that cancel, scaled by the number of steps);
+  :mod:`numpy_mnist.torch_twin` for entries that cancel, scaled by the number of steps);
 * float32: final validation accuracy within 0.002.
 """
 
@@ -14,13 +14,15 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from torch_reference import assert_agree, torch
 
+from numpy_mnist import torch_twin
 from numpy_mnist.data import DataLoader
-from numpy_mnist.gradcheck import TORCH_LOSSES, TORCH_MODELS
 from numpy_mnist.metrics import batch_accuracy
 from numpy_mnist.models import linear1, simple_net
 from numpy_mnist.optim import SGD
+from numpy_mnist.torch_twin import assert_agree
+
+torch = pytest.importorskip("torch")  # the reference of every test here
 
 #: The book's learning rates: 1.0 for linear1, 0.1 for simple_net.
 RUNS = {
@@ -55,9 +57,8 @@ def train_ours(model, loader, lr, epochs):
 
 def train_torch(model, loader, lr, epochs, dtype):
     """The book's loop, on a copy of ``model``'s initial parameters, over ``loader``'s batch order."""
-    params = {k: torch.tensor(model.backend.to_host(v), dtype=dtype, requires_grad=True)
-              for k, v in model.params.items()}
-    forward, loss_fn = TORCH_MODELS[model.kind], TORCH_LOSSES[model.loss.name]
+    params = torch_twin.parameters(model, dtype=dtype)
+    loss_fn = torch_twin.LOSSES[model.loss.name]
     x = torch.tensor(np.asarray(loader.backend.to_host(loader.x)), dtype=dtype)
     y = torch.tensor(np.asarray(loader.backend.to_host(loader.y)), dtype=dtype)
     for epoch in range(epochs):
@@ -65,7 +66,7 @@ def train_torch(model, loader, lr, epochs, dtype):
         for start in range(0, loader.n_rows, loader.batch_size):
             idx = order[start:start + loader.batch_size]
             xb, yb = x[idx], y[idx]
-            preds = forward(xb, params)
+            preds = torch_twin.forward(model, xb, params)
             loss = loss_fn(preds, yb)
             loss.backward()
             for p in params.values():
@@ -110,7 +111,7 @@ def test_float32_training_reaches_pytorchs_accuracy(data, name):
     train_ours(model, loader, lr, epochs)
     ours_acc = float(batch_accuracy(model.forward(backend.asarray(valid_x)), backend.asarray(valid_y)))
     with torch.no_grad():
-        logits = TORCH_MODELS[model.kind](torch.tensor(valid_x), theirs)
+        logits = torch_twin.forward(model, torch.tensor(valid_x), theirs)
         torch_acc = float(((torch.sigmoid(logits) > 0.5) == (torch.tensor(valid_y) == 1)).float().mean())
     assert ours_acc > 0.9 and torch_acc > 0.9, (ours_acc, torch_acc)
     assert abs(ours_acc - torch_acc) <= 0.002

@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 
 from numpy_mnist import gradcheck as gc
+from numpy_mnist import model_check
 from numpy_mnist.cli.options import positive_float, positive_int
 from numpy_mnist.cli.train import MODELS, build_model
 from numpy_mnist.errors import InputError
@@ -46,14 +47,14 @@ def run(args) -> int:
         raise InputError(f"--batch-size {args.batch_size} is larger than the {len(train_x)} training images")
     rows = np.sort(np.random.default_rng(args.seed).choice(len(train_x), args.batch_size, replace=False))
     x, y = train_x[rows], train_y[rows]
-    margin = gc.kink_margin(x, h)
-    near = gc.rows_near_relu_kink(model, x, margin)
+    margin = model_check.kink_margin(x, h)
+    near = model_check.rows_near_relu_kink(model, x, margin)
     if near.all():
         raise InputError(f"every row of the batch has a ReLU pre-activation within {margin:.1e} of the kink; "
                          "try another --seed")
     x, y = x[~near], y[~near]
 
-    check = gc.check_model(model, x, y, h=h)
+    check = model_check.check_model(model, x, y, h=h)
 
     threes = int(np.sum(y == 1))
     shape = f"784 -> {model.hidden} -> ReLU -> 1" if args.model == "simple_net" else "784 -> 1"

@@ -77,6 +77,9 @@ def register(subparsers) -> None:
                    help="train through the fused CUDA graph (hand-written kernels, each epoch one graph replay); "
                         "the default on the cupy backend for every model and loss here; --no-fused runs the "
                         "readable array path instead; --fused on numpy is an error")
+    p.add_argument("--reference", action="store_true",
+                   help="turn every fast path off (the fused CUDA graph, the NumPy epoch) and train through the "
+                        "readable reference: layers, losses and models, batch by batch")
     p.add_argument("--seed", type=int, default=0, help="seed of the initial parameters and the shuffling")
     p.add_argument("--out", type=Path, default=Path("runs/train"), help="folder for history.json and the plot")
     p.add_argument("--save", type=Path, default=None, metavar="PATH",
@@ -116,7 +119,6 @@ def run(args) -> int:
     from numpy_mnist.data import DataLoader
     from numpy_mnist.datasets import get_spec, load_dataset
     from numpy_mnist.fused import make_learner
-    from numpy_mnist.fused.learner import FusedLearner
 
     spec = get_spec(args.dataset)
     settle_defaults(args, spec)
@@ -128,13 +130,14 @@ def run(args) -> int:
     valid_dl = DataLoader(data.valid_x, data.valid_y, args.batch_size, backend=backend)
     model = build_model(args, backend, spec.outputs)
     history, start = resume(args, model)
-    learner = make_learner(model, train_dl, valid_dl, lr=args.lr, history=history, start=start, fused=args.fused)
+    learner = make_learner(model, train_dl, valid_dl, lr=args.lr, history=history, start=start, fused=args.fused,
+                           reference=args.reference)
 
     table = EpochTable(quiet=args.quiet)
     table.header(f"{model!r} on {backend.device}, {spec.name}: {train_dl.n_rows} train / "
                  f"{valid_dl.n_rows} valid rows, lr {args.lr:g}, batch {args.batch_size}"
                  f"{', shuffled' if args.shuffle else ''}"
-                 f"; {'fused CUDA graph' if isinstance(learner, FusedLearner) else 'array path'}")
+                 f"; {learner.path}")
     for record in learner.history:
         table.row(record)
 

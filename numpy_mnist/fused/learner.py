@@ -20,6 +20,8 @@ class FusedLearner(Learner):
     the kernels are compiled and both graphs recorded here, before the first epoch's clock starts.
     """
 
+    path = "fused CUDA graph"
+
     def __init__(self, model, train_dl, valid_dl, lr: float = 0.1, opt=None, history=None, start=None, *,
                  device=None) -> None:
         super().__init__(model, train_dl, valid_dl, lr=lr, opt=opt, history=history, start=start)

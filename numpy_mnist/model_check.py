@@ -1,0 +1,141 @@
+"""Checking a model's hand-derived gradients: finite differences of its own loss, and PyTorch.
+
+:func:`check_model_gradients` compares every parameter's gradient from ``model.loss_and_grads``
+with central differences of the model's loss (:func:`numpy_mnist.gradcheck.check_gradient`, in
+float64 on the model's backend); :func:`numpy_mnist.torch_twin.compare_model` compares them with
+PyTorch's autograd of the same computation; :func:`check_model` runs both, and is what
+``numpy-mnist gradcheck`` prints.  The tolerances and their reasons are in :mod:`numpy_mnist.gradcheck`.
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from backends.host import to_numpy
+from numpy_mnist.errors import InputError
+from numpy_mnist.gradcheck import DEFAULT_H, DEFAULT_RTOL, TORCH_RTOL, GradReport, check_gradient
+
+__all__ = ["ModelCheck", "check_model", "check_model_gradients", "loss_magnitude", "rows_near_relu_kink",
+           "kink_margin"]
+
+
+@dataclass(frozen=True)
+class ModelCheck:
+    """A model's gradients against finite differences and, when available, PyTorch."""
+
+    loss: float
+    finite_differences: dict[str, GradReport]
+    pytorch: dict[str, GradReport] | None
+    pytorch_missing: str | None = None  #: why there is no PyTorch comparison, else None
+
+    @property
+    def reports(self) -> list[GradReport]:
+        return [*self.finite_differences.values(), *(self.pytorch or {}).values()]
+
+    @property
+    def ok(self) -> bool:
+        return all(r.ok for r in self.reports)
+
+    @property
+    def failures(self) -> list[GradReport]:
+        return [r for r in self.reports if not r.ok]
+
+
+def check_model_gradients(model, x, y, *, h: float = DEFAULT_H, rtol: float = DEFAULT_RTOL,
+                          **options: Any) -> tuple[float, dict[str, GradReport]]:
+    """Every parameter's gradient from ``model.loss_and_grads(x, y)`` against finite differences.
+
+    Each parameter in turn is perturbed in a float64 twin of the model on the same backend, whose
+    loss ``model.loss.forward(model.forward(x), y)`` is differenced.  The noise scale is the size of
+    the terms the loss sums (:func:`loss_magnitude`) plus ``sum |d loss / d z| * S``, ``S`` being
+    the same network on ``|x|`` and ``|params|``: a logit of -20 made of terms of size 4 carries a
+    rounding error of a few ``eps * 20``, which a saturated ``sigma(z)`` turns into a relative error
+    (this holds for networks of linear layers and ReLUs).  ``options`` go to :func:`check_gradient`.
+    Returns ``(loss, {param name: GradReport})``.
+    """
+    if model.backend.dtype_name != "float64":
+        raise InputError("gradient checks need a float64 model (dtype='float64'): float32 cannot resolve "
+                         "a finite difference better than about 1e-3")
+    backend, xp = model.backend, model.backend.xp
+    xb, yb = backend.asarray(x), backend.asarray(y)
+    loss, grads = model.loss_and_grads(xb, yb)
+    loss = float(loss)
+    twin = copy.copy(model)  # only twin.params is ever replaced, never written into
+    logits = model.forward(xb)
+    twin.params = {name: xp.abs(value) for name, value in model.params.items()}
+    logit_sizes = backend.to_host(twin.forward(xp.abs(xb)))
+    dlogits = backend.to_host(model.loss.backward(logits, yb))
+    scale = (loss_magnitude(model.loss.name, backend.to_host(logits), backend.to_host(yb), loss)
+             + float(np.sum(np.abs(dlogits) * logit_sizes)))
+    params = dict(model.params)
+
+    def loss_at(p, name):
+        twin.params = {**params, name: p}
+        return twin.loss.forward(twin.forward(xb), yb)
+
+    return loss, {name: check_gradient(lambda p, name=name: loss_at(p, name), value, grads[name], h=h, rtol=rtol,
+                                       name=name, backend=backend, scale=scale, **options)
+                  for name, value in params.items()}
+
+
+def loss_magnitude(loss_name: str, logits, targets, loss: float) -> float:
+    """The size of the terms a loss sums, which sets the rounding noise of its differences.
+
+    ``mnist_loss`` sums positive terms: its own value.  Binary cross-entropy sums
+    ``softplus(z) - t z``, which cancels for a confident right answer (z = 30, t = 1: 30 - 30):
+    ``mean(softplus(z) + |t z|)``.  Softmax cross-entropy sums ``logsumexp(z) - z_y``:
+    ``mean(|logsumexp(z)| + |z_y|)``.  Any other loss: ``|loss| + mean |z|``.
+    """
+    z, t = _host64(logits), to_numpy(targets)
+    if loss_name == "mnist_loss":
+        return abs(loss)
+    if loss_name == "bce":
+        return float(np.mean(np.logaddexp(z, 0) + np.abs(t * z)))
+    if loss_name == "cross_entropy":
+        picked = np.take_along_axis(z, t.astype(np.int64)[:, None], axis=-1)[:, 0]
+        return float(np.mean(np.abs(np.logaddexp.reduce(z, axis=-1)) + np.abs(picked)))
+    return abs(loss) + float(np.mean(np.abs(z)))
+
+
+def rows_near_relu_kink(model, x, margin: float) -> np.ndarray:
+    """Boolean (N,): rows of ``x`` with a ReLU pre-activation within ``margin`` of the kink at 0.
+
+    A step ``h`` in ``w1`` or ``b1`` moves row ``n``'s pre-activations by at most
+    ``h * (|x_n| + 1)`` (Cauchy-Schwarz, unit direction).  Models without a ReLU have no such rows.
+    """
+    host = _host64(model.backend.to_host(x) if model.backend.owns(x) else x)
+    if getattr(model, "kind", None) != "mlp":
+        return np.zeros(host.shape[0], dtype=bool)
+    w1, b1 = (_host64(model.backend.to_host(model.params[k])) for k in ("w1", "b1"))
+    return np.any(np.abs(host @ w1 + b1) < margin, axis=1)
+
+
+def kink_margin(x, h: float = DEFAULT_H) -> float:
+    """The smallest safe distance from a ReLU kink for differences of step ``h`` on ``x``."""
+    return 2 * h * (1 + float(np.max(np.linalg.norm(_host64(x), axis=1), initial=0.0)))
+
+
+def check_model(model, x, y, *, h: float = DEFAULT_H, rtol: float = DEFAULT_RTOL, torch_rtol: float = TORCH_RTOL,
+                use_torch: bool = True, **fd_options: Any) -> ModelCheck:
+    """Both checks of a model on one batch: finite differences, and PyTorch when it is installed
+    (:func:`numpy_mnist.torch_twin.compare_model`).  What ``numpy-mnist gradcheck`` prints."""
+    from numpy_mnist import torch_twin
+
+    loss, fd = check_model_gradients(model, x, y, h=h, rtol=rtol, **fd_options)
+    if not use_torch:
+        return ModelCheck(loss, fd, None, "not asked for")
+    if not torch_twin.available():
+        return ModelCheck(loss, fd, None, "torch not installed")
+    try:
+        _, pt = torch_twin.compare_model(model, x, y, rtol=torch_rtol)
+    except NotImplementedError as exc:
+        return ModelCheck(loss, fd, None, str(exc))
+    return ModelCheck(loss, fd, pt, None)
+
+
+def _host64(a) -> np.ndarray:
+    return to_numpy(a, np.float64)

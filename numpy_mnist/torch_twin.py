@@ -1,0 +1,267 @@
+"""The PyTorch twin of every model and loss: the same mathematics, for autograd to differentiate.
+
+One spelling of each formula in PyTorch, shared by ``numpy-mnist gradcheck``, the notebook, the
+tests and the benchmark.  PyTorch is a test dependency, never a runtime one: it is imported only
+when a function here runs (:func:`available` says whether it can be).
+
+* Losses on logits (:data:`LOSSES`, keyed like :data:`numpy_mnist.losses.LOSSES`):
+  :func:`mnist_loss`, :func:`binary_cross_entropy`, :func:`softmax_cross_entropy`.
+* Models on a dict of parameter tensors (:data:`MODELS`, keyed by ``model.kind``): :func:`linear`
+  (``linear1``, ``linear10``) and :func:`mlp` (``simple_net``, ``mlp10``); :func:`parameters`
+  copies a numpy-mnist model's parameters into leaf tensors, :func:`forward` runs its twin.
+* :func:`loss_and_grads`: ``model.loss_and_grads`` by autograd in float64, and
+  :func:`compare_model`, every parameter's gradient against it (what ``gradcheck`` prints).
+* Oracles for single pieces (:func:`vjp`, :func:`linear_oracle`, :func:`loss_oracle`, ...) with
+  the rounding floor of each entry, and :func:`assert_agree`.
+
+How close two correct float64 programs come
+-------------------------------------------
+Both sides compute the same mathematics and may differ only in the order of their additions (BLAS
+blocks a product one way, PyTorch another).  A float64 sum of ``k`` terms is off by at most
+``gamma_k * sum |terms|`` (Higham, *Accuracy and Stability of Numerical Algorithms*, sec. 3.1,
+``gamma_k = k eps / (1 - k eps)``), so two correct programs can differ by twice that: the *floor*
+of an entry.  The sums of ``|terms|`` come from the same computation on absolute values (the
+"magnitude network": the same graph on ``|x|`` and ``|params|``, through which a ReLU of
+non-negative values passes everything, so it over-counts, never under-counts).  Where the terms do
+not cancel, the floor is about ``k * 1e-16`` relative, far inside the ``1e-10`` asked; only where
+they cancel (an entry much smaller than the terms it is summed from) does it decide.  Below the
+smallest normal float64 only absolute precision exists, so that is added too.
+
+The sigmoid here is ``exp(logsigmoid(z))``: its autograd derivative is ``sigma(z) sigma(-z)``,
+exact in both tails, as :func:`numpy_mnist.layers.sigmoid_derivative` is (``torch.sigmoid``'s
+backward ``y (1 - y)`` loses every digit of ``1 - y`` once ``y`` rounds to 1).
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import numpy as np
+
+from backends.host import to_numpy
+from numpy_mnist.gradcheck import TORCH_RTOL, GradReport, compare
+
+__all__ = [
+    "available", "sigmoid", "mnist_loss", "binary_cross_entropy", "softmax_cross_entropy",
+    "LOSSES", "linear", "mlp", "MODELS", "tensor", "parameters", "forward", "loss_and_grads", "gamma",
+    "gamma32", "compare_model", "vjp", "linear_oracle", "sigmoid_oracle", "relu_oracle", "loss_oracle",
+    "assert_agree", "TINY64", "TINY32",
+]
+
+EPS64 = float(np.finfo(np.float64).eps)
+EPS32 = float(np.finfo(np.float32).eps)
+#: Below these, floats have only absolute precision (subnormals).
+TINY64 = float(np.finfo(np.float64).smallest_normal)
+TINY32 = float(np.finfo(np.float32).smallest_normal)
+
+
+def _torch():
+    import torch
+
+    return torch
+
+
+def available() -> bool:
+    """True when PyTorch can be imported."""
+    try:
+        _torch()
+    except ImportError:
+        return False
+    return True
+
+
+# -- losses on logits --------------------------------------------------------------------------------
+
+def sigmoid(z):
+    """``sigma(z) = exp(log sigma(z))``: autograd then gives ``sigma(z) sigma(-z)``, exact for any z."""
+    torch = _torch()
+    return torch.exp(torch.nn.functional.logsigmoid(z))
+
+
+def mnist_loss(z, t):
+    """The book's ``where(t == 1, 1 - sigma(z), sigma(z)).mean()``, with ``1 - sigma(z)`` as ``sigma(-z)``."""
+    return _torch().where(t == 1, sigmoid(-z), sigmoid(z)).mean()
+
+
+def binary_cross_entropy(z, t):
+    return _torch().nn.functional.binary_cross_entropy_with_logits(z, t)
+
+
+def softmax_cross_entropy(z, labels):
+    return _torch().nn.functional.cross_entropy(z, labels)
+
+
+#: The twins of :data:`numpy_mnist.losses.LOSSES`, by name.
+LOSSES: dict[str, Callable] = {"mnist_loss": mnist_loss, "bce": binary_cross_entropy,
+                               "cross_entropy": softmax_cross_entropy}
+
+
+# -- models -----------------------------------------------------------------------------------------
+
+def linear(x, p):
+    """``x @ weights + bias``: the twin of :class:`~numpy_mnist.models.LinearModel`."""
+    return x @ p["weights"] + p["bias"]
+
+
+def mlp(x, p):
+    """``relu(x @ w1 + b1) @ w2 + b2``: the twin of :class:`~numpy_mnist.models.MLP`."""
+    return _torch().relu(x @ p["w1"] + p["b1"]) @ p["w2"] + p["b2"]
+
+
+#: The twins of the models, by ``model.kind``.
+MODELS: dict[str, Callable] = {"linear": linear, "mlp": mlp}
+
+
+def tensor(a, requires_grad: bool = False, dtype=None, device=None):
+    """A tensor copied from an array of any backend, through the host (float64 unless ``dtype``)."""
+    torch = _torch()
+    return torch.tensor(to_numpy(a, np.float64), dtype=dtype or torch.float64, device=device,
+                        requires_grad=requires_grad)
+
+
+def parameters(model, *, dtype=None, device=None, requires_grad: bool = True) -> dict:
+    """Copies of ``model.params`` as leaf tensors, keyed alike (float64 unless ``dtype``)."""
+    return {name: tensor(value, requires_grad, dtype, device) for name, value in model.params.items()}
+
+
+def forward(model, x, params):
+    """The twin of ``model.forward(x)`` with the parameter tensors ``params``."""
+    twin = MODELS.get(getattr(model, "kind", None))
+    if twin is None or model.loss.name not in LOSSES:
+        raise NotImplementedError(f"no PyTorch twin for model kind {getattr(model, 'kind', '?')!r} "
+                                  f"with loss {model.loss.name!r}")
+    return twin(x, params)
+
+
+def _targets(model, y):
+    torch = _torch()
+    return torch.as_tensor(to_numpy(y)).to(torch.int64 if model.loss.multiclass else torch.float64)
+
+
+def loss_and_grads(model, x, y, *, magnitudes: bool = False):
+    """``model.loss_and_grads(x, y)`` by PyTorch's autograd in float64: ``(loss, grads)``.
+
+    ``grads`` are host float64 arrays keyed like ``model.params``.  With ``magnitudes=True`` also
+    ``(k, sizes)``: ``sizes[name]`` bounds, entry by entry, the sum of the absolute values of the
+    terms a gradient entry is summed from, and ``k`` the number of terms in any one sum (see the
+    module's docstring).  Raises ``NotImplementedError`` for a model or loss without a twin.
+    """
+    torch = _torch()
+    params, xt = parameters(model), tensor(x)
+    z = forward(model, xt, params)
+    loss = LOSSES[model.loss.name](z, _targets(model, y))
+    dz, *grads = torch.autograd.grad(loss, [z, *params.values()])
+    out = (float(loss.detach()), {k: g.numpy().copy() for k, g in zip(params, grads)})
+    if not magnitudes:
+        return out
+    # The magnitude network, driven by |dz| + 2/N: 2/N covers the rounding of the loss derivative
+    # itself, e.g. of (sigma(z) - t) / N where sigma(z) rounds near t.
+    mags = {k: v.detach().abs().requires_grad_(True) for k, v in params.items()}
+    upstream = dz.abs() + 2.0 / z.shape[0]
+    sizes = torch.autograd.grad((forward(model, xt.abs(), mags) * upstream).sum(), list(mags.values()))
+    k = xt.shape[0] + sum(int(v.shape[0]) for v in model.params.values() if len(v.shape) == 2)
+    return out + ((k, {name: s.numpy().copy() for name, s in zip(params, sizes)}),)
+
+
+def gamma(k: int) -> float:
+    """Higham's ``gamma_k = k eps / (1 - k eps)`` for float64 sums of ``k`` terms."""
+    return k * EPS64 / (1 - k * EPS64)
+
+
+def gamma32(k: int) -> float:
+    """Higham's ``gamma_k`` for float32 sums."""
+    return k * EPS32 / (1 - k * EPS32)
+
+
+def compare_model(model, x, y, *, rtol: float = TORCH_RTOL) -> tuple[float, dict[str, GradReport]]:
+    """Every parameter's gradient from ``model.loss_and_grads`` against autograd's: ``(loss, reports)``.
+
+    Entry by entry ``|ours - torch| <= rtol * max(|ours|, |torch|) + floor``, the floor twice
+    Higham's bound on the rounding of the sums (``gamma_k`` times the magnitude network's sizes)
+    plus the smallest normal float64.
+    """
+    backend = model.backend
+    xb, yb = backend.asarray(x), backend.asarray(y)
+    _, grads = model.loss_and_grads(xb, yb)
+    loss, ref, (k, sizes) = loss_and_grads(model, xb, yb, magnitudes=True)
+    return loss, {name: compare(name, backend.to_host(grads[name]), ref[name], rtol=rtol,
+                                atol=2 * gamma(k) * sizes[name] + TINY64, method="pytorch")
+                  for name in model.params}
+
+
+# -- single pieces, with their floors ---------------------------------------------------------------
+
+def _host(t) -> np.ndarray:
+    return t.detach().numpy().copy()
+
+
+def vjp(fn, inputs, dout):
+    """``fn(*inputs)`` and the gradients of ``sum(dout * fn(*inputs))`` for every input, by autograd."""
+    ts = [tensor(a, requires_grad=True) for a in inputs]
+    out = fn(*ts)
+    grads = _torch().autograd.grad(out, ts, grad_outputs=tensor(dout))
+    return _host(out), [_host(g) for g in grads]
+
+
+def linear_oracle(x, w, b, dout):
+    """``out, (dx, dw, db)`` of ``x @ w + b``, and the floors of ``(out, dx, dw, db)``.
+
+    The floors come from the same computation on absolute values (``|x| @ |w| + |b|`` driven by
+    ``|dout|``): exactly the sums of ``|terms|`` each entry is made of.
+    """
+    def affine(a, m, c):
+        return a @ m + c
+
+    out, grads = vjp(affine, [x, w, b], dout)
+    mags = [np.abs(to_numpy(a, np.float64)) for a in (x, w, b)]
+    out_mag, grad_mags = vjp(affine, mags, np.abs(to_numpy(dout, np.float64)))
+    k = max(x.shape[0], w.shape[0], w.shape[1]) + 1
+    return out, grads, [2 * gamma(k) * m + TINY64 for m in (out_mag, *grad_mags)]
+
+
+def sigmoid_oracle(x, dout):
+    """``sigmoid(x)`` and ``dout * sigma'(x)``; elementwise, so their floor is :data:`TINY64`."""
+    out, (dx,) = vjp(sigmoid, [x], dout)
+    return out, dx
+
+
+def relu_oracle(x, dout):
+    """``relu(x)`` and its gradient, with PyTorch's convention ``relu'(0) = 0``."""
+    out, (dx,) = vjp(_torch().relu, [x], dout)
+    return out, dx
+
+
+def loss_oracle(name: str, z, t):
+    """``value, dz`` of the loss ``name`` on logits ``z`` and targets ``t``, and their floors.
+
+    ``mnist_loss`` averages positive terms and its derivative is elementwise: no cancellation, the
+    floor is :data:`TINY64`.  Binary cross-entropy averages ``softplus(z) - t z``, which cancels for
+    a confident right answer, and its derivative ``(sigma(z) - t) / M`` cancels likewise: floors
+    from ``softplus(z) + |t z|`` and ``(sigma(z) + |t|) / M``.  PyTorch's
+    ``binary_cross_entropy_with_logits`` moreover takes ``log(1 + e^-|z|)`` as the log of a rounded
+    ``1 + e^-|z|``, an absolute error of ``eps`` per term (ours uses ``log1p``): hence the ``+ 1``.
+    """
+    from numpy_mnist.model_check import loss_magnitude
+
+    zt, tt = tensor(z, requires_grad=True), tensor(t)
+    value = LOSSES[name](zt, tt)
+    (dz,) = _torch().autograd.grad(value, [zt])
+    value, dz = float(value.detach()), _host(dz)
+    z, t = to_numpy(z, np.float64), to_numpy(t, np.float64)
+    m = z.size
+    if name == "bce":
+        value_floor = 2 * gamma(m + 4) * (loss_magnitude(name, z, t, value) + 1) + TINY64
+        dz_floor = 2 * gamma(4) * (_host(sigmoid(tensor(z))) + np.abs(t)) / m + TINY64
+    else:
+        value_floor, dz_floor = TINY64, np.full(z.shape, TINY64)
+    return value, dz, value_floor, dz_floor
+
+
+def assert_agree(name: str, ours, reference, floor=TINY64, rtol: float = TORCH_RTOL) -> GradReport:
+    """Raise ``AssertionError`` (naming the worst entry) unless, entry by entry,
+    ``|ours - reference| <= rtol * max(|ours|, |reference|) + floor``; return the report."""
+    report = compare(name, to_numpy(ours, np.float64), to_numpy(reference, np.float64),
+                     rtol=rtol, atol=floor, method="pytorch")
+    if not report.ok:
+        raise AssertionError(str(report))
+    return report
