@@ -72,12 +72,41 @@ class Checkpoint:
         """Copy the saved parameters into ``model``, refusing any mismatch of kind, shape or dtype."""
         mine = model.config()
         if mine != self.model:
-            raise CheckpointError(f"the checkpoint is for the model {self.model}, not {mine}")
+            differ = model_differences(self.model, mine)
+            raise CheckpointError(f"the checkpoint holds {describe_model(self.model)}, not {describe_model(mine)}"
+                                  + (f" ({differ})" if differ else ""))
         if model.backend.dtype_name != self.dtype:
             raise CheckpointError(f"the checkpoint holds {self.dtype} parameters but the model is "
                                   f"{model.backend.dtype_name}: use --dtype {self.dtype}")
         for name, value in self.params.items():
             model.params[name][...] = model.backend.asarray(value)
+
+
+#: How a model's config field is said in words, and which flag of ``numpy-mnist train`` sets it.
+_CONFIG_WORDS = {"kind": "model", "inputs": "inputs", "outputs": "outputs", "loss": "loss",
+                 "hidden": "hidden width"}
+_KIND_FLAGS = {"linear": "linear", "mlp": "simple_net"}  # the --model that builds each kind
+_KIND_WORDS = {"linear": "a linear model", "mlp": "a two-layer net (simple_net)"}
+
+
+def describe_model(config: dict) -> str:
+    """A model's config in words: ``a two-layer net (simple_net) 784 -> 5 -> ReLU -> 1, mnist_loss``."""
+    kind = config.get("kind")
+    sizes = [config.get("inputs"), *([config["hidden"], "ReLU"] if "hidden" in config else []), config.get("outputs")]
+    return (f"{_KIND_WORDS.get(kind, f'a model of kind {kind!r}')} {' -> '.join(map(str, sizes))}, "
+            f"loss {config.get('loss')}")
+
+
+def model_differences(saved: dict, mine: dict) -> str:
+    """The fields in which two model configs differ, in words: ``hidden width 5 saved, 30 asked for``."""
+    both = set(saved) & set(mine)
+    keys = [k for k in _CONFIG_WORDS if k in both] + sorted(both - set(_CONFIG_WORDS))
+
+    def said(key, value):
+        return _KIND_FLAGS.get(value, value) if key == "kind" else value
+
+    return "; ".join(f"{_CONFIG_WORDS.get(k, k)} {said(k, saved[k])} saved, {said(k, mine[k])} asked for"
+                     for k in keys if saved[k] != mine[k])
 
 
 def save_checkpoint(path, model, *, epoch: int, optimizer=None, history=(), run=None) -> Path:
