@@ -64,10 +64,14 @@ def away_from_kinks(model, x, y, margin=None):
 
 def assert_model_gradients_proven(model, x, y):
     _, fd = check_model_gradients(model, x, y)
+    assert fd.keys() == model.params.keys()
+    for report in fd.values():
+        assert report.rtol == DEFAULT_RTOL and report.ok, str(report)
+    pytest.importorskip("torch", reason="PyTorch, the second oracle, is not installed")
     _, pt = compare_model_with_torch(model, x, y, rtol=TORCH_RTOL)
-    assert fd.keys() == pt.keys() == model.params.keys()
-    for report in [*fd.values(), *pt.values()]:
-        assert report.rtol in (DEFAULT_RTOL, TORCH_RTOL) and report.ok, str(report)
+    assert pt.keys() == model.params.keys()
+    for report in pt.values():
+        assert report.rtol == TORCH_RTOL and report.ok, str(report)
 
 
 @gs.with_backend
@@ -149,8 +153,10 @@ def test_book_models_on_real_images(backend, images, make, seed, start, n, loss)
     x, y = away_from_kinks(model, x, y)
     assume(len(x) > 0)
     check = check_model(model, x, y)
-    assert check.pytorch is not None and check.ok, "\n".join(map(str, check.failures))
+    assert check.ok, "\n".join(map(str, check.failures))
     assert {r.method for r in check.finite_differences.values()} <= {"full", "directional"}
+    pytest.importorskip("torch", reason="PyTorch, the second oracle, is not installed")
+    assert check.pytorch is not None
 
 
 def test_784_wide_weights_use_directions_and_still_see_each_entry(images):
@@ -169,6 +175,7 @@ def test_relu_tie_in_simple_net_follows_torch(backend):
     PyTorch takes relu'(0) = 0, and so do we; finite differences would give the average of the two
     one-sided slopes, which is why they are not the oracle here.
     """
+    pytest.importorskip("torch")
     x = np.array([[1.0, 2.0], [0.5, -1.0]])
     w1 = np.array([[1.0, -1.0, 1.0], [0.5, 0.25, 1.0]])
     b1 = -(x[0] @ w1) + np.array([0.0, 0.0, 4.0])  # pre-activations of row 0: [0, 0, 4]
@@ -192,6 +199,7 @@ def test_relu_tie_in_simple_net_follows_torch(backend):
 @pytest.mark.parametrize("loss", ["mnist_loss", "bce"])
 @pytest.mark.parametrize("name", ["linear1", "simple_net hidden 30"])
 def test_one_seed_gives_the_same_loss_and_gradients_on_every_backend(images, name, loss):
+    pytest.importorskip("torch")
     backends = available_backends("float64")
     assert [b.name for b in backends][:2] == ["numpy", "array_api_strict"]
     x, y = images[0][:64], images[1][:64]
@@ -221,6 +229,7 @@ def test_float32_models_match_float64_on_the_same_inputs(backend32, case):
     their float32 rounding moves each gradient by well under 1e-4 relative; where terms cancel, the
     float32 version of the rounding floor applies.
     """
+    pytest.importorskip("torch")
     params, x, y, loss = case
     params = {k: v.astype(np.float32).astype(np.float64) for k, v in params.items()}
     x = x.astype(np.float32).astype(np.float64)

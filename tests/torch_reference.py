@@ -27,9 +27,27 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-torch = pytest.importorskip("torch")
-# The oracles are small problems: one thread is faster than two spin-waiting on a shared machine.
-torch.set_num_threads(1)
+
+class MissingTorch:
+    """What ``torch`` is here when PyTorch is not installed: touching any of it skips the test.
+
+    So a test module that imports this one still runs its finite-difference checks without PyTorch,
+    and each test that asks the autograd oracle is skipped at that point, not failed.
+    """
+
+    REASON = "PyTorch is not installed: the autograd oracle is skipped (the finite-difference checks still run)"
+
+    def __getattr__(self, name):
+        pytest.skip(self.REASON)
+
+
+try:
+    import torch
+except ImportError:
+    torch = MissingTorch()
+else:
+    # The oracles are small problems: one thread is faster than two spin-waiting on a shared machine.
+    torch.set_num_threads(1)
 
 from backends import to_numpy  # noqa: E402
 from numpy_mnist.gradcheck import TORCH_LOSSES, TORCH_RTOL, compare, gamma, loss_magnitude, torch_sigmoid  # noqa: E402
