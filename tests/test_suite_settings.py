@@ -45,3 +45,33 @@ def test_skips_are_counted_once_per_reason(tmp_path):
     assert [line.split(None, 1) for line in lines[title + 1:title + 3]] == [
         ["3", "one long shared reason"], ["1", "another reason"]]
     assert run.stdout.count("one long shared reason") == 1 and "SKIPPED [" not in run.stdout
+
+
+HIDE_TORCH = '''"""As if PyTorch were not installed: `import torch` raises ModuleNotFoundError."""
+import sys
+
+
+class NoTorch:
+    def find_spec(self, name, path=None, target=None):
+        if name == "torch" or name.startswith("torch."):
+            raise ModuleNotFoundError(f"No module named {name!r}", name=name)
+        return None
+
+
+sys.meta_path.insert(0, NoTorch())
+'''
+
+
+def test_finite_differences_run_without_pytorch(tmp_path):
+    (tmp_path / "sitecustomize.py").write_text(HIDE_TORCH)
+    run = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-k", "numpy",
+         "tests/test_softmax_ce.py::test_gradient_matches_finite_differences",
+         "tests/test_softmax_ce.py::test_loss_and_gradient_match_pytorch",
+         "tests/test_gradcheck.py::test_wrong_model_gradients_are_caught_by_both_oracles"],
+        cwd=ROOT, capture_output=True, text=True,
+        env={**os.environ, "PYTHONPATH": os.pathsep.join([str(tmp_path), str(ROOT)])})
+    assert run.returncode == 0, run.stdout + run.stderr
+    assert "1 passed, 5 skipped" in run.stdout, run.stdout  # finite differences ran; the PyTorch parts skipped
+    assert "PyTorch is not installed: the autograd oracle is skipped" in run.stdout
+    assert "PyTorch, the second oracle, is not installed" in run.stdout
