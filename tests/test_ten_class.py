@@ -354,7 +354,7 @@ def test_resume_refuses_another_dataset(shared_data, tmp_path, capsys):
     assert main(common + ["--dataset", "mnist", "--epochs", "1", "--save", str(ckpt)]) == 0
     assert main(common + ["--dataset", "mnist", "--epochs", "2", "--resume", str(ckpt)]) == 0
     assert main(common + ["--dataset", "mnist", "--epochs", "3", "--resume", str(ckpt), "--train-rows", "400"]) == 2
-    assert "--train-rows 300 (not 400)" in capsys.readouterr().err
+    assert "--train-rows 300 (not --train-rows 400)" in capsys.readouterr().err
 
 
 # -- the full data (slow: deselect with -m 'not slow') ----------------------------------------------------
