@@ -4,6 +4,9 @@ import hashlib
 import json
 import os
 import struct
+import subprocess
+import sys
+import time
 
 import numpy as np
 import pytest
@@ -227,3 +230,20 @@ def test_mutated_checkpoints_are_refused_or_load_exactly_the_saved_state(checkpo
     except CheckpointError:
         return
     assert _same(loaded, saved)
+
+
+def test_a_save_removes_what_killed_saves_left_and_writes_with_the_umasks_mode(saved):
+    model, path = saved
+    child = subprocess.Popen([sys.executable, "-c", "pass"])
+    child.wait()  # a process id no running process has
+    stale = [path.parent / f".{path.name}.{child.pid}.0123abcd.tmp", path.parent / f".{path.name}.k9x_Q2ab.tmp"]
+    for p in stale:
+        p.write_bytes(b"half a checkpoint")
+    os.utime(stale[1], (time.time() - 3600, time.time() - 3600))  # the older naming: by age
+    old = os.umask(0o022)
+    try:
+        save_checkpoint(path, model, epoch=4)
+    finally:
+        os.umask(old)
+    assert sorted(p.name for p in path.parent.iterdir()) == [path.name]
+    assert path.stat().st_mode & 0o777 == 0o644 and load_checkpoint(path).epoch == 4
