@@ -1,17 +1,20 @@
 """Checkpoints: a model's parameters plus what it takes to resume and to refuse a wrong load.
 
-File format (little-endian), designed so that a reader never trusts a size it has not checked::
+File format (little-endian), designed so that a reader never trusts a byte it has not checked::
 
     magic      16 bytes   b"NUMPY-MNIST-CKPT"
-    version     4 bytes   uint32, FORMAT_VERSION
+    version     4 bytes   uint32, FORMAT_VERSION (2)
     header_len  8 bytes   uint64, length of the JSON header
+    sha256     32 bytes   SHA-256 of everything else: the 28 bytes above, the header and the payload
     header      JSON      metadata, and for every array: name, dtype, shape, offset, nbytes
-    payload     bytes     the arrays' raw bytes, back to back; its SHA-256 is in the header
+    payload     bytes     the arrays' raw bytes, back to back
 
-Every declared size is checked against the real file length before any array is built (so a
-forged header cannot make the reader allocate), and the payload's SHA-256 catches corruption.
-Files are written atomically (temporary file, fsync, rename): an interrupted save leaves the
-previous checkpoint intact.
+The checksum is checked before the header is even parsed, so a flipped byte anywhere -- an epoch
+count, a learning rate, a parameter -- is refused, never loaded.  Every declared size is also
+checked against the real file length before any array is built (so a forged header cannot make the
+reader allocate).  Version 1 files (no whole-file checksum; the header held only the payload's
+SHA-256) are still read.  Files are written atomically (temporary file, fsync, rename): an
+interrupted save leaves the previous checkpoint intact.
 """
 
 from __future__ import annotations
@@ -32,8 +35,11 @@ from numpy_mnist.files import atomic_write
 __all__ = ["Checkpoint", "save_checkpoint", "load_checkpoint", "load_model", "FORMAT_VERSION"]
 
 MAGIC = b"NUMPY-MNIST-CKPT"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+#: Format versions this numpy-mnist reads.
+READABLE_VERSIONS = (1, 2)
 _PREAMBLE = struct.Struct("<16sIQ")
+_DIGEST = 32  # bytes of the SHA-256 after the preamble (version 2)
 _DTYPES = ("float32", "float64")
 _MAX_HEADER = 1 << 24  # 16 MiB of JSON is far beyond any real history
 
@@ -66,12 +72,41 @@ class Checkpoint:
         """Copy the saved parameters into ``model``, refusing any mismatch of kind, shape or dtype."""
         mine = model.config()
         if mine != self.model:
-            raise CheckpointError(f"the checkpoint is for the model {self.model}, not {mine}")
+            differ = model_differences(self.model, mine)
+            raise CheckpointError(f"the checkpoint holds {describe_model(self.model)}, not {describe_model(mine)}"
+                                  + (f" ({differ})" if differ else ""))
         if model.backend.dtype_name != self.dtype:
             raise CheckpointError(f"the checkpoint holds {self.dtype} parameters but the model is "
                                   f"{model.backend.dtype_name}: use --dtype {self.dtype}")
         for name, value in self.params.items():
             model.params[name][...] = model.backend.asarray(value)
+
+
+#: How a model's config field is said in words, and which flag of ``numpy-mnist train`` sets it.
+_CONFIG_WORDS = {"kind": "model", "inputs": "inputs", "outputs": "outputs", "loss": "loss",
+                 "hidden": "hidden width"}
+_KIND_FLAGS = {"linear": "linear", "mlp": "simple_net"}  # the --model that builds each kind
+_KIND_WORDS = {"linear": "a linear model", "mlp": "a two-layer net (simple_net)"}
+
+
+def describe_model(config: dict) -> str:
+    """A model's config in words: ``a two-layer net (simple_net) 784 -> 5 -> ReLU -> 1, mnist_loss``."""
+    kind = config.get("kind")
+    sizes = [config.get("inputs"), *([config["hidden"], "ReLU"] if "hidden" in config else []), config.get("outputs")]
+    return (f"{_KIND_WORDS.get(kind, f'a model of kind {kind!r}')} {' -> '.join(map(str, sizes))}, "
+            f"loss {config.get('loss')}")
+
+
+def model_differences(saved: dict, mine: dict) -> str:
+    """The fields in which two model configs differ, in words: ``hidden width 5 saved, 30 asked for``."""
+    both = set(saved) & set(mine)
+    keys = [k for k in _CONFIG_WORDS if k in both] + sorted(both - set(_CONFIG_WORDS))
+
+    def said(key, value):
+        return _KIND_FLAGS.get(value, value) if key == "kind" else value
+
+    return "; ".join(f"{_CONFIG_WORDS.get(k, k)} {said(k, saved[k])} saved, {said(k, mine[k])} asked for"
+                     for k in keys if saved[k] != mine[k])
 
 
 def save_checkpoint(path, model, *, epoch: int, optimizer=None, history=(), run=None) -> Path:
@@ -94,12 +129,14 @@ def save_checkpoint(path, model, *, epoch: int, optimizer=None, history=(), run=
         "history": [r.as_dict() if hasattr(r, "as_dict") else dict(r) for r in history],
         "run": dict(run or {}),
         "arrays": arrays,
-        "payload_sha256": hashlib.sha256(payload).hexdigest(),
     }
     header_bytes = json.dumps(header).encode()
+    preamble = _PREAMBLE.pack(MAGIC, FORMAT_VERSION, len(header_bytes))
+    digest = hashlib.sha256(preamble + header_bytes + payload).digest()
     try:
         with atomic_write(path) as f:
-            f.write(_PREAMBLE.pack(MAGIC, FORMAT_VERSION, len(header_bytes)))
+            f.write(preamble)
+            f.write(digest)
             f.write(header_bytes)
             f.write(payload)
     except OSError as exc:
@@ -130,18 +167,22 @@ def parse_checkpoint(blob: bytes, name: str = "<bytes>") -> Checkpoint:
     magic, version, header_len = _PREAMBLE.unpack_from(blob)
     if magic != MAGIC:
         raise bad("it does not start with the checkpoint magic bytes")
-    if version != FORMAT_VERSION:
-        raise bad(f"format version {version}, this numpy-mnist {__version__} reads version {FORMAT_VERSION}")
-    if header_len > min(_MAX_HEADER, len(blob) - _PREAMBLE.size):
+    if version not in READABLE_VERSIONS:
+        raise bad(f"format version {version}, this numpy-mnist {__version__} reads versions "
+                  f"{', '.join(map(str, READABLE_VERSIONS))}")
+    start = _PREAMBLE.size + (_DIGEST if version >= 2 else 0)
+    if header_len > min(_MAX_HEADER, len(blob) - start):
         raise bad(f"its header claims {header_len} bytes but the file is truncated or forged")
-    payload = blob[_PREAMBLE.size + header_len:]
+    if version >= 2 and blob[_PREAMBLE.size:start] != hashlib.sha256(blob[:_PREAMBLE.size] + blob[start:]).digest():
+        raise bad("its SHA-256 does not match (the file is truncated or corrupt)")
+    payload = blob[start + header_len:]
     try:
-        header = json.loads(blob[_PREAMBLE.size:_PREAMBLE.size + header_len].decode())
+        header = json.loads(blob[start:start + header_len].decode())
     except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
         raise bad(f"its header is not valid JSON ({exc})") from None
     if not isinstance(header, dict):
         raise bad("its header is not a JSON object")
-    if header.get("payload_sha256") != hashlib.sha256(payload).hexdigest():
+    if version == 1 and header.get("payload_sha256") != hashlib.sha256(payload).hexdigest():
         raise bad("the parameters' SHA-256 does not match (the file is truncated or corrupt)")
     try:
         params = _arrays(header["arrays"], payload, bad)

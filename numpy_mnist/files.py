@@ -1,14 +1,117 @@
-"""Writing files so that a crash or Ctrl-C never leaves one half-written."""
+"""Writing files so that a crash or Ctrl-C never leaves one half-written.
+
+Every file is first written to a temporary file beside its target, named
+``.<target name>.<writer's process id>.<8 hex digits>.tmp``, then renamed over the target.  The
+temporary is created with mode ``0o666`` and the user's umask applied by the operating system, so
+the finished file has the permissions any new file of the user's gets (0644 under umask 022).
+
+A write that is killed (SIGKILL, a power cut) cannot remove its temporary.  The next write to the
+same target removes the leftovers of that target only, and only those that no running process can
+still be writing: a temporary whose process id is not a running process on this machine, or one of
+the older ``.<target name>.XXXXXXXX.tmp`` pattern (no process id) untouched for
+:data:`STALE_AFTER` seconds.  So two processes writing the same file at once never remove each
+other's temporary; the later rename wins, whole.  (On a folder shared between machines a writer
+on another machine has a process id this one cannot see; its temporary is then taken for stale only
+if that process id is free here too -- do not write one file from two machines at once.)
+"""
 
 from __future__ import annotations
 
 import contextlib
 import json
 import os
-import tempfile
+import re
+import secrets
+import time
 from pathlib import Path
 
-__all__ = ["atomic_write", "write_json"]
+from numpy_mnist.errors import InputError
+
+__all__ = ["STALE_AFTER", "atomic_write", "check_file_target", "check_folder_target", "write_json"]
+
+#: Seconds after which a temporary of the older naming (no process id in it) counts as abandoned.
+STALE_AFTER = 60.0
+
+
+def check_folder_target(path: str | os.PathLike, flag: str) -> Path:
+    """Refuse, in one line naming ``flag``, a folder path that cannot be a folder (it, or a folder
+    above it, is a file).  Creates nothing."""
+    path = Path(path)
+    for p in (path, *path.parents):
+        if p.exists():
+            if not p.is_dir():
+                what = "is a file" if p == path else f"lies under {p}, which is a file"
+                raise InputError(f"{flag} {path} {what}, not a folder: choose another {flag}")
+            break
+    return path
+
+
+def check_file_target(path: str | os.PathLike, flag: str) -> Path:
+    """Refuse, in one line naming ``flag``, a file path that cannot be written: it is a folder, or
+    a folder above it is a file.  Creates nothing."""
+    path = Path(path)
+    if path.is_dir():
+        raise InputError(f"{flag} {path} is a folder, not a file: name a file, e.g. {path / 'model.ckpt'}")
+    for p in path.parents:
+        if p.exists():
+            if not p.is_dir():
+                raise InputError(f"{flag} {path} lies under {p}, which is a file, not a folder: "
+                                 f"choose another {flag}")
+            break
+    return path
+
+
+def _make_parent(path: Path) -> None:
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except (FileExistsError, NotADirectoryError):
+        blocker = next(p for p in path.parents if p.exists() and not p.is_dir())
+        raise InputError(f"cannot write {path}: {blocker} is a file, not a folder") from None
+
+
+def _temporary_pattern(name: str) -> re.Pattern:
+    return re.compile(rf"\.{re.escape(name)}\.(?:(?P<pid>\d+)\.[0-9a-f]{{8}}|[A-Za-z0-9_]{{8}})\.tmp")
+
+
+def _running(pid: int) -> bool:
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's process: running
+        return True
+    except OSError:  # pid out of range for this system
+        return False
+    return True
+
+
+def remove_stale_temporaries(path: str | os.PathLike) -> list[Path]:
+    """Remove the temporaries that interrupted writes to ``path`` left behind; return them.
+
+    Only names of ``path``'s own pattern, and only those no running process can still be writing
+    (see the module's docstring)."""
+    path = Path(path)
+    pattern = _temporary_pattern(path.name)
+    removed = []
+    try:
+        entries = list(os.scandir(path.parent))
+    except OSError:
+        return removed
+    for entry in entries:
+        match = pattern.fullmatch(entry.name)
+        if match is None or not entry.is_file(follow_symlinks=False):
+            continue
+        with contextlib.suppress(OSError):
+            if match["pid"] is not None:
+                stale = not _running(int(match["pid"]))
+            else:
+                stale = time.time() - entry.stat(follow_symlinks=False).st_mtime > STALE_AFTER
+            if stale:
+                os.unlink(entry.path)
+                removed.append(Path(entry.path))
+    return removed
 
 
 @contextlib.contextmanager
@@ -18,11 +121,19 @@ def atomic_write(path: str | os.PathLike, mode: str = "wb"):
     Readers see either the old file or the complete new one, never a part.  On any exception
     raised inside the ``with`` block (a failed check included) the temporary file is removed and
     ``path`` is untouched.  After the rename the folder is fsynced too, so the rename survives a
-    power cut.
+    power cut.  The new file gets the permissions the umask gives (0644 under 022), and the
+    temporaries of earlier, killed writes to ``path`` are removed first.
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    _make_parent(path)
+    remove_stale_temporaries(path)
+    while True:
+        tmp = path.parent / f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp"
+        try:
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o666)
+            break
+        except FileExistsError:
+            continue
     try:
         with os.fdopen(fd, mode) as f:
             yield f

@@ -5,6 +5,17 @@ Hypothesis profiles
 ``fast`` (default) keeps the whole suite within a few minutes for CI; ``thorough`` runs many more
 examples.  Choose one with ``pytest --hypothesis-profile=thorough`` or with the environment variable
 ``NUMPY_MNIST_HYPOTHESIS_PROFILE=thorough``.
+
+The shared MNIST files
+----------------------
+Tests of the real MNIST files skip where they are missing, unless ``NUMPY_MNIST_REQUIRE_DATA=1``
+(CI sets it): then a missing file is a failure, so a green run cannot hide forty skipped tests.
+
+Skips
+-----
+``-r`` lists no skips (``pyproject.toml``); instead the end of a run counts them by reason, one
+line per reason (``pytest_terminal_summary`` below), so the CuPy reason shared by a hundred tests
+is said once.  ``-rs`` still lists every one.
 """
 
 from __future__ import annotations
@@ -119,9 +130,39 @@ def pytest_terminal_summary(terminalreporter):
                                     red=not _passed_on_gpu, bold=True)
 
 
+#: Set to 1 to make a missing shared MNIST file a failure instead of a skip (CI does).
+REQUIRE_DATA_ENV = "NUMPY_MNIST_REQUIRE_DATA"
+
+
+def data_required() -> bool:
+    return os.environ.get(REQUIRE_DATA_ENV, "").strip() not in ("", "0")
+
+
 @pytest.fixture(scope="session")
 def shared_data() -> Path:
     """``../shared/data`` beside the checkout: the canonical MNIST files."""
     if not (SHARED_DATA / "mnist_sample.tgz").exists():
-        pytest.skip(f"the shared MNIST files are not at {SHARED_DATA}")
+        problem = f"the shared MNIST files are not at {SHARED_DATA}"
+        if data_required():
+            pytest.fail(f"{problem}, and {REQUIRE_DATA_ENV}=1 requires them (set NUMPY_MNIST_SHARED_DATA "
+                        "to their folder)", pytrace=False)
+        pytest.skip(problem)
     return SHARED_DATA
+
+
+def pytest_terminal_summary(terminalreporter, exitstatus, config):
+    """Skipped tests counted by reason, one line per reason, most common first (unless ``-rs``
+    already listed each one)."""
+    if "s" in (config.option.reportchars or "").replace("a", "s").replace("A", "s"):
+        return
+    counts: dict[str, int] = {}
+    for report in terminalreporter.stats.get("skipped", []):
+        if isinstance(report.longrepr, tuple):
+            reason = str(report.longrepr[2]).removeprefix("Skipped: ")
+        else:
+            reason = str(report.longrepr)
+        counts[reason] = counts.get(reason, 0) + 1
+    if counts:
+        terminalreporter.section(f"{sum(counts.values())} skipped, by reason", sep="-")
+        for reason, n in sorted(counts.items(), key=lambda item: -item[1]):
+            terminalreporter.write_line(f"{n:5d}  {reason}")

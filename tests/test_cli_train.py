@@ -6,6 +6,7 @@ import signal
 import subprocess
 import sys
 import time
+import warnings
 
 import pytest
 
@@ -76,10 +77,126 @@ def test_resume_refuses_other_settings_or_model(tmp_path, capsys):
           "--out", str(tmp_path), "--backend", "numpy"])
     assert main(["train", "--model", "linear", "--epochs", "2", "--lr", "0.5", "--resume", str(ckpt),
                  "--out", str(tmp_path), "--backend", "numpy"]) == 2
-    assert "trained with --lr 0.1 (not 0.5): resume with the same settings" in capsys.readouterr().err
+    assert "trained with --lr 0.1 (not --lr 0.5): resume with the same settings" in capsys.readouterr().err
     assert main(["train", "--model", "simple_net", "--epochs", "2", "--resume", str(ckpt),
                  "--out", str(tmp_path), "--backend", "numpy"]) == 2
-    assert "the checkpoint is for the model" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert f"{ckpt}: the checkpoint holds a linear model 784 -> 1" in err and "{" not in err
+    assert err.rstrip().endswith("(model linear saved, simple_net asked for)")
+    assert main(["train", "--model", "linear", "--epochs", "2", "--shuffle", "--train-rows", "100", "--resume",
+                 str(ckpt), "--out", str(tmp_path), "--backend", "numpy"]) == 2
+    assert ("was trained with no --train-rows (not --train-rows 100), --no-shuffle (not --shuffle): "
+            "resume with the same settings") in capsys.readouterr().err
+
+
+TINY = ["--model", "linear", "--train-rows", "200", "--valid-rows", "100", "--backend", "numpy", "--no-plot"]
+
+
+def test_a_resumed_run_says_so_and_prints_only_the_new_epochs(tmp_path, capsys):
+    ckpt, out = tmp_path / "c.ckpt", tmp_path / "out"
+    assert main(["train", *TINY, "--epochs", "2", "--save", str(ckpt), "--out", str(out), "--quiet"]) == 0
+    capsys.readouterr()
+    assert main(["train", *TINY, "--epochs", "4", "--resume", str(ckpt), "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert f"resumed from epoch 2 of {ckpt} (its epochs are in history.json); training epochs 3 to 4" in printed
+    assert [line.split()[0] for line in printed.splitlines() if line.strip()[:1].isdigit()] == ["3", "4"]
+    assert main(["train", *TINY, "--epochs", "3", "--resume", str(ckpt), "--out", str(out), "--quiet"]) == 0
+    assert "resumed from epoch 2" in capsys.readouterr().out  # said under --quiet too
+
+
+@pytest.mark.parametrize("epochs", ["1", "2"])
+def test_a_resume_with_nothing_left_to_train_is_refused(tmp_path, capsys, epochs):
+    ckpt, out = tmp_path / "c.ckpt", tmp_path / "out"
+    assert main(["train", *TINY, "--epochs", "2", "--save", str(ckpt), "--out", str(out), "--quiet"]) == 0
+    before = (out / "history.json").read_bytes()
+    capsys.readouterr()
+    assert main(["train", *TINY, "--epochs", epochs, "--resume", str(ckpt), "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert err == (f"numpy-mnist train: error: {ckpt} has already trained 2 epochs and --epochs {epochs} counts "
+                   f"epochs in total, so nothing is left to train: pass a larger --epochs, e.g. "
+                   f"--epochs {2 + int(epochs)}\n")
+    assert (out / "history.json").read_bytes() == before
+
+
+@pytest.mark.parametrize("flag", ["train", "gradcheck", "baseline"])
+def test_a_negative_seed_is_one_line(flag, capsys):
+    with pytest.raises(SystemExit) as info:
+        main([flag, "--seed", "-1"])
+    err = capsys.readouterr().err
+    assert info.value.code == 2 and err == (f"numpy-mnist {flag}: error: argument --seed: expected a whole number "
+                                            f"from 0 to 2**63-1, got '-1' (see numpy-mnist {flag} --help)\n")
+
+
+def test_paths_of_the_wrong_kind_are_one_line_before_any_training(tmp_path, capsys):
+    plain = tmp_path / "plain"
+    plain.write_text("x")
+    cases = [
+        (["--out", str(plain)], f"--out {plain} is a file, not a folder: choose another --out"),
+        (["--out", str(plain / "d")], f"--out {plain / 'd'} lies under {plain}, which is a file, not a folder"),
+        (["--save", str(plain / "x.ckpt")], f"--save {plain / 'x.ckpt'} lies under {plain}, which is a file"),
+        (["--save", str(tmp_path)], f"--save {tmp_path} is a folder, not a file: name a file"),
+        (["--dataset", "mnist", "--data", str(plain)], f"--data {plain} is a file, not a folder"),
+    ]
+    for extra, words in cases:
+        assert main(["train", *TINY, "--epochs", "1", "--out", str(tmp_path / "out"), *extra]) == 2, extra
+        err = capsys.readouterr().err
+        assert words in err and len(err.splitlines()) == 1 and "File exists" not in err, err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["plain"]  # nothing written
+
+
+def test_library_messages_name_flags_not_python_parameters(tmp_path, capsys):
+    assert main(["train", "--train-rows", "99999", "--out", str(tmp_path)]) == 2
+    assert capsys.readouterr().err == ("numpy-mnist train: error: --train-rows must be at most the 12396 rows of "
+                                       "the sample train split, got 99999\n")
+    assert main(["train", "--dataset", "mnist", "--loss", "bce", "--out", str(tmp_path)]) == 2
+    assert "error: --loss must be one of cross_entropy" in capsys.readouterr().err
+    assert main(["train", "--dataset", "mnist", "--data", str(tmp_path), "--out", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert "root=" not in err and "--data DIR" in err
+
+
+def test_a_huge_learning_rate_prints_no_raw_warning_and_keeps_the_columns(tmp_path, capsys):
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # a NumPy RuntimeWarning escaping the run would fail here
+        assert main(["train", *TINY, "--loss", "bce", "--lr", "1e30", "--epochs", "3", "--out", str(tmp_path)]) == 0
+    captured = capsys.readouterr()
+    rows = [line for line in captured.out.splitlines() if line.strip()[:1].isdigit()]
+    header = next(line for line in captured.out.splitlines() if "train_loss" in line)
+    assert len(rows) == 3 and {len(line) for line in rows} == {len(header)}
+    assert all(len(cell) <= 10 for line in rows for cell in line.split())
+    assert "e+" in rows[-1]  # losses like 1e29 in scientific notation
+    assert "RuntimeWarning" not in captured.err and "overflow" not in captured.err
+    assert captured.err.startswith("numpy-mnist train: warning: the validation loss grew")
+
+
+def test_an_overflow_in_the_net_ends_in_the_projects_one_line_not_numpys_warning(tmp_path, capsys):
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # NumPy's "overflow encountered in matmul" would fail here
+        assert main(["train", *TINY, "--model", "simple_net", "--lr", "1e30", "--epochs", "2",
+                     "--out", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("numpy-mnist train: error: the training loss became nan") and len(err.splitlines()) == 1
+
+
+def test_the_table_formats_any_magnitude():
+    from numpy_mnist.cli.train import cell
+
+    for value in (0.0, 1e-9, 0.5, 1.0, 99999.0, 1e5, 123456789.0, 1e300, -1e300, float("inf"), float("nan"), -0.25):
+        assert len(cell(value)) == 10, value
+    assert cell(0.5).strip() == "0.5000" and cell(1e30).strip() == "1.000e+30" and cell(1e-9).strip() == "1.000e-09"
+
+
+@pytest.mark.parametrize("mask, mode", [(0o022, 0o644), (0o027, 0o640)])
+def test_every_file_a_run_writes_gets_the_umasks_mode(tmp_path, mask, mode):
+    old = os.umask(mask)
+    try:
+        assert main(["train", *TINY[:-1], "--epochs", "1", "--quiet", "--save", str(tmp_path / "ck"),
+                     "--out", str(tmp_path / "d")]) == 0
+    finally:
+        os.umask(old)
+    written = [tmp_path / "ck", tmp_path / "d" / "history.json", tmp_path / "d" / "learning_curve.png"]
+    assert sorted(written) == sorted(p for p in tmp_path.rglob("*") if p.is_file())
+    assert {p.stat().st_mode & 0o777 for p in written} == {mode}
 
 
 def run_cli(*args):

@@ -269,12 +269,12 @@ def test_train_mnist_mlp_has_no_weight_pictures(shared_data, tmp_path):
 
 @pytest.mark.parametrize("argv, words", [
     (["--dataset", "mnist", "--loss", "bce"],
-     "loss must be one of cross_entropy for --dataset mnist, got 'bce'"),
+     "error: --loss must be one of cross_entropy for --dataset mnist, got 'bce'"),
     (["--dataset", "mnist", "--loss", "mnist_loss"], "(mnist_loss and bce take one logit per image)"),
     (["--loss", "cross_entropy"],
-     "loss must be one of mnist_loss, bce for --dataset sample, got 'cross_entropy'"),
+     "error: --loss must be one of mnist_loss, bce for --dataset sample, got 'cross_entropy'"),
     (["--dataset", "mnist", "--train-rows", "70000"],
-     "train_rows must be at most the 60000 rows of the mnist train split, got 70000"),
+     "error: --train-rows must be at most the 60000 rows of the mnist train split, got 70000"),
 ])
 def test_mismatched_loss_or_rows_are_one_line_errors(argv, words, shared_data, tmp_path, capsys):
     code = main(["train", "--data", str(shared_data / "mnist"), "--out", str(tmp_path), *argv])
@@ -305,7 +305,7 @@ def test_resume_refuses_another_dataset(shared_data, tmp_path, capsys):
     assert main(common + ["--dataset", "mnist", "--epochs", "1", "--save", str(ckpt)]) == 0
     assert main(common + ["--dataset", "mnist", "--epochs", "2", "--resume", str(ckpt)]) == 0
     assert main(common + ["--dataset", "mnist", "--epochs", "3", "--resume", str(ckpt), "--train-rows", "400"]) == 2
-    assert "--train-rows 300 (not 400)" in capsys.readouterr().err
+    assert "--train-rows 300 (not --train-rows 400)" in capsys.readouterr().err
 
 
 # -- the full data (slow: deselect with -m 'not slow') ----------------------------------------------------

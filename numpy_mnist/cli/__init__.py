@@ -1,14 +1,17 @@
 """``numpy-mnist``: the command line.  One module per subcommand, each with ``register(subparsers)``.
 
 A :class:`~numpy_mnist.errors.NumpyMnistError` or a backend error (something the user can fix,
-:data:`~numpy_mnist.errors.USER_ERRORS`) ends in one line on stderr and exit status 2; any other
-exception is a bug and keeps its traceback.
+:data:`~numpy_mnist.errors.USER_ERRORS`) ends in one line on stderr and exit status 2, as does a
+run too large for the machine's memory; any other exception is a bug and keeps its traceback.
+The library's messages name Python parameters (``train_rows must be ...``); on the command line
+they are said with the subcommand's flags (``--train-rows must be ...``), see :func:`say_with_flags`.
 """
 
 from __future__ import annotations
 
 import argparse
 import importlib
+import re
 import sys
 
 from numpy_mnist import __version__
@@ -38,10 +41,37 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def flags_of(parser: argparse.ArgumentParser, command: str) -> dict[str, str]:
+    """``{dest: long flag}`` of every option of the subcommand ``command`` (nested actions included)."""
+    flags, todo = {}, [parser]
+    while todo:
+        p = todo.pop()
+        for action in p._actions:
+            if isinstance(action, argparse._SubParsersAction):
+                todo += ([action.choices[command]] if p is parser else list(action.choices.values()))
+            elif action.option_strings and action.dest != "help":
+                flags.setdefault(action.dest, max(action.option_strings, key=len))
+    return flags
+
+
+def say_with_flags(message: str, flags: dict[str, str]) -> str:
+    """``message`` with each Python parameter the library names (``train_rows must``,
+    ``batch_size=``) replaced by its flag (``--train-rows must``)."""
+    if not flags:
+        return message
+    names = "|".join(sorted(map(re.escape, flags), key=len, reverse=True))
+    return re.sub(rf"(?<![-\w/.])({names})(?= must\b|=)", lambda m: flags[m.group(1)], message)
+
+
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
     try:
         return int(args.run(args) or 0)
     except USER_ERRORS as exc:
-        print(f"numpy-mnist {args.command}: error: {exc}", file=sys.stderr)
-        return 2
+        message = say_with_flags(str(exc), flags_of(parser, args.command))
+    except MemoryError as exc:
+        message = (f"not enough memory for this run ({exc or 'MemoryError'}): ask for less, e.g. a smaller "
+                   "--hidden, --batch-size or --train-rows")
+    print(f"numpy-mnist {args.command}: error: {message}", file=sys.stderr)
+    return 2

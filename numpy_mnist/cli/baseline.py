@@ -4,12 +4,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from numpy_mnist.cli.options import seed
+
 
 def register(subparsers) -> None:
     p = subparsers.add_parser("baseline", help="pixel-similarity baseline and the accuracy-vs-loss nudge",
                               description=__doc__)
     p.add_argument("--out", type=Path, default=None, help="also write the nudge plot (PNG) and figures (JSON) here")
-    p.add_argument("--seed", type=int, default=0, help="seed of the linear model used for the nudge")
+    p.add_argument("--seed", type=seed, default=0, help="seed of the linear model used for the nudge")
     p.set_defaults(run=run)
 
 
@@ -17,9 +19,12 @@ def run(args) -> int:
     from backends import get_backend
     from numpy_mnist.baseline import pixel_similarity
     from numpy_mnist.data import load_mnist_sample
+    from numpy_mnist.files import check_folder_target
     from numpy_mnist.models import linear1
     from numpy_mnist.why_not_accuracy import centre_pixel, nudge_one_weight
 
+    if args.out is not None:
+        check_folder_target(args.out, "--out")
     train_x, train_y, valid_x, valid_y = load_mnist_sample()
     print("Pixel similarity: a valid image is a 3 when it is closer to the mean 3 than to the mean 7")
     print(f"{'distance':>8}  {'valid 3s':>8}  {'valid 7s':>8}  {'overall':>8}")

@@ -12,7 +12,7 @@ import argparse
 
 from numpy_mnist import gradcheck as gc
 from numpy_mnist import model_check
-from numpy_mnist.cli.options import positive_float, positive_int
+from numpy_mnist.cli.options import positive_float, positive_int, seed
 from numpy_mnist.cli.train import MODELS, build_model
 from numpy_mnist.errors import InputError
 
@@ -24,7 +24,7 @@ def register(subparsers) -> None:
     p.add_argument("--loss", choices=("mnist_loss", "bce"), default="mnist_loss",
                    help="the book's mnist_loss, or binary cross-entropy on logits")
     p.add_argument("--hidden", type=positive_int, default=30, help="simple_net's hidden width")
-    p.add_argument("--seed", type=int, default=0, help="seed of the initial parameters and of the batch")
+    p.add_argument("--seed", type=seed, default=0, help="seed of the initial parameters and of the batch")
     p.add_argument("--batch-size", type=positive_int, default=64, help="images in the batch")
     p.add_argument("--backend", choices=("auto", "numpy", "cupy", "array_api_strict"), default="auto",
                    help="array backend computing the model (always in float64)")

@@ -4,14 +4,29 @@ from __future__ import annotations
 
 import argparse
 
+#: The largest count any option takes (epochs, rows, widths): far beyond any run, yet a
+#: machine-sized integer everywhere it goes.
+MAX_COUNT = 2**31 - 1
+
 
 def positive_int(text: str) -> int:
     try:
         value = int(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+    if not 1 <= value <= MAX_COUNT:
+        raise argparse.ArgumentTypeError(f"expected a positive integer up to {MAX_COUNT}, got {text!r}")
+    return value
+
+
+def seed(text: str) -> int:
+    """A random seed: an integer from 0 to 2**63 - 1 (NumPy's generators take no negative seed)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number from 0 to 2**63-1, got {text!r}") from None
+    if not 0 <= value < 2**63:
+        raise argparse.ArgumentTypeError(f"expected a whole number from 0 to 2**63-1, got {text!r}")
     return value
 
 

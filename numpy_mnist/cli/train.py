@@ -16,20 +16,28 @@ A run that ends badly without a NaN is explained in one line on stderr ("numpy-m
 warning: ...", recorded as "warning" in history.json): the validation loss grew a hundredfold
 since the start (the steps overshot), or the accuracy ended at chance (no better than always
 answering the most common class; the sigmoid saturated, or the run was too short).  See
-numpy_mnist.diagnosis for the thresholds.  The exit status stays 0: the run did finish.
+numpy_mnist.diagnosis for the thresholds.  The exit status stays 0: the run did finish.  NumPy's
+own floating-point warnings (an overflow in a matrix product at a huge --lr) are silenced during
+the run: what they would say, the diagnosis or the NaN check says in words.
+
+--resume continues a saved run ("resumed from epoch N"); --epochs counts epochs in total, so it
+must exceed the checkpoint's, else nothing is left to train and the run is refused.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import math
 import sys
+import warnings
 from pathlib import Path
 
 from backends import get_backend
 from numpy_mnist.checkpoint import load_checkpoint, save_checkpoint
-from numpy_mnist.cli.options import add_backend_options, positive_float, positive_int
+from numpy_mnist.cli.options import add_backend_options, positive_float, positive_int, seed
 from numpy_mnist.errors import CheckpointError, InputError
-from numpy_mnist.files import write_json
+from numpy_mnist.files import check_file_target, check_folder_target, write_json
 
 MODELS = ("linear", "simple_net")
 LOSSES = ("mnist_loss", "bce", "cross_entropy")
@@ -80,7 +88,7 @@ def register(subparsers) -> None:
     p.add_argument("--reference", action="store_true",
                    help="turn every fast path off (the fused CUDA graph, the NumPy epoch) and train through the "
                         "readable reference: layers, losses and models, batch by batch")
-    p.add_argument("--seed", type=int, default=0, help="seed of the initial parameters and the shuffling")
+    p.add_argument("--seed", type=seed, default=0, help="seed of the initial parameters and the shuffling")
     p.add_argument("--out", type=Path, default=Path("runs/train"), help="folder for history.json and the plot")
     p.add_argument("--save", type=Path, default=None, metavar="PATH",
                    help="write a checkpoint here after every epoch (and on Ctrl-C)")
@@ -120,6 +128,12 @@ def run(args) -> int:
     from numpy_mnist.datasets import get_spec, load_dataset
     from numpy_mnist.fused import make_learner
 
+    check_folder_target(args.out, "--out")
+    if args.save is not None:
+        check_file_target(args.save, "--save")
+    if args.data is not None and args.data.exists() and not args.data.is_dir():
+        raise InputError(f"--data {args.data} is a file, not a folder: name the folder that holds the four "
+                         "MNIST files")
     spec = get_spec(args.dataset)
     settle_defaults(args, spec)
     backend = get_backend(args.backend, args.dtype)
@@ -138,8 +152,9 @@ def run(args) -> int:
                  f"{valid_dl.n_rows} valid rows, lr {args.lr:g}, batch {args.batch_size}"
                  f"{', shuffled' if args.shuffle else ''}"
                  f"; {learner.path}")
-    for record in learner.history:
-        table.row(record)
+    if learner.history:
+        print(f"resumed from epoch {learner.epochs_done} of {args.resume} (its epochs are in history.json); "
+              f"training epochs {learner.epochs_done + 1} to {args.epochs}", flush=True)
 
     def save():
         if args.save is not None:
@@ -152,7 +167,9 @@ def run(args) -> int:
         save()
 
     try:
-        learner.fit(max(args.epochs - learner.epochs_done, 0), on_epoch_end=on_epoch_end, progress=not args.quiet)
+        with quiet_numerics():
+            learner.fit(max(args.epochs - learner.epochs_done, 0), on_epoch_end=on_epoch_end,
+                        progress=not args.quiet)
     except KeyboardInterrupt:
         save()
         where = (f"; epoch {learner.epochs_done} saved to {args.save}, continue with --resume {args.save}"
@@ -163,7 +180,6 @@ def run(args) -> int:
     if not learner.history:
         raise InputError("no epoch was trained: --epochs must exceed the checkpoint's epochs")
     warning = explain(args, spec, model, data, learner)
-    args.out.mkdir(parents=True, exist_ok=True)
     write_json(args.out / "history.json", {
         "epochs": [r.as_dict() for r in learner.history],
         "start": learner.start.as_dict() if learner.start is not None else None,
@@ -177,12 +193,25 @@ def run(args) -> int:
                                            title=f"{args.model} on {spec.name}, lr {args.lr:g}, "
                                                  f"batch {args.batch_size}"))
     if spec.outputs > 1:
-        written += write_class_pictures(args, model, valid_dl, table)
+        with quiet_numerics():
+            written += write_class_pictures(args, model, valid_dl, table)
     final = learner.history[-1]
     print(f"final valid accuracy {final.accuracy:.4f}; wrote {', '.join(str(p) for p in written)}")
     if warning is not None:
         print(f"numpy-mnist train: warning: {warning}", file=sys.stderr)
     return 0
+
+
+@contextlib.contextmanager
+def quiet_numerics():
+    """No raw NumPy floating-point warning (``RuntimeWarning: overflow encountered in matmul``) inside
+    a training run: an overflow ends in a NaN or infinite loss (a DivergenceError, one line) or in
+    a huge finite one, which :func:`explain` puts in words."""
+    import numpy as np
+
+    with np.errstate(all="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        yield
 
 
 def explain(args, spec, model, data, learner) -> str | None:
@@ -233,13 +262,20 @@ def resume(args, model) -> tuple[list, object]:
     if args.resume is None:
         return [], None
     checkpoint = load_checkpoint(args.resume)
-    checkpoint.load_into(model)
+    try:
+        checkpoint.load_into(model)
+    except CheckpointError as exc:
+        raise CheckpointError(f"{args.resume}: {exc}") from None
     settings = run_settings(args)
     saved = {k: checkpoint.run.get(k, _SETTINGS_BEFORE.get(k)) for k in settings}
-    differ = [f"--{k.replace('_', '-')} {saved[k]!r} (not {v!r})" for k, v in settings.items() if saved[k] != v]
+    differ = [f"{_flag(k, saved[k])} (not {_flag(k, v)})" for k, v in settings.items() if saved[k] != v]
     if differ:
         raise CheckpointError(f"{args.resume} was trained with {', '.join(differ)}: "
                               "resume with the same settings")
+    if args.epochs <= checkpoint.epoch:
+        raise InputError(f"{args.resume} has already trained {checkpoint.epoch} epochs and --epochs {args.epochs} "
+                         f"counts epochs in total, so nothing is left to train: pass a larger --epochs, "
+                         f"e.g. --epochs {checkpoint.epoch + max(args.epochs, 1)}")
     start = checkpoint.run.get("start")
     try:
         start = StartRecord(float(start["valid_loss"]), float(start["accuracy"])) if start else None
@@ -248,8 +284,29 @@ def resume(args, model) -> tuple[list, object]:
     return [EpochRecord(**r) for r in checkpoint.history], start
 
 
+def _flag(name: str, value) -> str:
+    """A run setting as its flag would say it: ``--lr 0.1``, ``--shuffle``, ``--no-shuffle``, no
+    ``--train-rows`` for all rows."""
+    flag = f"--{name.replace('_', '-')}"
+    if isinstance(value, bool):
+        return flag if value else f"--no-{flag[2:]}"
+    if value is None:
+        return f"no {flag}"
+    return f"{flag} {value:g}" if isinstance(value, float) else f"{flag} {value}"
+
+
+def cell(value: float, width: int = 10) -> str:
+    """``value`` in ``width`` characters at any magnitude: 4 decimals where they fit and say
+    something (0.0001 to 99999), else scientific notation (``1.234e+30``)."""
+    if math.isfinite(value) and value != 0 and not 1e-4 <= abs(value) < 1e5:
+        text = f"{value:.3e}"
+        return f"{value:>{width}.{max(0, 3 - max(0, len(text) - width))}e}"
+    return f"{value:>{width}.4f}"
+
+
 class EpochTable:
-    """Prints one aligned row per epoch, through tqdm so the progress bar stays intact."""
+    """Prints one aligned row per epoch, through tqdm so the progress bar stays intact; every
+    column keeps its width whatever the magnitude (:func:`cell`)."""
 
     COLUMNS = ("epoch", "train_loss", "valid_loss", "accuracy", "seconds")
 
@@ -267,5 +324,5 @@ class EpochTable:
         self.print("  ".join(f"{c:>10}" for c in self.COLUMNS))
 
     def row(self, r) -> None:
-        self.print(f"{r.epoch:>10d}  {r.train_loss:>10.4f}  {r.valid_loss:>10.4f}  {r.accuracy:>10.4f}  "
-                   f"{r.seconds:>10.3f}")
+        self.print("  ".join([f"{r.epoch:>10d}", cell(r.train_loss), cell(r.valid_loss), cell(r.accuracy),
+                              cell(r.seconds)]))

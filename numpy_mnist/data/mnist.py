@@ -63,7 +63,7 @@ MNIST_FILES = {
 }
 
 _FIX = ("run `numpy-mnist data download` (with --root DIR to choose the folder), "
-        "or pass root= / --data pointing at a folder that holds the four MNIST files")
+        "or name a folder that holds the four MNIST files (numpy-mnist train --data DIR)")
 
 
 def default_data_dir() -> Path:
