@@ -1,16 +1,28 @@
-"""One training epoch, timed, for each engine: numpy-mnist on NumPy and on CuPy, PyTorch on CPU and CUDA.
+"""One training epoch, ready to time, for each engine: numpy-mnist and PyTorch, on the CPU and the GPU.
 
 An epoch is the book's ``train_epoch``: for every batch of the training set, in order (no
 shuffling), the forward pass, the loss, the backward pass and the SGD step.  Validation is not
 part of it.  Every engine trains the same model (``linear1`` or ``simple_net``) on the same rows
-with the same batch size and learning rate; the data are put on the device once, before timing.
+with the same batch size and learning rate, in float32; the data are put on the device once,
+before timing, and the batch losses are read back once per epoch.
 
-numpy-mnist runs its own :func:`numpy_mnist.learner.train_epoch`, the loop ``numpy-mnist train``
-runs.  PyTorch runs the book's loop: autograd for the gradients, then ``p.data -= p.grad * lr`` and
-``p.grad.zero_()`` for every parameter.  Its batches are slices of one tensor, which is how
-numpy-mnist's DataLoader batches too (fastai's DataLoader over a list of (image, label) tuples
-would be far slower, and would measure collation rather than training).  Both keep each batch's
-loss on the device and read them once per epoch.
+Every engine has one shape (:class:`Engine`): a ``key``, a ``label``, the ``framework`` whose
+threads it uses, ``is_gpu``; ``unavailable()`` says why it cannot run here; ``prepare(workload, x,
+y)`` returns the :class:`~numpy_mnist.bench.timing.Trial` of one epoch.
+
+``numpy`` / ``cupy``
+    numpy-mnist's own :func:`numpy_mnist.learner.train_epoch`, the loop ``numpy-mnist train`` runs.
+``fused-graph``
+    numpy-mnist's :class:`~numpy_mnist.fused.trainer.FusedTrainer`: the epoch as one CUDA graph of
+    hand-written kernels, replayed once per epoch; what ``numpy-mnist train --backend cupy`` runs.
+``torch-cpu`` / ``torch-cuda``
+    PyTorch eager, the book's loop: autograd, then ``p.data -= p.grad * lr`` and ``p.grad.zero_()``.
+    Its batches are slices of one tensor, as numpy-mnist's DataLoader batches (fastai's DataLoader
+    over (image, label) tuples would measure collation rather than training).
+``torch-cuda-graph``
+    The same loop for a whole epoch captured with ``torch.cuda.graph`` after one eager warm-up epoch
+    on a side stream (PyTorch's recipe for whole-network capture), then replayed: the strongest
+    thing a PyTorch user gets without writing kernels (``torch.compile`` was slower than eager).
 
 PyTorch is optional: without it, its engines report "torch not installed".
 """
@@ -20,13 +32,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from numpy_mnist.bench.machine import torch_or_reason
-from numpy_mnist.bench.timing import Trial
+from numpy_mnist.bench.timing import EventTrial, Trial
 
-__all__ = ["Workload", "Engine", "NumpyMnistEngine", "TorchEngine", "ENGINE_KEYS", "make_engines", "LEARNING_RATES"]
+__all__ = ["Workload", "Engine", "ENGINE_KEYS", "make_engines", "torch_book_model"]
 
 #: The book's learning rates: 1.0 for the linear model, 0.1 for simple_net.
 LEARNING_RATES = {"linear1": 1.0, "simple_net": 0.1}
-MODELS = ("linear1", "simple_net")
 
 
 @dataclass(frozen=True)
@@ -38,8 +49,8 @@ class Workload:
     batch_size: int = 256
 
     def __post_init__(self) -> None:
-        if self.model not in MODELS:
-            raise ValueError(f"model must be one of {MODELS}, got {self.model!r}")
+        if self.model not in LEARNING_RATES:
+            raise ValueError(f"model must be one of {tuple(LEARNING_RATES)}, got {self.model!r}")
 
     @property
     def lr(self) -> float:
@@ -65,45 +76,10 @@ class Workload:
                 "batch_size": self.batch_size, "lr": self.lr, "name": self.name}
 
 
-class EventTrial(Trial):
-    """A GPU trial timed with CUDA events on the stream that runs the work (the device's clock)."""
-
-    def __init__(self, run, synchronize, new_event, elapsed_s) -> None:
-        super().__init__(run, synchronize)
-        self.new_event, self.elapsed_s = new_event, elapsed_s
-
-    def timed(self) -> float:
-        self.synchronize()
-        start, end = self.new_event(), self.new_event()
-        start.record()
-        self.run()
-        end.record()
-        end.synchronize()
-        return self.elapsed_s(start, end)
-
-    @classmethod
-    def with_cupy_events(cls, run, synchronize=None) -> "EventTrial":
-        """Timed with ``cupy.cuda.Event`` (``synchronize``: the current stream's, by default)."""
-        import cupy
-
-        return cls(run, synchronize or cupy.cuda.get_current_stream().synchronize, cupy.cuda.Event,
-                   lambda start, end: cupy.cuda.get_elapsed_time(start, end) / 1e3)
-
-    @classmethod
-    def with_torch_events(cls, run) -> "EventTrial":
-        """Timed with ``torch.cuda.Event`` on PyTorch's current stream."""
-        import torch
-
-        return cls(run, torch.cuda.synchronize, lambda: torch.cuda.Event(enable_timing=True),
-                   lambda start, end: start.elapsed_time(end) / 1e3)
-
-
 class Engine:
-    """A way of training: ``prepare(workload, data)`` returns the :class:`Trial` of one epoch."""
+    """A way of training one epoch (see the module's docstring for the shape every engine has)."""
 
-    key = "abstract"
-    label = "abstract"
-    framework = "numpy-mnist"
+    key = label = framework = ""
     is_gpu = False
 
     def unavailable(self) -> str | None:
@@ -122,22 +98,21 @@ class Engine:
 
 
 class NumpyMnistEngine(Engine):
-    """numpy-mnist's own training loop on the ``numpy`` or ``cupy`` backend (float32)."""
+    """numpy-mnist's own training loop on the ``numpy`` or ``cupy`` backend."""
+
+    framework = "numpy-mnist"
 
     def __init__(self, backend: str) -> None:
-        self.backend_name = backend
-        self.is_gpu = backend == "cupy"
-        self.key = backend
+        self.key, self.is_gpu = backend, backend == "cupy"
         self.label = f"numpy-mnist {'CuPy' if self.is_gpu else 'NumPy'}"
-        self._backend = None
-        self._why = None
+        self._backend, self._why = None, None
 
     def unavailable(self) -> str | None:
         if self._backend is None and self._why is None:
             from backends import BackendUnavailableError, get_backend
 
             try:
-                self._backend = get_backend(self.backend_name, "float32")
+                self._backend = get_backend("cupy" if self.is_gpu else "numpy", "float32")
             except BackendUnavailableError as exc:
                 self._why = str(exc)
         return self._why
@@ -147,6 +122,19 @@ class NumpyMnistEngine(Engine):
         if self.unavailable() is not None:
             raise RuntimeError(self._why)
         return self._backend
+
+    def setup(self, workload: Workload, x, y):
+        """The workload's ``(model, loader, opt)`` on this engine's backend, seeded as every engine's."""
+        from numpy_mnist.data.loader import DataLoader
+        from numpy_mnist.models import linear1, simple_net
+        from numpy_mnist.optim import SGD
+
+        loader = DataLoader(x, y, workload.batch_size, shuffle=False, backend=self.backend)
+        if workload.model == "linear1":
+            model = linear1(seed=0, backend=self.backend)
+        else:
+            model = simple_net(hidden=workload.hidden, seed=0, backend=self.backend)
+        return model, loader, SGD(model.params, workload.lr)
 
     def prepare(self, workload: Workload, x, y) -> Trial:
         from numpy_mnist.learner import train_epoch
@@ -160,24 +148,10 @@ class NumpyMnistEngine(Engine):
 
         return self.trial(run)
 
-    def setup(self, workload: Workload, x, y):
-        """The workload's ``(model, loader, opt)`` on this engine's backend, the same for every engine."""
-        from numpy_mnist.data.loader import DataLoader
-        from numpy_mnist.models import linear1, simple_net
-        from numpy_mnist.optim import SGD
-
-        backend = self.backend
-        loader = DataLoader(x, y, workload.batch_size, shuffle=False, backend=backend)
-        if workload.model == "linear1":
-            model = linear1(seed=0, backend=backend)
-        else:
-            model = simple_net(hidden=workload.hidden, seed=0, backend=backend)
-        return model, loader, SGD(model.params, workload.lr)
-
     def trial(self, run) -> Trial:
         """``run`` timed on this backend's clock: CUDA events on CuPy, the host's clock otherwise."""
         if self.is_gpu:
-            return EventTrial.with_cupy_events(run, self.backend.synchronize)
+            return EventTrial.cupy_events(run, self.backend.synchronize)
         return Trial(run, self.backend.synchronize)
 
     def release(self) -> None:
@@ -186,18 +160,29 @@ class NumpyMnistEngine(Engine):
             self._backend.cupy.get_default_memory_pool().free_all_blocks()
 
 
-def torch_book_loop(workload: Workload, x, y, device):
-    """The book's training loop in PyTorch, on ``device``: ``(params, step, batches)``.
+class FusedGraphEngine(NumpyMnistEngine):
+    """numpy-mnist's fused CUDA graph on the ``cupy`` backend."""
 
-    ``step(xb, yb)`` is one SGD step of the book's model with its ``mnist_loss`` (forward, autograd,
-    ``p -= grad * lr``, zeroed gradients) and returns the batch loss, detached; ``batches`` are the
-    ``(xb, yb)`` views of ``x`` and ``y`` on the device, in order.  The initial parameters are drawn
-    from ``torch.manual_seed(0)`` on the CPU (without touching the caller's random state), so every
+    def __init__(self) -> None:
+        super().__init__("cupy")
+        self.key, self.label = "fused-graph", "numpy-mnist fused CUDA graph"
+
+    def prepare(self, workload: Workload, x, y) -> Trial:
+        from numpy_mnist.fused.trainer import FusedTrainer
+
+        trainer = FusedTrainer(*self.setup(workload, x, y))  # compiles and records here
+        return self.trial(trainer.train_epoch)
+
+
+def torch_book_model(workload: Workload, n_features: int, device):
+    """The book's model and ``mnist_loss`` in PyTorch, on ``device``: ``(model, params, loss)``.
+
+    The bench's one PyTorch twin of the model and the loss.  The initial parameters are drawn from
+    ``torch.manual_seed(0)`` on the CPU (without touching the caller's random state), so every
     PyTorch engine starts from the same model on every device.
     """
     import torch
 
-    n_features = x.shape[1]
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(0)
         if workload.model == "linear1":
@@ -216,8 +201,22 @@ def torch_book_loop(workload: Workload, x, y, device):
         predictions = predictions.sigmoid()
         return torch.where(targets == 1, 1 - predictions, predictions).mean()
 
+    return model, params, mnist_loss
+
+
+def torch_book_loop(workload: Workload, x, y, device):
+    """The book's training loop in PyTorch: ``(params, step, batches)``.
+
+    ``step(xb, yb)`` is one SGD step (forward, autograd, ``p -= grad * lr``, zeroed gradients) and
+    returns the batch loss, detached; ``batches`` are the ``(xb, yb)`` views of ``x`` and ``y`` on
+    ``device``, in order.
+    """
+    import torch
+
+    model, params, loss_fn = torch_book_model(workload, x.shape[1], device)
+
     def step(xb, yb):
-        loss = mnist_loss(model(xb), yb)
+        loss = loss_fn(model(xb), yb)
         loss.backward()
         for p in params:
             p.data -= p.grad * workload.lr
@@ -225,8 +224,7 @@ def torch_book_loop(workload: Workload, x, y, device):
         return loss.detach()
 
     xs, ys, bs = torch.from_numpy(x).to(device), torch.from_numpy(y).to(device), workload.batch_size
-    batches = [(xs[start:start + bs], ys[start:start + bs]) for start in range(0, xs.shape[0], bs)]
-    return params, step, batches
+    return params, step, [(xs[i:i + bs], ys[i:i + bs]) for i in range(0, xs.shape[0], bs)]
 
 
 class TorchEngine(Engine):
@@ -235,10 +233,8 @@ class TorchEngine(Engine):
     framework = "torch"
 
     def __init__(self, device: str, threads: int | None = None) -> None:
-        self.device, self.threads = device, threads
-        self.is_gpu = device == "cuda"
-        self.key = f"torch-{device}"
-        self.label = f"PyTorch eager {'CUDA' if self.is_gpu else 'CPU'}"
+        self.device, self.threads, self.is_gpu = device, threads, device == "cuda"
+        self.key, self.label = f"torch-{device}", f"PyTorch eager {'CUDA' if self.is_gpu else 'CPU'}"
 
     def unavailable(self) -> str | None:
         torch, why = torch_or_reason()
@@ -258,7 +254,7 @@ class TorchEngine(Engine):
         def run():
             return torch.stack([step(xb, yb) for xb, yb in batches]).tolist()
 
-        return EventTrial.with_torch_events(run) if self.is_gpu else Trial(run)
+        return EventTrial.torch_events(run) if self.is_gpu else Trial(run)
 
     def release(self) -> None:
         if self.is_gpu:
@@ -268,35 +264,51 @@ class TorchEngine(Engine):
             torch.cuda.empty_cache()
 
 
+class TorchCudaGraphEngine(TorchEngine):
+    """PyTorch, the book's loop for a whole epoch captured with ``torch.cuda.graph`` and replayed."""
+
+    def __init__(self) -> None:
+        super().__init__("cuda")
+        self.key, self.label = "torch-cuda-graph", "PyTorch CUDA-graph replay"
+
+    def prepare(self, workload: Workload, x, y) -> Trial:
+        import torch
+
+        params, step, batches = torch_book_loop(workload, x, y, torch.device("cuda"))
+        losses = torch.zeros(len(batches), device="cuda")
+
+        def epoch():
+            for i, (xb, yb) in enumerate(batches):
+                losses[i].copy_(step(xb, yb))
+
+        side = torch.cuda.Stream()
+        side.wait_stream(torch.cuda.current_stream())
+        with torch.cuda.stream(side):
+            epoch()  # warm-up: autograd and the allocator set up their state before capture
+        torch.cuda.current_stream().wait_stream(side)
+        for p in params:
+            p.grad = None  # backward allocates the gradients from the graph's private pool
+        graph = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(graph):
+            epoch()
+
+        def run():
+            graph.replay()
+            return losses.tolist()
+
+        return EventTrial.torch_events(run)
+
+
 #: Every engine, by key, in the order the tables list them.
 ENGINE_KEYS = ("numpy", "torch-cpu", "cupy", "torch-cuda", "fused-graph", "torch-cuda-graph")
-#: Engines run when none are named.
-DEFAULT_ENGINES = ENGINE_KEYS
 
 
-def make_engines(keys=DEFAULT_ENGINES, *, torch_threads: int | None = None) -> list[Engine]:
-    """The engines named by ``keys`` (see :data:`ENGINE_KEYS`), available or not."""
-    makers = {
-        "numpy": lambda: NumpyMnistEngine("numpy"),
-        "cupy": lambda: NumpyMnistEngine("cupy"),
-        "torch-cpu": lambda: TorchEngine("cpu", threads=torch_threads),
-        "torch-cuda": lambda: TorchEngine("cuda"),
-        "fused-graph": _fused_graph_engine,
-        "torch-cuda-graph": _torch_cuda_graph_engine,
-    }
-    unknown = [k for k in keys if k not in makers]
+def make_engines(keys=ENGINE_KEYS, *, torch_threads: int | None = None) -> list[Engine]:
+    """The engines named by ``keys`` (see :data:`ENGINE_KEYS`), available or not, in table order."""
+    unknown = [k for k in keys if k not in ENGINE_KEYS]
     if unknown:
         raise ValueError(f"unknown engine(s) {', '.join(unknown)}: choose from {', '.join(ENGINE_KEYS)}")
+    makers = {"numpy": lambda: NumpyMnistEngine("numpy"), "cupy": lambda: NumpyMnistEngine("cupy"),
+              "torch-cpu": lambda: TorchEngine("cpu", threads=torch_threads), "torch-cuda": lambda: TorchEngine("cuda"),
+              "fused-graph": FusedGraphEngine, "torch-cuda-graph": TorchCudaGraphEngine}
     return [makers[k]() for k in ENGINE_KEYS if k in keys]
-
-
-def _fused_graph_engine() -> Engine:
-    from numpy_mnist.bench.graph_engines import FusedGraphEngine
-
-    return FusedGraphEngine()
-
-
-def _torch_cuda_graph_engine() -> Engine:
-    from numpy_mnist.bench.graph_engines import TorchCudaGraphEngine
-
-    return TorchCudaGraphEngine()
