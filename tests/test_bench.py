@@ -308,3 +308,33 @@ def test_no_issue_numbers_in_the_bench_or_its_results():
              *(ROOT / "benchmarks").rglob("*.md"), *(ROOT / "benchmarks").glob("*.py")]
     found = [f"{p}: {m.group(0)}" for p in paths for m in re.finditer(r"issue\s*#?\d+", p.read_text(), re.I)]
     assert found == []
+
+
+def test_an_event_trial_reads_the_device_clock_around_the_work():
+    from numpy_mnist.bench.timing import EventTrial
+
+    calls = []
+
+    class Event:
+        def record(self):
+            calls.append("record")
+
+        def synchronize(self):
+            calls.append("wait for the end")
+
+    trial = EventTrial(lambda: calls.append("run"), lambda: calls.append("synchronize"), Event,
+                       lambda start, end: 0.25)
+    assert trial.timed() == 0.25
+    assert calls == ["synchronize", "record", "run", "record", "wait for the end"]
+
+
+def test_the_references_measure_any_array_library_alike():
+    import torch
+
+    from numpy_mnist.bench.references import _references
+
+    x, _ = synthetic_like(100)
+    refs = _references(x, torch.from_numpy, Trial, ("x @ ones", "sum"), warmups=1, repeats=2, matmul_n=16,
+                       matmul_timing=(1, 3))
+    assert set(refs["stream"]["methods"]) == {"x @ ones", "sum"} and refs["stream"]["bytes"] == x.nbytes
+    assert refs["matmul"]["repeats"] == 3 and refs["matmul"]["flop_per_s"] == 2 * 16**3 / refs["matmul"]["median_s"]

@@ -98,13 +98,14 @@ class Engine:
 
 
 class NumpyMnistEngine(Engine):
-    """numpy-mnist's own training loop on the ``numpy`` or ``cupy`` backend."""
+    """numpy-mnist on ``numpy`` or ``cupy``: its array-path ``train_epoch``, or (``fused``) its CUDA graph."""
 
     framework = "numpy-mnist"
 
-    def __init__(self, backend: str) -> None:
-        self.key, self.is_gpu = backend, backend == "cupy"
-        self.label = f"numpy-mnist {'CuPy' if self.is_gpu else 'NumPy'}"
+    def __init__(self, backend: str, fused: bool = False) -> None:
+        self.is_gpu, self.fused = backend == "cupy", fused
+        self.key = "fused-graph" if fused else backend
+        self.label = "numpy-mnist fused CUDA graph" if fused else f"numpy-mnist {'CuPy' if self.is_gpu else 'NumPy'}"
         self._backend, self._why = None, None
 
     def unavailable(self) -> str | None:
@@ -117,61 +118,35 @@ class NumpyMnistEngine(Engine):
                 self._why = str(exc)
         return self._why
 
-    @property
-    def backend(self):
-        if self.unavailable() is not None:
-            raise RuntimeError(self._why)
-        return self._backend
-
-    def setup(self, workload: Workload, x, y):
-        """The workload's ``(model, loader, opt)`` on this engine's backend, seeded as every engine's."""
+    def prepare(self, workload: Workload, x, y) -> Trial:
         from numpy_mnist.data.loader import DataLoader
+        from numpy_mnist.learner import train_epoch
         from numpy_mnist.models import linear1, simple_net
         from numpy_mnist.optim import SGD
 
-        loader = DataLoader(x, y, workload.batch_size, shuffle=False, backend=self.backend)
-        if workload.model == "linear1":
-            model = linear1(seed=0, backend=self.backend)
+        if self.unavailable() is not None:
+            raise RuntimeError(self._why)
+        bk = self._backend
+        loader = DataLoader(x, y, workload.batch_size, shuffle=False, backend=bk)
+        model = (linear1(seed=0, backend=bk) if workload.model == "linear1" else
+                 simple_net(hidden=workload.hidden, seed=0, backend=bk))
+        opt = SGD(model.params, workload.lr)
+        if self.fused:
+            from numpy_mnist.fused.trainer import FusedTrainer
+
+            run = FusedTrainer(model, loader, opt).train_epoch  # compiles and records here
         else:
-            model = simple_net(hidden=workload.hidden, seed=0, backend=self.backend)
-        return model, loader, SGD(model.params, workload.lr)
-
-    def prepare(self, workload: Workload, x, y) -> Trial:
-        from numpy_mnist.learner import train_epoch
-
-        model, loader, opt = self.setup(workload, x, y)
-        quiet = self.backend.quiet_float_errors
-
-        def run():
-            with quiet():
-                return train_epoch(model, loader, opt)
-
-        return self.trial(run)
-
-    def trial(self, run) -> Trial:
-        """``run`` timed on this backend's clock: CUDA events on CuPy, the host's clock otherwise."""
-        if self.is_gpu:
-            return EventTrial.cupy_events(run, self.backend.synchronize)
-        return Trial(run, self.backend.synchronize)
+            def run():
+                with bk.quiet_float_errors():
+                    return train_epoch(model, loader, opt)
+        if self.is_gpu:  # CUDA events on the GPU, the host's clock otherwise
+            return EventTrial.cupy_events(run, bk.synchronize)
+        return Trial(run, bk.synchronize)
 
     def release(self) -> None:
         if self.is_gpu and self._backend is not None:
             self._backend.synchronize()
             self._backend.cupy.get_default_memory_pool().free_all_blocks()
-
-
-class FusedGraphEngine(NumpyMnistEngine):
-    """numpy-mnist's fused CUDA graph on the ``cupy`` backend."""
-
-    def __init__(self) -> None:
-        super().__init__("cupy")
-        self.key, self.label = "fused-graph", "numpy-mnist fused CUDA graph"
-
-    def prepare(self, workload: Workload, x, y) -> Trial:
-        from numpy_mnist.fused.trainer import FusedTrainer
-
-        trainer = FusedTrainer(*self.setup(workload, x, y))  # compiles and records here
-        return self.trial(trainer.train_epoch)
 
 
 def torch_book_model(workload: Workload, n_features: int, device):
@@ -228,13 +203,14 @@ def torch_book_loop(workload: Workload, x, y, device):
 
 
 class TorchEngine(Engine):
-    """PyTorch eager, the book's loop, on ``"cpu"`` (with ``threads`` threads) or ``"cuda"``."""
+    """PyTorch, the book's loop: eager on ``"cpu"`` (``threads`` threads) or ``"cuda"``, or (``graph``) replayed."""
 
     framework = "torch"
 
-    def __init__(self, device: str, threads: int | None = None) -> None:
-        self.device, self.threads, self.is_gpu = device, threads, device == "cuda"
-        self.key, self.label = f"torch-{device}", f"PyTorch eager {'CUDA' if self.is_gpu else 'CPU'}"
+    def __init__(self, device: str, threads: int | None = None, graph: bool = False) -> None:
+        self.device, self.threads, self.is_gpu, self.graph = device, threads, device == "cuda", graph
+        self.key = "torch-cuda-graph" if graph else f"torch-{device}"
+        self.label = "PyTorch CUDA-graph replay" if graph else f"PyTorch eager {'CUDA' if self.is_gpu else 'CPU'}"
 
     def unavailable(self) -> str | None:
         torch, why = torch_or_reason()
@@ -249,7 +225,9 @@ class TorchEngine(Engine):
 
         if self.threads is not None and not self.is_gpu:
             torch.set_num_threads(self.threads)
-        _, step, batches = torch_book_loop(workload, x, y, torch.device(self.device))
+        params, step, batches = torch_book_loop(workload, x, y, torch.device(self.device))
+        if self.graph:
+            return EventTrial.torch_events(_captured_epoch(params, step, batches))
 
         def run():
             return torch.stack([step(xb, yb) for xb, yb in batches]).tolist()
@@ -264,39 +242,32 @@ class TorchEngine(Engine):
             torch.cuda.empty_cache()
 
 
-class TorchCudaGraphEngine(TorchEngine):
-    """PyTorch, the book's loop for a whole epoch captured with ``torch.cuda.graph`` and replayed."""
+def _captured_epoch(params, step, batches):
+    """The epoch captured whole with ``torch.cuda.graph``: a ``run()`` that replays it and reads the losses."""
+    import torch
 
-    def __init__(self) -> None:
-        super().__init__("cuda")
-        self.key, self.label = "torch-cuda-graph", "PyTorch CUDA-graph replay"
+    losses = torch.zeros(len(batches), device="cuda")
 
-    def prepare(self, workload: Workload, x, y) -> Trial:
-        import torch
+    def epoch():
+        for i, (xb, yb) in enumerate(batches):
+            losses[i].copy_(step(xb, yb))
 
-        params, step, batches = torch_book_loop(workload, x, y, torch.device("cuda"))
-        losses = torch.zeros(len(batches), device="cuda")
+    side = torch.cuda.Stream()
+    side.wait_stream(torch.cuda.current_stream())
+    with torch.cuda.stream(side):
+        epoch()  # warm-up: autograd and the allocator set up their state before capture
+    torch.cuda.current_stream().wait_stream(side)
+    for p in params:
+        p.grad = None  # backward allocates the gradients from the graph's private pool
+    graph = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(graph):
+        epoch()
 
-        def epoch():
-            for i, (xb, yb) in enumerate(batches):
-                losses[i].copy_(step(xb, yb))
+    def run():
+        graph.replay()
+        return losses.tolist()
 
-        side = torch.cuda.Stream()
-        side.wait_stream(torch.cuda.current_stream())
-        with torch.cuda.stream(side):
-            epoch()  # warm-up: autograd and the allocator set up their state before capture
-        torch.cuda.current_stream().wait_stream(side)
-        for p in params:
-            p.grad = None  # backward allocates the gradients from the graph's private pool
-        graph = torch.cuda.CUDAGraph()
-        with torch.cuda.graph(graph):
-            epoch()
-
-        def run():
-            graph.replay()
-            return losses.tolist()
-
-        return EventTrial.torch_events(run)
+    return run
 
 
 #: Every engine, by key, in the order the tables list them.
@@ -308,7 +279,6 @@ def make_engines(keys=ENGINE_KEYS, *, torch_threads: int | None = None) -> list[
     unknown = [k for k in keys if k not in ENGINE_KEYS]
     if unknown:
         raise ValueError(f"unknown engine(s) {', '.join(unknown)}: choose from {', '.join(ENGINE_KEYS)}")
-    makers = {"numpy": lambda: NumpyMnistEngine("numpy"), "cupy": lambda: NumpyMnistEngine("cupy"),
-              "torch-cpu": lambda: TorchEngine("cpu", threads=torch_threads), "torch-cuda": lambda: TorchEngine("cuda"),
-              "fused-graph": FusedGraphEngine, "torch-cuda-graph": TorchCudaGraphEngine}
-    return [makers[k]() for k in ENGINE_KEYS if k in keys]
+    engines = [NumpyMnistEngine("numpy"), TorchEngine("cpu", threads=torch_threads), NumpyMnistEngine("cupy"),
+               TorchEngine("cuda"), NumpyMnistEngine("cupy", fused=True), TorchEngine("cuda", graph=True)]
+    return [e for e in engines if e.key in keys]

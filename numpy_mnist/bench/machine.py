@@ -130,33 +130,31 @@ class CpuActivity:
     what makes timings wander; the report warns when it is not small.
     """
 
-    def __init__(self) -> None:
-        self._start = None
-
-    @staticmethod
-    def _snapshot():
-        try:
-            with open("/proc/stat", encoding="ascii") as f:
-                fields = [int(v) for v in f.readline().split()[1:]]
-        except (OSError, ValueError):
-            return None
-        idle = fields[3] + (fields[4] if len(fields) > 4 else 0)
-        own = os.times()
-        return (time.monotonic(), (sum(fields[:8]) - idle) / os.sysconf("SC_CLK_TCK"),
-                own.user + own.system + own.children_user + own.children_system)
-
     def start(self) -> "CpuActivity":
-        self._start = self._snapshot()
+        self._start = _cpu_snapshot()
         return self
 
     def stop(self) -> dict | None:
-        end = self._snapshot()
-        if self._start is None or end is None or end[0] <= self._start[0]:
+        start, end = self._start, _cpu_snapshot()
+        if start is None or end is None or end[0] <= start[0]:
             return None
-        wall = end[0] - self._start[0]
-        others = max(0.0, (end[1] - self._start[1]) - (end[2] - self._start[2])) / wall
+        wall = end[0] - start[0]
+        others = max(0.0, (end[1] - start[1]) - (end[2] - start[2])) / wall
         return {"other_programs_cores": round(others, 3), "wall_s": round(wall, 1),
                 "note": "CPU cores other programs kept busy during the run, on average"}
+
+
+def _cpu_snapshot() -> tuple[float, float, float] | None:
+    """(wall clock, the machine's busy CPU seconds, this process's CPU seconds), or ``None`` off Linux."""
+    try:
+        with open("/proc/stat", encoding="ascii") as f:
+            fields = [int(v) for v in f.readline().split()[1:]]
+    except (OSError, ValueError):
+        return None
+    idle = fields[3] + (fields[4] if len(fields) > 4 else 0)
+    own = os.times()
+    return (time.monotonic(), (sum(fields[:8]) - idle) / os.sysconf("SC_CLK_TCK"),
+            own.user + own.system + own.children_user + own.children_system)
 
 
 def wait_for_quiet(max_cores: float, limit_s: float = 1800, log=print) -> None:

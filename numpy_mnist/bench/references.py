@@ -56,7 +56,8 @@ def gpu_references(x: np.ndarray, engines, *, warmups: int = 2, repeats: int = 9
     if gpu is None:
         return None
     if gpu.framework == "numpy-mnist":
-        cupy = gpu.backend.cupy
+        import cupy
+
         via, put, trial = "CuPy", cupy.asarray, EventTrial.cupy_events
         free = cupy.get_default_memory_pool().free_all_blocks
     else:
@@ -76,32 +77,27 @@ def gpu_references(x: np.ndarray, engines, *, warmups: int = 2, repeats: int = 9
 def blas_floor(workload, x: np.ndarray) -> Trial:
     """A trial running only the matrix products of one epoch of ``workload`` (NumPy, batch by batch).
 
-    Same calls, shapes and memory layout as the model code (``x @ w``, ``x.T @ dz``, ...), fixed
+    Same calls, shapes and memory layout as the model code (linear1: ``x @ w``, ``x.T @ dz``;
+    simple_net: ``x @ w1``, ``a @ w2``, ``a.T @ dz``, ``dz @ w2.T``, ``x.T @ dh``), with fixed
     parameters and upstream gradients: the part of an epoch no Python or elementwise tuning can cut.
     """
     rng = np.random.default_rng(0)
-    bs, h = workload.batch_size, workload.hidden
-    batches = [x[start:start + bs] for start in range(0, x.shape[0], bs)]
-    dz = [rng.standard_normal((len(b), 1), dtype=np.float32) for b in batches]
-    if workload.model == "linear1":
-        w = rng.standard_normal((x.shape[1], 1), dtype=np.float32)
 
-        def run():
-            for xb, g in zip(batches, dz):
-                xb @ w
-                xb.T @ g
-        return Trial(run)
-    w1 = rng.standard_normal((x.shape[1], h), dtype=np.float32)
-    w2 = rng.standard_normal((h, 1), dtype=np.float32)
-    acts = [rng.standard_normal((len(b), h), dtype=np.float32) for b in batches]
+    def normal(*shape):
+        return rng.standard_normal(shape, dtype=np.float32)
+
+    w, w1, w2 = normal(x.shape[1], 1), normal(x.shape[1], workload.hidden), normal(workload.hidden, 1)
+    products = []
+    for start in range(0, x.shape[0], workload.batch_size):
+        xb = x[start:start + workload.batch_size]
+        dz, a = normal(len(xb), 1), normal(len(xb), workload.hidden)
+        products += ([(xb, w), (xb.T, dz)] if workload.model == "linear1" else
+                     [(xb, w1), (a, w2), (a.T, dz), (dz, w2.T), (xb.T, a)])
 
     def run():
-        for xb, a, g in zip(batches, acts, dz):
-            xb @ w1
-            a @ w2
-            a.T @ g
-            g @ w2.T
-            xb.T @ a
+        for left, right in products:
+            left @ right
+
     return Trial(run)
 
 

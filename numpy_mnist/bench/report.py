@@ -175,8 +175,8 @@ def write_results(results: dict, out_dir, *, plots: bool = True) -> list[Path]:
 
 
 def plot_epoch_times(results: dict, path) -> Path:
-    """Bars: one epoch at the book's sizes, per model and engine, log scale, with the streaming pass."""
-    from numpy_mnist.plots import pyplot, save_figure
+    """Bars: one epoch at the book's sizes, per model and engine, log scale, with the CPU streaming pass."""
+    from numpy_mnist.plots import pyplot
 
     models = list(dict.fromkeys(r["model"] for r in results["epochs"]))
     labels = list(dict.fromkeys(r["label"] for r in results["epochs"]))
@@ -189,17 +189,13 @@ def plot_epoch_times(results: dict, path) -> Path:
     stream = results["references"]["cpu"]["stream"]["seconds"] * 1e3
     ax.axhline(stream, color="black", linestyle="--", linewidth=1, label="CPU streaming pass")
     ax.set_xticks([j + width * (len(labels) - 1) / 2 for j in range(len(models))], models)
-    ax.set_yscale("log")
-    ax.set_ylabel("ms per epoch (median)")
     ax.set_title(f"One epoch, batch 256 — GPU: {results['machine']['gpu']['name']}")
-    ax.legend(fontsize=8)
-    ax.grid(alpha=0.3, axis="y")
-    return save_figure(fig, path)
+    return _finish(fig, ax, path, axis="y")
 
 
 def plot_sweep(series: dict, results: dict, path) -> Path:
     """Time per epoch against the swept size, one line per engine, both axes logarithmic."""
-    from numpy_mnist.plots import pyplot, save_figure
+    from numpy_mnist.plots import pyplot
 
     labels = {e["key"]: e["label"] for e in results["engines"]}
     fig, ax = pyplot().subplots(figsize=(6.5, 4))
@@ -208,11 +204,18 @@ def plot_sweep(series: dict, results: dict, path) -> Path:
         ax.plot([p["value"] for p in points], [p["engines"][key]["median_s"] * 1e3 for p in points], marker="o",
                 label=labels.get(key, key))
     ax.set_xscale("log")
-    ax.set_yscale("log")
     ax.set_xlabel({"batch_size": "batch size", "hidden": "hidden width", "rows": "training rows"}[series["axis"]])
-    ax.set_ylabel("ms per epoch (median)")
     ax.set_title(f"{series['model']}: epoch time vs {series['axis']} (GPU: {results['machine']['gpu']['name']})",
                  fontsize=10)
+    return _finish(fig, ax, path, which="both")
+
+
+def _finish(fig, ax, path, **grid) -> Path:
+    """Milliseconds per epoch on a log scale, the legend and the grid; the figure saved to ``path``."""
+    from numpy_mnist.plots import save_figure
+
+    ax.set_yscale("log")
+    ax.set_ylabel("ms per epoch (median)")
     ax.legend(fontsize=8)
-    ax.grid(alpha=0.3, which="both")
+    ax.grid(alpha=0.3, **grid)
     return save_figure(fig, path)

@@ -32,13 +32,11 @@ class Series:
 
     def workload(self, value: int) -> tuple[Workload, int | None]:
         """The workload at ``value`` and the number of rows to train on (``None``: the real set)."""
-        if self.axis == "batch_size":
-            return Workload(self.model, batch_size=value), None
-        if self.axis == "hidden":
-            return Workload(self.model, hidden=value), None
+        if self.axis not in ("batch_size", "hidden", "rows"):
+            raise ValueError(f"unknown sweep axis {self.axis!r}")
         if self.axis == "rows":
             return Workload(self.model), value
-        raise ValueError(f"unknown sweep axis {self.axis!r}")
+        return Workload(self.model, **{self.axis: value}), None
 
 
 BATCH_SIZES = (64, 128, 256, 512, 1024, 2048, 4096, 8192)

@@ -104,24 +104,28 @@ def time_interleaved(trials: dict, *, warmups: int, repeats: int, budget_s: floa
     judged from its last warm-up round, but never below ``min_repeats``.
     """
     groups: dict[object, list] = {}
-    for key in trials:
+    for key in trials:  # in the trials' order, as the groups' turns are
         groups.setdefault(group_of(key) if group_of else None, []).append(key)
     settle = settle_s if len(groups) > 1 else None  # one group: nothing to wait for between turns
-    share = None if budget_s is None else budget_s / len(groups)
     results = {key: Measurement(warmups=warmups) for key in trials}
     blocks = max(1, blocks)
     plans: dict[object, list[int]] = {}
     for block in range(blocks):
         for name, keys in groups.items():
-            if block == 0:
+            if block == 0:  # the warm-ups, and from the last of them, this group's rounds per turn
                 round_s = _untimed(trials, keys, warmups, settle)
-                plans[name] = _split(_rounds(repeats, round_s, share, min_repeats), blocks)
+                plans[name] = _split(_rounds(repeats, round_s, budget_s, len(groups), min_repeats), blocks)
             elif plans[name][block] and settle is not None:
                 _untimed(trials, keys, 1, settle)  # wake this library's threads, warm the caches again
-            for _ in range(plans[name][block]):
-                for k in keys:
-                    results[k].times_s.append(trials[k].timed())
+            _timed(trials, keys, plans[name][block], results)
     return results
+
+
+def _timed(trials: dict, keys: list, rounds: int, results: dict) -> None:
+    """``rounds`` timed rounds, each trial of ``keys`` once per round, into ``results``."""
+    for _ in range(rounds):
+        for k in keys:
+            results[k].times_s.append(trials[k].timed())
 
 
 def _untimed(trials: dict, keys: list, rounds: int, settle_s: float | None) -> float:
@@ -134,11 +138,11 @@ def _untimed(trials: dict, keys: list, rounds: int, settle_s: float | None) -> f
     return round_s
 
 
-def _rounds(repeats: int, round_s: float, share_s: float | None, min_repeats: int) -> int:
-    """Timed rounds: ``repeats``, or as many as fit in ``share_s``, never below ``min_repeats`` (or 1)."""
-    if share_s is None or round_s <= 0:
+def _rounds(repeats: int, round_s: float, budget_s: float | None, groups: int, min_repeats: int) -> int:
+    """Timed rounds: ``repeats``, or as many as fit in a group's share of ``budget_s``, never below ``min_repeats``."""
+    if budget_s is None or round_s <= 0:
         return max(repeats, 1)
-    return max(min(repeats, int(share_s / round_s)), min(min_repeats, repeats), 1)
+    return max(min(repeats, int(budget_s / groups / round_s)), min(min_repeats, repeats), 1)
 
 
 def _split(rounds: int, blocks: int) -> list[int]:
