@@ -152,7 +152,8 @@ class NumpyMnistEngine(Engine):
 def torch_book_model(workload: Workload, n_features: int, device):
     """The book's model and ``mnist_loss`` in PyTorch, on ``device``: ``(model, params, loss)``.
 
-    The bench's one PyTorch twin of the model and the loss.  The initial parameters are drawn from
+    The bench's one PyTorch twin of the model and the loss, kept in this one function so that a
+    package-wide twin can take its place.  The initial parameters are drawn from
     ``torch.manual_seed(0)`` on the CPU (without touching the caller's random state), so every
     PyTorch engine starts from the same model on every device.
     """

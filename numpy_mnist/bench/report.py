@@ -99,7 +99,9 @@ def _epochs(results: dict) -> list[str]:
 
 def _targets(results: dict) -> list[str]:
     """The targets table: goal (and floor), measured value (or why it is missing), met (and why not)."""
-    out = ["", "## Targets", "", "Ratios are slower time / faster time, both from this run.", "",
+    out = ["", "## Targets", "",
+           "From this run's medians: *A against B* is B's time over A's (how many times faster A is); "
+           "an epoch *in streaming passes* is its time over one streaming pass.", "",
            "| target | goal | measured | met |", "|---|---|---:|---|"]
     for tg in results["targets"]:
         goal = tg["goal"] + (f" (floor {tg['floor']:g}x)" if "floor" in tg else "")
