@@ -47,8 +47,12 @@ class Target:
 
     def measured(self, results: dict) -> float | None:
         top = _epoch(results, self.model, self.slow)
-        bottom = (1e-3 if self.fast is None else results["references"]["cpu"]["stream"]["seconds"]
-                  if self.fast == STREAM else _epoch(results, self.model, self.fast))
+        if self.fast is None:
+            bottom = 1e-3  # the epoch in milliseconds
+        elif self.fast == STREAM:
+            bottom = results["references"]["cpu"]["stream"]["seconds"]
+        else:
+            bottom = _epoch(results, self.model, self.fast)
         return top / bottom if top and bottom else None
 
 
