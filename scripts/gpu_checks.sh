@@ -6,8 +6,9 @@
 #
 # Writes OUTDIR/{gpu-checks.log, bench.md, bench.json} and prints a summary.  Installs nothing from the
 # network: numpy-mnist's dependencies must already be importable (on a machine without
-# array-api-compat, bring its wheel and put it on PYTHONPATH first).  Tests that read the real MNIST
-# files find them through NUMPY_MNIST_SHARED_DATA when ../shared/data is not beside the checkout.
+# array-api-compat or threadpoolctl, bring their wheels and put them on PYTHONPATH first).  Tests that
+# read the real MNIST files find them through NUMPY_MNIST_SHARED_DATA when ../shared/data is not
+# beside the checkout.
 #
 # Nothing here passes by running nothing: it first checks that CuPy runs (and exits 2 within
 # seconds, with the reason and its fix, where it does not), and NUMPY_MNIST_REQUIRE_GPU=1 makes every

@@ -1,116 +1,150 @@
-"""The benchmark runs and writes well-formed output.  No test here looks at how fast anything is."""
+"""The benchmark runs and writes well-formed output.  No test here looks at how fast anything is.
+
+The run these tests read is made without a GPU, explicitly (CuPy made unimportable and PyTorch told
+it has no CUDA device), so every assertion holds, and means the same, on a machine with a GPU.
+"""
 
 from __future__ import annotations
 
+import ast
 import json
+import re
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
 
 from numpy_mnist.bench import BenchConfig, markdown, run_bench, write_results
-from numpy_mnist.bench.data import BenchData, grow_rows, synthetic_like
-from numpy_mnist.bench.engines import Workload, make_engines
+from numpy_mnist.bench.data import BenchData, grow_rows
+from numpy_mnist.bench.engines import ENGINE_KEYS, Workload, make_engines
 from numpy_mnist.bench.machine import NO_GPU, machine_info, numpy_blas_threads
 from numpy_mnist.bench.sweep import Series, crossover
 from numpy_mnist.bench.timing import Trial, time_interleaved
 
 TINY_SWEEP = (Series("batch_size", "linear1", (64, 128)), Series("hidden", "simple_net", (4, 8)),
               Series("rows", "linear1", (300, 450)))
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def synthetic_like(rows: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Random images (N, 784) float32 on MNIST's pixel grid of k/255, and 0/1 targets (N, 1)."""
+    rng = np.random.default_rng(seed)
+    x = rng.integers(0, 256, size=(rows, 784), dtype=np.uint8).astype(np.float32) / np.float32(255)
+    return x, (rng.random((rows, 1)) < 0.5).astype(np.float32)
 
 
 def tiny_config(**changes) -> BenchConfig:
     x, y = synthetic_like(300, seed=1)
-    settings = dict(quick=True, engines=("numpy", "torch-cpu", "cupy", "torch-cuda", "fused-graph", "torch-cuda-graph"),
-                    whole_runs=False, warmups=1, repeats=2,
-                    matmul_n_cpu=32, matmul_n_gpu=64, data=BenchData(x, y, "synthetic test data", real=False),
-                    settle_s=0.0)
+    settings = dict(quick=True, whole_runs=False, warmups=1, repeats=2, matmul_n_cpu=32, matmul_n_gpu=64,
+                    data=BenchData(x, y, "synthetic test data", real=False), settle_s=0.0)
     settings.update(changes)
     return BenchConfig(**settings)
 
 
+def hide_the_gpu(monkeypatch) -> None:
+    """This machine as one without a GPU: ``import cupy`` fails and PyTorch sees no CUDA device."""
+    import torch
+
+    monkeypatch.setitem(sys.modules, "cupy", None)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+
+
 @pytest.fixture(scope="module")
 def results():
-    return run_bench(tiny_config(sweep=True, series=TINY_SWEEP, point_budget_s=0.01), log=lambda line: None)
+    with pytest.MonkeyPatch.context() as monkeypatch:
+        hide_the_gpu(monkeypatch)
+        return run_bench(tiny_config(sweep=True, series=TINY_SWEEP, point_budget_s=0.01, whole_runs=True),
+                         log=lambda line: None)
 
 
 def test_json_has_every_figure_and_the_machine(results):
     back = json.loads(json.dumps(results))  # JSON-ready as it is
     for key in ("schema", "created", "machine", "timing", "data", "engines", "unavailable", "references",
-                "epochs", "targets", "sweep", "elapsed_s"):
+                "epochs", "targets", "sweep", "whole_runs", "elapsed_s"):
         assert key in back
     m = back["machine"]
-    assert m["cpu"] and m["cores"]["logical"] >= 1 and m["gpu"]["name"]
+    assert m["cpu"] and m["cores"]["logical"] >= 1 and m["gpu"]["name"] == NO_GPU
     for lib in ("python", "numpy", "numpy_blas", "torch", "cupy", "numpy_mnist"):
         assert isinstance(m["versions"][lib], str) and m["versions"][lib]
-    assert m["numpy_blas_threads"]["threads"] >= 1
+    assert m["versions"]["cupy"] == "cupy not installed"
+    assert m["numpy_blas_threads"]["threads"] >= 1 and m["numpy_blas_threads"]["how"].startswith("threadpoolctl")
     assert "other_programs" in m and "load_average" in m
     stream = back["references"]["cpu"]["stream"]
     assert stream["bytes"] == 300 * 784 * 4 and stream["seconds"] > 0 and stream["best_method"] in stream["methods"]
     assert back["references"]["cpu"]["matmul"]["flop_per_s"] > 0
+    assert "gpu" not in back["references"]
 
 
-def test_epochs_cover_both_models_on_every_engine_that_ran(results):
-    ran = [e["key"] for e in results["engines"] if e["key"] not in results["unavailable"]]
-    assert "numpy" in ran
+def test_epochs_cover_both_models_on_every_cpu_engine(results):
+    assert set(results["unavailable"]) == {"cupy", "torch-cuda", "fused-graph", "torch-cuda-graph"}
     assert {(r["model"], r["engine"]) for r in results["epochs"]} == {
-        (m, k) for m in ("linear1", "simple_net(30)") for k in ran}
+        (m, k) for m in ("linear1", "simple_net(30)") for k in ("numpy", "torch-cpu")}
     for row in results["epochs"]:
         assert row["repeats"] == 2 and row["warmups"] == 1 and len(row["times_s"]) == 2
         assert row["median_s"] > 0 and row["x_stream"] > 0 and row["x_hardware_bound"] > 0
-    numpy_rows = [r for r in results["epochs"] if r["engine"] == "numpy"]
-    assert all("blas_floor" in r for r in numpy_rows)
+        assert ("blas_floor" in row) == (row["engine"] == "numpy")
 
 
-def test_targets_are_reported_with_measured_ratios(results):
+def test_every_target_is_reported_and_the_gpu_ones_say_no_gpu_was_found(results):
     targets = {t["key"]: t for t in results["targets"]}
-    assert targets["cpu_linear1_vs_stream"]["measured"] > 0
-    assert isinstance(targets["cpu_linear1_vs_stream"]["met"], bool)
-    if "torch-cpu" not in results["unavailable"]:
-        assert targets["cpu_linear1_vs_torch"]["measured"] > 0
-    if results["machine"]["gpu"]["name"] == NO_GPU:
-        assert targets["gpu_linear1_vs_torch"]["met"] is None
-        assert targets["gpu_linear1_vs_torch"]["note"] == "no GPU found"
-    assert "gpu_crossover" in targets
+    cpu = ("cpu_linear1_vs_torch", "cpu_simple_net_vs_torch", "cpu_linear1_vs_stream")
+    assert list(targets)[:3] == list(cpu)
+    for key in cpu:
+        assert targets[key]["measured"] > 0 and isinstance(targets[key]["met"], bool)
+        assert (targets[key]["note"] == "") == targets[key]["met"]  # an unmet CPU goal says why, a met one nothing
+    assert targets["cpu_linear1_vs_torch"]["floor"] == 2.2 and targets["cpu_simple_net_vs_torch"]["floor"] == 1.6
+    gpu = [t for t in results["targets"] if t["key"] not in cpu]
+    assert len(gpu) == 10 + 2 + 2  # ten epoch targets, two whole runs, two crossovers
+    for t in gpu:
+        assert t["met"] is None and t["measured"] is None and t["note"].startswith(NO_GPU), t
 
 
 def test_sweep_has_every_point_on_every_engine(results):
     series = results["sweep"]["series"]
     assert [s["name"] for s in series] == [s.name for s in TINY_SWEEP]
-    ran = {e["key"] for e in results["sweep"]["engines"]}
+    assert {e["key"] for e in results["sweep"]["engines"]} == {"numpy", "torch-cpu"}
     for s, spec in zip(series, TINY_SWEEP):
         assert [p["value"] for p in s["points"]] == list(spec.values)
         for p in s["points"]:
-            assert set(p["engines"]) == ran
+            assert set(p["engines"]) == {"numpy", "torch-cpu"}
             assert all(m["repeats"] >= 1 for m in p["engines"].values())
-        assert s["crossover"]["statement"]
-    rows = series[2]["points"]
-    assert [p["rows"] for p in rows] == [300, 450]
+        assert s["crossover"]["statement"].startswith(NO_GPU)
+    assert [p["rows"] for p in series[2]["points"]] == [300, 450]
 
 
-def test_markdown_table_is_well_formed(results):
+def test_markdown_is_well_formed_and_names_targets_by_what_they_are(results):
     text = markdown(results)
-    assert text.startswith("# numpy-mnist benchmark")
-    lines = text.splitlines()
-    header = lines.index("| model | engine | epoch (ms) | speed-up vs PyTorch eager CPU | x streaming pass "
-                         "| x hardware bound |")
-    table = []
-    for line in lines[header:]:
-        if not line.startswith("|"):
-            break
-        table.append(line)
-    assert len(table) == 2 + len(results["epochs"])
-    assert all(line.count("|") == 7 for line in table)
-    assert "## Targets (issue 5)" in text
-    if results["machine"]["gpu"]["name"] == NO_GPU:
-        assert "No GPU found" in text
+    assert text.startswith("# numpy-mnist benchmark") and "No GPU found" in text
+    epochs = _table(text, "| model | engine | epoch (ms) | speed-up vs PyTorch eager CPU | x streaming pass "
+                          "| x hardware bound |")
+    assert len(epochs) == 2 + len(results["epochs"]) and all(line.count("|") == 7 for line in epochs)
+    targets = _table(text, "| target | goal | measured | met |")
+    assert len(targets) == 2 + len(results["targets"])
+    assert targets[2].startswith("| CPU: linear1 epoch against PyTorch eager | >= 4x (floor 2.2x) |")
+    assert not re.search(r"issue\s*#?\d", text, re.IGNORECASE)
+
+
+def _table(text: str, header: str) -> list[str]:
+    """The Markdown table that starts with ``header``: its lines up to the first that is not a row."""
+    lines = text.splitlines()[text.splitlines().index(header):]
+    return lines[:next((i for i, line in enumerate(lines) if not line.startswith("|")), len(lines))]
+
+
+def test_an_unmet_goal_says_why_and_whether_the_floor_holds(results):
+    from numpy_mnist.bench.report import _met
+
+    slow = {**results["targets"][0], "measured": 2.5, "met": False, "floor_held": True, "note": "why"}
+    assert _met(slow) == "no, floor held: why"
+    assert _met({**slow, "floor_held": False}) == "no, **below the floor**: why"
+    assert _met({**slow, "met": True}) == "yes"
 
 
 def test_results_are_written_as_markdown_json_and_png(results, tmp_path):
     written = write_results(results, tmp_path / "out")
-    names = sorted(p.name for p in written)
-    assert names == sorted(["bench.md", "bench.json", "epoch_times.png", "sweep_batch_size_linear1.png",
-                            "sweep_hidden_simple_net.png", "sweep_rows_linear1.png"])
+    assert sorted(p.name for p in written) == sorted(["bench.md", "bench.json", "epoch_times.png",
+                                                      "sweep_batch_size_linear1.png", "sweep_hidden_simple_net.png",
+                                                      "sweep_rows_linear1.png"])
     for p in written:
         assert p.stat().st_size > 0
         if p.suffix == ".png":
@@ -127,7 +161,7 @@ def test_without_torch_the_bench_runs_and_says_so(monkeypatch):
     assert {r["engine"] for r in results["epochs"]} == {"numpy"}
     targets = {t["key"]: t for t in results["targets"]}
     assert targets["cpu_linear1_vs_torch"]["met"] is None
-    assert "torch not installed" in targets["cpu_linear1_vs_torch"]["note"]
+    assert targets["cpu_linear1_vs_torch"]["note"] == "an engine it needs did not run: torch-cpu (torch not installed)"
     assert "torch not installed" in markdown(results)
 
 
@@ -146,10 +180,11 @@ def test_cli_quick_prints_the_table_and_writes_files(tmp_path, capsys, monkeypat
     x, y = synthetic_like(260, seed=2)
     monkeypatch.setattr(suite, "training_data", lambda: BenchData(x, y, "synthetic test data", real=False))
     code = main(["bench", "--quick", "--engines", "numpy", "--repeats", "1", "--warmups", "1",
-                 "--out", str(tmp_path), "--no-plot"])
+                 "--out", str(tmp_path), "--no-plot", "--no-whole-runs"])
     out = capsys.readouterr().out
     assert code == 0
     assert "| linear1 | numpy-mnist NumPy |" in out and "| simple_net(30) | numpy-mnist NumPy |" in out
+    assert "| CPU: linear1 epoch against PyTorch eager |" in out
     assert sorted(p.name for p in tmp_path.iterdir()) == ["bench.json", "bench.md"]
 
 
@@ -161,24 +196,30 @@ def test_cli_refuses_an_unknown_engine(capsys):
     assert exc.value.code == 2
 
 
-def test_unknown_engine_keys_are_refused():
+def test_the_engines_in_table_order_and_unknown_ones_refused():
+    assert [e.key for e in make_engines()] == list(ENGINE_KEYS) == ["numpy", "torch-cpu", "cupy", "torch-cuda",
+                                                                   "fused-graph", "torch-cuda-graph"]
+    assert [e.key for e in make_engines(["torch-cpu", "numpy"])] == ["numpy", "torch-cpu"]
     with pytest.raises(ValueError, match="unknown engine"):
         make_engines(["numpy", "tpu"])
 
 
 def test_crossover_is_the_first_size_where_the_gpu_wins():
-    engines = make_engines(["numpy", "torch-cpu", "cupy", "torch-cuda"])
+    engines = make_engines(["numpy", "torch-cpu", "cupy", "torch-cuda", "fused-graph"])
 
     def point(value, cpu, gpu):
         return {"value": value, "engines": {"numpy": {"median_s": cpu}, "torch-cpu": {"median_s": cpu * 2},
-                                            "cupy": {"median_s": gpu}, "torch-cuda": {"median_s": gpu * 3}}}
+                                            "cupy": {"median_s": gpu}, "torch-cuda": {"median_s": gpu * 3},
+                                            "fused-graph": {"median_s": gpu * 1.5}}}
 
     found = crossover([point(64, 1.0, 2.0), point(128, 1.0, 1.5), point(256, 1.0, 0.5)], engines)
-    assert found["value"] == 256 and found["numpy_mnist_value"] == 256 and "256" in found["statement"]
+    assert (found["value"], found["numpy_mnist_value"], found["fused_value"]) == (256, 256, 256)
+    assert found["statement"] == ("the GPU first beats the CPU at 256; "
+                                  "numpy-mnist on CuPy first beats numpy-mnist on NumPy at 256")
     never = crossover([point(64, 1.0, 2.0)], engines)
-    assert never["value"] is None and "never" in never["statement"]
+    assert never["value"] is None and never["statement"] == "the GPU never beats the CPU over this range"
     cpu_only = [{"value": 64, "engines": {"numpy": {"median_s": 1.0}}}]
-    assert "no GPU found" in crossover(cpu_only, engines)["statement"]
+    assert crossover(cpu_only, engines)["statement"].startswith(NO_GPU)
 
 
 def test_interleaved_timing_counts_warmups_and_repeats():
@@ -187,7 +228,6 @@ def test_interleaved_timing_counts_warmups_and_repeats():
     timed = time_interleaved(trials, warmups=2, repeats=3)
     assert calls == ["a", "b"] * 5
     assert all(len(m.times_s) == 3 and m.warmups == 2 for m in timed.values())
-    calls.clear()
     timed = time_interleaved(trials, warmups=1, repeats=50, budget_s=0.0, min_repeats=4)
     assert all(len(m.times_s) == 4 for m in timed.values())
 
@@ -199,6 +239,21 @@ def test_groups_take_turns_in_blocks_each_after_an_untimed_run():
     assert [len(m.times_s) for m in timed.values()] == [5, 5, 5]
     # block 1: a (warm-up + 3 rounds), b (warm-up + 3); block 2: a (untimed + 2), b (untimed + 2)
     assert calls == ["a1", "a2"] * 4 + ["b1"] * 4 + ["a1", "a2"] * 3 + ["b1"] * 3
+
+
+def test_a_group_with_fewer_rounds_than_blocks_sits_out_the_last_turns():
+    calls = []
+    trials = {k: Trial(lambda k=k: calls.append(k)) for k in ("a", "b")}
+    time_interleaved(trials, warmups=1, repeats=1, group_of=lambda k: k, blocks=3, settle_s=0.0)
+    assert calls == ["a", "a", "b", "b"]  # one warm-up and one timed round each, no later turns
+
+
+def test_measurement_summary():
+    from numpy_mnist.bench.timing import Measurement
+
+    m = Measurement([4.0, 1.0, 3.0, 2.0, 5.0], warmups=2).as_dict()
+    assert (m["median_s"], m["min_s"], m["q1_s"], m["q3_s"], m["repeats"]) == (3.0, 1.0, 2.0, 4.0, 5)
+    assert Measurement([2.0]).as_dict()["q1_s"] == 2.0
 
 
 def test_workloads_and_data_helpers():
@@ -215,16 +270,71 @@ def test_workloads_and_data_helpers():
     assert grow_rows(data, 20).rows == 20 and grow_rows(data, 20).real
 
 
-def test_machine_info_names_the_gpu_or_says_none_was_found():
+def test_machine_facts_come_from_threadpoolctl(monkeypatch):
+    from threadpoolctl import threadpool_info
+
+    blas = [i for i in threadpool_info() if i["user_api"] == "blas"]
+    blas = [i for i in blas if "numpy" in i["filepath"]] or blas
+    assert numpy_blas_threads() == {"threads": blas[0]["num_threads"],
+                                    "how": f"threadpoolctl ({blas[0]['internal_api']})"}
+    hide_the_gpu(monkeypatch)
     info = machine_info()
-    assert info["gpu"]["name"] == NO_GPU or info["gpu"].get("seen_by") in ("cupy", "torch")
-    assert numpy_blas_threads()["threads"] >= 1
+    assert info["versions"]["numpy_blas"] == f"{blas[0]['internal_api']} {blas[0]['version']}"
+    assert info["gpu"]["name"] == NO_GPU
+    assert info["gpu"]["why"][0].startswith("cupy: the cupy backend needs CuPy, which is not installed")
+    assert info["gpu"]["why"][1].startswith("torch: ")
 
 
-def test_the_engines_in_table_order():
-    from numpy_mnist.bench.engines import make_engines
+def test_the_bench_imports_without_a_cycle_and_every_function_is_used():
+    """Each bench module imports only modules listed before it; every top-level function is used somewhere."""
+    order = ["timing", "machine", "data", "engines", "references", "sweep", "whole_runs", "targets", "report",
+             "suite"]
+    folder = ROOT / "numpy_mnist" / "bench"
+    assert sorted(p.stem for p in folder.glob("*.py")) == sorted(order + ["__init__"])
+    trees = {p.stem: ast.parse(p.read_text()) for p in folder.glob("*.py")}
+    trees["cli"] = ast.parse((ROOT / "numpy_mnist" / "cli" / "bench.py").read_text())
+    used = {n.id for t in trees.values() for n in ast.walk(t) if isinstance(n, ast.Name)}
+    used |= {n.attr for t in trees.values() for n in ast.walk(t) if isinstance(n, ast.Attribute)}
+    for i, name in enumerate(order):
+        imported = {n.module.rsplit(".", 1)[-1] for n in ast.walk(trees[name])
+                    if isinstance(n, ast.ImportFrom) and (n.module or "").startswith("numpy_mnist.bench.")}
+        assert imported <= set(order[:i]), (name, imported - set(order[:i]))
+        unused = [n.name for n in trees[name].body if isinstance(n, ast.FunctionDef) and n.name not in used]
+        assert unused == [], f"{name}: defined and never used: {unused}"
 
-    assert [e.key for e in make_engines()] == ["numpy", "torch-cpu", "cupy", "torch-cuda", "fused-graph",
-                                               "torch-cuda-graph"]
-    with pytest.raises(ValueError, match="unknown engine"):
-        make_engines(["cupy-graph"])  # the crashing capture of issue 10 is gone
+
+def test_no_issue_numbers_in_the_bench_or_its_results():
+    paths = [*(ROOT / "numpy_mnist" / "bench").glob("*.py"), ROOT / "numpy_mnist" / "cli" / "bench.py",
+             *(ROOT / "benchmarks").rglob("*.md"), *(ROOT / "benchmarks").glob("*.py")]
+    found = [f"{p}: {m.group(0)}" for p in paths for m in re.finditer(r"issue\s*#?\d+", p.read_text(), re.I)]
+    assert found == []
+
+
+def test_an_event_trial_reads_the_device_clock_around_the_work():
+    from numpy_mnist.bench.timing import EventTrial
+
+    calls = []
+
+    class Event:
+        def record(self):
+            calls.append("record")
+
+        def synchronize(self):
+            calls.append("wait for the end")
+
+    trial = EventTrial(lambda: calls.append("run"), lambda: calls.append("synchronize"), Event,
+                       lambda start, end: 0.25)
+    assert trial.timed() == 0.25
+    assert calls == ["synchronize", "record", "run", "record", "wait for the end"]
+
+
+def test_the_references_measure_any_array_library_alike():
+    import torch
+
+    from numpy_mnist.bench.references import _references
+
+    x, _ = synthetic_like(100)
+    refs = _references(x, torch.from_numpy, Trial, ("x @ ones", "sum"), warmups=1, repeats=2, matmul_n=16,
+                       matmul_timing=(1, 3))
+    assert set(refs["stream"]["methods"]) == {"x @ ones", "sum"} and refs["stream"]["bytes"] == x.nbytes
+    assert refs["matmul"]["repeats"] == 3 and refs["matmul"]["flop_per_s"] == 2 * 16**3 / refs["matmul"]["median_s"]

@@ -1,16 +1,28 @@
-"""One training epoch, timed, for each engine: numpy-mnist on NumPy and on CuPy, PyTorch on CPU and CUDA.
+"""One training epoch, ready to time, for each engine: numpy-mnist and PyTorch, on the CPU and the GPU.
 
 An epoch is the book's ``train_epoch``: for every batch of the training set, in order (no
 shuffling), the forward pass, the loss, the backward pass and the SGD step.  Validation is not
 part of it.  Every engine trains the same model (``linear1`` or ``simple_net``) on the same rows
-with the same batch size and learning rate; the data are put on the device once, before timing.
+with the same batch size and learning rate, in float32; the data are put on the device once,
+before timing, and the batch losses are read back once per epoch.
 
-numpy-mnist runs its own :func:`numpy_mnist.learner.train_epoch`, the loop ``numpy-mnist train``
-runs.  PyTorch runs the book's loop: autograd for the gradients, then ``p.data -= p.grad * lr`` and
-``p.grad.zero_()`` for every parameter.  Its batches are slices of one tensor, which is how
-numpy-mnist's DataLoader batches too (fastai's DataLoader over a list of (image, label) tuples
-would be far slower, and would measure collation rather than training).  Both keep each batch's
-loss on the device and read them once per epoch.
+Every engine has one shape (:class:`Engine`): a ``key``, a ``label``, the ``framework`` whose
+threads it uses, ``is_gpu``; ``unavailable()`` says why it cannot run here; ``prepare(workload, x,
+y)`` returns the :class:`~numpy_mnist.bench.timing.Trial` of one epoch.
+
+``numpy`` / ``cupy``
+    numpy-mnist's own :func:`numpy_mnist.learner.train_epoch`, the loop ``numpy-mnist train`` runs.
+``fused-graph``
+    numpy-mnist's :class:`~numpy_mnist.fused.trainer.FusedTrainer`: the epoch as one CUDA graph of
+    hand-written kernels, replayed once per epoch; what ``numpy-mnist train --backend cupy`` runs.
+``torch-cpu`` / ``torch-cuda``
+    PyTorch eager, the book's loop: autograd, then ``p.data -= p.grad * lr`` and ``p.grad.zero_()``.
+    Its batches are slices of one tensor, as numpy-mnist's DataLoader batches (fastai's DataLoader
+    over (image, label) tuples would measure collation rather than training).
+``torch-cuda-graph``
+    The same loop for a whole epoch captured with ``torch.cuda.graph`` after one eager warm-up epoch
+    on a side stream (PyTorch's recipe for whole-network capture), then replayed: the strongest
+    thing a PyTorch user gets without writing kernels (``torch.compile`` was slower than eager).
 
 PyTorch is optional: without it, its engines report "torch not installed".
 """
@@ -20,13 +32,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from numpy_mnist.bench.machine import torch_or_reason
-from numpy_mnist.bench.timing import Trial
+from numpy_mnist.bench.timing import EventTrial, Trial
 
-__all__ = ["Workload", "Engine", "NumpyMnistEngine", "TorchEngine", "ENGINE_KEYS", "make_engines", "LEARNING_RATES"]
+__all__ = ["Workload", "Engine", "ENGINE_KEYS", "make_engines", "torch_book_model"]
 
 #: The book's learning rates: 1.0 for the linear model, 0.1 for simple_net.
 LEARNING_RATES = {"linear1": 1.0, "simple_net": 0.1}
-MODELS = ("linear1", "simple_net")
 
 
 @dataclass(frozen=True)
@@ -38,8 +49,8 @@ class Workload:
     batch_size: int = 256
 
     def __post_init__(self) -> None:
-        if self.model not in MODELS:
-            raise ValueError(f"model must be one of {MODELS}, got {self.model!r}")
+        if self.model not in LEARNING_RATES:
+            raise ValueError(f"model must be one of {tuple(LEARNING_RATES)}, got {self.model!r}")
 
     @property
     def lr(self) -> float:
@@ -65,45 +76,10 @@ class Workload:
                 "batch_size": self.batch_size, "lr": self.lr, "name": self.name}
 
 
-class EventTrial(Trial):
-    """A GPU trial timed with CUDA events on the stream that runs the work (the device's clock)."""
-
-    def __init__(self, run, synchronize, new_event, elapsed_s) -> None:
-        super().__init__(run, synchronize)
-        self.new_event, self.elapsed_s = new_event, elapsed_s
-
-    def timed(self) -> float:
-        self.synchronize()
-        start, end = self.new_event(), self.new_event()
-        start.record()
-        self.run()
-        end.record()
-        end.synchronize()
-        return self.elapsed_s(start, end)
-
-    @classmethod
-    def with_cupy_events(cls, run, synchronize=None) -> "EventTrial":
-        """Timed with ``cupy.cuda.Event`` (``synchronize``: the current stream's, by default)."""
-        import cupy
-
-        return cls(run, synchronize or cupy.cuda.get_current_stream().synchronize, cupy.cuda.Event,
-                   lambda start, end: cupy.cuda.get_elapsed_time(start, end) / 1e3)
-
-    @classmethod
-    def with_torch_events(cls, run) -> "EventTrial":
-        """Timed with ``torch.cuda.Event`` on PyTorch's current stream."""
-        import torch
-
-        return cls(run, torch.cuda.synchronize, lambda: torch.cuda.Event(enable_timing=True),
-                   lambda start, end: start.elapsed_time(end) / 1e3)
-
-
 class Engine:
-    """A way of training: ``prepare(workload, data)`` returns the :class:`Trial` of one epoch."""
+    """A way of training one epoch (see the module's docstring for the shape every engine has)."""
 
-    key = "abstract"
-    label = "abstract"
-    framework = "numpy-mnist"
+    key = label = framework = ""
     is_gpu = False
 
     def unavailable(self) -> str | None:
@@ -122,63 +98,50 @@ class Engine:
 
 
 class NumpyMnistEngine(Engine):
-    """numpy-mnist's own training loop on the ``numpy`` or ``cupy`` backend (float32)."""
+    """numpy-mnist on ``numpy`` or ``cupy``: its array-path ``train_epoch``, or (``fused``) its CUDA graph."""
 
-    def __init__(self, backend: str) -> None:
-        self.backend_name = backend
-        self.is_gpu = backend == "cupy"
-        self.key = backend
-        self.label = f"numpy-mnist {'CuPy' if self.is_gpu else 'NumPy'}"
-        self._backend = None
-        self._why = None
+    framework = "numpy-mnist"
+
+    def __init__(self, backend: str, fused: bool = False) -> None:
+        self.is_gpu, self.fused = backend == "cupy", fused
+        self.key = "fused-graph" if fused else backend
+        self.label = "numpy-mnist fused CUDA graph" if fused else f"numpy-mnist {'CuPy' if self.is_gpu else 'NumPy'}"
+        self._backend, self._why = None, None
 
     def unavailable(self) -> str | None:
         if self._backend is None and self._why is None:
             from backends import BackendUnavailableError, get_backend
 
             try:
-                self._backend = get_backend(self.backend_name, "float32")
+                self._backend = get_backend("cupy" if self.is_gpu else "numpy", "float32")
             except BackendUnavailableError as exc:
                 self._why = str(exc)
         return self._why
 
-    @property
-    def backend(self):
-        if self.unavailable() is not None:
-            raise RuntimeError(self._why)
-        return self._backend
-
     def prepare(self, workload: Workload, x, y) -> Trial:
-        from numpy_mnist.learner import train_epoch
-
-        model, loader, opt = self.setup(workload, x, y)
-        quiet = self.backend.quiet_float_errors
-
-        def run():
-            with quiet():
-                return train_epoch(model, loader, opt)
-
-        return self.trial(run)
-
-    def setup(self, workload: Workload, x, y):
-        """The workload's ``(model, loader, opt)`` on this engine's backend, the same for every engine."""
         from numpy_mnist.data.loader import DataLoader
+        from numpy_mnist.learner import train_epoch
         from numpy_mnist.models import linear1, simple_net
         from numpy_mnist.optim import SGD
 
-        backend = self.backend
-        loader = DataLoader(x, y, workload.batch_size, shuffle=False, backend=backend)
-        if workload.model == "linear1":
-            model = linear1(seed=0, backend=backend)
-        else:
-            model = simple_net(hidden=workload.hidden, seed=0, backend=backend)
-        return model, loader, SGD(model.params, workload.lr)
+        if self.unavailable() is not None:
+            raise RuntimeError(self._why)
+        bk = self._backend
+        loader = DataLoader(x, y, workload.batch_size, shuffle=False, backend=bk)
+        model = (linear1(seed=0, backend=bk) if workload.model == "linear1" else
+                 simple_net(hidden=workload.hidden, seed=0, backend=bk))
+        opt = SGD(model.params, workload.lr)
+        if self.fused:
+            from numpy_mnist.fused.trainer import FusedTrainer
 
-    def trial(self, run) -> Trial:
-        """``run`` timed on this backend's clock: CUDA events on CuPy, the host's clock otherwise."""
-        if self.is_gpu:
-            return EventTrial.with_cupy_events(run, self.backend.synchronize)
-        return Trial(run, self.backend.synchronize)
+            run = FusedTrainer(model, loader, opt).train_epoch  # compiles and records here
+        else:
+            def run():
+                with bk.quiet_float_errors():
+                    return train_epoch(model, loader, opt)
+        if self.is_gpu:  # CUDA events on the GPU, the host's clock otherwise
+            return EventTrial.cupy_events(run, bk.synchronize)
+        return Trial(run, bk.synchronize)
 
     def release(self) -> None:
         if self.is_gpu and self._backend is not None:
@@ -186,18 +149,16 @@ class NumpyMnistEngine(Engine):
             self._backend.cupy.get_default_memory_pool().free_all_blocks()
 
 
-def torch_book_loop(workload: Workload, x, y, device):
-    """The book's training loop in PyTorch, on ``device``: ``(params, step, batches)``.
+def torch_book_model(workload: Workload, n_features: int, device):
+    """The book's model and ``mnist_loss`` in PyTorch, on ``device``: ``(model, params, loss)``.
 
-    ``step(xb, yb)`` is one SGD step of the book's model with its ``mnist_loss`` (forward, autograd,
-    ``p -= grad * lr``, zeroed gradients) and returns the batch loss, detached; ``batches`` are the
-    ``(xb, yb)`` views of ``x`` and ``y`` on the device, in order.  The initial parameters are drawn
-    from ``torch.manual_seed(0)`` on the CPU (without touching the caller's random state), so every
+    The bench's one PyTorch twin of the model and the loss, kept in this one function so that a
+    package-wide twin can take its place.  The initial parameters are drawn from
+    ``torch.manual_seed(0)`` on the CPU (without touching the caller's random state), so every
     PyTorch engine starts from the same model on every device.
     """
     import torch
 
-    n_features = x.shape[1]
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(0)
         if workload.model == "linear1":
@@ -216,8 +177,22 @@ def torch_book_loop(workload: Workload, x, y, device):
         predictions = predictions.sigmoid()
         return torch.where(targets == 1, 1 - predictions, predictions).mean()
 
+    return model, params, mnist_loss
+
+
+def torch_book_loop(workload: Workload, x, y, device):
+    """The book's training loop in PyTorch: ``(params, step, batches)``.
+
+    ``step(xb, yb)`` is one SGD step (forward, autograd, ``p -= grad * lr``, zeroed gradients) and
+    returns the batch loss, detached; ``batches`` are the ``(xb, yb)`` views of ``x`` and ``y`` on
+    ``device``, in order.
+    """
+    import torch
+
+    model, params, loss_fn = torch_book_model(workload, x.shape[1], device)
+
     def step(xb, yb):
-        loss = mnist_loss(model(xb), yb)
+        loss = loss_fn(model(xb), yb)
         loss.backward()
         for p in params:
             p.data -= p.grad * workload.lr
@@ -225,20 +200,18 @@ def torch_book_loop(workload: Workload, x, y, device):
         return loss.detach()
 
     xs, ys, bs = torch.from_numpy(x).to(device), torch.from_numpy(y).to(device), workload.batch_size
-    batches = [(xs[start:start + bs], ys[start:start + bs]) for start in range(0, xs.shape[0], bs)]
-    return params, step, batches
+    return params, step, [(xs[i:i + bs], ys[i:i + bs]) for i in range(0, xs.shape[0], bs)]
 
 
 class TorchEngine(Engine):
-    """PyTorch eager, the book's loop, on ``"cpu"`` (with ``threads`` threads) or ``"cuda"``."""
+    """PyTorch, the book's loop: eager on ``"cpu"`` (``threads`` threads) or ``"cuda"``, or (``graph``) replayed."""
 
     framework = "torch"
 
-    def __init__(self, device: str, threads: int | None = None) -> None:
-        self.device, self.threads = device, threads
-        self.is_gpu = device == "cuda"
-        self.key = f"torch-{device}"
-        self.label = f"PyTorch eager {'CUDA' if self.is_gpu else 'CPU'}"
+    def __init__(self, device: str, threads: int | None = None, graph: bool = False) -> None:
+        self.device, self.threads, self.is_gpu, self.graph = device, threads, device == "cuda", graph
+        self.key = "torch-cuda-graph" if graph else f"torch-{device}"
+        self.label = "PyTorch CUDA-graph replay" if graph else f"PyTorch eager {'CUDA' if self.is_gpu else 'CPU'}"
 
     def unavailable(self) -> str | None:
         torch, why = torch_or_reason()
@@ -253,12 +226,14 @@ class TorchEngine(Engine):
 
         if self.threads is not None and not self.is_gpu:
             torch.set_num_threads(self.threads)
-        _, step, batches = torch_book_loop(workload, x, y, torch.device(self.device))
+        params, step, batches = torch_book_loop(workload, x, y, torch.device(self.device))
+        if self.graph:
+            return EventTrial.torch_events(_captured_epoch(params, step, batches))
 
         def run():
             return torch.stack([step(xb, yb) for xb, yb in batches]).tolist()
 
-        return EventTrial.with_torch_events(run) if self.is_gpu else Trial(run)
+        return EventTrial.torch_events(run) if self.is_gpu else Trial(run)
 
     def release(self) -> None:
         if self.is_gpu:
@@ -268,35 +243,43 @@ class TorchEngine(Engine):
             torch.cuda.empty_cache()
 
 
+def _captured_epoch(params, step, batches):
+    """The epoch captured whole with ``torch.cuda.graph``: a ``run()`` that replays it and reads the losses."""
+    import torch
+
+    losses = torch.zeros(len(batches), device="cuda")
+
+    def epoch():
+        for i, (xb, yb) in enumerate(batches):
+            losses[i].copy_(step(xb, yb))
+
+    side = torch.cuda.Stream()
+    side.wait_stream(torch.cuda.current_stream())
+    with torch.cuda.stream(side):
+        epoch()  # warm-up: autograd and the allocator set up their state before capture
+    torch.cuda.current_stream().wait_stream(side)
+    for p in params:
+        p.grad = None  # backward allocates the gradients from the graph's private pool
+    graph = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(graph):
+        epoch()
+
+    def run():
+        graph.replay()
+        return losses.tolist()
+
+    return run
+
+
 #: Every engine, by key, in the order the tables list them.
 ENGINE_KEYS = ("numpy", "torch-cpu", "cupy", "torch-cuda", "fused-graph", "torch-cuda-graph")
-#: Engines run when none are named.
-DEFAULT_ENGINES = ENGINE_KEYS
 
 
-def make_engines(keys=DEFAULT_ENGINES, *, torch_threads: int | None = None) -> list[Engine]:
-    """The engines named by ``keys`` (see :data:`ENGINE_KEYS`), available or not."""
-    makers = {
-        "numpy": lambda: NumpyMnistEngine("numpy"),
-        "cupy": lambda: NumpyMnistEngine("cupy"),
-        "torch-cpu": lambda: TorchEngine("cpu", threads=torch_threads),
-        "torch-cuda": lambda: TorchEngine("cuda"),
-        "fused-graph": _fused_graph_engine,
-        "torch-cuda-graph": _torch_cuda_graph_engine,
-    }
-    unknown = [k for k in keys if k not in makers]
+def make_engines(keys=ENGINE_KEYS, *, torch_threads: int | None = None) -> list[Engine]:
+    """The engines named by ``keys`` (see :data:`ENGINE_KEYS`), available or not, in table order."""
+    unknown = [k for k in keys if k not in ENGINE_KEYS]
     if unknown:
         raise ValueError(f"unknown engine(s) {', '.join(unknown)}: choose from {', '.join(ENGINE_KEYS)}")
-    return [makers[k]() for k in ENGINE_KEYS if k in keys]
-
-
-def _fused_graph_engine() -> Engine:
-    from numpy_mnist.bench.graph_engines import FusedGraphEngine
-
-    return FusedGraphEngine()
-
-
-def _torch_cuda_graph_engine() -> Engine:
-    from numpy_mnist.bench.graph_engines import TorchCudaGraphEngine
-
-    return TorchCudaGraphEngine()
+    engines = [NumpyMnistEngine("numpy"), TorchEngine("cpu", threads=torch_threads), NumpyMnistEngine("cupy"),
+               TorchEngine("cuda"), NumpyMnistEngine("cupy", fused=True), TorchEngine("cuda", graph=True)]
+    return [e for e in engines if e.key in keys]

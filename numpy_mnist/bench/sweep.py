@@ -32,13 +32,11 @@ class Series:
 
     def workload(self, value: int) -> tuple[Workload, int | None]:
         """The workload at ``value`` and the number of rows to train on (``None``: the real set)."""
-        if self.axis == "batch_size":
-            return Workload(self.model, batch_size=value), None
-        if self.axis == "hidden":
-            return Workload(self.model, hidden=value), None
+        if self.axis not in ("batch_size", "hidden", "rows"):
+            raise ValueError(f"unknown sweep axis {self.axis!r}")
         if self.axis == "rows":
             return Workload(self.model), value
-        raise ValueError(f"unknown sweep axis {self.axis!r}")
+        return Workload(self.model, **{self.axis: value}), None
 
 
 BATCH_SIZES = (64, 128, 256, 512, 1024, 2048, 4096, 8192)
@@ -66,42 +64,40 @@ def run_sweep(engines, data: BenchData, series=FULL_SWEEP, *, warmups: int = 1, 
               min_repeats: int = 3, point_budget_s: float = 3.0, settle_s: float = 0.5, log=print) -> dict:
     """Time every point of every series on every engine; return the figures and the crossovers."""
     available = [e for e in engines if e.unavailable() is None]
-    grown: dict[int, BenchData] = {}
+    timing = {"warmups": warmups, "repeats": max_repeats, "budget_s": point_budget_s, "min_repeats": min_repeats,
+              "settle_s": settle_s}
     out = []
     for s in series:
         points = []
         for value in s.values:
             workload, rows = s.workload(value)
-            if rows is None:
-                rows_data = data
-            else:
-                if rows not in grown:
-                    grown.clear()  # keep at most one large set in memory
-                    gc.collect()
-                    grown[rows] = grow_rows(data, rows)
-                rows_data = grown[rows]
-            trials = {e.key: e.prepare(workload, rows_data.x, rows_data.y) for e in available}
-            framework = {e.key: e.framework for e in available}
-            timed = time_interleaved(trials, warmups=warmups, repeats=max_repeats, budget_s=point_budget_s,
-                                     min_repeats=min_repeats, group_of=framework.get, settle_s=settle_s)
-            del trials
-            for e in available:
-                e.release()
-            gc.collect()
-            point = {"value": value, "rows": rows_data.rows, "data": rows_data.source, **workload.as_dict(),
-                     "engines": {key: m.as_dict() for key, m in timed.items()}}
-            points.append(point)
-            log(f"  {s.name} = {value:>9,}: " + ", ".join(f"{k} {m.median_s * 1e3:9.2f} ms" for k, m in timed.items()))
+            point = time_point(available, workload, data if rows is None else grow_rows(data, rows), **timing)
+            points.append({"value": value, **point})
+            log(f"  {s.name} = {value:>9,}: " + ", ".join(f"{k} {m['median_s'] * 1e3:9.2f} ms"
+                                                         for k, m in point["engines"].items()))
         out.append({"axis": s.axis, "model": s.model, "name": s.name, "points": points,
                     "crossover": crossover(points, engines)})
-    grown.clear()
     return {"series": out, "engines": [e.describe() for e in available]}
+
+
+def time_point(engines, workload: Workload, data: BenchData, **timing) -> dict:
+    """One epoch of ``workload`` on ``data``, timed on every engine, interleaved per framework."""
+    trials = {e.key: e.prepare(workload, data.x, data.y) for e in engines}
+    framework = {e.key: e.framework for e in engines}
+    timed = time_interleaved(trials, group_of=framework.get, **timing)
+    del trials
+    for e in engines:
+        e.release()
+    gc.collect()
+    return {"rows": data.rows, "data": data.source, **workload.as_dict(),
+            "engines": {key: m.as_dict() for key, m in timed.items()}}
 
 
 def crossover(points: list[dict], engines) -> dict:
     """The smallest sweep value at which the fastest GPU engine beats the fastest CPU engine.
 
-    Also compares numpy-mnist with itself (CuPy against NumPy) where both ran.
+    Also numpy-mnist against itself where both ran: CuPy or the fused graph against NumPy
+    (``numpy_mnist_value``), and the fused graph alone against NumPy (``fused_value``).
     """
     gpu = [e.key for e in engines if e.is_gpu]
     cpu = [e.key for e in engines if not e.is_gpu]
@@ -114,18 +110,16 @@ def crossover(points: list[dict], engines) -> dict:
                 return p["value"]
         return None
 
-    ran = set().union(*(p["engines"] for p in points)) if points else set()
-    if not any(k in ran for k in gpu):
-        return {"value": None, "numpy_mnist_value": None,
-                "statement": "no GPU found: no GPU engine ran, so there is no crossover to measure"}
-    if not any(k in ran for k in cpu):
-        return {"value": None, "numpy_mnist_value": None, "statement": "no CPU engine ran"}
-    value = first_win(gpu, cpu)
-    ours = first_win(["cupy", "fused-graph"], ["numpy"])
-    if value is None:
-        statement = "the GPU never beats the CPU over this range"
-    else:
-        statement = f"the GPU first beats the CPU at {value:,}"
-    if ours is not None:
-        statement += f"; numpy-mnist on CuPy first beats numpy-mnist on NumPy at {ours:,}"
-    return {"value": value, "numpy_mnist_value": ours, "statement": statement}
+    ran = set().union(*(p["engines"] for p in points))
+    found = {"value": None, "numpy_mnist_value": None, "fused_value": None}
+    if not ran & set(gpu):
+        return {**found, "statement": "no GPU found: no GPU engine ran, so there is no crossover to measure"}
+    if not ran & set(cpu):
+        return {**found, "statement": "no CPU engine ran"}
+    found = {"value": first_win(gpu, cpu), "numpy_mnist_value": first_win(["cupy", "fused-graph"], ["numpy"]),
+             "fused_value": first_win(["fused-graph"], ["numpy"])}
+    statement = ("the GPU never beats the CPU over this range" if found["value"] is None
+                 else f"the GPU first beats the CPU at {found['value']:,}")
+    if found["numpy_mnist_value"] is not None:
+        statement += f"; numpy-mnist on CuPy first beats numpy-mnist on NumPy at {found['numpy_mnist_value']:,}"
+    return {**found, "statement": statement}

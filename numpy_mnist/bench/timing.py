@@ -3,9 +3,15 @@
 A :class:`Trial` is one thing to time (one training epoch of one engine on one workload).  Several
 trials are timed *interleaved*: round after round, each trial once per round.  On a busy machine
 the load then falls on every trial alike, so their ratios, which are what this benchmark reports,
-hold even when the absolute times wander.  Trials of libraries whose thread pools would get in each
-other's way (NumPy's BLAS, PyTorch's OpenMP) are interleaved within their own group only, and the
-groups take turns in blocks, with a pause between (see :func:`time_interleaved`).
+hold even when the absolute times wander.
+
+Trials of libraries whose thread pools get in each other's way are interleaved within their own
+group only.  NumPy's BLAS and PyTorch's OpenMP each keep their worker threads spinning for a while
+after every call, and a trial of one timed right after a trial of the other finds those threads
+still burning the cores (on 2 cores, PyTorch's epoch came out several times slower that way).  So
+the groups take turns in ``blocks`` blocks; each turn starts with ``settle_s`` seconds of sleep (the
+other library's threads go to sleep) and untimed runs: the warm-ups on the first turn, one run of
+each trial on later turns.
 """
 
 from __future__ import annotations
@@ -15,7 +21,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Callable
 
-__all__ = ["Measurement", "Trial", "time_interleaved", "time_callable"]
+__all__ = ["Measurement", "Trial", "EventTrial", "time_interleaved"]
 
 
 @dataclass
@@ -29,29 +35,18 @@ class Measurement:
     def median_s(self) -> float:
         return statistics.median(self.times_s)
 
-    @property
-    def min_s(self) -> float:
-        return min(self.times_s)
-
-    @property
-    def quartiles_s(self) -> tuple[float, float]:
-        if len(self.times_s) < 2:
-            return self.times_s[0], self.times_s[0]
-        q = statistics.quantiles(self.times_s, n=4, method="inclusive")
-        return q[0], q[2]
-
     def as_dict(self) -> dict:
-        q1, q3 = self.quartiles_s
-        return {"median_s": self.median_s, "min_s": self.min_s, "q1_s": q1, "q3_s": q3,
-                "repeats": len(self.times_s), "warmups": self.warmups, "times_s": list(self.times_s)}
+        t = self.times_s
+        q1, q3 = (t[0], t[0]) if len(t) < 2 else statistics.quantiles(t, n=4, method="inclusive")[::2]
+        return {"median_s": self.median_s, "min_s": min(t), "q1_s": q1, "q3_s": q3,
+                "repeats": len(t), "warmups": self.warmups, "times_s": list(t)}
 
 
 class Trial:
     """Something to time: ``run()`` does the work (asynchronously on a GPU), ``synchronize()`` waits.
 
-    :meth:`timed` synchronizes, reads the clock, runs, synchronizes again and reads the clock: no
-    clock is ever read while device work is still queued.  A GPU trial may override :meth:`timed`
-    to use CUDA events (the device's own clock) instead.
+    :meth:`timed` synchronizes, reads the host's clock, runs, synchronizes again and reads the
+    clock: no clock is ever read while device work is still queued.
     """
 
     def __init__(self, run: Callable[[], object], synchronize: Callable[[], None] | None = None) -> None:
@@ -66,57 +61,91 @@ class Trial:
         return time.perf_counter() - start
 
 
+class EventTrial(Trial):
+    """A GPU trial timed by the device's own clock: CUDA events recorded on the stream that runs the work."""
+
+    def __init__(self, run, synchronize, new_event, elapsed_s) -> None:
+        super().__init__(run, synchronize)
+        self.new_event, self.elapsed_s = new_event, elapsed_s
+
+    def timed(self) -> float:
+        self.synchronize()
+        start, end = self.new_event(), self.new_event()
+        start.record()
+        self.run()
+        end.record()
+        end.synchronize()
+        return self.elapsed_s(start, end)
+
+    @classmethod
+    def cupy_events(cls, run, synchronize=None) -> "EventTrial":
+        """Timed with ``cupy.cuda.Event`` (``synchronize``: the current stream's, by default)."""
+        import cupy
+
+        return cls(run, synchronize or cupy.cuda.get_current_stream().synchronize, cupy.cuda.Event,
+                   lambda start, end: cupy.cuda.get_elapsed_time(start, end) / 1e3)
+
+    @classmethod
+    def torch_events(cls, run) -> "EventTrial":
+        """Timed with ``torch.cuda.Event`` on PyTorch's current stream."""
+        import torch
+
+        return cls(run, torch.cuda.synchronize, lambda: torch.cuda.Event(enable_timing=True),
+                   lambda start, end: start.elapsed_time(end) / 1e3)
+
+
 def time_interleaved(trials: dict, *, warmups: int, repeats: int, budget_s: float | None = None,
                      min_repeats: int = 3, group_of: Callable[[object], object] | None = None,
                      blocks: int = 1, settle_s: float = 0.5) -> dict[object, Measurement]:
     """Time every trial ``repeats`` times, interleaved, after ``warmups`` untimed runs of each.
 
-    With ``budget_s``, a group's number of rounds is cut so that its timed rounds take about its
-    share of that long (judged from its warm-up round), but never below ``min_repeats``.
-
-    ``group_of`` sorts the trials into groups that must not share the machine's cores with each
-    other's idle threads: NumPy's BLAS and PyTorch's OpenMP each keep their worker threads spinning
-    for a while after every call, and a trial of one timed right after a trial of the other finds
-    those threads still burning the cores (on 2 cores, PyTorch's epoch came out several times slower
-    that way).  Trials are then interleaved only within their group; groups take turns in
-    ``blocks`` blocks, each turn preceded by ``settle_s`` seconds of sleep (so the other library's
-    threads go to sleep) and by the warm-ups (first turn) or one untimed run of each trial (later).
+    ``group_of(key)`` sorts the trials into groups that take turns (see the module's docstring).
+    With ``budget_s``, each group's rounds are cut so that they take about its share of that long,
+    judged from its last warm-up round, but never below ``min_repeats``.
     """
-    results = {key: Measurement(warmups=warmups) for key in trials}
     groups: dict[object, list] = {}
-    for key in trials:
+    for key in trials:  # in the trials' order, as the groups' turns are
         groups.setdefault(group_of(key) if group_of else None, []).append(key)
-    switching = len(groups) > 1
+    settle = settle_s if len(groups) > 1 else None  # one group: nothing to wait for between turns
+    results = {key: Measurement(warmups=warmups) for key in trials}
     blocks = max(1, blocks)
-    plan: dict[object, list[int]] = {}
+    plans: dict[object, list[int]] = {}
     for block in range(blocks):
         for name, keys in groups.items():
-            if block == 0:
-                if switching:
-                    time.sleep(settle_s)
-                round_s = 0.0
-                for _ in range(warmups):
-                    round_s = sum(trials[k].timed() for k in keys)
-                count = repeats
-                if budget_s is not None and round_s > 0:
-                    count = max(min(repeats, int(budget_s / len(groups) / round_s)), min(min_repeats, repeats))
-                count = max(count, 1)
-                used = min(blocks, count)
-                plan[name] = ([count // used + (1 if b < count % used else 0) for b in range(used)]
-                              + [0] * (blocks - used))
-            elif plan[name][block] == 0:
-                continue
-            elif switching:
-                time.sleep(settle_s)
-                for k in keys:  # untimed: wake this library's threads, warm the caches again
-                    trials[k].timed()
-            for _ in range(plan[name][block]):
-                for k in keys:
-                    results[k].times_s.append(trials[k].timed())
+            if block == 0:  # the warm-ups, and from the last of them, this group's rounds per turn
+                round_s = _untimed(trials, keys, warmups, settle)
+                plans[name] = _split(_rounds(repeats, round_s, budget_s, len(groups), min_repeats), blocks)
+            elif plans[name][block] and settle is not None:
+                _untimed(trials, keys, 1, settle)  # wake this library's threads, warm the caches again
+            _timed(trials, keys, plans[name][block], results)
     return results
 
 
-def time_callable(run: Callable[[], object], *, synchronize: Callable[[], None] | None = None,
-                  warmups: int = 2, repeats: int = 7) -> Measurement:
-    """Median-ready timings of one callable (warm-ups first, synchronized clock reads)."""
-    return time_interleaved({"only": Trial(run, synchronize)}, warmups=warmups, repeats=repeats)["only"]
+def _timed(trials: dict, keys: list, rounds: int, results: dict) -> None:
+    """``rounds`` timed rounds, each trial of ``keys`` once per round, into ``results``."""
+    for _ in range(rounds):
+        for k in keys:
+            results[k].times_s.append(trials[k].timed())
+
+
+def _untimed(trials: dict, keys: list, rounds: int, settle_s: float | None) -> float:
+    """Sleep ``settle_s`` (if any), run ``rounds`` rounds untimed; the seconds of the last round."""
+    if settle_s is not None:
+        time.sleep(settle_s)
+    round_s = 0.0
+    for _ in range(rounds):
+        round_s = sum(trials[k].timed() for k in keys)
+    return round_s
+
+
+def _rounds(repeats: int, round_s: float, budget_s: float | None, groups: int, min_repeats: int) -> int:
+    """Timed rounds: ``repeats``, or as many as fit in a group's share of ``budget_s``, never below ``min_repeats``."""
+    if budget_s is None or round_s <= 0:
+        return max(repeats, 1)
+    return max(min(repeats, int(budget_s / groups / round_s)), min(min_repeats, repeats), 1)
+
+
+def _split(rounds: int, blocks: int) -> list[int]:
+    """``rounds`` spread over ``blocks`` turns as evenly as they go (trailing turns may get none)."""
+    used = min(blocks, rounds)
+    return [rounds // used + (b < rounds % used) for b in range(used)] + [0] * (blocks - used)

@@ -1,9 +1,9 @@
 """``numpy-mnist bench``: time one training epoch on every engine, against PyTorch and the hardware.
 
-Prints a Markdown table (epoch times, speed-ups over PyTorch eager, multiples of a streaming pass
-over the data, the targets of issue 5); with ``--out`` also writes it, a JSON file with every
-figure and the machine, and PNG plots.  ``--quick`` takes well under a minute on a 2-core CPU;
-``--sweep`` adds batch size, hidden width and dataset size sweeps (minutes, unattended).
+Prints a Markdown report (epoch times, speed-ups over PyTorch eager, multiples of a streaming pass
+over the data, the speed targets); with ``--out`` also writes it, a JSON file with every figure and
+the machine, and PNG plots.  ``--quick`` takes well under a minute on a 2-core CPU; ``--sweep`` adds
+batch size, hidden width and dataset size sweeps (minutes, unattended).
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ def register(subparsers) -> None:
     p.add_argument("--quick", action="store_true", help="fewer repeats and a smaller sweep: under a minute")
     p.add_argument("--out", type=Path, default=None,
                    help="write bench.md, bench.json and PNG plots into this folder")
-    p.add_argument("--engines", nargs="+", choices=ENGINES, default=None, metavar="ENGINE",
+    p.add_argument("--engines", nargs="+", choices=ENGINES, default=ENGINES, metavar="ENGINE",
                    help=f"engines to run, from {', '.join(ENGINES)} (default: all; "
                         "unavailable ones are reported, not run)")
     p.add_argument("--sweep", action="store_true",
@@ -31,18 +31,24 @@ def register(subparsers) -> None:
                    help="skip the whole `numpy-mnist train` runs, NumPy against CuPy (they run only on a GPU)")
     p.add_argument("--repeats", type=positive_int, default=None, help="timed repeats per measurement")
     p.add_argument("--warmups", type=positive_int, default=None, help="untimed runs before timing")
+    p.add_argument("--wait-quiet", type=float, default=None, metavar="CORES",
+                   help="first wait (up to 30 minutes) until other programs use at most CORES CPU cores")
     p.add_argument("--no-plot", dest="plot", action="store_false", help="skip the PNG plots")
     p.set_defaults(run=run)
 
 
 def run(args) -> int:
     from numpy_mnist.bench import BenchConfig, markdown, run_bench, write_results
-    from numpy_mnist.bench.engines import DEFAULT_ENGINES
+    from numpy_mnist.bench.machine import wait_for_quiet
 
-    engines = tuple(args.engines) if args.engines else DEFAULT_ENGINES
-    config = BenchConfig(quick=args.quick, engines=engines, sweep=args.sweep, repeats=args.repeats,
+    def log(line):
+        print(line, file=sys.stderr, flush=True)
+
+    if args.wait_quiet is not None:
+        wait_for_quiet(args.wait_quiet, log=log)
+    config = BenchConfig(quick=args.quick, engines=tuple(args.engines), sweep=args.sweep, repeats=args.repeats,
                          warmups=args.warmups, whole_runs=args.whole_runs)
-    results = run_bench(config, log=lambda line: print(line, file=sys.stderr, flush=True))
+    results = run_bench(config, log=log)
     print(markdown(results), end="")
     if args.out is not None:
         written = write_results(results, args.out, plots=args.plot)

@@ -1,0 +1,92 @@
+"""Whole runs: ``numpy-mnist train`` itself, run through its command line on NumPy and then on CuPy.
+
+Each run's training time is the sum of its history's per-epoch seconds (training and validation,
+as the table prints them); start-up, data loading and kernel compilation are not part of it, and
+are reported beside it as wall time.  On CuPy the run trains through the fused CUDA graph (its
+default), so these compare the two backends as a user meets them.  They run only where CuPy has a GPU.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from numpy_mnist.bench.machine import NO_GPU
+
+__all__ = ["WHOLE_RUNS", "WholeRun", "run_whole", "run_whole_runs"]
+
+
+@dataclass(frozen=True)
+class WholeRun:
+    """A ``numpy-mnist train`` command timed on NumPy and on CuPy; ``goal``: NumPy's time / CuPy's."""
+
+    key: str
+    argv: tuple[str, ...]
+    goal: float
+
+    @property
+    def command(self) -> str:
+        return " ".join(("numpy-mnist train", *self.argv)) + ("" if self.argv else " (the book's defaults)")
+
+
+WHOLE_RUNS = (
+    WholeRun("book", (), 15.0),
+    WholeRun("digits_mlp", ("--dataset", "mnist", "--model", "simple_net", "--hidden", "100", "--epochs", "20"), 40.0),
+)
+
+
+def run_whole(argv, backend: str, extra=()) -> dict:
+    """Run ``numpy-mnist train argv --backend backend`` (quiet, no plots, into a temporary folder).
+
+    Returns its training time (the history's seconds summed), its wall time, epochs and final
+    accuracy.  A user error (missing MNIST files, ...) propagates as the CLI's exception.
+    """
+    from numpy_mnist.cli import build_parser
+
+    with tempfile.TemporaryDirectory() as out:
+        args = build_parser().parse_args(["train", *argv, "--backend", backend, "--quiet", "--no-plot",
+                                          "--out", out, *extra])
+        start = time.perf_counter()
+        with contextlib.redirect_stdout(io.StringIO()):
+            code = args.run(args)
+        wall = time.perf_counter() - start
+        if code != 0:
+            raise RuntimeError(f"numpy-mnist train {' '.join(argv)} --backend {backend} exited with {code}")
+        history = json.loads((Path(out) / "history.json").read_text())["epochs"]
+    return {"backend": backend, "training_s": sum(r["seconds"] for r in history), "wall_s": wall,
+            "epochs": len(history), "accuracy": history[-1]["accuracy"]}
+
+
+def run_whole_runs(runs=WHOLE_RUNS, *, log=print, extra=(), backends=None) -> list[dict]:
+    """Every whole run on NumPy, then on CuPy (skipped, with the reason, where CuPy has no GPU).
+
+    ``backends`` maps the two roles, ``"numpy"`` and ``"cupy"``, to the backends that play them
+    (tests let NumPy play both).
+    """
+    from backends import get_backend
+    from numpy_mnist.errors import USER_ERRORS, BackendUnavailableError
+
+    backends = backends or {"numpy": "numpy", "cupy": "cupy"}
+    why_not = None
+    try:
+        get_backend(backends["cupy"])
+    except BackendUnavailableError as exc:
+        why_not = f"{NO_GPU} ({exc})" if "not installed" not in str(exc) else NO_GPU
+    out = []
+    for run in runs:
+        entry = {"key": run.key, "command": run.command, "goal": run.goal, "runs": {}, "note": why_not or ""}
+        try:
+            for role in () if why_not else ("numpy", "cupy"):
+                log(f"whole run: {run.command} --backend {backends[role]}")
+                entry["runs"][role] = run_whole(run.argv, backends[role], extra)
+        except USER_ERRORS as exc:  # the CLI's own one-line errors, backend errors among them
+            entry["note"] = str(exc)
+        if len(entry["runs"]) == 2:
+            entry["speedup"] = entry["runs"]["numpy"]["training_s"] / entry["runs"]["cupy"]["training_s"]
+        out.append(entry)
+    return out
