@@ -123,13 +123,6 @@ def pytest_sessionfinish(session, exitstatus):
         session.exitstatus = pytest.ExitCode.TESTS_FAILED
 
 
-def pytest_terminal_summary(terminalreporter):
-    if REQUIRE_GPU:
-        terminalreporter.write_line(f"NUMPY_MNIST_REQUIRE_GPU=1: {_passed_on_gpu} tests passed on the GPU"
-                                    + ("" if _passed_on_gpu else ": none ran there, so this run fails"),
-                                    red=not _passed_on_gpu, bold=True)
-
-
 #: Set to 1 to make a missing shared MNIST file a failure instead of a skip (CI does).
 REQUIRE_DATA_ENV = "NUMPY_MNIST_REQUIRE_DATA"
 
@@ -151,8 +144,12 @@ def shared_data() -> Path:
 
 
 def pytest_terminal_summary(terminalreporter, exitstatus, config):
-    """Skipped tests counted by reason, one line per reason, most common first (unless ``-rs``
-    already listed each one)."""
+    """How many tests passed on the GPU, where one is required; then the skipped tests counted by
+    reason, one line per reason, most common first (unless ``-rs`` already listed each one)."""
+    if REQUIRE_GPU:
+        terminalreporter.write_line(f"NUMPY_MNIST_REQUIRE_GPU=1: {_passed_on_gpu} tests passed on the GPU"
+                                    + ("" if _passed_on_gpu else ": none ran there, so this run fails"),
+                                    red=not _passed_on_gpu, bold=True)
     if "s" in (config.option.reportchars or "").replace("a", "s").replace("A", "s"):
         return
     counts: dict[str, int] = {}
