@@ -14,7 +14,7 @@ For every exercise (:mod:`~numpy_mnist.exercise.functions`) that the learner's f
 
 The absolute floor under the relative tolerance, against the reference and PyTorch, is the rounding
 error allowed for a correct float64 computation: twice Higham's ``gamma_k`` times the sum of the
-absolute values of the terms each entry is made of (:func:`numpy_mnist.gradcheck.gamma`), plus a few
+absolute values of the terms each entry is made of (:func:`numpy_mnist.torch_twin.gamma`), plus a few
 smallest normal numbers for results that underflow.  For an elementwise function that floor is
 negligible, so ``sigmoid(z) * (1 - sigmoid(z))`` fails where ``1 - sigmoid(z)`` has lost its digits:
 the slope at z = 40 is 4e-18, not 0.
@@ -32,11 +32,13 @@ from typing import Callable
 import numpy as np
 
 from numpy_mnist import gradcheck as gc
-from numpy_mnist import layers, losses
+from numpy_mnist import layers, losses, torch_twin
 from numpy_mnist.errors import NumpyMnistError
 from numpy_mnist.exercise import hints
 from numpy_mnist.exercise.functions import EXERCISES, Exercise
 from numpy_mnist.exercise.sandbox import DEFAULT_TIMEOUT, CallFailed, Foreign, Sandbox
+from numpy_mnist.model_check import loss_magnitude
+from numpy_mnist.torch_twin import gamma
 
 __all__ = ["Example", "FunctionResult", "CheckReport", "check_file", "RTOL", "DEFAULT_EXAMPLES"]
 
@@ -232,55 +234,32 @@ def _softmax_strategy(st, hnp):
     return draw()
 
 
-def _torch():
-    import torch
-
-    return torch
-
-
-def _t(a, grad: bool = True):
-    torch = _torch()
-    return torch.tensor(np.asarray(a, dtype=np.float64), requires_grad=grad)
-
-
-def _torch_layer(forward):
-    """Autograd of ``sum(dout * forward(x))`` by x, for an elementwise layer."""
+def _torch_elementwise(oracle):
+    """Autograd of ``sum(dout * layer(x))`` by x, from the PyTorch twin's ``oracle(x, dout)``."""
     def grads(example):
         dout, x = example.args
-        xt = _t(x)
-        (g,) = _torch().autograd.grad((_t(dout, False) * forward(xt)).sum(), xt)
-        return (g.numpy(),)
+        return (oracle(x, dout)[1],)
     return grads
 
 
-def _torch_loss(loss):
+def _torch_loss(name):
+    """Autograd of the PyTorch twin of the loss ``name`` by its logits."""
     def grads(example):
+        import torch
+
         logits, targets = example.args
-        zt = _t(logits)
-        (g,) = _torch().autograd.grad(loss(zt, targets), zt)
+        zt = torch_twin.tensor(logits, requires_grad=True)
+        tt = (torch.as_tensor(np.asarray(targets, dtype=np.int64)) if name == "cross_entropy"
+              else torch_twin.tensor(targets))
+        (g,) = torch.autograd.grad(torch_twin.LOSSES[name](zt, tt), zt)
         return (g.numpy(),)
     return grads
-
-
-def _torch_mnist_loss(z, targets):
-    t = _t(targets, False)
-    return _torch().where(t == 1, gc.torch_sigmoid(-z), gc.torch_sigmoid(z)).mean()
-
-
-def _torch_bce(z, targets):
-    return _torch().nn.functional.binary_cross_entropy_with_logits(z, _t(targets, False))
-
-
-def _torch_softmax_ce(z, labels):
-    return _torch().nn.functional.cross_entropy(z, _torch().as_tensor(np.asarray(labels, dtype=np.int64)))
 
 
 def _torch_linear(example):
     dout, x, w = example.args
-    xt, wt, bt = _t(x), _t(w), _t(np.zeros(w.shape[1]))
-    out = xt @ wt + bt
-    dx, dw, db = _torch().autograd.grad((_t(dout, False) * out).sum(), [xt, wt, bt])
-    return (dx.numpy() if example.kwargs.get("need_dx", True) else None), dw.numpy(), db.numpy()
+    _, (dx, dw, db), _ = torch_twin.linear_oracle(x, w, np.zeros(w.shape[1]), dout)
+    return (dx if example.kwargs.get("need_dx", True) else None), dw, db
 
 
 def _fd_elementwise(forward):
@@ -296,7 +275,7 @@ def _fd_loss(forward, loss_name, floor: float = 0.0):
     def check(example, outputs):
         logits, targets = example.args
         value = float(forward(logits, targets))
-        scale = gc.loss_magnitude(loss_name, logits, targets, value) + floor
+        scale = loss_magnitude(loss_name, logits, targets, value) + floor
         return [gc.check_gradient(lambda z: forward(z, targets), logits, outputs[0], scale=scale, name="dlogits")]
     return check
 
@@ -387,12 +366,12 @@ def _judges() -> dict[str, _Judge]:
             by_name["sigmoid_backward"], _elementwise_strategy(_logits), ones,
             magnitudes=lambda ex: ((np.abs(layers.sigmoid_backward(*ex.args)),), 4),
             finite_differences=_fd_elementwise(layers.sigmoid),
-            torch=_torch_layer(gc.torch_sigmoid), mistakes=_sigmoid_mistakes, z_arg=1),
+            torch=_torch_elementwise(torch_twin.sigmoid_oracle), mistakes=_sigmoid_mistakes, z_arg=1),
         "mnist_loss_backward": _Judge(
             by_name["mnist_loss_backward"], _binary_loss_strategy, logits,
             magnitudes=lambda ex: ((np.abs(losses.mnist_loss_backward(*ex.args)),), 4),
             finite_differences=_fd_loss(losses.mnist_loss, "mnist_loss"),
-            torch=_torch_loss(_torch_mnist_loss), mistakes=_mnist_loss_mistakes, mean=True, z_arg=0),
+            torch=_torch_loss("mnist_loss"), mistakes=_mnist_loss_mistakes, mean=True, z_arg=0),
         "linear_backward": _Judge(
             by_name["linear_backward"], _linear_strategy,
             Example((np.array([[1.0, -2.0], [0.5, 0.25]]), np.array([[1.0, 2.0, 3.0], [-1.0, 0.5, 0.0]]),
@@ -403,12 +382,12 @@ def _judges() -> dict[str, _Judge]:
             by_name["relu_backward"], _elementwise_strategy(lambda st: _signed(st, 1e-3, 10)), ones,
             magnitudes=lambda ex: ((np.abs(ex.args[0]),), 1),
             finite_differences=_fd_elementwise(layers.relu),
-            torch=_torch_layer(lambda x: _torch().relu(x)), mistakes=_relu_mistakes),
+            torch=_torch_elementwise(torch_twin.relu_oracle), mistakes=_relu_mistakes),
         "binary_cross_entropy_backward": _Judge(
             by_name["binary_cross_entropy_backward"], _binary_loss_strategy, logits,
             magnitudes=lambda ex: (((layers.sigmoid(ex.args[0]) + np.abs(ex.args[1])) / ex.args[0].size,), 4),
             finite_differences=_fd_loss(losses.binary_cross_entropy, "bce"),
-            torch=_torch_loss(_torch_bce), mistakes=_bce_mistakes, mean=True, z_arg=0),
+            torch=_torch_loss("bce"), mistakes=_bce_mistakes, mean=True, z_arg=0),
         "softmax_cross_entropy_backward": _Judge(
             by_name["softmax_cross_entropy_backward"], _softmax_strategy,
             Example((np.array([[0.5, -1.0, 2.0], [0.1, 0.2, 0.3]]), np.array([2, 0]))),
@@ -417,7 +396,7 @@ def _judges() -> dict[str, _Judge]:
             # log(sum_k exp(z_k - max z)) takes the log of a sum whose largest term is 1: its rounding
             # error is eps absolute even where a confident row's loss is 1e-7, so the terms' size is >= 1.
             finite_differences=_fd_loss(losses.softmax_cross_entropy, "cross_entropy", floor=1.0),
-            torch=_torch_loss(_torch_softmax_ce), mistakes=_softmax_mistakes, mean=True),
+            torch=_torch_loss("cross_entropy"), mistakes=_softmax_mistakes, mean=True),
     }
 
 
@@ -465,7 +444,7 @@ def judge(j: _Judge, example: Example, value, *, use_torch: bool) -> Verdict:
     for out, a, r, size in zip(ex.outputs, outputs, right, sizes):
         if r is None:
             continue
-        report = gc.compare(out, a, r, rtol=RTOL, atol=2 * gc.gamma(terms) * size + 4 * _TINY, method="reference")
+        report = gc.compare(out, a, r, rtol=RTOL, atol=2 * gamma(terms) * size + 4 * _TINY, method="reference")
         worst = max(worst, report.rel_error)
         if not report.ok and failed is None:
             failed = (out, a, r, report)
@@ -489,7 +468,7 @@ def judge(j: _Judge, example: Example, value, *, use_torch: bool) -> Verdict:
         for out, a, t, size in zip(ex.outputs, outputs, j.torch(example), sizes):
             if t is None:
                 continue
-            report = gc.compare(out, a, t, rtol=RTOL, atol=2 * gc.gamma(terms) * size + 4 * _TINY, method="pytorch")
+            report = gc.compare(out, a, t, rtol=RTOL, atol=2 * gamma(terms) * size + 4 * _TINY, method="pytorch")
             worst = max(worst, report.rel_error)
             if not report.ok:
                 return Verdict(False, worst, fd_worst, problem=f"{ex.name}: {out} disagrees with PyTorch's autograd: "
@@ -547,7 +526,7 @@ def check_file(path: str | Path, *, examples: int = DEFAULT_EXAMPLES, timeout: f
     """
     given, settings = _hypothesis(examples)
     torch_missing = None if use_torch else "not asked for"
-    if use_torch and not gc.torch_available():
+    if use_torch and not torch_twin.available():
         torch_missing = "not installed"
     judges = _judges()
     own = sandbox is None
