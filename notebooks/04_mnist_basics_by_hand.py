@@ -416,6 +416,7 @@ show(fig)
 
 # %%
 from numpy_mnist import gradcheck as gc
+from numpy_mnist import model_check, torch_twin
 from numpy_mnist.layers import linear_backward, relu, relu_backward, sigmoid_backward
 from numpy_mnist.losses import (
     binary_cross_entropy,
@@ -440,15 +441,15 @@ cases = [
     ("linear, d/dX", lambda a: linear(a, w, b), x, dx, G, lambda a, T: a @ T(w) + T(b)),
     ("linear, d/dW", lambda a: linear(x, a, b), w, dw, G, lambda a, T: T(x) @ a + T(b)),
     ("linear, d/db", lambda a: linear(x, w, a), b, db, G, lambda a, T: T(x) @ T(w) + a),
-    ("sigmoid", sigmoid, z, sigmoid_backward(G, z), G, lambda a, T: gc.torch_sigmoid(a)),
+    ("sigmoid", sigmoid, z, sigmoid_backward(G, z), G, lambda a, T: torch_twin.sigmoid(a)),
     ("ReLU", relu, h, relu_backward(G, h), G, lambda a, T: a.clamp(min=0)),
     ("mnist_loss", lambda a: mnist_loss(a, t1), z1, mnist_loss_backward(z1, t1), None,
-     lambda a, T: gc.TORCH_LOSSES["mnist_loss"](a, T(t1))),
+     lambda a, T: torch_twin.LOSSES["mnist_loss"](a, T(t1))),
     ("binary cross-entropy", lambda a: binary_cross_entropy(a, t1), z1, binary_cross_entropy_backward(z1, t1),
-     None, lambda a, T: gc.TORCH_LOSSES["bce"](a, T(t1))),
+     None, lambda a, T: torch_twin.LOSSES["bce"](a, T(t1))),
     ("softmax cross-entropy", lambda a: softmax_cross_entropy(a, labels), z,
      softmax_cross_entropy_backward(z, labels), None,
-     lambda a, T: gc.TORCH_LOSSES["cross_entropy"](a, T(labels).long())),
+     lambda a, T: torch_twin.LOSSES["cross_entropy"](a, T(labels).long())),
 ]
 
 
@@ -462,7 +463,7 @@ def torch_gradient(torch_f, at, upstream):
     return torch.autograd.grad(scalar, a)[0].numpy()
 
 
-with_torch = gc.torch_available()
+with_torch = torch_twin.available()
 torch_column = " vs PyTorch autograd |" if with_torch else ""
 rows = ["| derivative | worst relative error vs finite differences |" + torch_column, "|---|---|" + "---|" * with_torch]
 all_ok = True
@@ -486,7 +487,7 @@ else:
 
 # %% [markdown]
 # The same for whole models on a batch of real images: `model.loss_and_grads(x, y)` runs the forward
-# pass and then every backward above, and `numpy_mnist.gradcheck.check_model` compares each parameter's
+# pass and then every backward above, and `numpy_mnist.model_check.check_model` compares each parameter's
 # gradient with finite differences of the model's own loss and, where it is installed, with PyTorch: every entry of
 # `linear1`'s 785 parameters, and of `simple_net`'s all but its 23,520 first-layer weights, which
 # are checked along 16 random directions and at 16 single entries (the largest and 15 random ones).
@@ -501,8 +502,9 @@ rows = ["| model | loss | parameter | vs finite differences |" + torch_column,
         "|---|---|---|---|" + "---|" * with_torch]
 for make, loss in [(linear1, "mnist_loss"), (simple_net, "mnist_loss"), (simple_net, "bce")]:
     net = make(seed=0, backend=backend64, loss=loss)
-    keep = ~gc.rows_near_relu_kink(net, xb, gc.kink_margin(xb))    # finite differences mean nothing at a kink
-    check = gc.check_model(net, xb[keep], yb[keep])
+    # finite differences mean nothing at a kink: leave out the rows with a hidden unit near one
+    keep = ~model_check.rows_near_relu_kink(net, xb, model_check.kink_margin(xb))
+    check = model_check.check_model(net, xb[keep], yb[keep])
     for p, fd in check.finite_differences.items():
         pt = "" if check.pytorch is None else f" {check.pytorch[p].rel_error:.1e} |"
         rows.append(f"| {make.__name__} | {loss} | {p} {fd.shape} | {fd.rel_error:.1e} |{pt}")
@@ -709,7 +711,9 @@ else:
 # The same model code runs on NumPy (CPU) and CuPy (GPU): the backend is chosen once, and data,
 # parameters and gradients live there. On a GPU, `numpy-mnist train` replays each epoch as one CUDA
 # graph of hand-written fused kernels (`numpy_mnist/fused/kernels/*.cu`, the same derivations as
-# above in their comments); `--no-fused` runs the readable array path instead. Below, one epoch of
+# above in their comments), and on the CPU through a NumPy epoch with its buffers allocated once
+# (`numpy_mnist/numpy_epoch.py`, bitwise the reference); `--reference` turns every such fast path
+# off and runs the readable array path. Below, one epoch of
 # `simple_net` on the 3s and 7s (training and validation), timed on every backend this machine has:
 # `EpochRecord.seconds` is read after synchronising the device, and the first epoch, which pays for
 # warm-up, is left out. For a fuller benchmark, against PyTorch and the hardware's own limits, run
@@ -728,7 +732,8 @@ for name in ("numpy", "cupy"):
     except BackendUnavailableError as exc:
         print(f"{name}: not available here: {exc}")
         continue
-    # make_learner: on a GPU, the fused CUDA graph (make_learner(..., fused=False) for the array path)
+    # make_learner chooses the fast path: the fused CUDA graph on a GPU, the NumPy epoch on the CPU
+    # (make_learner(..., reference=True) for the readable array path)
     learn = make_learner(simple_net(hidden=30, seed=0, backend=bk), DataLoader(train_x, train_y, 256, backend=bk),
                          DataLoader(valid_x, valid_y, 256, backend=bk), lr=0.1)
     seconds = [r.seconds for r in learn.fit(4)[1:]]

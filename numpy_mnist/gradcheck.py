@@ -233,18 +233,3 @@ def _host64(a) -> np.ndarray:
     """A float64 NumPy copy of an array of any backend (NumPy, CuPy, PyTorch, array_api_strict)."""
     return to_numpy(a, np.float64)
 
-
-def __getattr__(name: str):
-    """Names that moved: the model checks to :mod:`numpy_mnist.model_check`, the PyTorch twins to
-    :mod:`numpy_mnist.torch_twin`."""
-    import importlib
-
-    moved = {"check_model": ("model_check", name), "check_model_gradients": ("model_check", name),
-             "rows_near_relu_kink": ("model_check", name), "kink_margin": ("model_check", name),
-             "ModelCheck": ("model_check", name), "torch_sigmoid": ("torch_twin", "sigmoid"),
-             "TORCH_LOSSES": ("torch_twin", "LOSSES"), "TORCH_MODELS": ("torch_twin", "MODELS"),
-             "torch_available": ("torch_twin", "available")}
-    if name not in moved:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    module, attribute = moved[name]
-    return getattr(importlib.import_module(f"numpy_mnist.{module}"), attribute)

@@ -7,9 +7,8 @@ At the book's sizes a training step is a few matrix products and a few dozen cal
 Array-API backend, finds its namespace with ``array_namespace`` in every function and makes a new
 array for every intermediate; each costs about a microsecond, as much as the arithmetic it wraps.
 Here the whole step of a book model is written out for NumPy alone: every intermediate is written
-(``out=``) into a buffer allocated when the epoch object is built, and the loss and its gradient
-share one exponential per logit (the reference computes it twice: once in the forward, once in
-the backward, each readable on its own).
+(``out=``) into a buffer allocated when the epoch object is built.  The loss's value is the
+reference's own forward (one spelling of each loss in Python); its gradient is written out here.
 
 What it equals
 --------------
@@ -50,7 +49,7 @@ from numpy_mnist.optim import SGD
 
 __all__ = ["NumpyEpoch", "NumpyEpochLearner", "why_not_numpy_epoch"]
 
-#: The losses this path spells out, by name, with the reference forward each must be.
+#: The losses whose gradient this path spells out, by name, with the reference forward it calls.
 _LOSSES = {"mnist_loss": mnist_loss, "bce": binary_cross_entropy}
 
 
@@ -61,7 +60,7 @@ def why_not_numpy_epoch(model, opt=None) -> str | None:
     if model.kind not in ("linear", "mlp") or model.outputs != 1:
         return f"the NumPy epoch trains the one-output linear model and simple_net, not {model!r}"
     if _LOSSES.get(model.loss.name) is not model.loss.forward:
-        return f"the NumPy epoch spells out mnist_loss and bce, not {model.loss.name!r}"
+        return f"the NumPy epoch spells out the gradients of mnist_loss and bce, not {model.loss.name!r}"
     if opt is not None and type(opt) is not SGD:
         return f"the NumPy epoch steps plain SGD, not {type(opt).__name__}"
     return None
@@ -86,9 +85,8 @@ class NumpyEpoch:
         def buffer(*shape, kind=dtype):
             return np.empty(shape, dtype=kind)
 
-        # The logits' column and its elementwise pieces: z, e = exp(-|z|), r = 1/(1+e), e r, dz.
-        self.z, self.e, self.r, self.er, self.dz = (buffer(n, 1) for _ in range(5))
-        self.term = buffer(n, 1)             # the loss's per-row terms, averaged into the batch loss
+        # The logits' column and its elementwise pieces: z, e = exp(-|z|), r = 1/(1+e), dz.
+        self.z, self.e, self.r, self.dz = (buffer(n, 1) for _ in range(4))
         self.mask = buffer(n, 1, kind=bool)  # t == 1 (mnist_loss) or z >= 0 (bce)
         self.grads = {name: np.empty_like(value) for name, value in p.items()}
         if self.mlp:
@@ -142,35 +140,26 @@ class NumpyEpoch:
         return loss
 
     def _loss(self, z, t):
-        """The batch loss on logits ``z`` and its ``dz``, sharing ``e = exp(-|z|)`` and ``r = 1 / (1 + e)``.
+        """The batch loss on logits ``z`` (the reference's own forward) and its ``dz``, written out.
 
-        ``sigmoid(u) = r`` where ``u >= 0``, else ``e r``, for any ``u`` with ``|u| = |z|``; and
-        ``sigmoid'(z) = e r r`` (:func:`~numpy_mnist.layers.sigmoid`,
+        ``dz`` shares ``e = exp(-|z|)`` and ``r = 1 / (1 + e)``: ``sigmoid(z) = r`` where ``z >= 0``,
+        else ``e r``, and ``sigmoid'(z) = e r r`` (:func:`~numpy_mnist.layers.sigmoid`,
         :func:`~numpy_mnist.layers.sigmoid_derivative`).  So, as in :mod:`numpy_mnist.losses`::
 
-            mnist_loss:  loss = mean(sigmoid(u)),  u = where(t == 1, -z, z)
-                         dz   = where(t == 1, -e r r, e r r) / M
-            bce:         loss = mean(max(z, 0) + log1p(e) - t z)
-                         dz   = (sigmoid(z) - t) / M
+            mnist_loss:  dz = where(t == 1, -e r r, e r r) / M
+            bce:         dz = (sigmoid(z) - t) / M
         """
         n = z.shape[0]
-        e, r, er, dz, term, mask = (b[:n] for b in (self.e, self.r, self.er, self.dz, self.term, self.mask))
+        e, r, dz, mask = (b[:n] for b in (self.e, self.r, self.dz, self.mask))
+        loss = _LOSSES[self.model.loss.name](z, t)
         np.exp(np.negative(np.abs(z, out=e), out=e), out=e)       # e = exp(-|z|)
         np.divide(1, np.add(1, e, out=r), out=r)                   # r = 1 / (1 + e)
-        np.multiply(e, r, out=er)                                  # e r
+        np.multiply(e, r, out=dz)                                  # e r
         if self.model.loss.name == "mnist_loss":
-            np.equal(t, 1, out=mask)
-            np.copyto(term, er)                                    # sigmoid(u): r where u >= 0, that is
-            np.copyto(term, r, where=np.where(mask, z <= 0, z >= 0))  # z <= 0 for a 3, z >= 0 for a 7
-            loss = term.mean()
-            np.multiply(er, r, out=dz)                             # sigmoid'(z) = e r r
-            np.negative(dz, out=dz, where=mask)
+            np.multiply(dz, r, out=dz)                             # sigmoid'(z) = e r r
+            np.negative(dz, out=dz, where=np.equal(t, 1, out=mask))
         else:
-            np.add(np.maximum(z, 0, out=term), np.log1p(e, out=dz), out=term)
-            np.subtract(term, np.multiply(t, z, out=dz), out=term)
-            loss = term.mean()
-            np.copyto(dz, er)                                      # sigmoid(z): e r, or r where z >= 0
-            np.copyto(dz, r, where=np.greater_equal(z, 0, out=mask))
+            np.copyto(dz, r, where=np.greater_equal(z, 0, out=mask))  # sigmoid(z): e r, or r where z >= 0
             np.subtract(dz, t, out=dz)
         np.divide(dz, z.size, out=dz)                              # / M
         return loss, dz

@@ -208,12 +208,9 @@ def run_cli(*args):
 def wait_for_epoch(path, epoch, proc, timeout=60):
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        if path.exists():
-            try:
-                if load_checkpoint(path).epoch >= epoch:
-                    return
-            except Exception:
-                pass
+        # the checkpoint is written atomically: whenever it exists, it loads (or the test fails)
+        if path.exists() and load_checkpoint(path).epoch >= epoch:
+            return
         assert proc.poll() is None, proc.communicate()
         time.sleep(0.01)
     raise AssertionError(f"no checkpoint of epoch {epoch} within {timeout}s")

@@ -366,9 +366,9 @@ def test_fused_relu_ties_follow_the_array_path_and_pytorch(host_cache, loss):
     backend = where.backend("float64")
     model, x, y = relu_tie_model(backend, loss)
     start = host(backend, model.params)
-    from numpy_mnist.gradcheck import torch_available, torch_loss_and_grads
+    from numpy_mnist import torch_twin
 
-    grads = torch_loss_and_grads(model, x, y)[1] if torch_available() else None
+    grads = torch_twin.loss_and_grads(model, x, y)[1] if torch_twin.available() else None
     dl = DataLoader(x, y, 4, backend=backend)
     FusedTrainer(model, dl, SGD(model.params, lr), device=where.device()).train_epoch(1)
     fused = host(backend, model.params)

@@ -17,7 +17,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from numpy_mnist.gradcheck import DEFAULT_H, DEFAULT_RTOL, NOISE_ULPS, TORCH_RTOL, compare, gamma, numerical_gradient
+from numpy_mnist.gradcheck import DEFAULT_H, DEFAULT_RTOL, NOISE_ULPS, TORCH_RTOL, compare, numerical_gradient
+from numpy_mnist.torch_twin import gamma
 from numpy_mnist.warmup import (
     BOOK_LR,
     apply_step,

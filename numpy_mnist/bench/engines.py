@@ -10,13 +10,21 @@ Every engine has one shape (:class:`Engine`): a ``key``, a ``label``, the ``fram
 threads it uses, ``is_gpu``; ``unavailable()`` says why it cannot run here; ``prepare(workload, x,
 y)`` returns the :class:`~numpy_mnist.bench.timing.Trial` of one epoch.
 
-``numpy`` / ``cupy``
-    numpy-mnist's own :func:`numpy_mnist.learner.train_epoch`, the loop ``numpy-mnist train`` runs.
+``numpy``
+    numpy-mnist's CPU fast path, :class:`~numpy_mnist.numpy_epoch.NumpyEpoch` (bitwise the
+    reference): what ``numpy-mnist train`` runs on the numpy backend.
+``numpy-reference`` / ``cupy``
+    numpy-mnist's reference :func:`numpy_mnist.learner.train_epoch` on NumPy or CuPy: what
+    ``numpy-mnist train --reference`` runs.
 ``fused-graph``
     numpy-mnist's :class:`~numpy_mnist.fused.trainer.FusedTrainer`: the epoch as one CUDA graph of
     hand-written kernels, replayed once per epoch; what ``numpy-mnist train --backend cupy`` runs.
 ``torch-cpu`` / ``torch-cuda``
-    PyTorch eager, the book's loop: autograd, then ``p.data -= p.grad * lr`` and ``p.grad.zero_()``.
+    PyTorch eager, the book's loop: autograd, then ``p.data -= p.grad * lr`` and ``p.grad.zero_()``,
+    through numpy-mnist's one PyTorch twin (:mod:`numpy_mnist.torch_twin`) of the model and the loss,
+    from the same initial parameters as numpy-mnist's engines.  The twin's sigmoid is
+    ``exp(logsigmoid(z))`` (exact gradients in both tails), two small kernels where the book's
+    ``torch.sigmoid`` is one: a few per cent of PyTorch's CPU epoch.
     Its batches are slices of one tensor, as numpy-mnist's DataLoader batches (fastai's DataLoader
     over (image, label) tuples would measure collation rather than training).
 ``torch-cuda-graph``
@@ -34,7 +42,7 @@ from dataclasses import dataclass
 from numpy_mnist.bench.machine import torch_or_reason
 from numpy_mnist.bench.timing import EventTrial, Trial
 
-__all__ = ["Workload", "Engine", "ENGINE_KEYS", "make_engines", "torch_book_model"]
+__all__ = ["Workload", "Engine", "ENGINE_KEYS", "make_engines", "book_model"]
 
 #: The book's learning rates: 1.0 for the linear model, 0.1 for simple_net.
 LEARNING_RATES = {"linear1": 1.0, "simple_net": 0.1}
@@ -98,14 +106,17 @@ class Engine:
 
 
 class NumpyMnistEngine(Engine):
-    """numpy-mnist on ``numpy`` or ``cupy``: its array-path ``train_epoch``, or (``fused``) its CUDA graph."""
+    """numpy-mnist on ``numpy`` or ``cupy``: the reference ``train_epoch``, or (``fast``) the fast path
+    ``numpy-mnist train`` chooses there (the NumPy epoch on the CPU, the fused CUDA graph on a GPU)."""
 
     framework = "numpy-mnist"
 
-    def __init__(self, backend: str, fused: bool = False) -> None:
-        self.is_gpu, self.fused = backend == "cupy", fused
-        self.key = "fused-graph" if fused else backend
-        self.label = "numpy-mnist fused CUDA graph" if fused else f"numpy-mnist {'CuPy' if self.is_gpu else 'NumPy'}"
+    def __init__(self, backend: str, fast: bool = False) -> None:
+        self.is_gpu, self.fast = backend == "cupy", fast
+        self.key = {("numpy", True): "numpy", ("numpy", False): "numpy-reference",
+                    ("cupy", True): "fused-graph", ("cupy", False): "cupy"}[backend, fast]
+        self.label = {"numpy": "numpy-mnist NumPy (NumPy epoch)", "numpy-reference": "numpy-mnist NumPy reference",
+                      "fused-graph": "numpy-mnist fused CUDA graph", "cupy": "numpy-mnist CuPy"}[self.key]
         self._backend, self._why = None, None
 
     def unavailable(self) -> str | None:
@@ -121,24 +132,30 @@ class NumpyMnistEngine(Engine):
     def prepare(self, workload: Workload, x, y) -> Trial:
         from numpy_mnist.data.loader import DataLoader
         from numpy_mnist.learner import train_epoch
-        from numpy_mnist.models import linear1, simple_net
         from numpy_mnist.optim import SGD
 
         if self.unavailable() is not None:
             raise RuntimeError(self._why)
         bk = self._backend
         loader = DataLoader(x, y, workload.batch_size, shuffle=False, backend=bk)
-        model = (linear1(seed=0, backend=bk) if workload.model == "linear1" else
-                 simple_net(hidden=workload.hidden, seed=0, backend=bk))
+        model = book_model(workload, bk)
         opt = SGD(model.params, workload.lr)
-        if self.fused:
+        if self.fast and self.is_gpu:
             from numpy_mnist.fused.trainer import FusedTrainer
 
             run = FusedTrainer(model, loader, opt).train_epoch  # compiles and records here
         else:
+            if self.fast:
+                from numpy_mnist.numpy_epoch import NumpyEpoch
+
+                epoch = NumpyEpoch(model, loader, opt).train_epoch
+            else:
+                def epoch():
+                    return train_epoch(model, loader, opt)
+
             def run():
                 with bk.quiet_float_errors():
-                    return train_epoch(model, loader, opt)
+                    return epoch()
         if self.is_gpu:  # CUDA events on the GPU, the host's clock otherwise
             return EventTrial.cupy_events(run, bk.synchronize)
         return Trial(run, bk.synchronize)
@@ -149,35 +166,13 @@ class NumpyMnistEngine(Engine):
             self._backend.cupy.get_default_memory_pool().free_all_blocks()
 
 
-def torch_book_model(workload: Workload, n_features: int, device):
-    """The book's model and ``mnist_loss`` in PyTorch, on ``device``: ``(model, params, loss)``.
+def book_model(workload: Workload, backend):
+    """numpy-mnist's model of ``workload`` (seed 0) on ``backend``: every engine starts from it."""
+    from numpy_mnist.models import linear1, simple_net
 
-    The bench's one PyTorch twin of the model and the loss, kept in this one function so that a
-    package-wide twin can take its place.  The initial parameters are drawn from
-    ``torch.manual_seed(0)`` on the CPU (without touching the caller's random state), so every
-    PyTorch engine starts from the same model on every device.
-    """
-    import torch
-
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(0)
-        if workload.model == "linear1":
-            weights = torch.randn((n_features, 1)).to(device).requires_grad_()
-            bias = torch.randn(1).to(device).requires_grad_()
-            params = [weights, bias]
-
-            def model(xb):
-                return xb @ weights + bias
-        else:
-            model = torch.nn.Sequential(torch.nn.Linear(n_features, workload.hidden), torch.nn.ReLU(),
-                                        torch.nn.Linear(workload.hidden, 1)).to(device)
-            params = list(model.parameters())
-
-    def mnist_loss(predictions, targets):  # the book's, verbatim
-        predictions = predictions.sigmoid()
-        return torch.where(targets == 1, 1 - predictions, predictions).mean()
-
-    return model, params, mnist_loss
+    if workload.model == "linear1":
+        return linear1(seed=0, backend=backend)
+    return simple_net(hidden=workload.hidden, seed=0, backend=backend)
 
 
 def torch_book_loop(workload: Workload, x, y, device):
@@ -189,12 +184,17 @@ def torch_book_loop(workload: Workload, x, y, device):
     """
     import torch
 
-    model, params, loss_fn = torch_book_model(workload, x.shape[1], device)
+    from backends import get_backend
+    from numpy_mnist import torch_twin
+
+    model = book_model(workload, get_backend("numpy", "float32"))
+    params = torch_twin.parameters(model, dtype=torch.float32, device=device)
+    loss_fn = torch_twin.LOSSES["mnist_loss"]
 
     def step(xb, yb):
-        loss = loss_fn(model(xb), yb)
+        loss = loss_fn(torch_twin.forward(model, xb, params), yb)
         loss.backward()
-        for p in params:
+        for p in params.values():
             p.data -= p.grad * workload.lr
             p.grad.zero_()
         return loss.detach()
@@ -258,7 +258,7 @@ def _captured_epoch(params, step, batches):
     with torch.cuda.stream(side):
         epoch()  # warm-up: autograd and the allocator set up their state before capture
     torch.cuda.current_stream().wait_stream(side)
-    for p in params:
+    for p in params.values():
         p.grad = None  # backward allocates the gradients from the graph's private pool
     graph = torch.cuda.CUDAGraph()
     with torch.cuda.graph(graph):
@@ -272,7 +272,7 @@ def _captured_epoch(params, step, batches):
 
 
 #: Every engine, by key, in the order the tables list them.
-ENGINE_KEYS = ("numpy", "torch-cpu", "cupy", "torch-cuda", "fused-graph", "torch-cuda-graph")
+ENGINE_KEYS = ("numpy", "numpy-reference", "torch-cpu", "cupy", "torch-cuda", "fused-graph", "torch-cuda-graph")
 
 
 def make_engines(keys=ENGINE_KEYS, *, torch_threads: int | None = None) -> list[Engine]:
@@ -280,6 +280,7 @@ def make_engines(keys=ENGINE_KEYS, *, torch_threads: int | None = None) -> list[
     unknown = [k for k in keys if k not in ENGINE_KEYS]
     if unknown:
         raise ValueError(f"unknown engine(s) {', '.join(unknown)}: choose from {', '.join(ENGINE_KEYS)}")
-    engines = [NumpyMnistEngine("numpy"), TorchEngine("cpu", threads=torch_threads), NumpyMnistEngine("cupy"),
-               TorchEngine("cuda"), NumpyMnistEngine("cupy", fused=True), TorchEngine("cuda", graph=True)]
+    engines = [NumpyMnistEngine("numpy", fast=True), NumpyMnistEngine("numpy"),
+               TorchEngine("cpu", threads=torch_threads), NumpyMnistEngine("cupy"), TorchEngine("cuda"),
+               NumpyMnistEngine("cupy", fast=True), TorchEngine("cuda", graph=True)]
     return [e for e in engines if e.key in keys]

@@ -104,14 +104,16 @@ NM_DEVICE T nm_sigmoid(T x)
 // batch loss is (sum of the n terms) / n, taken by the parameter kernel; the 1/n of the mean is
 // already inside each dz, exactly where the Python backward puts it.
 
-// mnist_loss (numpy_mnist.losses.mnist_loss_value_and_grad), one logit z, target t of 0 or 1.
+// mnist_loss (numpy_mnist.losses.mnist_loss and mnist_loss_backward), one logit z, target t of 0 or 1.
 // The book's where(t == 1, 1 - p, p) with p = sigma(z); since 1 - sigma(z) = sigma(-z), with the
 // sign s = 1 - 2 t (-1 for a 3, +1 for a 7):
 //     loss      = (1 / M) sum sigma(s z)                   M = number of logits = n here
 //     d loss/dz = s sigma'(s z) / M,  sigma'(u) = sigma(u) sigma(-u) = e / (1 + e)^2
 // With u = s z, e = exp(-|u|) and r = 1 / (1 + e): sigma(u) = r if u >= 0 else e r, and
-// sigma'(u) = e r r, so one exponential serves the value and the gradient.  Every operation is
-// the Python one, on the same operands, in the same order.
+// sigma'(u) = e r r, so one exponential serves the value and the gradient.  For targets 0 and 1
+// (the only ones the fused trainer accepts) s z is exactly the reference's where(t == 1, -z, z) and
+// s sigma'(z) exactly its where(t == 1, -sigma'(z), sigma'(z)): every operation is the Python one,
+// on the same operands, in the same order.
 template <typename T>
 NM_DEVICE T mnist_loss_row(T z, T t, T m, T* dz)
 {
@@ -124,7 +126,7 @@ NM_DEVICE T mnist_loss_row(T z, T t, T m, T* dz)
     return u >= T(0) ? r : er;
 }
 
-// bce, binary cross-entropy on a logit (numpy_mnist.losses.binary_cross_entropy_value_and_grad).
+// bce, binary cross-entropy on a logit (numpy_mnist.losses.binary_cross_entropy and its _backward).
 //     loss = -(1/M) sum [t log sigma(z) + (1 - t) log(1 - sigma(z))]
 //          =  (1/M) sum [softplus(z) - t z],   softplus(z) = max(z, 0) + log1p(exp(-|z|))
 //     d loss / d z = (sigma(z) - t) / M        (softplus' = sigma, and d(t z)/dz = t)
@@ -140,7 +142,7 @@ NM_DEVICE T bce_row(T z, T t, T m, T* dz)
 }
 
 // Softmax cross-entropy of one row of K logits against the label y
-// (numpy_mnist.losses.softmax_cross_entropy_value_and_grad).  With p = softmax(z):
+// (numpy_mnist.losses.softmax_cross_entropy and its _backward).  With p = softmax(z):
 //     loss      = -(1/N) sum_n log p_{n, y_n} = (1/N) sum_n [logsumexp(z_n) - z_{n, y_n}]
 //     d loss/dz = (p - onehot(y)) / N
 // because d logsumexp(z) / d z_j = p_j and d z_y / d z_j = [j == y].  Computed with the row's
