@@ -711,9 +711,8 @@ else:
 # The same model code runs on NumPy (CPU) and CuPy (GPU): the backend is chosen once, and data,
 # parameters and gradients live there. On a GPU, `numpy-mnist train` replays each epoch as one CUDA
 # graph of hand-written fused kernels (`numpy_mnist/fused/kernels/*.cu`, the same derivations as
-# above in their comments), and on the CPU through a NumPy epoch with its buffers allocated once
-# (`numpy_mnist/numpy_epoch.py`, bitwise the reference); `--reference` turns every such fast path
-# off and runs the readable array path. Below, one epoch of
+# above in their comments); `--reference` turns that fast path off and runs the readable array
+# path, which is also what runs on the CPU. Below, one epoch of
 # `simple_net` on the 3s and 7s (training and validation), timed on every backend this machine has:
 # `EpochRecord.seconds` is read after synchronising the device, and the first epoch, which pays for
 # warm-up, is left out. For a fuller benchmark, against PyTorch and the hardware's own limits, run
@@ -732,8 +731,8 @@ for name in ("numpy", "cupy"):
     except BackendUnavailableError as exc:
         print(f"{name}: not available here: {exc}")
         continue
-    # make_learner chooses the fast path: the fused CUDA graph on a GPU, the NumPy epoch on the CPU
-    # (make_learner(..., reference=True) for the readable array path)
+    # make_learner chooses the fast path: the fused CUDA graph on a GPU, the array path on the CPU
+    # (make_learner(..., reference=True) for the readable array path everywhere)
     learn = make_learner(simple_net(hidden=30, seed=0, backend=bk), DataLoader(train_x, train_y, 256, backend=bk),
                          DataLoader(valid_x, valid_y, 256, backend=bk), lr=0.1)
     seconds = [r.seconds for r in learn.fit(4)[1:]]

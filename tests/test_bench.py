@@ -79,7 +79,7 @@ def test_json_has_every_figure_and_the_machine(results):
 def test_epochs_cover_both_models_on_every_cpu_engine(results):
     assert set(results["unavailable"]) == {"cupy", "torch-cuda", "fused-graph", "torch-cuda-graph"}
     assert {(r["model"], r["engine"]) for r in results["epochs"]} == {
-        (m, k) for m in ("linear1", "simple_net(30)") for k in ("numpy", "numpy-reference", "torch-cpu")}
+        (m, k) for m in ("linear1", "simple_net(30)") for k in ("numpy", "torch-cpu")}
     for row in results["epochs"]:
         assert row["repeats"] == 2 and row["warmups"] == 1 and len(row["times_s"]) == 2
         assert row["median_s"] > 0 and row["x_stream"] > 0 and row["x_hardware_bound"] > 0
@@ -88,8 +88,7 @@ def test_epochs_cover_both_models_on_every_cpu_engine(results):
 
 def test_every_target_is_reported_and_the_gpu_ones_say_no_gpu_was_found(results):
     targets = {t["key"]: t for t in results["targets"]}
-    cpu = ("cpu_linear1_vs_torch", "cpu_simple_net_vs_torch", "cpu_linear1_fast_vs_reference",
-           "cpu_simple_net_fast_vs_reference", "cpu_linear1_vs_stream")
+    cpu = ("cpu_linear1_vs_torch", "cpu_simple_net_vs_torch", "cpu_linear1_vs_stream")
     assert list(targets)[:len(cpu)] == list(cpu)
     for key in cpu:
         assert targets[key]["measured"] > 0 and isinstance(targets[key]["met"], bool)
@@ -104,11 +103,11 @@ def test_every_target_is_reported_and_the_gpu_ones_say_no_gpu_was_found(results)
 def test_sweep_has_every_point_on_every_engine(results):
     series = results["sweep"]["series"]
     assert [s["name"] for s in series] == [s.name for s in TINY_SWEEP]
-    assert {e["key"] for e in results["sweep"]["engines"]} == {"numpy", "numpy-reference", "torch-cpu"}
+    assert {e["key"] for e in results["sweep"]["engines"]} == {"numpy", "torch-cpu"}
     for s, spec in zip(series, TINY_SWEEP):
         assert [p["value"] for p in s["points"]] == list(spec.values)
         for p in s["points"]:
-            assert set(p["engines"]) == {"numpy", "numpy-reference", "torch-cpu"}
+            assert set(p["engines"]) == {"numpy", "torch-cpu"}
             assert all(m["repeats"] >= 1 for m in p["engines"].values())
         assert s["crossover"]["statement"].startswith(NO_GPU)
     assert [p["rows"] for p in series[2]["points"]] == [300, 450]
@@ -180,13 +179,11 @@ def test_cli_quick_prints_the_table_and_writes_files(tmp_path, capsys, monkeypat
 
     x, y = synthetic_like(260, seed=2)
     monkeypatch.setattr(suite, "training_data", lambda: BenchData(x, y, "synthetic test data", real=False))
-    code = main(["bench", "--quick", "--engines", "numpy", "numpy-reference", "--repeats", "1", "--warmups", "1",
+    code = main(["bench", "--quick", "--engines", "numpy", "--repeats", "1", "--warmups", "1",
                  "--out", str(tmp_path), "--no-plot", "--no-whole-runs"])
     out = capsys.readouterr().out
     assert code == 0
-    for model in ("linear1", "simple_net(30)"):
-        for label in ("numpy-mnist NumPy (NumPy epoch)", "numpy-mnist NumPy reference"):
-            assert f"| {model} | {label} |" in out
+    assert "| linear1 | numpy-mnist NumPy |" in out and "| simple_net(30) | numpy-mnist NumPy |" in out
     assert "| CPU: linear1 epoch against PyTorch eager |" in out
     assert sorted(p.name for p in tmp_path.iterdir()) == ["bench.json", "bench.md"]
 
@@ -200,8 +197,8 @@ def test_cli_refuses_an_unknown_engine(capsys):
 
 
 def test_the_engines_in_table_order_and_unknown_ones_refused():
-    assert [e.key for e in make_engines()] == list(ENGINE_KEYS) == ["numpy", "numpy-reference", "torch-cpu", "cupy",
-                                                                   "torch-cuda", "fused-graph", "torch-cuda-graph"]
+    assert [e.key for e in make_engines()] == list(ENGINE_KEYS) == ["numpy", "torch-cpu", "cupy", "torch-cuda",
+                                                                   "fused-graph", "torch-cuda-graph"]
     assert [e.key for e in make_engines(["torch-cpu", "numpy"])] == ["numpy", "torch-cpu"]
     with pytest.raises(ValueError, match="unknown engine"):
         make_engines(["numpy", "tpu"])

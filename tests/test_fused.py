@@ -49,7 +49,6 @@ from numpy_mnist.fused.trainer import GEOMETRY, FusedTrainer, why_not_kernels
 from numpy_mnist.learner import Learner, train_epoch, validate_epoch
 from numpy_mnist.losses import get_loss
 from numpy_mnist.models import MLP, linear1, linear10, mlp10, simple_net
-from numpy_mnist.numpy_epoch import NumpyEpochLearner
 from numpy_mnist.optim import SGD
 
 U32, F64_RTOL = 2.0 ** -24, 1e-12
@@ -525,10 +524,10 @@ def test_make_learner_picks_the_path():
     backend = get_backend("numpy")
     x, y = np.zeros((8, 784), np.float32), np.zeros((8, 1), np.float32)
     dl = DataLoader(x, y, 4, backend=backend)
-    for fused in (None, False):  # on NumPy the CPU's fast path; --reference turns it off too
-        learner = make_learner(linear1(backend=backend), dl, dl, lr=0.1, fused=fused)
-        assert type(learner) is NumpyEpochLearner
+    assert type(make_learner(linear1(backend=backend), dl, dl, lr=0.1)) is Learner  # no fast path on NumPy
     assert type(make_learner(linear1(backend=backend), dl, dl, lr=0.1, reference=True)) is Learner
+    with pytest.raises(InputError, match="--fused and --reference contradict each other"):
+        make_learner(linear1(backend=backend), dl, dl, lr=0.1, fused=True, reference=True)
     with pytest.raises(InputError, match="--fused: the fused CUDA graph needs the cupy backend"):
         make_learner(linear1(backend=backend), dl, dl, lr=0.1, fused=True)
 
@@ -544,7 +543,7 @@ def test_the_trainer_refuses_what_its_device_cannot_run(sample, host_cache):
         FusedTrainer(model, other, SGD(model.params, 0.1), device=HostDevice(cache_dir=host_cache))
 
 
-def test_cli_fused_on_numpy_is_a_one_line_error_and_no_fused_trains(tmp_path, capsys):
+def test_cli_fused_on_numpy_is_a_one_line_error_and_reference_trains(tmp_path, capsys):
     from numpy_mnist.cli import main
 
     common = ["train", "--model", "linear", "--epochs", "1", "--train-rows", "300", "--valid-rows", "100",
@@ -552,7 +551,7 @@ def test_cli_fused_on_numpy_is_a_one_line_error_and_no_fused_trains(tmp_path, ca
     assert main(common + ["--fused"]) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "--fused: the fused CUDA graph needs the cupy backend" in err
-    assert main(common + ["--no-fused"]) == 0
+    assert main(common + ["--reference"]) == 0
     assert main(common) == 0
 
 
@@ -586,8 +585,8 @@ def test_cli_trains_through_the_fused_graph_on_cupy_by_default(cupy_backend, tmp
     common = ["train", "--model", "simple_net", "--epochs", "2", "--no-plot"]
     assert main(common + ["--backend", "cupy", "--out", str(tmp_path / "f")]) == 0
     assert "fused CUDA graph" in capsys.readouterr().out
-    assert main(common + ["--backend", "cupy", "--no-fused", "--out", str(tmp_path / "a")]) == 0
-    assert "array path" in capsys.readouterr().out
+    assert main(common + ["--backend", "cupy", "--reference", "--out", str(tmp_path / "a")]) == 0
+    assert "reference array path" in capsys.readouterr().out
     fused = json.loads((tmp_path / "f" / "history.json").read_text())["epochs"]
     array = json.loads((tmp_path / "a" / "history.json").read_text())["epochs"]
     assert [r["epoch"] for r in fused] == [1, 2]

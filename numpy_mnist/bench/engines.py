@@ -10,12 +10,9 @@ Every engine has one shape (:class:`Engine`): a ``key``, a ``label``, the ``fram
 threads it uses, ``is_gpu``; ``unavailable()`` says why it cannot run here; ``prepare(workload, x,
 y)`` returns the :class:`~numpy_mnist.bench.timing.Trial` of one epoch.
 
-``numpy``
-    numpy-mnist's CPU fast path, :class:`~numpy_mnist.numpy_epoch.NumpyEpoch` (bitwise the
-    reference): what ``numpy-mnist train`` runs on the numpy backend.
-``numpy-reference`` / ``cupy``
-    numpy-mnist's reference :func:`numpy_mnist.learner.train_epoch` on NumPy or CuPy: what
-    ``numpy-mnist train --reference`` runs.
+``numpy`` / ``cupy``
+    numpy-mnist's reference :func:`numpy_mnist.learner.train_epoch`: what ``numpy-mnist train``
+    runs on NumPy (and on CuPy with ``--reference``).
 ``fused-graph``
     numpy-mnist's :class:`~numpy_mnist.fused.trainer.FusedTrainer`: the epoch as one CUDA graph of
     hand-written kernels, replayed once per epoch; what ``numpy-mnist train --backend cupy`` runs.
@@ -106,17 +103,14 @@ class Engine:
 
 
 class NumpyMnistEngine(Engine):
-    """numpy-mnist on ``numpy`` or ``cupy``: the reference ``train_epoch``, or (``fast``) the fast path
-    ``numpy-mnist train`` chooses there (the NumPy epoch on the CPU, the fused CUDA graph on a GPU)."""
+    """numpy-mnist on ``numpy`` or ``cupy``: its reference ``train_epoch``, or (``fused``) its CUDA graph."""
 
     framework = "numpy-mnist"
 
-    def __init__(self, backend: str, fast: bool = False) -> None:
-        self.is_gpu, self.fast = backend == "cupy", fast
-        self.key = {("numpy", True): "numpy", ("numpy", False): "numpy-reference",
-                    ("cupy", True): "fused-graph", ("cupy", False): "cupy"}[backend, fast]
-        self.label = {"numpy": "numpy-mnist NumPy (NumPy epoch)", "numpy-reference": "numpy-mnist NumPy reference",
-                      "fused-graph": "numpy-mnist fused CUDA graph", "cupy": "numpy-mnist CuPy"}[self.key]
+    def __init__(self, backend: str, fused: bool = False) -> None:
+        self.is_gpu, self.fused = backend == "cupy", fused
+        self.key = "fused-graph" if fused else backend
+        self.label = "numpy-mnist fused CUDA graph" if fused else f"numpy-mnist {'CuPy' if self.is_gpu else 'NumPy'}"
         self._backend, self._why = None, None
 
     def unavailable(self) -> str | None:
@@ -140,22 +134,14 @@ class NumpyMnistEngine(Engine):
         loader = DataLoader(x, y, workload.batch_size, shuffle=False, backend=bk)
         model = book_model(workload, bk)
         opt = SGD(model.params, workload.lr)
-        if self.fast and self.is_gpu:
+        if self.fused:
             from numpy_mnist.fused.trainer import FusedTrainer
 
             run = FusedTrainer(model, loader, opt).train_epoch  # compiles and records here
         else:
-            if self.fast:
-                from numpy_mnist.numpy_epoch import NumpyEpoch
-
-                epoch = NumpyEpoch(model, loader, opt).train_epoch
-            else:
-                def epoch():
-                    return train_epoch(model, loader, opt)
-
             def run():
                 with bk.quiet_float_errors():
-                    return epoch()
+                    return train_epoch(model, loader, opt)
         if self.is_gpu:  # CUDA events on the GPU, the host's clock otherwise
             return EventTrial.cupy_events(run, bk.synchronize)
         return Trial(run, bk.synchronize)
@@ -272,7 +258,7 @@ def _captured_epoch(params, step, batches):
 
 
 #: Every engine, by key, in the order the tables list them.
-ENGINE_KEYS = ("numpy", "numpy-reference", "torch-cpu", "cupy", "torch-cuda", "fused-graph", "torch-cuda-graph")
+ENGINE_KEYS = ("numpy", "torch-cpu", "cupy", "torch-cuda", "fused-graph", "torch-cuda-graph")
 
 
 def make_engines(keys=ENGINE_KEYS, *, torch_threads: int | None = None) -> list[Engine]:
@@ -280,7 +266,6 @@ def make_engines(keys=ENGINE_KEYS, *, torch_threads: int | None = None) -> list[
     unknown = [k for k in keys if k not in ENGINE_KEYS]
     if unknown:
         raise ValueError(f"unknown engine(s) {', '.join(unknown)}: choose from {', '.join(ENGINE_KEYS)}")
-    engines = [NumpyMnistEngine("numpy", fast=True), NumpyMnistEngine("numpy"),
-               TorchEngine("cpu", threads=torch_threads), NumpyMnistEngine("cupy"), TorchEngine("cuda"),
-               NumpyMnistEngine("cupy", fast=True), TorchEngine("cuda", graph=True)]
+    engines = [NumpyMnistEngine("numpy"), TorchEngine("cpu", threads=torch_threads), NumpyMnistEngine("cupy"),
+               TorchEngine("cuda"), NumpyMnistEngine("cupy", fused=True), TorchEngine("cuda", graph=True)]
     return [e for e in engines if e.key in keys]

@@ -66,12 +66,6 @@ TARGETS = (
     Target("cpu_simple_net_vs_torch", "CPU: simple_net epoch against PyTorch eager", "simple_net(30)", "torch-cpu",
            "numpy", (">=", 2), floor=1.6, why_unmet="the BLAS calls alone (the BLAS floor above) take most of the "
            "epoch: its two skinny 256 x 784 x 30 products per batch run at about half the large-matrix rate"),
-    Target("cpu_linear1_fast_vs_reference", "CPU: linear1 epoch, the NumPy epoch fast path against the reference",
-           "linear1", "numpy-reference", "numpy", (">=", 1.1), why_unmet="the fast path saves the small calls "
-           "around the matrix products; where the products are most of the epoch, little is left to save"),
-    Target("cpu_simple_net_fast_vs_reference", "CPU: simple_net epoch, the NumPy epoch fast path against the "
-           "reference", "simple_net(30)", "numpy-reference", "numpy", (">=", 1.1), why_unmet="the fast path saves "
-           "the small calls around the matrix products, which are most of simple_net's epoch"),
     Target("cpu_linear1_vs_stream", "CPU: linear1 epoch in streaming passes over the training data", "linear1",
            "numpy", STREAM, ("<=", 2), why_unmet="every image is read twice (forward and backward), one batch per "
            "BLAS call: on a quiet 2-core machine the BLAS floor alone is about 3 streaming passes"),

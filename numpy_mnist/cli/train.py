@@ -81,13 +81,13 @@ def register(subparsers) -> None:
     p.add_argument("--valid-rows", type=positive_int, default=None, metavar="N",
                    help="validate on a seeded random subset of N rows (default: all)")
     add_backend_options(p)
-    p.add_argument("--fused", action=argparse.BooleanOptionalAction, default=None,
-                   help="train through the fused CUDA graph (hand-written kernels, each epoch one graph replay); "
-                        "the default on the cupy backend for every model and loss here; --no-fused runs the "
-                        "readable array path instead; --fused on numpy is an error")
+    p.add_argument("--fused", action="store_true",
+                   help="insist on the fused CUDA graph (hand-written kernels, each epoch one graph replay), "
+                        "the default on the cupy backend for every model and loss here; an error where it "
+                        "cannot run (on numpy)")
     p.add_argument("--reference", action="store_true",
-                   help="turn every fast path off (the fused CUDA graph, the NumPy epoch) and train through the "
-                        "readable reference: layers, losses and models, batch by batch")
+                   help="turn every fast path off (the fused CUDA graph) and train through the readable "
+                        "reference: layers, losses and models, batch by batch")
     p.add_argument("--seed", type=seed, default=0, help="seed of the initial parameters and the shuffling")
     p.add_argument("--out", type=Path, default=Path("runs/train"), help="folder for history.json and the plot")
     p.add_argument("--save", type=Path, default=None, metavar="PATH",
