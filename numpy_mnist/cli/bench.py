@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 
 from numpy_mnist.bench.engines import ENGINE_KEYS as ENGINES
-from numpy_mnist.cli.options import positive_int
+from numpy_mnist.cli.options import positive_float, positive_int
 
 
 def register(subparsers) -> None:
@@ -31,7 +31,7 @@ def register(subparsers) -> None:
                    help="skip the whole `numpy-mnist train` runs, NumPy against CuPy (they run only on a GPU)")
     p.add_argument("--repeats", type=positive_int, default=None, help="timed repeats per measurement")
     p.add_argument("--warmups", type=positive_int, default=None, help="untimed runs before timing")
-    p.add_argument("--wait-quiet", type=float, default=None, metavar="CORES",
+    p.add_argument("--wait-quiet", type=positive_float, default=None, metavar="CORES",
                    help="first wait (up to 30 minutes) until other programs use at most CORES CPU cores")
     p.add_argument("--no-plot", dest="plot", action="store_false", help="skip the PNG plots")
     p.set_defaults(run=run)
