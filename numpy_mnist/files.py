@@ -33,16 +33,27 @@ __all__ = ["STALE_AFTER", "atomic_write", "check_file_target", "check_folder_tar
 STALE_AFTER = 60.0
 
 
+def _file_above(path: Path) -> Path | None:
+    """The nearest existing path above ``path`` when it is a file (so no folder can be made there)."""
+    for p in path.parents:
+        if p.exists():
+            return None if p.is_dir() else p
+    return None
+
+
+def _refuse_file_above(path: Path, flag: str) -> None:
+    blocker = _file_above(path)
+    if blocker is not None:
+        raise InputError(f"{flag} {path} lies under {blocker}, which is a file, not a folder: choose another {flag}")
+
+
 def check_folder_target(path: str | os.PathLike, flag: str) -> Path:
     """Refuse, in one line naming ``flag``, a folder path that cannot be a folder (it, or a folder
     above it, is a file).  Creates nothing."""
     path = Path(path)
-    for p in (path, *path.parents):
-        if p.exists():
-            if not p.is_dir():
-                what = "is a file" if p == path else f"lies under {p}, which is a file"
-                raise InputError(f"{flag} {path} {what}, not a folder: choose another {flag}")
-            break
+    if path.exists() and not path.is_dir():
+        raise InputError(f"{flag} {path} is a file, not a folder: choose another {flag}")
+    _refuse_file_above(path, flag)
     return path
 
 
@@ -52,12 +63,7 @@ def check_file_target(path: str | os.PathLike, flag: str) -> Path:
     path = Path(path)
     if path.is_dir():
         raise InputError(f"{flag} {path} is a folder, not a file: name a file, e.g. {path / 'model.ckpt'}")
-    for p in path.parents:
-        if p.exists():
-            if not p.is_dir():
-                raise InputError(f"{flag} {path} lies under {p}, which is a file, not a folder: "
-                                 f"choose another {flag}")
-            break
+    _refuse_file_above(path, flag)
     return path
 
 
@@ -65,7 +71,7 @@ def _make_parent(path: Path) -> None:
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
     except (FileExistsError, NotADirectoryError):
-        blocker = next(p for p in path.parents if p.exists() and not p.is_dir())
+        blocker = _file_above(path) or path.parent
         raise InputError(f"cannot write {path}: {blocker} is a file, not a folder") from None
 
 
