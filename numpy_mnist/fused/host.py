@@ -199,7 +199,12 @@ class HostDevice:
         self._kernels: dict[str, _Kernel] = {}
 
     def compile(self, names) -> None:
+        """Load a library holding the instantiations ``names``: the one already loaded when it holds
+        them all (so one build can serve many trainers, as the kernel tests use it), else one built
+        (or found in the cache) for exactly these names."""
         names = list(names)
+        if self._lib is not None and set(names) <= self._kernels.keys():
+            return
         lib = ctypes.CDLL(str(build_host_library(names, self.cache_dir, portable_fibers=self.portable_fibers)))
         lib.nm_set_reverse.argtypes = [ctypes.c_int]
         lib.nm_set_ignore_barriers.argtypes = [ctypes.c_int]
