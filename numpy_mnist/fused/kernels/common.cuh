@@ -199,3 +199,30 @@ NM_DEVICE int row_correct(const T (&z)[K], Y y)
         return best == y;
     }
 }
+
+// The tail of a row kernel (linear_rows, mlp_rows), reached by every thread of the block (it meets a
+// barrier).  Thread t < height * K owns the logit z[t / K, t % K] of the block's rows r0 ...
+// r0 + height - 1 and holds its sum `acc` without the bias:
+//     zs[t]        = acc + b[t % K]            the block's logits, in shared memory
+// then thread t < height takes row r = r0 + t, image rows[t]:
+//     term[r]      = the row's term of the loss sum
+//     dz_rows[t K + k] = d loss / d z[r, k]    (the block's rows of dz, wherever the kernel keeps them)
+//     correct[r]   = 1 if the row is predicted right
+template <typename T, typename Y, int K, int LOSS>
+NM_DEVICE void finish_rows(bool owner, T acc, const T* __restrict__ b, const Y* __restrict__ y, const int* rows,
+                           int r0, int height, int n, T* zs, T* __restrict__ term, int* __restrict__ correct,
+                           T* dz_rows)
+{
+    const int tid = threadIdx.x;
+    if (owner)
+        zs[tid] = acc + b[tid % K];
+    __syncthreads();
+    if (tid < height) {
+        const int r = r0 + tid, row = rows[tid];
+        T z[K];
+        for (int k = 0; k < K; ++k)
+            z[k] = zs[tid * K + k];
+        term[r] = row_loss<T, Y, K, LOSS>(z, y[row], T(n), dz_rows + tid * K);
+        correct[r] = row_correct<T, Y, K>(z, y[row]);
+    }
+}

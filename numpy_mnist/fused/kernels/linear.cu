@@ -62,17 +62,8 @@ __global__ void linear_rows(const T* __restrict__ x, const Y* __restrict__ y, co
                 acc = nm_fma(xs[mr][j], ws[j * K + mk], acc);
         __syncthreads();
     }
-    if (owner)
-        zs[tid] = acc + b[mk];
-    __syncthreads();
-    if (tid < height) {
-        const int r = r0 + tid, row = rows[tid];
-        T z[K];
-        for (int k = 0; k < K; ++k)
-            z[k] = zs[tid * K + k];
-        term[r] = row_loss<T, Y, K, LOSS>(z, y[row], T(n), dz + (long long)r * K);
-        correct[r] = row_correct<T, Y, K>(z, y[row]);
-    }
+    // + b, then each row's loss term, correct, and its dz straight into dz (finish_rows, common.cuh)
+    finish_rows<T, Y, K, LOSS>(owner, acc, b, y, rows, r0, height, n, zs, term, correct, dz + (long long)r0 * K);
 }
 
 // Gradient and SGD step, one thread per parameter, then the batch loss:

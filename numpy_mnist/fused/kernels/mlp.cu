@@ -110,19 +110,12 @@ mlp_rows(const Y* __restrict__ y, const int* __restrict__ perm, int start, int n
                 acc = nm_fma(as[mr][u], w2s[u * K + mk], acc);
         __syncthreads();
     }
-    if (owner)
-        zs[tid] = acc + b2[mk];
-    __syncthreads();
-    if (tid < height) {
-        const int r = r0 + tid, row = perm[start + r];
-        T z[K];
+    // + b2, then each row's loss term, correct, and its dz into dzs (finish_rows, common.cuh): read by
+    // the dh below, and copied to dz
+    finish_rows<T, Y, K, LOSS>(owner, acc, b2, y, perm + start + r0, r0, height, n, zs, term, correct, dzs);
+    if (tid < height)
         for (int k = 0; k < K; ++k)
-            z[k] = zs[tid * K + k];
-        term[r] = row_loss<T, Y, K, LOSS>(z, y[row], T(n), dzs + tid * K);
-        correct[r] = row_correct<T, Y, K>(z, y[row]);
-        for (int k = 0; k < K; ++k)
-            dz[(long long)r * K + k] = dzs[tid * K + k];
-    }
+            dz[(long long)(r0 + tid) * K + k] = dzs[tid * K + k];
     __syncthreads();
     T* dhr = dh + (long long)r0 * hidden;
     for (int i = tid; i < height * hidden; i += blockDim.x) {
