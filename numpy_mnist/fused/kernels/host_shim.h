@@ -212,8 +212,6 @@ inline int run_block(unsigned block)
         char* stack = s.stack(t);
         if (stack == nullptr)
             return NO_STACK;
-        // Each stack's top at another offset within a page (t * 448 bytes, mod 4 KiB): otherwise every
-        // fiber's frame falls in the same sets of the CPU's cache, and a block's frames evict each other.
         prepare_fiber(s.fibers[t], stack, STACK_BYTES, &fiber_main);
         s.state[t] = RUNNABLE;
     }
