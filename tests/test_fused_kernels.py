@@ -3,51 +3,70 @@
 ``tests/test_fused.py`` binds the fused path to the array path a whole epoch at a time, on the book's
 sample images, and a fault that changes nothing there passes it: pixels 780 to 783 are 0 in every
 sample image, and no batch there gives ``mlp_step`` a third row tile.  Here every kernel runs on its
-own, on the CPU build (:class:`~numpy_mnist.fused.host.HostDevice`), with the launch the trainer
-records for it and inputs set by the test, and EVERY buffer it writes is compared with the
-reference function it implements:
+own on the CPU build (:class:`~numpy_mnist.fused.host.HostDevice`), with the launch the trainer
+records for it (its grid, block and arguments) and inputs set by the test, and every buffer it
+writes is compared with the reference function it implements:
 
-==============  ============================  ==================================================================
-kernel          writes                        reference
-==============  ============================  ==================================================================
-``linear_rows`` ``term``, ``correct``, ``dz`` per row ``loss.forward`` and ``metrics.correct_count``, and
-                                              ``loss.backward``, of ``layers.linear(x, w, b)``
-``linear_step`` ``w``, ``b``, ``losses[b]``   ``optim.SGD.step`` of ``layers.linear_backward``'s ``dw``, ``db``;
-                                              the mean of ``term``
-``mlp_hidden``  ``pre``                       ``layers.linear(x, w1, b1)``
-``mlp_rows``    ``term``, ``correct``, ``dz``, as ``linear_rows``, on ``linear(relu(pre), w2, b2)``; ``dh`` =
-                ``dh``                        ``layers.relu_backward`` of ``linear_backward``'s ``dx``
-``mlp_step``    ``w1``, ``b1``, ``w2``,       ``SGD.step`` of both layers' ``linear_backward`` gradients;
-                ``b2``, ``losses[b]``         the mean of ``term``
-``sum_chunks``, ``part_*``, ``out``           the sums of ``term`` and ``correct`` (chunk by chunk, and in all)
-``sum_parts``
-==============  ============================  ==================================================================
+* ``linear_rows`` writes ``term``, ``dz`` and ``correct``: each row's ``loss.forward`` (the mean of
+  one row is its term), ``loss.backward`` and ``metrics.correct_count``, of ``layers.linear(x, w, b)``;
+* ``linear_step`` writes ``w``, ``b`` and ``losses[batch]``: ``optim.SGD.step`` of
+  ``layers.linear_backward``'s ``dw`` and ``db``, and the mean of ``term``;
+* ``mlp_hidden`` writes ``pre``: ``layers.linear(x, w1, b1)``;
+* ``mlp_rows`` writes ``term``, ``dz``, ``correct`` as ``linear_rows`` does, of
+  ``linear(relu(pre), w2, b2)``, and ``dh``: ``layers.relu_backward`` of ``linear_backward``'s ``dx``;
+* ``mlp_step`` writes ``w1``, ``b1``, ``w2``, ``b2``, ``losses[batch]``: ``SGD.step`` of both
+  layers' ``linear_backward`` gradients, and the mean of ``term``;
+* ``sum_chunks`` and ``sum_parts`` (validation) write the sums of ``term`` and ``correct``, chunk by
+  chunk and in all.
 
 The inputs are chosen to expose faults, not to look like MNIST: images with no pixel 0 (uniform in
-[1/256, 1]); ``D = 301`` pixels, ``H = 70`` hidden units and the row counts, none a multiple of any
-tile of ``common.cuh`` (``test_the_sizes_cut_every_tile`` checks it against the geometry); two
-batches, of 389 rows and, from ``start = 389``, of 300 rows: 49 and 38 row blocks of the row
-kernels, 7 and 5 row tiles of ``linear_step``, 4 and 3 of ``mlp_step``; the rows gathered through a
-random ``perm`` of all 689 images; one logit (``mnist_loss``, ``bce``) and 3, 10 and 32 classes;
-float32 and float64.  The outputs are filled with NaN (ints with -2**31) before each launch, and rows
-beyond the batch must keep it.  Each launch is also run with its blocks, and the threads of each
-block, in reverse order: the outputs must be bitwise the same.
+[1/256, 1]); 301 pixels, 70 hidden units and row counts that are not a multiple of any tile of
+``common.cuh`` (``test_the_sizes_cut_every_tile`` checks this against the geometry); two batches, of
+389 rows and of 300 rows from ``start = 389``: 49 and 38 row blocks of the row kernels, 7 and 5 row
+tiles of ``linear_step``, 4 and 3 of ``mlp_step``; rows gathered through a random ``perm`` of the 689
+images; one logit (``mnist_loss``, ``bce``) and 3, 10 and 32 classes; float32 and float64.  Then
+hypothesis draws sizes down to 1.  Before each launch the outputs are filled with NaN (ints with
+-2**31), and rows beyond the batch must keep it.  Each launch runs again with its blocks, and the
+threads of each block, in reverse order, and must write the same bits; two more tests check that
+the reverse order is really that.
 
 The bound (one for every comparison here)
 -----------------------------------------
-``max |kernel - reference| <= RTOL[dtype] * scale``, ``scale`` the largest magnitude of the
-reference output, the bound ``tests/test_fused.py`` argues for an epoch (and its docstring explains):
-the kernels compute the same operations in the same precision, and only the order of the sums over
-pixels, hidden units or rows differs from the one BLAS and NumPy take.  ``RTOL`` is 1e-12 in float64
-(a reordered sum of n <= 784 terms moves by at most about n u, u = 2**-53, about 1e-13; typically far
-less) and 64 u = 2**-18 in float32, u = 2**-24 (a reordered sum moves like a random walk, about sqrt(n)
-u, 20 to 28 ulps here; 64 is about twice that, and a few times the array path's own float32 rounding
-against float64, which ``test_the_float32_bound_is_a_few_times_the_array_paths_own_rounding`` measures
-on these inputs).  The updated parameters ``p - g lr`` take ``scale = max |g lr| + max |p|``, the
-scale of both of what is summed there.  A real fault is far outside: the ones this module was checked
-against (see the report of its mutation test) are off by 6e-4 to 1, i.e. 2,000 to 10^6 float32 ulps.
-The decision of ``correct`` may flip only for a row whose logit (binary) or top-two gap lies within
-the bound of the decision boundary.
+``max |kernel - reference| <= RTOL[dtype] * scale``.  ``RTOL`` is the constant
+``tests/test_fused.py`` argues for an epoch, for the same reason.  The kernels compute the same
+operations in the same precision, and only the order of the sums (over pixels, hidden units, classes
+or rows) differs from the one BLAS and NumPy take.  A sum of n terms taken in another order moves by
+at most about n u sum|terms| (Higham, *Accuracy and Stability of Numerical Algorithms*, section 4.2),
+and typically, like a random walk, by sqrt(n) u sum|terms|.  So ``RTOL`` is 1e-12 in float64
+(u = 2**-53; n <= 784 gives 1e-13 in the worst case) and 64 u in float32 (u = 2**-24; twice the random
+walk's 28 u for the longest sum).
+
+``scale`` is what the rounding is relative to: the sum of the magnitudes of what the output sums, the
+largest in the buffer, computed by the same reference functions on magnitudes (``reference``):
+
+* ``pre`` and the logits ``z``: ``|x| @ |w| + |b|`` (the images are > 0);
+* ``dz`` and ``term``, functions of ``z``: their largest magnitude, plus their sensitivity to ``z``
+  times the scale of ``z``.  That sensitivity is taken as 1/n for ``dz`` (each of the three losses'
+  dz moves by at most max |change of z| / (2n)), and as 2 for ``term`` (cross-entropy's; the others'
+  are smaller);
+* ``dh``: ``|dz| @ |w2|.T``, plus ``max_u sum_k |w2[u, k]|`` times the part of ``dz``'s scale that
+  comes from ``z``;
+* the parameters ``p - g lr``: ``max |p - g lr| + lr max G``, with ``G`` the gradient's sums of
+  magnitudes (``|x|.T @ |dz|``, ``sum |dz|``, ...);
+* the batch loss and the validation sums: the mean and the sums of ``|term|``.
+
+Where no sum cancels, this is about the largest magnitude of the reference, the scale the epoch tests
+use.  Where one does (one row and one hidden unit, which hypothesis draws), an error relative to the
+cancelled result would be no bound at all.  Measured on the parametrized inputs: float32 kernels
+within 9 ulps of the scale (the batch loss, a sum of up to 389 terms in order; every other output
+within 4.5), and float64 within 16 ulps.  The array path's own float32 error against float64 is 3 ulps
+of the same scale (``test_the_float32_bound_admits_the_array_paths_own_rounding``).  Faults are far
+outside.  Mutants of the kernels were off by 2e-4 to 33 of the scale, that is 3,600 float32 ulps or
+more: a sign in bce's dz, cross-entropy's dz without its 1/n, the bias left out of z, b1's step
+without lr, a partial tile's last pixel dropped, and ``mlp_step``'s row-tile buffer stuck.
+
+``correct`` may differ only for a row whose logit (binary) or top-two gap lies within twice the
+float32 bound of the decision boundary.  In float64 every row must agree.
 """
 
 from __future__ import annotations
