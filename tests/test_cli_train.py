@@ -77,7 +77,8 @@ def test_resume_refuses_other_settings_or_model(tmp_path, capsys):
           "--out", str(tmp_path), "--backend", "numpy"])
     assert main(["train", "--model", "linear", "--epochs", "2", "--lr", "0.5", "--resume", str(ckpt),
                  "--out", str(tmp_path), "--backend", "numpy"]) == 2
-    assert "trained with --lr 0.1 (not --lr 0.5): resume with the same settings" in capsys.readouterr().err
+    # --model linear trains at the book's lr 1.0 by default
+    assert "trained with --lr 1 (not --lr 0.5): resume with the same settings" in capsys.readouterr().err
     assert main(["train", "--model", "simple_net", "--epochs", "2", "--resume", str(ckpt),
                  "--out", str(tmp_path), "--backend", "numpy"]) == 2
     err = capsys.readouterr().err
