@@ -71,8 +71,8 @@ def register(subparsers) -> None:
                         "mnist: cross_entropy, softmax cross-entropy (the only one for ten classes)")
     p.add_argument("--epochs", type=positive_int, default=40, help="epochs to train")
     p.add_argument("--lr", type=positive_float, default=None,
-                   help="SGD learning rate (default: the model's, for sample the book's: "
-                        + ", ".join(f"{kind} {cls.book_lr:g}" for kind, cls in MODEL_KINDS.items())
+                   help="SGD learning rate (default: the model's own: for sample the book's, "
+                        + " and ".join(f"{kind} {cls.book_lr:g}" for kind, cls in MODEL_KINDS.items())
                         + f"; {CLASSES_LR:g} for mnist)")
     p.add_argument("--batch-size", type=positive_int, default=None,
                    help="rows per minibatch (default: 256 for sample, 128 for mnist)")
