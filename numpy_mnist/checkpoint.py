@@ -249,8 +249,7 @@ def _arrays(entries, payload: bytes, bad) -> dict[str, dict]:
             raise bad(f"array {entry['name']!r} belongs to an unknown group {group!r}")
         if dtype not in _DTYPES:
             raise bad(f"array {entry['name']!r} has dtype {dtype!r}; only {', '.join(_DTYPES)} are allowed")
-        if not (isinstance(shape, list) and len(shape) <= _MAX_DIMS
-                and all(isinstance(n, int) and n >= 0 for n in shape)):
+        if not _sane_shape(shape):
             raise bad(f"array {entry['name']!r} has an impossible shape {shape!r}")
         if not (isinstance(offset, int) and isinstance(nbytes, int) and 0 <= offset and offset + nbytes <= len(payload)
                 and nbytes == math.prod(shape) * np.dtype(dtype).itemsize):
@@ -258,6 +257,11 @@ def _arrays(entries, payload: bytes, bad) -> dict[str, dict]:
         data = np.frombuffer(payload, dtype=np.dtype(dtype).newbyteorder("<"), count=math.prod(shape), offset=offset)
         groups[group][str(entry["name"])] = data.reshape(shape).astype(dtype)
     return groups
+
+
+def _sane_shape(shape) -> bool:
+    """A list of at most :data:`_MAX_DIMS` non-negative integers."""
+    return isinstance(shape, list) and len(shape) <= _MAX_DIMS and all(isinstance(n, int) and n >= 0 for n in shape)
 
 
 def load_model(path, backend="numpy"):
