@@ -139,6 +139,7 @@ def trained(where, sample, name, dtype, *, fused, epochs=1, shuffle=False, devic
         train_dl.set_epoch(epoch)
         if fused:
             losses.append(trainer.train_epoch(epoch + 1))
+            assert train_dl.epoch == epoch  # the loader's epoch is the Learner's to set, not the trainer's
             valid.append(trainer.validate())
         else:
             losses.append(train_epoch(model, train_dl, opt, epoch=epoch + 1))
