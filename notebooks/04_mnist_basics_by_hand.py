@@ -550,12 +550,13 @@ show(images_figure(steps, [f"step for {n}" for n in names], symmetric=True, shar
 
 # %%
 from numpy_mnist.learner import Learner
+from numpy_mnist.optim import SGD
 
 train_dl = DataLoader(train_x, train_y, batch_size=256, backend=backend)
 valid_dl = DataLoader(valid_x, valid_y, batch_size=256, backend=backend)
 model = linear1(seed=42, backend=backend)
 start = backend.to_host(model.params["weights"])
-Learner(model, train_dl, valid_dl, lr=1.0).fit(20)
+Learner(model, train_dl, valid_dl, SGD(model.params, lr=1.0)).fit(20)
 after = backend.to_host(model.params["weights"])
 print(f"largest weight {np.abs(after).max():.2f}, largest change {np.abs(after - start).max():.2f}")
 show(images_figure([start, after, after - start], ["weights at the start", "after 20 epochs", "the change"],
@@ -585,12 +586,11 @@ for step in range(6):                                                # 6. repeat
 
 # %% [markdown]
 # Then the book's pieces, one by one. `DataLoader` cuts the data into minibatches (256 rows, in
-# order, as the book does); `SGD` is its `BasicOptim`, the only code that changes parameters;
+# order, as the book does); `SGD` is its `BasicOptim`, the step that trains the parameters;
 # `train_epoch` and `validate_epoch` are its functions of the same names.
 
 # %%
 from numpy_mnist.learner import train_epoch, validate_epoch
-from numpy_mnist.optim import SGD
 
 xb, yb = next(iter(train_dl))
 print(f"{train_dl}: {len(train_dl)} batches, the first: x {xb.shape}, y {yb.shape}")
@@ -609,7 +609,8 @@ for epoch in range(1, 6):
 # %%
 from numpy_mnist.plots import learning_curve_figure
 
-learn = Learner(linear1(seed=42, backend=backend), train_dl, valid_dl, lr=1.0)
+model = linear1(seed=42, backend=backend)
+learn = Learner(model, train_dl, valid_dl, SGD(model.params, lr=1.0))
 history = learn.fit(20)
 print(f"before training: valid loss {learn.start.valid_loss:.4f}, accuracy {learn.start.accuracy:.4f}")
 print(f"after {len(history)} epochs: valid loss {history[-1].valid_loss:.4f}, accuracy {history[-1].accuracy:.4f}")
@@ -624,7 +625,8 @@ show(learning_curve_figure(history, "linear1, lr 1.0, batch 256"))
 # 40 epochs at learning rate 0.1 (this is also what `numpy-mnist train` does by default).
 
 # %%
-learn = Learner(simple_net(hidden=30, seed=0, backend=backend), train_dl, valid_dl, lr=0.1)
+model = simple_net(hidden=30, seed=0, backend=backend)
+learn = Learner(model, train_dl, valid_dl, SGD(model.params, lr=0.1))
 history = learn.fit(40)
 print(f"simple_net after {len(history)} epochs: accuracy {history[-1].accuracy:.4f}")
 show(learning_curve_figure(history, "simple_net (30 hidden), lr 0.1, batch 256"))
@@ -640,11 +642,12 @@ show(learning_curve_figure(history, "simple_net (30 hidden), lr 0.1, batch 256")
 
 # %%
 from numpy_mnist.diagnosis import chance_accuracy, diagnose
+from numpy_mnist.training import fit
 
 for loss in ("mnist_loss", "bce"):
     net = linear1(seed=0, backend=backend, loss=loss)
-    learn = Learner(net, train_dl, valid_dl, lr=1e30)
-    history = learn.fit(3)
+    learn = Learner(net, train_dl, valid_dl, SGD(net.params, lr=1e30))
+    history = fit(learn, 3)  # as `numpy-mnist train` runs it: NumPy's overflow warnings kept out
     found = diagnose(history, chance=chance_accuracy(valid_y), lr=1e30, start_loss=learn.start.valid_loss,
                      suggested_lr=0.1, model_kind=net.kind, loss=loss)
     print(f"linear1, {loss}, lr 1e30: accuracy {history[-1].accuracy:.4f}, valid loss {history[-1].valid_loss:.4g}")
@@ -682,7 +685,8 @@ if digits is not None:
 
     ten_train = DataLoader(digits.train_x, digits.train_y, batch_size=128, shuffle=True, seed=0, backend=backend)
     ten_valid = DataLoader(digits.valid_x, digits.valid_y, batch_size=1000, backend=backend)
-    ten = Learner(linear10(backend=backend), ten_train, ten_valid, lr=0.5)
+    ten_model = linear10(backend=backend)
+    ten = Learner(ten_model, ten_train, ten_valid, SGD(ten_model.params, lr=0.5))
     for record in ten.fit(3):
         print(f"epoch {record.epoch}: train loss {record.train_loss:.4f}, test accuracy {record.accuracy:.4f} "
               f"(chance {chance_accuracy(digits.valid_y):.4f})")
@@ -720,7 +724,7 @@ else:
 
 # %%
 from numpy_mnist.bench.machine import machine_info
-from numpy_mnist.fused import make_learner
+from numpy_mnist.training import fit, make_learner
 
 info = machine_info()
 print(f"this machine: {info['cpu']} ({info['cores']['usable']} usable cores), GPU: {info['gpu']['name']}")
@@ -733,9 +737,10 @@ for name in ("numpy", "cupy"):
         continue
     # make_learner chooses the fast path: the fused CUDA graph on a GPU, the array path on the CPU
     # (make_learner(..., reference=True) for the readable array path everywhere)
-    learn = make_learner(simple_net(hidden=30, seed=0, backend=bk), DataLoader(train_x, train_y, 256, backend=bk),
-                         DataLoader(valid_x, valid_y, 256, backend=bk), lr=0.1)
-    seconds = [r.seconds for r in learn.fit(4)[1:]]
+    net = simple_net(hidden=30, seed=0, backend=bk)
+    learn = make_learner(net, DataLoader(train_x, train_y, 256, backend=bk),
+                         DataLoader(valid_x, valid_y, 256, backend=bk), SGD(net.params, lr=0.1))
+    seconds = [r.seconds for r in fit(learn, 4)[1:]]
     timings[bk.device] = float(np.median(seconds))
     print(f"{name} on {bk.device}: one epoch of simple_net in {timings[bk.device] * 1e3:.1f} ms "
           f"(median of {len(seconds)}), accuracy after 4 epochs {learn.history[-1].accuracy:.4f}")

@@ -8,8 +8,8 @@ The data flow, one module per arrow::
           -> losses (mnist_loss, binary / softmax cross-entropy) -> loss value
           <- losses *_backward (d loss / d logits)
         <- models backward (grads: a dict keyed exactly like model.params)
-      -> optim.SGD.step(grads)            (the only code that changes parameters)
-      -> metrics (batch_accuracy) -> learner history -> plots / cli
+      -> opt.step(grads)                  (optim.SGD: the step that trains the parameters)
+      -> metrics (batch_accuracy) -> learner history -> training (the run's edge) -> plots / cli
 """
 
 __version__ = "0.1.0"

@@ -1,4 +1,5 @@
-"""Checkpoints: a model's parameters plus what it takes to resume and to refuse a wrong load.
+"""Checkpoints: a model's parameters and buffers, its optimizer's state, and what it takes to resume
+and to refuse a wrong load.
 
 File format (little-endian), designed so that a reader never trusts a byte it has not checked::
 
@@ -6,15 +7,21 @@ File format (little-endian), designed so that a reader never trusts a byte it ha
     version     4 bytes   uint32, FORMAT_VERSION (2)
     header_len  8 bytes   uint64, length of the JSON header
     sha256     32 bytes   SHA-256 of everything else: the 28 bytes above, the header and the payload
-    header      JSON      metadata, and for every array: name, dtype, shape, offset, nbytes
+    header      JSON      metadata, and for every array: name, group, dtype, shape, offset, nbytes
     payload     bytes     the arrays' raw bytes, back to back
+
+An array's group says whose it is: ``params`` (the model's parameters), ``buffers`` (the model's
+other state, e.g. running statistics of a batch norm) or ``optimizer`` (the optimizer's
+``state_arrays()``, e.g. Adam's moments); an entry without one is a parameter (files written
+before groups existed).
 
 The checksum is checked before the header is even parsed, so a flipped byte anywhere -- an epoch
 count, a learning rate, a parameter -- is refused, never loaded.  Every declared size is also
 checked against the real file length before any array is built (so a forged header cannot make the
 reader allocate).  Version 1 files (no whole-file checksum; the header held only the payload's
-SHA-256) are still read.  Files are written atomically (temporary file, fsync, rename): an
-interrupted save leaves the previous checkpoint intact.
+SHA-256) are still read, and so are files that call ``simple_net`` by its old kind ``"mlp"``.
+Files are written atomically (temporary file, fsync, rename): an interrupted save leaves the
+previous checkpoint intact.
 """
 
 from __future__ import annotations
@@ -29,7 +36,7 @@ from pathlib import Path
 import numpy as np
 
 from numpy_mnist import __version__
-from numpy_mnist.errors import CheckpointError
+from numpy_mnist.errors import CheckpointError, InputError
 from numpy_mnist.files import atomic_write
 
 __all__ = ["Checkpoint", "save_checkpoint", "load_checkpoint", "load_model", "FORMAT_VERSION"]
@@ -42,11 +49,17 @@ _PREAMBLE = struct.Struct("<16sIQ")
 _DIGEST = 32  # bytes of the SHA-256 after the preamble (version 2)
 _DTYPES = ("float32", "float64")
 _MAX_HEADER = 1 << 24  # 16 MiB of JSON is far beyond any real history
+_MAX_DIMS = 4  # a convolution's kernel (out, in, height, width)
+#: Whose an array is (see the module's docstring); the first is the group of an entry without one.
+_GROUPS = ("params", "buffers", "optimizer")
+#: Model kinds under the names older checkpoints gave them.
+_RENAMED_KINDS = {"mlp": "simple_net"}
 
 
 @dataclass
 class Checkpoint:
-    """What a checkpoint holds.  ``params`` are host arrays; ``epoch`` counts finished epochs."""
+    """What a checkpoint holds.  ``params``, ``buffers`` and ``optimizer_arrays`` are host arrays by
+    name; ``optimizer`` is the optimizer's ``state()``; ``epoch`` counts finished epochs."""
 
     model: dict
     dtype: str
@@ -56,6 +69,8 @@ class Checkpoint:
     history: list = field(default_factory=list)
     run: dict = field(default_factory=dict)
     library_version: str = __version__
+    buffers: dict = field(default_factory=dict)
+    optimizer_arrays: dict = field(default_factory=dict)
 
     def build_model(self, backend="numpy"):
         """A new model of the saved kind and shapes, holding the saved parameters, on ``backend``."""
@@ -66,10 +81,13 @@ class Checkpoint:
         kind = self.model.get("kind")
         if kind not in MODEL_KINDS:
             raise CheckpointError(f"the checkpoint holds an unknown model kind {kind!r}")
-        return MODEL_KINDS[kind](dict(self.params), backend, self.model.get("loss", "mnist_loss"))
+        model = MODEL_KINDS[kind](dict(self.params), backend, self.model.get("loss", "mnist_loss"))
+        self._load_buffers(model)
+        return model
 
-    def load_into(self, model) -> None:
-        """Copy the saved parameters into ``model``, refusing any mismatch of kind, shape or dtype."""
+    def load_into(self, model, optimizer=None) -> None:
+        """Copy the saved parameters and buffers into ``model`` (and the saved optimizer arrays into
+        ``optimizer``, when given), refusing any mismatch of kind, shape, dtype or optimizer."""
         mine = model.config()
         if mine != self.model:
             differ = model_differences(self.model, mine)
@@ -78,15 +96,33 @@ class Checkpoint:
         if model.backend.dtype_name != self.dtype:
             raise CheckpointError(f"the checkpoint holds {self.dtype} parameters but the model is "
                                   f"{model.backend.dtype_name}: use --dtype {self.dtype}")
+        if optimizer is not None:
+            self._load_optimizer(optimizer)
+        self._load_buffers(model)
         for name, value in self.params.items():
             model.params[name][...] = model.backend.asarray(value)
+
+    def _load_buffers(self, model) -> None:
+        if set(self.buffers) != set(model.buffers):
+            raise CheckpointError(f"the checkpoint holds the buffers {sorted(self.buffers)} but the model has "
+                                  f"{sorted(model.buffers)}")
+        for name, value in self.buffers.items():
+            model.buffers[name][...] = model.backend.asarray(value)
+
+    def _load_optimizer(self, optimizer) -> None:
+        saved, mine = self.optimizer.get("name"), optimizer.state().get("name")
+        if saved is not None and saved != mine:
+            raise CheckpointError(f"the checkpoint was trained with the optimizer {saved}, not {mine}")
+        try:
+            optimizer.load_state_arrays(dict(self.optimizer_arrays))
+        except InputError as exc:
+            raise CheckpointError(f"the checkpoint's optimizer state does not fit: {exc}") from None
 
 
 #: How a model's config field is said in words, and which flag of ``numpy-mnist train`` sets it.
 _CONFIG_WORDS = {"kind": "model", "inputs": "inputs", "outputs": "outputs", "loss": "loss",
                  "hidden": "hidden width"}
-_KIND_FLAGS = {"linear": "linear", "mlp": "simple_net"}  # the --model that builds each kind
-_KIND_WORDS = {"linear": "a linear model", "mlp": "a two-layer net (simple_net)"}
+_KIND_WORDS = {"linear": "a linear model", "simple_net": "a two-layer net (simple_net)"}
 
 
 def describe_model(config: dict) -> str:
@@ -101,25 +137,25 @@ def model_differences(saved: dict, mine: dict) -> str:
     """The fields in which two model configs differ, in words: ``hidden width 5 saved, 30 asked for``."""
     both = set(saved) & set(mine)
     keys = [k for k in _CONFIG_WORDS if k in both] + sorted(both - set(_CONFIG_WORDS))
-
-    def said(key, value):
-        return _KIND_FLAGS.get(value, value) if key == "kind" else value
-
-    return "; ".join(f"{_CONFIG_WORDS.get(k, k)} {said(k, saved[k])} saved, {said(k, mine[k])} asked for"
+    return "; ".join(f"{_CONFIG_WORDS.get(k, k)} {saved[k]} saved, {mine[k]} asked for"
                      for k in keys if saved[k] != mine[k])
 
 
 def save_checkpoint(path, model, *, epoch: int, optimizer=None, history=(), run=None) -> Path:
-    """Write ``model``'s parameters and the run's state to ``path`` atomically."""
-    arrays, offset = [], 0
-    params = {name: model.backend.to_host(p) for name, p in model.params.items()}
-    for name, value in params.items():
-        value = np.ascontiguousarray(value, dtype=value.dtype.newbyteorder("<"))
-        params[name] = value
-        arrays.append({"name": name, "dtype": value.dtype.name, "shape": list(value.shape),
-                       "offset": offset, "nbytes": value.nbytes})
-        offset += value.nbytes
-    payload = b"".join(v.tobytes() for v in params.values())
+    """Write ``model``'s parameters and buffers, ``optimizer``'s state and the run's to ``path`` atomically."""
+    groups = {"params": {name: model.backend.to_host(p) for name, p in model.params.items()},
+              "buffers": {name: model.backend.to_host(b) for name, b in model.buffers.items()},
+              "optimizer": optimizer.state_arrays() if optimizer is not None else {}}
+    arrays, values, offset = [], [], 0
+    for group, named in groups.items():
+        for name, value in named.items():
+            value = np.asarray(value)
+            value = np.ascontiguousarray(value, dtype=value.dtype.newbyteorder("<"))
+            values.append(value)
+            arrays.append({"name": name, "group": group, "dtype": value.dtype.name, "shape": list(value.shape),
+                           "offset": offset, "nbytes": value.nbytes})
+            offset += value.nbytes
+    payload = b"".join(v.tobytes() for v in values)
     header = {
         "library_version": __version__,
         "model": model.config(),
@@ -185,11 +221,14 @@ def parse_checkpoint(blob: bytes, name: str = "<bytes>") -> Checkpoint:
     if version == 1 and header.get("payload_sha256") != hashlib.sha256(payload).hexdigest():
         raise bad("the parameters' SHA-256 does not match (the file is truncated or corrupt)")
     try:
-        params = _arrays(header["arrays"], payload, bad)
-        checkpoint = Checkpoint(model=dict(header["model"]), dtype=str(header["dtype"]), params=params,
+        groups = _arrays(header["arrays"], payload, bad)
+        model = dict(header["model"])
+        model["kind"] = _RENAMED_KINDS.get(model.get("kind"), model.get("kind"))
+        checkpoint = Checkpoint(model=model, dtype=str(header["dtype"]), params=groups["params"],
                                 epoch=int(header["epoch"]), optimizer=dict(header["optimizer"]),
                                 history=list(header["history"]), run=dict(header["run"]),
-                                library_version=str(header["library_version"]))
+                                library_version=str(header["library_version"]), buffers=groups["buffers"],
+                                optimizer_arrays=groups["optimizer"])
     except (KeyError, TypeError, ValueError) as exc:
         raise bad(f"its header lacks or garbles a field ({type(exc).__name__}: {exc})") from None
     if checkpoint.dtype not in _DTYPES or checkpoint.epoch < 0:
@@ -197,23 +236,32 @@ def parse_checkpoint(blob: bytes, name: str = "<bytes>") -> Checkpoint:
     return checkpoint
 
 
-def _arrays(entries, payload: bytes, bad) -> dict:
+def _arrays(entries, payload: bytes, bad) -> dict[str, dict]:
+    """The arrays of the table ``entries``, by group and name: ``{"params": {...}, "buffers": ..., ...}``."""
     if not isinstance(entries, list):
         raise bad("its array table is not a list")
-    params = {}
+    groups: dict[str, dict] = {group: {} for group in _GROUPS}
     for entry in entries:
         dtype, shape = entry["dtype"], entry["shape"]
         offset, nbytes = entry["offset"], entry["nbytes"]
+        group = entry.get("group", _GROUPS[0])
+        if group not in groups:
+            raise bad(f"array {entry['name']!r} belongs to an unknown group {group!r}")
         if dtype not in _DTYPES:
             raise bad(f"array {entry['name']!r} has dtype {dtype!r}; only {', '.join(_DTYPES)} are allowed")
-        if not (isinstance(shape, list) and len(shape) <= 2 and all(isinstance(n, int) and n >= 0 for n in shape)):
+        if not _sane_shape(shape):
             raise bad(f"array {entry['name']!r} has an impossible shape {shape!r}")
         if not (isinstance(offset, int) and isinstance(nbytes, int) and 0 <= offset and offset + nbytes <= len(payload)
                 and nbytes == math.prod(shape) * np.dtype(dtype).itemsize):
             raise bad(f"array {entry['name']!r} claims bytes the file does not hold")
         data = np.frombuffer(payload, dtype=np.dtype(dtype).newbyteorder("<"), count=math.prod(shape), offset=offset)
-        params[str(entry["name"])] = data.reshape(shape).astype(dtype)
-    return params
+        groups[group][str(entry["name"])] = data.reshape(shape).astype(dtype)
+    return groups
+
+
+def _sane_shape(shape) -> bool:
+    """A list of at most :data:`_MAX_DIMS` non-negative integers."""
+    return isinstance(shape, list) and len(shape) <= _MAX_DIMS and all(isinstance(n, int) and n >= 0 for n in shape)
 
 
 def load_model(path, backend="numpy"):

@@ -2,11 +2,12 @@
 
 ``sample``
     the book's 3s and 7s, bundled: 12,396 train / 2,038 valid rows; one logit per image, float
-    targets (N, 1) of 0 and 1; losses ``mnist_loss`` (default) or ``bce``; lr 0.1, batches of 256
-    in order (the book's settings).
+    targets (N, 1) of 0 and 1; losses ``mnist_loss`` (default) or ``bce``; batches of 256 in order
+    (the book's settings; each model's learning rate is its own, ``Model.default_lr``).
 ``mnist``
     all ten digits, read from the IDX files in a data folder: 60,000 train / 10,000 test rows; ten
-    logits per image, int64 labels (N,); loss ``cross_entropy``; lr 0.5, batches of 128, shuffled.
+    logits per image, int64 labels (N,); loss ``cross_entropy``; batches of 128, shuffled (and lr 0.5,
+    :data:`numpy_mnist.models.CLASSES_LR`, measured here).
 
 For ``mnist`` the test split is the validation set (MNIST has no other).  Its defaults were chosen
 on this data (seed 0, float32): with SGD at lr 0.5 on shuffled batches of 128, the ten-class linear
@@ -33,15 +34,15 @@ class DatasetSpec:
     """What a task needs from a model and from the training run.
 
     ``outputs`` is the number of logits per image (1 for the 3-vs-7 sample, 10 for the digits);
-    ``losses`` the losses that fit those logits and labels, the first being the default; ``lr``,
-    ``batch_size`` and ``shuffle`` the training defaults of the command line.
+    ``losses`` the losses that fit those logits and labels, the first being the default;
+    ``batch_size`` and ``shuffle`` the training defaults of the command line (the learning rate's
+    is the model's: :attr:`numpy_mnist.models.Model.default_lr`).
     """
 
     name: str
     description: str
     outputs: int
     losses: tuple[str, ...]
-    lr: float
     batch_size: int
     shuffle: bool
 
@@ -52,9 +53,9 @@ class DatasetSpec:
 
 DATASETS: dict[str, DatasetSpec] = {
     "sample": DatasetSpec("sample", "the book's 3s and 7s (MNIST_SAMPLE, bundled)", 1, ("mnist_loss", "bce"),
-                          lr=0.1, batch_size=256, shuffle=False),
+                          batch_size=256, shuffle=False),
     "mnist": DatasetSpec("mnist", "all ten digits (MNIST, 60,000 train / 10,000 test)", 10, ("cross_entropy",),
-                         lr=0.5, batch_size=128, shuffle=True),
+                         batch_size=128, shuffle=True),
 }
 
 

@@ -34,6 +34,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from backends.host import to_numpy
+from numpy_mnist.losses import Loss, get_loss
 
 __all__ = ["CHANCE_MARGIN", "FALLING", "LOSS_GROWTH", "STUCK_RTOL", "Diagnosis", "chance_accuracy", "diagnose"]
 
@@ -78,7 +79,7 @@ def chance_accuracy(labels) -> float:
 
 def diagnose(history: Sequence, *, chance: float, lr: float, start_loss: float | None = None,
              suggested_lr: float | None = None, model_kind: str | None = None,
-             loss: str | None = None) -> Diagnosis | None:
+             loss: str | Loss | None = None) -> Diagnosis | None:
     """Explain a finished run that went wrong; ``None`` when it looks healthy.
 
     Parameters
@@ -91,8 +92,8 @@ def diagnose(history: Sequence, *, chance: float, lr: float, start_loss: float |
         first epoch's is used when it is not known.
     suggested_lr : a learning rate known to work (the dataset's default); the advice names it when
         it is below ``lr``, else ``lr / 10``.
-    model_kind, loss : ``model.kind`` and ``model.loss.name``, to name the likely cause of a stuck
-        run (the sigmoid saturating, ReLUs dying).
+    model_kind, loss : ``model.kind`` and ``model.loss`` (or its name), to name the likely cause of
+        a stuck run (the sigmoid saturating, ReLUs dying).
     """
     if not history:
         return None
@@ -128,12 +129,13 @@ def _same(a, b) -> bool:
     return all(math.isclose(getattr(a, k), getattr(b, k), rel_tol=STUCK_RTOL) for k in ("train_loss", "valid_loss"))
 
 
-def _why_stuck(model_kind: str | None, loss: str | None) -> str:
-    if loss == "mnist_loss" and model_kind == "linear":
+def _why_stuck(model_kind: str | None, loss: str | Loss | None) -> str:
+    saturates = loss is not None and get_loss(loss).saturates
+    if saturates and model_kind == "linear":
         return ("the sigmoid saturated (every logit is so far from 0 that its slope, and with it every "
                 "gradient, is 0)")
-    if loss == "mnist_loss":
+    if saturates:
         return "the sigmoid saturated or the ReLUs died, so every gradient is 0"
-    if model_kind == "mlp":
+    if model_kind == "simple_net":
         return "the ReLUs died (none lets anything through), so the gradients vanished"
     return "the gradients vanished"

@@ -31,6 +31,10 @@ __all__ = [
     "softmax_cross_entropy",
     "softmax_cross_entropy_backward",
     "check_class_labels",
+    "positive_terms_magnitude",
+    "softplus_terms_magnitude",
+    "logsumexp_terms_magnitude",
+    "any_terms_magnitude",
 ]
 
 
@@ -39,16 +43,17 @@ def mnist_loss(logits, targets):
 
     For a 3 (target 1) the loss is how far ``p`` is below 1; for a 7 (target 0), how far above 0::
 
-        loss = (1 / M) sum_i [sigma(-z_i) if t_i == 1 else sigma(z_i)]     M = number of logits
+        loss = (1 / M) sum_i [1 - sigma(z_i) if t_i == 1 else sigma(z_i)]     M = number of logits
+             = (1 / M) sum_i [sigma(-z_i)    if t_i == 1 else sigma(z_i)]
 
-    ``1 - sigma(z)`` is computed as ``sigma(-z)`` (the same number, ``1 - 1 / (1 + e^-z) =
-    e^-z / (1 + e^-z)``), which keeps every digit where ``p`` rounds to 1: the logit of a 3 changes
-    sign, then one sigmoid serves both cases.  Shapes: ``logits`` and ``targets`` both (N, 1) (or
-    any one shape, the same for both).
+    The two lines are the same number (``1 - 1 / (1 + e^-z) = e^-z / (1 + e^-z) = sigma(-z)``);
+    the second is what is computed, because ``1 - sigma(z)`` loses every digit once ``sigma(z)``
+    rounds to 1, while ``sigma(-z)`` keeps them all.  Shapes: ``logits`` and ``targets`` both
+    (N, 1) (or any one shape, the same for both).
     """
     check_same_shape(logits, targets)
     xp = array_namespace(logits)
-    return xp.mean(sigmoid(xp.where(targets == 1, -logits, logits)))
+    return xp.mean(xp.where(targets == 1, sigmoid(-logits), sigmoid(logits)))
 
 
 def mnist_loss_backward(logits, targets):
@@ -86,8 +91,6 @@ def binary_cross_entropy_backward(logits, targets):
     """``d loss / d z = (sigma(z) - t) / M``: softplus' = sigma, and d(t z)/dz = t."""
     check_same_shape(logits, targets)
     return (sigmoid(logits) - targets) / _size(logits)
-
-
 
 
 def softmax_cross_entropy(logits, labels):
@@ -134,7 +137,6 @@ def softmax_cross_entropy_backward(logits, labels):
     return (softmax(logits) - onehot) / logits.shape[0]
 
 
-
 def check_class_labels(logits, labels) -> None:
     """Refuse anything but logits (N, K), K >= 2, with integer labels (N,); an :class:`InputError`."""
     xp = array_namespace(logits)
@@ -177,21 +179,77 @@ def _size(x) -> int:
     return size
 
 
+# -- the size of the terms each loss sums: the rounding noise of a finite difference of it -------------
+
+def positive_terms_magnitude(logits, targets, value: float) -> float:
+    """``mnist_loss`` sums positive terms: their size is the loss itself, ``|loss|``."""
+    return abs(value)
+
+
+def softplus_terms_magnitude(logits, targets, value: float) -> float:
+    """Binary cross-entropy sums ``softplus(z) - t z``, which cancels for a confident right answer
+    (z = 30, t = 1: 30 - 30): the terms' size is ``mean(softplus(z) + |t z|)``."""
+    xp = array_namespace(logits)
+    softplus = xp.logaddexp(logits, xp.zeros_like(logits))
+    return float(xp.mean(softplus + xp.abs(targets * logits)))
+
+
+def logsumexp_terms_magnitude(logits, labels, value: float) -> float:
+    """Softmax cross-entropy sums ``logsumexp(z) - z_y``: the terms' size is
+    ``mean(|logsumexp(z)| + |z_y|)``."""
+    xp = array_namespace(logits)
+    top = xp.max(logits, axis=-1)
+    logsumexp = top + xp.log(xp.sum(xp.exp(logits - top[:, None]), axis=-1))
+    hit = _onehot_mask(logits, xp.astype(labels, xp.int64))
+    picked = xp.sum(xp.where(hit, logits, xp.zeros_like(logits)), axis=-1)
+    return float(xp.mean(xp.abs(logsumexp) + xp.abs(picked)))
+
+
+def any_terms_magnitude(logits, targets, value: float) -> float:
+    """A loss that says nothing of its terms: ``|loss| + mean |z|``."""
+    xp = array_namespace(logits)
+    return abs(value) + float(xp.mean(xp.abs(logits)))
+
+
 @dataclass(frozen=True)
 class Loss:
-    """A named loss: ``forward(logits, targets) -> 0-d array`` and its ``backward -> dlogits``."""
+    """A named loss, and everything the rest of the package asks of it, said once, here.
+
+    ``forward(logits, targets) -> 0-d array`` is the mean loss and ``backward(logits, targets)``
+    its ``d loss / d logits``.  The other fields answer the questions other modules would otherwise
+    ask by the loss's name: what its targets are (``multiclass``), how large the terms it sums are
+    (``magnitude``: the gradient checker's rounding floors), its PyTorch twin (``twin``), its fused
+    kernels (``kernel_code``), and how a run of it gets stuck (``saturates``).
+    """
 
     name: str
     forward: Callable
     backward: Callable
     #: True for integer class labels (N,) against logits (N, K); False for one logit per image.
     multiclass: bool = False
+    #: ``magnitude(logits, targets, value) -> float``: the size of the terms the loss sums, on host
+    #: float64 arrays; it sets the rounding noise of a finite difference of the loss
+    #: (:func:`numpy_mnist.model_check.loss_magnitude`, :mod:`numpy_mnist.torch_twin`).
+    magnitude: Callable = any_terms_magnitude
+    #: The name of its PyTorch twin in :mod:`numpy_mnist.torch_twin` (None: it has none).  A name,
+    #: not the function, so that PyTorch stays optional: the twin is looked up only when it is used.
+    twin: str | None = None
+    #: Its ``LOSS`` template argument in the fused kernels (``fused/kernels/common.cuh``); None:
+    #: there are no kernels for it, and it trains on the reference path only.
+    kernel_code: int | None = None
+    #: True when its gradient vanishes wherever the sigmoid saturates, for right and wrong answers
+    #: alike (``mnist_loss``): a run stuck at chance accuracy is then most likely a saturated
+    #: sigmoid (:mod:`numpy_mnist.diagnosis`).
+    saturates: bool = False
 
 
 LOSSES: dict[str, Loss] = {
-    "mnist_loss": Loss("mnist_loss", mnist_loss, mnist_loss_backward),
-    "bce": Loss("bce", binary_cross_entropy, binary_cross_entropy_backward),
-    "cross_entropy": Loss("cross_entropy", softmax_cross_entropy, softmax_cross_entropy_backward, multiclass=True),
+    "mnist_loss": Loss("mnist_loss", mnist_loss, mnist_loss_backward, magnitude=positive_terms_magnitude,
+                       twin="mnist_loss", kernel_code=0, saturates=True),
+    "bce": Loss("bce", binary_cross_entropy, binary_cross_entropy_backward, magnitude=softplus_terms_magnitude,
+                twin="binary_cross_entropy", kernel_code=1),
+    "cross_entropy": Loss("cross_entropy", softmax_cross_entropy, softmax_cross_entropy_backward, multiclass=True,
+                          magnitude=logsumexp_terms_magnitude, twin="softmax_cross_entropy", kernel_code=2),
 }
 
 

@@ -16,8 +16,10 @@ from typing import Any
 import numpy as np
 
 from backends.host import to_numpy
+from numpy_mnist import torch_twin
 from numpy_mnist.errors import InputError
 from numpy_mnist.gradcheck import DEFAULT_H, DEFAULT_RTOL, TORCH_RTOL, GradReport, check_gradient
+from numpy_mnist.losses import Loss, get_loss
 
 __all__ = ["ModelCheck", "check_model", "check_model_gradients", "loss_magnitude", "rows_near_relu_kink",
            "kink_margin"]
@@ -69,7 +71,7 @@ def check_model_gradients(model, x, y, *, h: float = DEFAULT_H, rtol: float = DE
     twin.params = {name: xp.abs(value) for name, value in model.params.items()}
     logit_sizes = backend.to_host(twin.forward(xp.abs(xb)))
     dlogits = backend.to_host(model.loss.backward(logits, yb))
-    scale = (loss_magnitude(model.loss.name, backend.to_host(logits), backend.to_host(yb), loss)
+    scale = (loss_magnitude(model.loss, backend.to_host(logits), backend.to_host(yb), loss)
              + float(np.sum(np.abs(dlogits) * logit_sizes)))
     params = dict(model.params)
 
@@ -82,23 +84,11 @@ def check_model_gradients(model, x, y, *, h: float = DEFAULT_H, rtol: float = DE
                   for name, value in params.items()}
 
 
-def loss_magnitude(loss_name: str, logits, targets, loss: float) -> float:
-    """The size of the terms a loss sums, which sets the rounding noise of its differences.
-
-    ``mnist_loss`` sums positive terms: its own value.  Binary cross-entropy sums
-    ``softplus(z) - t z``, which cancels for a confident right answer (z = 30, t = 1: 30 - 30):
-    ``mean(softplus(z) + |t z|)``.  Softmax cross-entropy sums ``logsumexp(z) - z_y``:
-    ``mean(|logsumexp(z)| + |z_y|)``.  Any other loss: ``|loss| + mean |z|``.
-    """
-    z, t = _host64(logits), to_numpy(targets)
-    if loss_name == "mnist_loss":
-        return abs(loss)
-    if loss_name == "bce":
-        return float(np.mean(np.logaddexp(z, 0) + np.abs(t * z)))
-    if loss_name == "cross_entropy":
-        picked = np.take_along_axis(z, t.astype(np.int64)[:, None], axis=-1)[:, 0]
-        return float(np.mean(np.abs(np.logaddexp.reduce(z, axis=-1)) + np.abs(picked)))
-    return abs(loss) + float(np.mean(np.abs(z)))
+def loss_magnitude(loss: str | Loss, logits, targets, value: float) -> float:
+    """The size of the terms ``loss`` (a :class:`~numpy_mnist.losses.Loss` or its name) sums, which
+    sets the rounding noise of its differences: its own :attr:`~numpy_mnist.losses.Loss.magnitude`,
+    on host float64 copies of ``logits`` and ``targets`` (arrays of any backend)."""
+    return get_loss(loss).magnitude(_host64(logits), to_numpy(targets), value)
 
 
 def rows_near_relu_kink(model, x, margin: float) -> np.ndarray:
@@ -108,7 +98,7 @@ def rows_near_relu_kink(model, x, margin: float) -> np.ndarray:
     ``h * (|x_n| + 1)`` (Cauchy-Schwarz, unit direction).  Models without a ReLU have no such rows.
     """
     host = _host64(model.backend.to_host(x) if model.backend.owns(x) else x)
-    if getattr(model, "kind", None) != "mlp":
+    if getattr(model, "kind", None) != "simple_net":
         return np.zeros(host.shape[0], dtype=bool)
     w1, b1 = (_host64(model.backend.to_host(model.params[k])) for k in ("w1", "b1"))
     return np.any(np.abs(host @ w1 + b1) < margin, axis=1)
@@ -123,8 +113,6 @@ def check_model(model, x, y, *, h: float = DEFAULT_H, rtol: float = DEFAULT_RTOL
                 use_torch: bool = True, **fd_options: Any) -> ModelCheck:
     """Both checks of a model on one batch: finite differences, and PyTorch when it is installed
     (:func:`numpy_mnist.torch_twin.compare_model`).  What ``numpy-mnist gradcheck`` prints."""
-    from numpy_mnist import torch_twin
-
     loss, fd = check_model_gradients(model, x, y, h=h, rtol=rtol, **fd_options)
     if not use_torch:
         return ModelCheck(loss, fd, None, "not asked for")

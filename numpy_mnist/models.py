@@ -2,7 +2,12 @@
 
 Every model has
 
-* ``params``: a dict of backend arrays (the only state; :class:`~numpy_mnist.optim.SGD` changes it),
+* ``params``: a dict of backend arrays, the parameters (:class:`~numpy_mnist.optim.SGD` steps them),
+* ``buffers``: a dict of backend arrays that are state but no parameters (running statistics of a
+  batch norm; empty for the book's models), saved in checkpoints beside ``params``,
+* ``inputs`` and ``outputs``: its sizes, stored when it is built,
+* ``train()`` / ``eval()`` and ``training``: the mode the :class:`~numpy_mnist.learner.Learner` sets
+  before training and before validating (nothing changes with it in the book's models),
 * ``forward(x) -> logits`` of shape (N, outputs),
 * ``loss_and_grads(x, y) -> (loss, grads)``: the mean loss (a 0-d array) and a dict of gradients
   keyed exactly like ``params``, every derivative by hand (:mod:`numpy_mnist.layers`,
@@ -20,34 +25,61 @@ import numpy as np
 
 from backends import Backend, get_backend
 from numpy_mnist.checks import check_2d, check_on_backend, check_targets
+from numpy_mnist.errors import InputError
 from numpy_mnist.layers import linear, linear_backward, relu, relu_backward
 from numpy_mnist.losses import Loss, get_loss
 
 __all__ = ["Model", "LinearModel", "MLP", "MODEL_KINDS", "linear1", "simple_net", "linear10", "mlp10",
-           "N_PIXELS", "N_DIGITS"]
+           "N_PIXELS", "N_DIGITS", "CLASSES_LR"]
 
 N_PIXELS = 28 * 28
 #: Classes of the full MNIST: the digits 0 to 9.
 N_DIGITS = 10
+#: The default learning rate of every model with softmax cross-entropy over classes: measured on
+#: the ten digits (:mod:`numpy_mnist.datasets` tells how), where the book's rates fall short.
+CLASSES_LR = 0.5
 
 
 class Model:
-    """What every model shares: parameters on a backend, a loss, and the public contract."""
+    """What every model shares: parameters on a backend, a loss, its sizes, and the public contract.
+
+    ``inputs`` and ``outputs`` are the sizes of an image and of its logits, given by the subclass
+    when it is built (each reads them off its own named parameters).
+    """
 
     kind: str = "model"
+    #: The learning rate the book trains this model with on its 3s and 7s (one logit per image);
+    #: each model sets its own.
+    book_lr: float
 
-    def __init__(self, params: dict, backend: Backend, loss: str | Loss) -> None:
+    #: The backward functions this model's chain calls; the exercise swaps in a learner's own.
+    linear_backward = staticmethod(linear_backward)
+    relu_backward = staticmethod(relu_backward)
+
+    def __init__(self, params: dict, backend: Backend, loss: str | Loss, *, inputs: int, outputs: int) -> None:
         self.backend = backend
         self.loss = get_loss(loss)
         self.params = {name: backend.asarray(value) for name, value in params.items()}
+        self.buffers: dict = {}
+        self.inputs = int(inputs)
+        self.outputs = int(outputs)
+        self.training = True
 
     @property
-    def inputs(self) -> int:
-        return int(next(iter(self.params.values())).shape[0])
+    def default_lr(self) -> float:
+        """The learning rate to train this model with unless told otherwise: :attr:`book_lr` for
+        one logit per image, :data:`CLASSES_LR` for softmax cross-entropy over classes."""
+        return CLASSES_LR if self.loss.multiclass else self.book_lr
 
-    @property
-    def outputs(self) -> int:
-        return int(list(self.params.values())[-1].shape[0])
+    def train(self) -> "Model":
+        """Train mode (what :meth:`~numpy_mnist.learner.Learner.one_epoch` sets before training)."""
+        self.training = True
+        return self
+
+    def eval(self) -> "Model":
+        """Eval mode (set before validating); the book's models compute the same in both."""
+        self.training = False
+        return self
 
     def forward(self, x):
         """Logits of shape (N, outputs) for images ``x`` of shape (N, 784)."""
@@ -98,13 +130,18 @@ class LinearModel(Model):
     """
 
     kind = "linear"
+    book_lr = 1.0
+
+    def __init__(self, params: dict, backend: Backend, loss: str | Loss) -> None:
+        inputs, outputs = params["weights"].shape
+        super().__init__(params, backend, loss, inputs=inputs, outputs=outputs)
 
     def _forward(self, x):
         p = self.params
         return linear(x, p["weights"], p["bias"]), x
 
     def _backward(self, dlogits, x):
-        _, dw, db = linear_backward(dlogits, x, self.params["weights"], need_dx=False)
+        _, dw, db = self.linear_backward(dlogits, x, self.params["weights"], need_dx=False)
         return {"weights": dw, "bias": db}
 
 
@@ -120,7 +157,11 @@ class MLP(Model):
         dw1 = x.T @ dh          db1 = sum_n dh
     """
 
-    kind = "mlp"
+    kind = "simple_net"
+    book_lr = 0.1
+
+    def __init__(self, params: dict, backend: Backend, loss: str | Loss) -> None:
+        super().__init__(params, backend, loss, inputs=params["w1"].shape[0], outputs=params["w2"].shape[1])
 
     @property
     def hidden(self) -> int:
@@ -138,8 +179,8 @@ class MLP(Model):
     def _backward(self, dlogits, cache):
         x, h, a = cache
         p = self.params
-        da, dw2, db2 = linear_backward(dlogits, a, p["w2"])
-        _, dw1, db1 = linear_backward(relu_backward(da, h), x, p["w1"], need_dx=False)
+        da, dw2, db2 = self.linear_backward(dlogits, a, p["w2"])
+        _, dw1, db1 = self.linear_backward(self.relu_backward(da, h), x, p["w1"], need_dx=False)
         return {"w1": dw1, "b1": db1, "w2": dw2, "b2": db2}
 
 
@@ -166,8 +207,6 @@ def simple_net(hidden: int = 30, seed: int = 0, backend: str | Backend = "numpy"
                loss: str | Loss = "mnist_loss", *, dtype: str | None = None, outputs: int = 1) -> MLP:
     """The book's ``simple_net`` (784 -> hidden -> ReLU -> outputs), ``nn.Linear``'s default init."""
     if hidden < 1:
-        from numpy_mnist.errors import InputError
-
         raise InputError(f"hidden must be a positive width, got {hidden}")
     backend = _resolve(backend, dtype)
     rng = np.random.default_rng(seed)

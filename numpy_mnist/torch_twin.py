@@ -4,8 +4,9 @@ One spelling of each formula in PyTorch, shared by ``numpy-mnist gradcheck``, th
 tests and the benchmark.  PyTorch is a test dependency, never a runtime one: it is imported only
 when a function here runs (:func:`available` says whether it can be).
 
-* Losses on logits (:data:`LOSSES`, keyed like :data:`numpy_mnist.losses.LOSSES`):
-  :func:`mnist_loss`, :func:`binary_cross_entropy`, :func:`softmax_cross_entropy`.
+* Losses on logits: :func:`mnist_loss`, :func:`binary_cross_entropy`, :func:`softmax_cross_entropy`;
+  each :class:`~numpy_mnist.losses.Loss` names its own twin (``Loss.twin``), which
+  :func:`loss_twin` finds (:data:`LOSSES` holds them by the losses' names).
 * Models on a dict of parameter tensors (:data:`MODELS`, keyed by ``model.kind``): :func:`linear`
   (``linear1``, ``linear10``) and :func:`mlp` (``simple_net``, ``mlp10``); :func:`parameters`
   copies a numpy-mnist model's parameters into leaf tensors, :func:`forward` runs its twin.
@@ -39,11 +40,12 @@ from typing import Callable
 import numpy as np
 
 from backends.host import to_numpy
+from numpy_mnist import losses
 from numpy_mnist.gradcheck import TORCH_RTOL, GradReport, compare
 
 __all__ = [
     "available", "sigmoid", "mnist_loss", "binary_cross_entropy", "softmax_cross_entropy",
-    "LOSSES", "linear", "mlp", "MODELS", "tensor", "parameters", "forward", "loss_and_grads", "gamma",
+    "loss_twin", "LOSSES", "linear", "mlp", "MODELS", "tensor", "parameters", "forward", "loss_and_grads", "gamma",
     "gamma32", "compare_model", "vjp", "linear_oracle", "sigmoid_oracle", "relu_oracle", "loss_oracle",
     "assert_agree", "TINY64", "TINY32",
 ]
@@ -84,6 +86,13 @@ def mnist_loss(z, t):
 
 
 def binary_cross_entropy(z, t):
+    """PyTorch's own ``binary_cross_entropy_with_logits``.
+
+    Its rounding differs from ours where the terms cancel: it averages ``softplus(z) - t z``
+    (cancelling for a confident right answer) and takes ``log(1 + e^-|z|)`` as the log of a rounded
+    ``1 + e^-|z|``, an absolute error of ``eps`` per term (ours uses ``log1p``); its derivative
+    ``(sigma(z) - t) / M`` cancels likewise.  Hence the floors of :func:`binary_cross_entropy_floors`.
+    """
     return _torch().nn.functional.binary_cross_entropy_with_logits(z, t)
 
 
@@ -91,9 +100,32 @@ def softmax_cross_entropy(z, labels):
     return _torch().nn.functional.cross_entropy(z, labels)
 
 
-#: The twins of :data:`numpy_mnist.losses.LOSSES`, by name.
-LOSSES: dict[str, Callable] = {"mnist_loss": mnist_loss, "bce": binary_cross_entropy,
-                               "cross_entropy": softmax_cross_entropy}
+def binary_cross_entropy_floors(loss, z, t, value: float):
+    """The floors of :func:`binary_cross_entropy` against ``loss`` (see its docstring): from the
+    terms' size ``softplus(z) + |t z|`` (``loss.magnitude``) plus 1 for the rounded ``1 + e^-|z|``,
+    and from ``(sigma(z) + |t|) / M``."""
+    m = z.size
+    value_floor = 2 * gamma(m + 4) * (loss.magnitude(z, t, value) + 1) + TINY64
+    dz_floor = 2 * gamma(4) * (_host(sigmoid(tensor(z))) + np.abs(t)) / m + TINY64
+    return value_floor, dz_floor
+
+
+#: The rounding floors of the loss twins whose rounding differs from ours where terms cancel, by
+#: twin; every other twin computes ours term by term (floor :data:`TINY64`).
+TWIN_FLOORS: dict[Callable, Callable] = {binary_cross_entropy: binary_cross_entropy_floors}
+
+
+def loss_twin(loss) -> Callable:
+    """The PyTorch twin of ``loss`` (a :class:`~numpy_mnist.losses.Loss` or its name): the function of
+    this module its ``twin`` names.  Raises ``NotImplementedError`` for a loss without one."""
+    loss = losses.get_loss(loss)
+    if loss.twin is None:
+        raise NotImplementedError(f"no PyTorch twin for the loss {loss.name!r}")
+    return globals()[loss.twin]
+
+
+#: The twins of :data:`numpy_mnist.losses.LOSSES`, by the losses' names.
+LOSSES: dict[str, Callable] = {name: loss_twin(loss) for name, loss in losses.LOSSES.items()}
 
 
 # -- models -----------------------------------------------------------------------------------------
@@ -114,7 +146,7 @@ def mlp(x, p):
 
 
 #: The twins of the models, by ``model.kind``.
-MODELS: dict[str, Callable] = {"linear": linear, "mlp": mlp}
+MODELS: dict[str, Callable] = {"linear": linear, "simple_net": mlp}
 
 
 def tensor(a, requires_grad: bool = False, dtype=None, device=None):
@@ -132,7 +164,7 @@ def parameters(model, *, dtype=None, device=None, requires_grad: bool = True) ->
 def forward(model, x, params):
     """The twin of ``model.forward(x)`` with the parameter tensors ``params``."""
     twin = MODELS.get(getattr(model, "kind", None))
-    if twin is None or model.loss.name not in LOSSES:
+    if twin is None or model.loss.twin is None:
         raise NotImplementedError(f"no PyTorch twin for model kind {getattr(model, 'kind', '?')!r} "
                                   f"with loss {model.loss.name!r}")
     return twin(x, params)
@@ -154,7 +186,7 @@ def loss_and_grads(model, x, y, *, magnitudes: bool = False):
     torch = _torch()
     params, xt = parameters(model), tensor(x)
     z = forward(model, xt, params)
-    loss = LOSSES[model.loss.name](z, _targets(model, y))
+    loss = loss_twin(model.loss)(z, _targets(model, y))
     dz, *grads = torch.autograd.grad(loss, [z, *params.values()])
     out = (float(loss.detach()), {k: g.numpy().copy() for k, g in zip(params, grads)})
     if not magnitudes:
@@ -236,30 +268,25 @@ def relu_oracle(x, dout):
     return out, dx
 
 
-def loss_oracle(name: str, z, t):
-    """``value, dz`` of the loss ``name`` on logits ``z`` and targets ``t``, and their floors.
+def loss_oracle(loss, z, t):
+    """``value, dz`` of ``loss`` (a :class:`~numpy_mnist.losses.Loss` or its name) on logits ``z``
+    and targets ``t`` by its twin, and their floors.
 
-    ``mnist_loss`` averages positive terms and its derivative is elementwise: no cancellation, the
-    floor is :data:`TINY64`.  Binary cross-entropy averages ``softplus(z) - t z``, which cancels for
-    a confident right answer, and its derivative ``(sigma(z) - t) / M`` cancels likewise: floors
-    from ``softplus(z) + |t z|`` and ``(sigma(z) + |t|) / M``.  PyTorch's
-    ``binary_cross_entropy_with_logits`` moreover takes ``log(1 + e^-|z|)`` as the log of a rounded
-    ``1 + e^-|z|``, an absolute error of ``eps`` per term (ours uses ``log1p``): hence the ``+ 1``.
+    ``mnist_loss`` averages positive terms and its derivative is elementwise; the twin of
+    softmax cross-entropy computes ours term by term: their floor is :data:`TINY64`.  Binary
+    cross-entropy's twin rounds otherwise where terms cancel: :data:`TWIN_FLOORS`.
     """
-    from numpy_mnist.model_check import loss_magnitude
-
+    loss = losses.get_loss(loss)
+    twin = loss_twin(loss)
     zt, tt = tensor(z, requires_grad=True), tensor(t)
-    value = LOSSES[name](zt, tt)
+    value = twin(zt, tt)
     (dz,) = _torch().autograd.grad(value, [zt])
     value, dz = float(value.detach()), _host(dz)
     z, t = to_numpy(z, np.float64), to_numpy(t, np.float64)
-    m = z.size
-    if name == "bce":
-        value_floor = 2 * gamma(m + 4) * (loss_magnitude(name, z, t, value) + 1) + TINY64
-        dz_floor = 2 * gamma(4) * (_host(sigmoid(tensor(z))) + np.abs(t)) / m + TINY64
-    else:
-        value_floor, dz_floor = TINY64, np.full(z.shape, TINY64)
-    return value, dz, value_floor, dz_floor
+    floors = TWIN_FLOORS.get(twin)
+    if floors is None:
+        return value, dz, TINY64, np.full(z.shape, TINY64)
+    return (value, dz, *floors(loss, z, t, value))
 
 
 def assert_agree(name: str, ours, reference, floor=TINY64, rtol: float = TORCH_RTOL) -> GradReport:

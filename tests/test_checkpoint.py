@@ -247,3 +247,68 @@ def test_a_save_removes_what_killed_saves_left_and_writes_with_the_umasks_mode(s
         os.umask(old)
     assert sorted(p.name for p in path.parent.iterdir()) == [path.name]
     assert path.stat().st_mode & 0o777 == 0o644 and load_checkpoint(path).epoch == 4
+
+
+def test_a_checkpoint_that_calls_simple_net_mlp_still_loads(saved):
+    """Before the command line's name became the kind too, simple_net's checkpoints said "mlp"."""
+    model, path = saved
+    header, payload = _split(path.read_bytes())
+    assert header["model"]["kind"] == "simple_net"
+    old = _seal(json.dumps({**header, "model": {**header["model"], "kind": "mlp"}}).encode(), payload)
+    ckpt = parse_checkpoint(old)
+    assert ckpt.model == model.config()
+    again = simple_net(hidden=5, seed=99)
+    ckpt.load_into(again)
+    for name, value in model.params.items():
+        np.testing.assert_array_equal(again.params[name], value)
+    assert type(ckpt.build_model()) is type(model)
+
+
+class _Moments(SGD):
+    """An optimizer with arrays of its own, as Adam keeps its moments."""
+
+    def __init__(self, params, lr):
+        super().__init__(params, lr)
+        self.moments = {name: np.zeros_like(p) for name, p in params.items()}
+
+    def state(self):
+        return {"name": "moments", "lr": self.lr}
+
+    def state_arrays(self):
+        return {name: m.copy() for name, m in self.moments.items()}
+
+    def load_state_arrays(self, arrays):
+        assert set(arrays) == set(self.moments)
+        self.moments = {name: np.array(a) for name, a in arrays.items()}
+
+
+def test_buffers_and_optimizer_arrays_travel_beside_the_params(tmp_path):
+    model = simple_net(hidden=3, seed=1)
+    model.buffers["running_mean"] = np.arange(3, dtype=np.float32)
+    opt = _Moments(model.params, 0.1)
+    opt.moments["w1"] += 2.5
+    path = save_checkpoint(tmp_path / "m.ckpt", model, epoch=1, optimizer=opt)
+    ckpt = load_checkpoint(path)
+    assert set(ckpt.params) == set(model.params) and set(ckpt.optimizer_arrays) == set(model.params)
+    np.testing.assert_array_equal(ckpt.buffers["running_mean"], [0, 1, 2])
+
+    again = simple_net(hidden=3, seed=2)
+    again.buffers["running_mean"] = np.zeros(3, dtype=np.float32)
+    fresh = _Moments(again.params, 0.1)
+    ckpt.load_into(again, fresh)
+    np.testing.assert_array_equal(again.buffers["running_mean"], [0, 1, 2])
+    assert (fresh.moments["w1"] == 2.5).all() and (fresh.moments["b2"] == 0).all()
+    with pytest.raises(CheckpointError, match="trained with the optimizer moments, not sgd"):
+        ckpt.load_into(again, SGD(again.params, 0.1))
+    with pytest.raises(CheckpointError, match=r"buffers \['running_mean'\] but the model has \[\]"):
+        ckpt.load_into(simple_net(hidden=3))
+
+
+def test_sgd_refuses_arrays_it_never_saves(saved):
+    model, path = saved
+    ckpt = load_checkpoint(path)
+    assert ckpt.optimizer_arrays == {} and ckpt.buffers == {}
+    ckpt.load_into(model, SGD(model.params, 0.25))  # SGD's state arrays are {}
+    ckpt.optimizer_arrays = {"m": np.zeros(1)}
+    with pytest.raises(CheckpointError, match="SGD keeps no state arrays, got m"):
+        ckpt.load_into(model, SGD(model.params, 0.25))

@@ -12,6 +12,7 @@ import pytest
 
 from numpy_mnist.checkpoint import load_checkpoint
 from numpy_mnist.cli import main
+from numpy_mnist.models import CLASSES_LR, MLP, LinearModel
 
 FIELDS = {"epoch", "train_loss", "valid_loss", "accuracy", "seconds"}
 
@@ -77,7 +78,8 @@ def test_resume_refuses_other_settings_or_model(tmp_path, capsys):
           "--out", str(tmp_path), "--backend", "numpy"])
     assert main(["train", "--model", "linear", "--epochs", "2", "--lr", "0.5", "--resume", str(ckpt),
                  "--out", str(tmp_path), "--backend", "numpy"]) == 2
-    assert "trained with --lr 0.1 (not --lr 0.5): resume with the same settings" in capsys.readouterr().err
+    # --model linear trains at the book's lr 1.0 by default
+    assert "trained with --lr 1 (not --lr 0.5): resume with the same settings" in capsys.readouterr().err
     assert main(["train", "--model", "simple_net", "--epochs", "2", "--resume", str(ckpt),
                  "--out", str(tmp_path), "--backend", "numpy"]) == 2
     err = capsys.readouterr().err
@@ -284,3 +286,31 @@ def test_cupy_training_ends_at_the_numpy_accuracy(tmp_path, cupy_backend):
         accuracy[name] = json.loads((out / "history.json").read_text())["epochs"][-1]["accuracy"]
     # float32 sums in another order (cuBLAS against NumPy's BLAS) may move an image or two across 0.5
     assert abs(accuracy["cupy"] - accuracy["numpy"]) <= 2 / 2038, accuracy
+
+
+def test_a_cpu_run_never_imports_the_fast_path(tmp_path):
+    """The reference stands alone: a NumPy run of ``numpy-mnist train`` loads no module of
+    numpy_mnist.fused (the path is chosen above both, in numpy_mnist.training)."""
+    script = ("import sys\nfrom numpy_mnist.cli import main\n"
+              f"code = main(['train', *{TINY!r}, '--epochs', '1', '--quiet', '--out', {str(tmp_path)!r}])\n"
+              "print(code, sorted(name for name in sys.modules if name.startswith('numpy_mnist')))\n")
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300, check=True,
+                          env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)})
+    code, modules = done.stdout.strip().splitlines()[-1].split(" ", 1)
+    assert code == "0" and "'numpy_mnist.learner'" in modules and "'numpy_mnist.training'" in modules
+    assert "numpy_mnist.fused" not in modules
+
+
+def test_each_model_trains_at_its_own_default_rate(tmp_path, capsys):
+    assert (LinearModel.book_lr, MLP.book_lr, CLASSES_LR) == (1.0, 0.1, 0.5)  # the book's, and the digits'
+    for model, lr in (("linear", "1"), ("simple_net", "0.1")):
+        assert main(["train", *TINY, "--model", model, "--epochs", "1", "--out", str(tmp_path)]) == 0
+        assert f", lr {lr}, batch 256" in capsys.readouterr().out
+
+
+def test_a_diverging_run_names_the_flag_to_change(tmp_path, capsys):
+    assert main(["train", *TINY, "--model", "simple_net", "--loss", "bce", "--lr", "1e36", "--batch-size", "32",
+                 "--epochs", "1", "--out", str(tmp_path), "--quiet"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("numpy-mnist train: error: the training loss became nan in epoch 1, batch ")
+    assert err.endswith("try a lower learning rate (--lr), e.g. 1e+35") and len(err.splitlines()) == 1

@@ -8,6 +8,7 @@ import pytest
 from numpy_mnist.cli import main
 from numpy_mnist.diagnosis import CHANCE_MARGIN, LOSS_GROWTH, chance_accuracy, diagnose
 from numpy_mnist.learner import EpochRecord, Learner, StartRecord
+from numpy_mnist.optim import SGD
 
 CHANCE = 0.5044  # the bundled sample's validation set: 1,028 sevens of 2,038 images
 
@@ -55,7 +56,7 @@ def test_stuck_at_chance_is_a_saturated_sigmoid():
                      model_kind="linear", loss="mnist_loss")
     assert found.kind == "saturated" and "the sigmoid saturated" in found.message
     assert "chance accuracy (0.4956; always answering the most common class scores 0.5044)" in found.message
-    dead = diagnose(history, chance=CHANCE, lr=10, start_loss=0.5, model_kind="mlp", loss="bce")
+    dead = diagnose(history, chance=CHANCE, lr=10, start_loss=0.5, model_kind="simple_net", loss="bce")
     assert "the ReLUs died" in dead.message and "e.g. 1" in dead.message
 
 
@@ -81,7 +82,7 @@ def test_learner_measures_the_untrained_model_once():
     rng = np.random.default_rng(0)
     x, y = rng.random((64, 784), dtype=np.float32), (rng.random((64, 1)) < 0.5).astype(np.float32)
     model = linear1(seed=0)
-    learner = Learner(model, DataLoader(x, y, 16), DataLoader(x, y, 16), lr=0.1)
+    learner = Learner(model, DataLoader(x, y, 16), DataLoader(x, y, 16), SGD(model.params, 0.1))
     before = float(model.loss.forward(model.forward(model.backend.asarray(x)), model.backend.asarray(y)))
     learner.fit(1)
     assert isinstance(learner.start, StartRecord) and learner.start.valid_loss == pytest.approx(before, rel=1e-6)
@@ -103,7 +104,8 @@ def test_linear_at_lr_1e30_ends_at_chance_and_says_so(tmp_path, capsys):
     assert written["epochs"][-1]["accuracy"] == pytest.approx(0.4956, abs=1e-4)
     lines = captured.err.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("numpy-mnist train: warning: the run ended at chance accuracy")
-    assert "the sigmoid saturated" in lines[0] and "lower learning rate (--lr), e.g. 0.1" in lines[0]
+    # the advice names linear1's own rate, the book's 1.0 (numpy_mnist.models.LinearModel.book_lr)
+    assert "the sigmoid saturated" in lines[0] and lines[0].endswith("lower learning rate (--lr), e.g. 1")
     assert written["warning"] == lines[0].removeprefix("numpy-mnist train: warning: ")
 
 

@@ -42,7 +42,6 @@ import pytest
 from backends import get_backend
 from numpy_mnist.data import DataLoader, load_mnist_sample
 from numpy_mnist.errors import DivergenceError, InputError
-from numpy_mnist.fused import make_learner, why_not_fused
 from numpy_mnist.fused.host import HostDevice, compiler
 from numpy_mnist.fused.learner import FusedLearner
 from numpy_mnist.fused.trainer import GEOMETRY, FusedTrainer, why_not_kernels
@@ -50,6 +49,7 @@ from numpy_mnist.learner import Learner, train_epoch, validate_epoch
 from numpy_mnist.losses import get_loss
 from numpy_mnist.models import MLP, linear1, linear10, mlp10, simple_net
 from numpy_mnist.optim import SGD
+from numpy_mnist.training import fit, make_learner, why_not_fused
 
 U32, F64_RTOL = 2.0 ** -24, 1e-12
 F32_RTOL = 64 * U32
@@ -139,6 +139,7 @@ def trained(where, sample, name, dtype, *, fused, epochs=1, shuffle=False, devic
         train_dl.set_epoch(epoch)
         if fused:
             losses.append(trainer.train_epoch(epoch + 1))
+            assert train_dl.epoch == epoch  # the loader's epoch is the Learner's to set, not the trainer's
             valid.append(trainer.validate())
         else:
             losses.append(train_epoch(model, train_dl, opt, epoch=epoch + 1))
@@ -411,27 +412,28 @@ def test_divergence_names_epoch_and_batch_and_keeps_the_last_good_parameters(whe
     backend = where.backend("float32")
     model = simple_net(seed=0, backend=backend, loss="bce")
     train_dl, valid_dl = loaders(sample, "binary", 256, backend)
-    learner = FusedLearner(model, train_dl, valid_dl, lr=0.1, device=where.device())
-    learner.fit(1)
+    learner = FusedLearner(model, train_dl, valid_dl, SGD(model.params, 0.1), device=where.device())
+    fit(learner, 1)
     good = host(backend, model.params)
     learner.opt.lr = 1e36  # float32 parameters overflow to inf, and the loss to NaN
-    with pytest.raises(DivergenceError, match=r"epoch 2, batch \d+ of 5: .*lower --lr"):
-        learner.fit(1)
+    with pytest.raises(DivergenceError, match=r"epoch 2, batch \d+ of 5: .*lower learning rate"):
+        fit(learner, 1)
     assert learner.epochs_done == 1
     after = host(backend, model.params)
     for name, value in good.items():
         assert value.tobytes() == after[name].tobytes()
         assert np.isfinite(after[name]).all()
     learner.opt.lr = 0.1  # the graph is recorded again with the new rate, and training goes on
-    learner.fit(1)
+    fit(learner, 1)
     assert learner.epochs_done == 2 and np.isfinite(learner.history[-1].train_loss)
 
 
 def test_ctrl_c_during_a_replay_puts_the_last_finished_epoch_back(where, sample):
     backend = where.backend("float32")
     model = simple_net(seed=0, backend=backend)
-    learner = FusedLearner(model, *loaders(sample, "binary", 256, backend), lr=0.1, device=where.device())
-    learner.fit(1)
+    learner = FusedLearner(model, *loaders(sample, "binary", 256, backend), SGD(model.params, 0.1),
+                           device=where.device())
+    fit(learner, 1)
     good = host(backend, model.params)
     graph = learner.trainer._train.graph
     replay = graph.replay
@@ -442,7 +444,7 @@ def test_ctrl_c_during_a_replay_puts_the_last_finished_epoch_back(where, sample)
 
     graph.replay = interrupted
     with pytest.raises(KeyboardInterrupt):
-        learner.fit(1)
+        fit(learner, 1)
     assert learner.epochs_done == 1
     after = host(backend, model.params)
     assert all(good[k].tobytes() == after[k].tobytes() for k in good)
@@ -455,7 +457,7 @@ def test_a_resumed_fused_run_is_bitwise_the_uninterrupted_one(where, sample, tmp
 
     def learner_for(model):
         train_dl, valid_dl = loaders(sample, "binary", 256, backend, shuffle=True)
-        return FusedLearner(model, train_dl, valid_dl, lr=0.1, device=where.device())
+        return FusedLearner(model, train_dl, valid_dl, SGD(model.params, 0.1), device=where.device())
 
     whole = learner_for(simple_net(seed=3, backend=backend))
     whole.fit(3)
@@ -467,7 +469,7 @@ def test_a_resumed_fused_run_is_bitwise_the_uninterrupted_one(where, sample, tmp
     checkpoint.load_into(model)
     from numpy_mnist.learner import EpochRecord
 
-    resumed = FusedLearner(model, *loaders(sample, "binary", 256, backend, shuffle=True), lr=0.1,
+    resumed = FusedLearner(model, *loaders(sample, "binary", 256, backend, shuffle=True), SGD(model.params, 0.1),
                            history=[EpochRecord(**r) for r in checkpoint.history], device=where.device())
     resumed.fit(1)
     assert [r.epoch for r in resumed.history] == [1, 2, 3]
@@ -482,8 +484,9 @@ def test_the_fused_learner_trains_and_records_like_the_learner(where, sample):
     for fused in (False, True):
         model = simple_net(seed=0, backend=backend)
         train_dl, valid_dl = loaders(sample, "binary", 256, backend)
-        learner = (FusedLearner(model, train_dl, valid_dl, lr=0.1, device=where.device()) if fused
-                   else Learner(model, train_dl, valid_dl, lr=0.1))
+        opt = SGD(model.params, 0.1)
+        learner = (FusedLearner(model, train_dl, valid_dl, opt, device=where.device()) if fused
+                   else Learner(model, train_dl, valid_dl, opt))
         results[fused] = learner.fit(3)
     for a, f in zip(results[False], results[True]):
         assert (a.epoch, a.accuracy) == (f.epoch, f.accuracy)
@@ -524,12 +527,14 @@ def test_make_learner_picks_the_path():
     backend = get_backend("numpy")
     x, y = np.zeros((8, 784), np.float32), np.zeros((8, 1), np.float32)
     dl = DataLoader(x, y, 4, backend=backend)
-    assert type(make_learner(linear1(backend=backend), dl, dl, lr=0.1)) is Learner  # no fast path on NumPy
-    assert type(make_learner(linear1(backend=backend), dl, dl, lr=0.1, reference=True)) is Learner
+    model = linear1(backend=backend)
+    opt = SGD(model.params, 1.0)
+    assert type(make_learner(model, dl, dl, opt)) is Learner  # no fast path on NumPy
+    assert type(make_learner(model, dl, dl, opt, reference=True)) is Learner
     with pytest.raises(InputError, match="--fused and --reference contradict each other"):
-        make_learner(linear1(backend=backend), dl, dl, lr=0.1, fused=True, reference=True)
+        make_learner(model, dl, dl, opt, fused=True, reference=True)
     with pytest.raises(InputError, match="--fused: the fused CUDA graph needs the cupy backend"):
-        make_learner(linear1(backend=backend), dl, dl, lr=0.1, fused=True)
+        make_learner(model, dl, dl, opt, fused=True)
 
 
 def test_the_trainer_refuses_what_its_device_cannot_run(sample, host_cache):
@@ -569,7 +574,7 @@ def test_the_books_40_epoch_run_ends_at_the_same_accuracy(cupy_backend, sample, 
         backend = get_backend(backend_name, dtype)
         model = simple_net(seed=0, backend=backend)
         train_dl, valid_dl = DataLoader(tx, ty, 256, backend=backend), DataLoader(vx, vy, 256, backend=backend)
-        learner = make_learner(model, train_dl, valid_dl, lr=0.1)
+        learner = make_learner(model, train_dl, valid_dl, SGD(model.params, 0.1))
         assert isinstance(learner, FusedLearner) == (backend_name == "cupy")
         accuracy[backend_name] = learner.fit(40)[-1].accuracy
     assert abs(accuracy["cupy"] - accuracy["numpy"]) * len(vx) <= (0 if dtype == "float64" else 1) + 1e-9

@@ -115,7 +115,7 @@ def test_cupy_device_records_every_launch_and_replays_on_the_current_stream(cupy
     reference = make(NumpyBackend("float64"))
     model = make(backend)
     train = DataLoader(tx, ty, 128, shuffle=True, seed=1, backend=backend)
-    learner = FusedLearner(model, train, DataLoader(vx, vy, 128, backend=backend), lr=0.1,
+    learner = FusedLearner(model, train, DataLoader(vx, vy, 128, backend=backend), SGD(model.params, 0.1),
                            device=CupyDevice(backend))
     assert cupy.replays == []  # compiled and recorded, nothing run yet
     uploaded = [graph for event, graph, _ in cupy.events if event == "upload"]

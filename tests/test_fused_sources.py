@@ -22,7 +22,6 @@ from numpy_mnist.fused.host import HostDevice, compiler
 from numpy_mnist.fused.source import (
     KERNEL_DIR,
     KERNEL_FILES,
-    LOSS_CODES,
     NVRTC_OPTIONS,
     KernelConfig,
     cli_configs,
@@ -30,6 +29,7 @@ from numpy_mnist.fused.source import (
     program_source,
 )
 from numpy_mnist.fused.trainer import Launch
+from numpy_mnist.losses import get_loss
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -90,8 +90,9 @@ def test_the_trainer_sizes_its_launches_by_the_kernels_tiles():
     geometry_ = geometry()
     assert geometry_["MLP_ROWS"] * geometry_["MLP_UNITS"] == geometry_["MLP_THREADS"]
     assert geometry_["MLP_COLS"] * geometry_["MLP_UNITS"] == geometry_["MLP_THREADS"]
-    assert {k: geometry_[k.upper()] for k in ("mnist_loss", "bce")} == {"mnist_loss": 0, "bce": 1}
-    assert geometry_["SOFTMAX_CE"] == LOSS_CODES["cross_entropy"]
+    codes = {name: get_loss(name).kernel_code for name in ("mnist_loss", "bce", "cross_entropy")}
+    assert codes == {"mnist_loss": geometry_["MNIST_LOSS"], "bce": geometry_["BCE"],
+                     "cross_entropy": geometry_["SOFTMAX_CE"]}
 
 
 def test_every_configuration_of_the_command_line_has_kernels():

@@ -37,7 +37,7 @@ def refusals(model, x, y):
     backend = model.backend
     train, valid = DataLoader(x, y, 32, backend=backend), DataLoader(x, y, 32, backend=backend)
     with pytest.raises(InputError) as learner:
-        Learner(model, train, valid)
+        Learner(model, train, valid, SGD(model.params, 0.1))
     with pytest.raises(InputError) as fused:
         FusedTrainer(model, train, SGD(model.params, 0.1), valid, device=HostDevice())
     return str(learner.value), str(fused.value)
@@ -79,7 +79,10 @@ def test_int32_labels_are_widened_and_train_as_on_the_array_path(data):
     train = DataLoader(x, labels, 32, shuffle=True, seed=2, backend=backend)
     assert train.y.dtype == np.int32  # the loader keeps integer dtypes
     trainer = FusedTrainer(fused_model, train, SGD(fused_model.params, 0.1), device=HostDevice())
-    fused = [trainer.train_epoch(e) for e in (1, 2)]
+    fused = []
+    for e in (1, 2):
+        train.set_epoch(e - 1)  # as the Learner does before every epoch
+        fused.append(trainer.train_epoch(e))
     train.set_epoch(0)
     opt = SGD(array_model.params, 0.1)
     reference = [train_epoch(array_model, train, opt, epoch=e) for e in (1, 2)]

@@ -240,3 +240,14 @@ def test_float32_models_match_float64_on_the_same_inputs(backend32, case):
     logits = available_backends("float64")[0].to_host(model64.forward(x))
     magnitude = loss_magnitude(loss, logits, y, value64)  # what bce cancels, see loss_magnitude
     assert_agree("loss", value32, value64, 2 * gamma32(k) * magnitude + TINY32, rtol=F32_RTOL)
+
+
+def test_the_proofs_depend_one_way_model_check_on_torch_twin():
+    """model_check uses the twins; the twins know each loss from its own record, not from model_check."""
+    import ast
+    import inspect
+
+    imported = {node.module if isinstance(node, ast.ImportFrom) else alias.name
+                for node in ast.walk(ast.parse(inspect.getsource(torch_twin)))
+                if isinstance(node, (ast.Import, ast.ImportFrom)) for alias in node.names}
+    assert "numpy_mnist.model_check" not in imported and "numpy_mnist" in imported  # from numpy_mnist import losses

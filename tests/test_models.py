@@ -112,3 +112,63 @@ def test_images_of_the_wrong_width_are_refused():
         model.forward(np.zeros((3, 28), dtype=np.float32))
     with pytest.raises(InputError, match="hidden must be a positive width"):
         simple_net(hidden=0)
+
+
+def test_sizes_modes_and_buffers_are_stored_not_read_off_the_params():
+    model = simple_net(hidden=6, outputs=3, loss="cross_entropy")
+    assert (model.inputs, model.outputs, model.hidden) == (784, 3, 6)
+    model.params = dict(reversed(list(model.params.items())))  # no size depends on the dict's order
+    assert (model.inputs, model.outputs) == (784, 3)
+    assert model.buffers == {} and model.training
+    assert model.eval() is model and not model.training and model.train().training
+    assert (linear1().kind, simple_net().kind) == ("linear", "simple_net")  # the command line's names
+
+
+def test_the_chain_calls_the_backward_functions_the_model_holds():
+    """The exercise puts a learner's own functions into the same model code: the chain looks them up."""
+    from numpy_mnist import layers
+
+    calls = []
+
+    def counted(name, function):
+        return lambda *args, **kwargs: (calls.append(name), function(*args, **kwargs))[1]
+
+    x = np.random.default_rng(0).random((4, 784), dtype=np.float32)
+    y = np.array([[1.0], [0.0], [1.0], [0.0]], dtype=np.float32)
+    model = simple_net(hidden=3)
+    _, expected = model.loss_and_grads(x, y)
+    model.linear_backward = counted("linear_backward", layers.linear_backward)
+    model.relu_backward = counted("relu_backward", layers.relu_backward)
+    _, grads = model.loss_and_grads(x, y)
+    assert calls == ["linear_backward", "relu_backward", "linear_backward"]
+    for name, value in expected.items():
+        np.testing.assert_array_equal(grads[name], value)
+    linear = linear1()
+    linear.linear_backward = counted("linear", layers.linear_backward)
+    linear.loss_and_grads(x, y)
+    assert calls[-1] == "linear"
+
+
+def test_mnist_loss_is_the_books_where_bitwise_as_one_sigmoid_of_the_flipped_logit():
+    """``mean(where(t == 1, sigma(-z), sigma(z)))``, the book's form, is bitwise the form that flips
+    the logit of a 3 and takes one sigmoid."""
+    from numpy_mnist.layers import sigmoid
+
+    rng = np.random.default_rng(3)
+    z = rng.normal(0, 30, (257, 1))
+    t = (rng.random((257, 1)) < 0.5).astype(np.float64)
+    assert mnist_loss(z, t) == np.mean(sigmoid(np.where(t == 1, -z, z)))
+    assert mnist_loss(z, t) == pytest.approx(np.mean(np.where(t == 1, 1 - sigmoid(z), sigmoid(z))), rel=1e-12)
+
+
+def test_each_loss_says_what_its_consumers_need():
+    from numpy_mnist.losses import LOSSES
+
+    assert {name: (loss.multiclass, loss.kernel_code, loss.twin, loss.saturates) for name, loss in LOSSES.items()} == {
+        "mnist_loss": (False, 0, "mnist_loss", True),
+        "bce": (False, 1, "binary_cross_entropy", False),
+        "cross_entropy": (True, 2, "softmax_cross_entropy", False),
+    }
+    z, t = np.array([[30.0], [-2.0]]), np.array([[1.0], [0.0]])
+    assert LOSSES["mnist_loss"].magnitude(z, t, 0.25) == 0.25
+    assert LOSSES["bce"].magnitude(z, t, 0.1) == pytest.approx(np.mean(np.logaddexp(z, 0) + np.abs(t * z)))

@@ -25,6 +25,7 @@ from numpy_mnist.learner import Learner
 from numpy_mnist.metrics import confusion_matrix, confusion_table, correct_count, model_confusion_matrix
 from numpy_mnist.model_check import check_model_gradients
 from numpy_mnist.models import N_DIGITS, N_PIXELS, linear1, linear10, mlp10, simple_net
+from numpy_mnist.optim import SGD
 
 needs_torch = pytest.mark.skipif(not torch_twin.available(), reason="PyTorch (a test dependency) is not installed")
 
@@ -57,7 +58,7 @@ def test_mlp10_is_simple_net_with_ten_outputs(backend):
         "w1": (784, 7), "b1": (7,), "w2": (7, 10), "b2": (10,)}
     for name in model.params:
         np.testing.assert_array_equal(backend.to_host(model.params[name]), backend.to_host(same.params[name]))
-    assert model.config() == {"kind": "mlp", "inputs": 784, "outputs": 10, "loss": "cross_entropy", "hidden": 7}
+    assert model.config() == {"kind": "simple_net", "inputs": 784, "outputs": 10, "loss": "cross_entropy", "hidden": 7}
     x, y = batch(backend)
     loss, grads = model.loss_and_grads(x, y)
     assert math.isfinite(loss)
@@ -210,7 +211,8 @@ def test_missing_mnist_files_say_how_to_get_them(tmp_path):
 def train(dataset, model, epochs, lr=0.5, batch_size=128, seed=0):
     b = model.backend
     train_dl = DataLoader(dataset.train_x, dataset.train_y, batch_size, shuffle=True, seed=seed, backend=b)
-    learner = Learner(model, train_dl, DataLoader(dataset.valid_x, dataset.valid_y, 500, backend=b), lr=lr)
+    learner = Learner(model, train_dl, DataLoader(dataset.valid_x, dataset.valid_y, 500, backend=b),
+                      SGD(model.params, lr))
     return learner.fit(epochs)
 
 
@@ -293,7 +295,7 @@ def test_help_documents_the_ten_class_defaults(capsys):
         main(["train", "--help"])
     text = " ".join(capsys.readouterr().out.split())
     assert "--dataset {sample,mnist}" in text
-    assert "(default: 0.1 for sample, 0.5 for mnist)" in text
+    assert "(default: the model's own: for sample the book's, linear 1 and simple_net 0.1; 0.5 for mnist)" in text
     assert "(default: 256 for sample, 128 for mnist)" in text
     assert "off for sample, as in the book; on for mnist" in text
 

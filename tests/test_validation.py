@@ -10,6 +10,7 @@ from numpy_mnist.errors import ForeignArrayError, InputError, NumpyMnistError
 from numpy_mnist.learner import Learner
 from numpy_mnist.losses import binary_cross_entropy, mnist_loss
 from numpy_mnist.models import linear1, simple_net
+from numpy_mnist.optim import SGD
 
 
 def data(n=10, seed=0, dtype=np.float32):
@@ -48,7 +49,7 @@ def test_binary_targets_outside_0_1_are_refused(bad):
     y[3, 0] = bad
     # Checked once, where the data enter training (a check per batch would make a GPU wait).
     with pytest.raises(InputError, match="train y must hold only 0 and 1 for the binary losses"):
-        Learner(simple_net(), DataLoader(x, y), DataLoader(x, y))
+        Learner(net := simple_net(), DataLoader(x, y), DataLoader(x, y), SGD(net.params, 0.1))
     with pytest.raises(InputError, match="y must hold only 0 and 1 for the binary losses"):
         check_targets(y, 1)
 
@@ -101,9 +102,9 @@ def test_learner_checks_data_and_backends_once_at_the_start():
     x, y = data()
     strict = get_backend("array_api_strict", "float32")
     with pytest.raises(InputError, match="the train DataLoader is on <backend array_api_strict"):
-        Learner(linear1(), DataLoader(x, y, backend=strict), DataLoader(x, y))
+        Learner(net := linear1(), DataLoader(x, y, backend=strict), DataLoader(x, y), SGD(net.params, 1.0))
     y[0, 0] = 3.0
     with pytest.raises(InputError, match="valid y must hold only 0 and 1"):
-        Learner(linear1(), DataLoader(x, np.zeros_like(y)), DataLoader(x, y))
+        Learner(net := linear1(), DataLoader(x, np.zeros_like(y)), DataLoader(x, y), SGD(net.params, 1.0))
     with pytest.raises(InputError, match=r"train y must be integer labels of shape \(10,\) for a 10-class model"):
-        Learner(linear1(outputs=10), DataLoader(x, y), DataLoader(x, y))
+        Learner(net := linear1(outputs=10), DataLoader(x, y), DataLoader(x, y), SGD(net.params, 1.0))

@@ -39,11 +39,12 @@ from dataclasses import dataclass
 
 from numpy_mnist.bench.machine import torch_or_reason
 from numpy_mnist.bench.timing import EventTrial, Trial
+from numpy_mnist.models import MLP, LinearModel
 
 __all__ = ["Workload", "Engine", "ENGINE_KEYS", "make_engines", "book_model"]
 
-#: The book's learning rates: 1.0 for the linear model, 0.1 for simple_net.
-LEARNING_RATES = {"linear1": 1.0, "simple_net": 0.1}
+#: The book's learning rates, as the models state them (1.0 for linear1, 0.1 for simple_net).
+LEARNING_RATES = {"linear1": LinearModel.book_lr, "simple_net": MLP.book_lr}
 
 
 @dataclass(frozen=True)

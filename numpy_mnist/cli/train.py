@@ -1,7 +1,8 @@
 """numpy-mnist train: the book's training run, with a progress bar, a table, history and plots.
 
 --dataset sample (the default) is the book's 3s and 7s, and the defaults reproduce the book's final
-model: simple_net, 40 epochs, mnist_loss, lr 0.1, batch size 256, in order.
+model: simple_net, 40 epochs, mnist_loss, lr 0.1, batch size 256, in order (--model linear: the
+book's linear1, at its lr 1.0).
 
 --dataset mnist is the book's closing exercise: all ten digits, 60,000 train / 10,000 test images
 (the test split is the validation set) read from --data or the data cache (fill it with
@@ -27,20 +28,20 @@ must exceed the checkpoint's, else nothing is left to train and the run is refus
 from __future__ import annotations
 
 import argparse
-import contextlib
 import math
 import sys
-import warnings
 from pathlib import Path
 
 from backends import get_backend
 from numpy_mnist.checkpoint import load_checkpoint, save_checkpoint
 from numpy_mnist.cli.options import add_backend_options, positive_float, positive_int, seed
-from numpy_mnist.errors import CheckpointError, InputError
+from numpy_mnist.errors import CheckpointError, DivergenceError, InputError
 from numpy_mnist.files import check_file_target, check_folder_target, write_json
+from numpy_mnist.losses import LOSSES
+from numpy_mnist.models import CLASSES_LR, MODEL_KINDS
 
-MODELS = ("linear", "simple_net")
-LOSSES = ("mnist_loss", "bce", "cross_entropy")
+#: The models ``--model`` names: their kinds, the book's names (``linear`` is its ``linear1``).
+MODELS = tuple(MODEL_KINDS)
 
 
 class HelpFormatter(argparse.RawDescriptionHelpFormatter, argparse.ArgumentDefaultsHelpFormatter):
@@ -65,12 +66,14 @@ def register(subparsers) -> None:
                    help="the book's linear1 or simple_net (784 -> hidden -> ReLU -> out), with 1 output for "
                         "sample and 10 for mnist")
     p.add_argument("--hidden", type=positive_int, default=30, help="simple_net's hidden width")
-    p.add_argument("--loss", choices=LOSSES, default=None,
+    p.add_argument("--loss", choices=tuple(LOSSES), default=None,
                    help="sample: the book's mnist_loss (default) or bce, binary cross-entropy on logits; "
                         "mnist: cross_entropy, softmax cross-entropy (the only one for ten classes)")
     p.add_argument("--epochs", type=positive_int, default=40, help="epochs to train")
     p.add_argument("--lr", type=positive_float, default=None,
-                   help="SGD learning rate (default: 0.1 for sample, 0.5 for mnist)")
+                   help="SGD learning rate (default: the model's own: for sample the book's, "
+                        + " and ".join(f"{kind} {cls.book_lr:g}" for kind, cls in MODEL_KINDS.items())
+                        + f"; {CLASSES_LR:g} for mnist)")
     p.add_argument("--batch-size", type=positive_int, default=None,
                    help="rows per minibatch (default: 256 for sample, 128 for mnist)")
     p.add_argument("--shuffle", action=argparse.BooleanOptionalAction, default=None,
@@ -101,12 +104,11 @@ def register(subparsers) -> None:
 
 
 def settle_defaults(args, spec) -> None:
-    """Fill in the per-dataset defaults (loss, lr, batch size, shuffling) and refuse a loss that
-    does not fit the dataset."""
+    """Fill in the per-dataset defaults (loss, batch size, shuffling) and refuse a loss that does not
+    fit the dataset.  (The learning rate's default is the model's: :attr:`Model.default_lr`.)"""
     from numpy_mnist.datasets import check_loss
 
     args.loss = check_loss(spec, args.loss)
-    args.lr = spec.lr if args.lr is None else args.lr
     args.batch_size = spec.batch_size if args.batch_size is None else args.batch_size
     args.shuffle = spec.shuffle if args.shuffle is None else args.shuffle
 
@@ -124,9 +126,56 @@ def build_model(args, backend, outputs: int = 1):
 
 
 def run(args) -> int:
+    from numpy_mnist.optim import SGD
+    from numpy_mnist.training import make_learner
+
+    spec, data, train_dl, valid_dl, model = prepare(args)
+    opt = SGD(model.params, args.lr)
+    history, start = resume(args, model, opt)
+    learner = make_learner(model, train_dl, valid_dl, opt, history=history, start=start, fused=args.fused,
+                           reference=args.reference)
+
+    table = EpochTable(quiet=args.quiet)
+    table.header(f"{model!r} on {model.backend.device}, {spec.name}: {train_dl.n_rows} train / "
+                 f"{valid_dl.n_rows} valid rows, lr {args.lr:g}, batch {args.batch_size}"
+                 f"{', shuffled' if args.shuffle else ''}"
+                 f"; {learner.path}")
+    if learner.history:
+        print(f"resumed from epoch {learner.epochs_done} of {args.resume} (its epochs are in history.json); "
+              f"training epochs {learner.epochs_done + 1} to {args.epochs}", flush=True)
+    if not train(args, learner, table):
+        return 130
+    if not learner.history:
+        raise InputError("no epoch was trained: --epochs must exceed the checkpoint's epochs")
+    warning = explain(args, data, learner)
+    write_json(args.out / "history.json", {
+        "epochs": [r.as_dict() for r in learner.history],
+        "start": learner.start.as_dict() if learner.start is not None else None,
+        "warning": warning,
+    })
+    written = [args.out / "history.json"]
+    if args.plot:
+        from numpy_mnist.plots import plot_learning_curve
+
+        written.append(plot_learning_curve(learner.history, args.out / "learning_curve.png",
+                                           title=f"{args.model} on {spec.name}, lr {args.lr:g}, "
+                                                 f"batch {args.batch_size}"))
+    if spec.outputs > 1:
+        written += write_class_pictures(args, model, valid_dl, table)
+    final = learner.history[-1]
+    print(f"final valid accuracy {final.accuracy:.4f}; wrote {', '.join(str(p) for p in written)}")
+    if warning is not None:
+        print(f"numpy-mnist train: warning: {warning}", file=sys.stderr)
+    return 0
+
+
+def prepare(args):
+    """Check the paths, load the data and build the model; fill in the defaults ``args`` left open.
+
+    Returns ``(spec, data, train_dl, valid_dl, model)``.
+    """
     from numpy_mnist.data import DataLoader
     from numpy_mnist.datasets import get_spec, load_dataset
-    from numpy_mnist.fused import make_learner
 
     check_folder_target(args.out, "--out")
     if args.save is not None:
@@ -143,23 +192,22 @@ def run(args) -> int:
                           backend=backend)
     valid_dl = DataLoader(data.valid_x, data.valid_y, args.batch_size, backend=backend)
     model = build_model(args, backend, spec.outputs)
-    history, start = resume(args, model)
-    learner = make_learner(model, train_dl, valid_dl, lr=args.lr, history=history, start=start, fused=args.fused,
-                           reference=args.reference)
+    args.lr = model.default_lr if args.lr is None else args.lr
+    return spec, data, train_dl, valid_dl, model
 
-    table = EpochTable(quiet=args.quiet)
-    table.header(f"{model!r} on {backend.device}, {spec.name}: {train_dl.n_rows} train / "
-                 f"{valid_dl.n_rows} valid rows, lr {args.lr:g}, batch {args.batch_size}"
-                 f"{', shuffled' if args.shuffle else ''}"
-                 f"; {learner.path}")
-    if learner.history:
-        print(f"resumed from epoch {learner.epochs_done} of {args.resume} (its epochs are in history.json); "
-              f"training epochs {learner.epochs_done + 1} to {args.epochs}", flush=True)
+
+def train(args, learner, table) -> bool:
+    """Train the epochs ``--epochs`` leaves, a table row and a checkpoint after each; False when
+    Ctrl-C stopped the run (the last finished epoch saved), True otherwise.
+
+    A diverging run ends in its one-line error, here with the flag to change.
+    """
+    from numpy_mnist import training
 
     def save():
         if args.save is not None:
             start = learner.start.as_dict() if learner.start is not None else None
-            save_checkpoint(args.save, model, epoch=learner.epochs_done, optimizer=learner.opt,
+            save_checkpoint(args.save, learner.model, epoch=learner.epochs_done, optimizer=learner.opt,
                             history=learner.history, run={**run_settings(args), "start": start})
 
     def on_epoch_end(record):
@@ -167,68 +215,37 @@ def run(args) -> int:
         save()
 
     try:
-        with quiet_numerics():
-            learner.fit(max(args.epochs - learner.epochs_done, 0), on_epoch_end=on_epoch_end,
-                        progress=not args.quiet)
+        training.fit(learner, max(args.epochs - learner.epochs_done, 0), on_epoch_end=on_epoch_end,
+                     progress=not args.quiet)
+    except DivergenceError as exc:
+        raise DivergenceError(f"{exc} (--lr), e.g. {args.lr / 10:g}") from None
     except KeyboardInterrupt:
         save()
         where = (f"; epoch {learner.epochs_done} saved to {args.save}, continue with --resume {args.save}"
                  if args.save else "")
         print(f"numpy-mnist train: interrupted after {learner.epochs_done} finished epochs{where}", file=sys.stderr)
-        return 130
-
-    if not learner.history:
-        raise InputError("no epoch was trained: --epochs must exceed the checkpoint's epochs")
-    warning = explain(args, spec, model, data, learner)
-    write_json(args.out / "history.json", {
-        "epochs": [r.as_dict() for r in learner.history],
-        "start": learner.start.as_dict() if learner.start is not None else None,
-        "warning": warning,
-    })
-    written = [args.out / "history.json"]
-    if args.plot:
-        from numpy_mnist.plots import plot_learning_curve
-
-        written.append(plot_learning_curve(learner.history, args.out / "learning_curve.png",
-                                           title=f"{args.model} on {spec.name}, lr {args.lr:g}, "
-                                                 f"batch {args.batch_size}"))
-    if spec.outputs > 1:
-        with quiet_numerics():
-            written += write_class_pictures(args, model, valid_dl, table)
-    final = learner.history[-1]
-    print(f"final valid accuracy {final.accuracy:.4f}; wrote {', '.join(str(p) for p in written)}")
-    if warning is not None:
-        print(f"numpy-mnist train: warning: {warning}", file=sys.stderr)
-    return 0
+        return False
+    return True
 
 
-@contextlib.contextmanager
-def quiet_numerics():
-    """No raw NumPy floating-point warning (``RuntimeWarning: overflow encountered in matmul``) inside
-    a training run: an overflow ends in a NaN or infinite loss (a DivergenceError, one line) or in
-    a huge finite one, which :func:`explain` puts in words."""
-    import numpy as np
-
-    with np.errstate(all="ignore"), warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)
-        yield
-
-
-def explain(args, spec, model, data, learner) -> str | None:
+def explain(args, data, learner) -> str | None:
     """One line on what went wrong in a finished run (:func:`numpy_mnist.diagnosis.diagnose`), else None."""
     from numpy_mnist.diagnosis import chance_accuracy, diagnose
 
+    model = learner.model
     found = diagnose(learner.history, chance=chance_accuracy(data.valid_y), lr=args.lr,
                      start_loss=learner.start.valid_loss if learner.start is not None else None,
-                     suggested_lr=spec.lr, model_kind=model.kind, loss=model.loss.name)
+                     suggested_lr=model.default_lr, model_kind=model.kind, loss=model.loss)
     return None if found is None else found.message
 
 
 def write_class_pictures(args, model, valid_dl, table) -> list[Path]:
     """The test set's confusion matrix (printed, JSON, PNG) and, for the linear model, its weights."""
     from numpy_mnist.metrics import confusion_table, model_confusion_matrix
+    from numpy_mnist.training import quiet_numerics
 
-    cm = model.backend.to_host(model_confusion_matrix(model, valid_dl))
+    with quiet_numerics():
+        cm = model.backend.to_host(model_confusion_matrix(model, valid_dl))
     table.print(f"confusion matrix of the {valid_dl.n_rows} validation (test) images:")
     table.print(confusion_table(cm))
     write_json(args.out / "confusion_matrix.json", cm.tolist())
@@ -253,8 +270,8 @@ def run_settings(args) -> dict:
             "batch_size": args.batch_size, "shuffle": args.shuffle, "seed": args.seed}
 
 
-def resume(args, model) -> tuple[list, object]:
-    """Load ``--resume`` into ``model``; return its history and the untrained model's
+def resume(args, model, opt) -> tuple[list, object]:
+    """Load ``--resume`` into ``model`` and ``opt``; return its history and the untrained model's
     :class:`~numpy_mnist.learner.StartRecord` (``([], None)`` without ``--resume``; the record is
     None for a checkpoint written before it was saved)."""
     from numpy_mnist.learner import EpochRecord, StartRecord
@@ -263,7 +280,7 @@ def resume(args, model) -> tuple[list, object]:
         return [], None
     checkpoint = load_checkpoint(args.resume)
     try:
-        checkpoint.load_into(model)
+        checkpoint.load_into(model, opt)
     except CheckpointError as exc:
         raise CheckpointError(f"{args.resume}: {exc}") from None
     settings = run_settings(args)

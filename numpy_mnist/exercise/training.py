@@ -90,12 +90,13 @@ def make_learner(functions: Mapping[str, Callable], config: TrainConfig):
     """A :class:`~numpy_mnist.learner.Learner` of :class:`ExerciseNet` on the bundled 3s and 7s (float64)."""
     from numpy_mnist.data import DataLoader, load_mnist_sample
     from numpy_mnist.learner import Learner
+    from numpy_mnist.optim import SGD
 
     model = ExerciseNet(functions, hidden=config.hidden, seed=config.seed)
     train_x, train_y, valid_x, valid_y = load_mnist_sample()
     train_dl = DataLoader(train_x, train_y, config.batch_size, backend=model.backend)
     valid_dl = DataLoader(valid_x, valid_y, config.batch_size, backend=model.backend)
-    return Learner(model, train_dl, valid_dl, lr=config.lr)
+    return Learner(model, train_dl, valid_dl, SGD(model.params, config.lr))
 
 
 def train(functions: Mapping[str, Callable], config: TrainConfig, *, on_epoch: Callable | None = None):

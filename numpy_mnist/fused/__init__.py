@@ -22,16 +22,18 @@ bitwise identical.
 
 Shuffled batches replay the same graph: the kernels read row ``r`` of a batch as image
 ``perm[start + r]``, and ``perm`` is refilled with the epoch's order before each replay.  The
-batch losses are read once per epoch; a NaN or infinite one raises the divergence error naming the
-epoch and batch, and the :class:`~numpy_mnist.learner.Learner` restores the last finished epoch's
-parameters, as on every other path.
+batch losses are read once per epoch, as the reference reads them; a NaN or infinite one raises the
+divergence error naming the epoch and batch, and the run's edge (:func:`numpy_mnist.training.fit`)
+restores the last finished epoch's parameters, as on the reference path.
 
 Where it applies
 ----------------
 ``numpy-mnist train --backend cupy`` (and ``--backend auto`` on a GPU) uses it for every model and
 loss the command line trains (``linear`` and ``simple_net`` with ``mnist_loss`` or ``bce``, and with
 ``cross_entropy`` over the ten digits), in float32 and float64; ``--reference`` turns it off and
-runs the reference array path.  :func:`make_learner` makes that choice, in one place.
+runs the reference array path.  The choice is made above both this package and the reference, in
+one place: :func:`numpy_mnist.training.make_learner`, which imports this package only for a model
+on a GPU.
 
 Modules: :mod:`~numpy_mnist.fused.source` (the ``.cu`` files and the instantiations a model
 needs), :mod:`~numpy_mnist.fused.trainer` (the launches and the graphs),
@@ -43,45 +45,4 @@ nor the trainer.
 
 from __future__ import annotations
 
-__all__ = ["make_learner", "why_not_fused"]
-
-
-def why_not_fused(model, opt=None) -> str | None:
-    """Why ``model`` cannot train through the fused graph here, or ``None`` when it can."""
-    from numpy_mnist.fused.trainer import why_not_kernels
-
-    if model.backend.name != "cupy":
-        return f"the fused CUDA graph needs the cupy backend, and this run is on {model.backend.name}"
-    return why_not_kernels(model, opt)
-
-
-def make_learner(model, train_dl, valid_dl, *, lr: float, history=None, start=None, fused: bool = False,
-                 reference: bool = False):
-    """The :class:`~numpy_mnist.learner.Learner` that trains ``model``: the one place a fast path is chosen.
-
-    ``reference=True`` (``numpy-mnist train --reference``): the reference
-    :class:`~numpy_mnist.learner.Learner`, every fast path off.  Otherwise the fused CUDA graph
-    (:class:`~numpy_mnist.fused.learner.FusedLearner`, equal to the reference to the rounding of its
-    sums, see above) wherever it applies, and the reference elsewhere.  ``fused=True``
-    (``--fused``) insists on the fused graph: an :class:`~numpy_mnist.errors.InputError` saying why,
-    where it does not apply.
-
-    (The CPU has no fast path: a NumPy epoch with preallocated buffers, bitwise the reference, was
-    measured 19 to 35 % faster than it for ``linear1`` but only 5 to 12 % for ``simple_net``, whose
-    epoch is mostly the same BLAS products; it did not earn its place.)
-    """
-    from numpy_mnist.errors import InputError
-    from numpy_mnist.learner import Learner
-
-    options = {"lr": lr, "history": history, "start": start}
-    if reference and fused:
-        raise InputError("--fused and --reference contradict each other: --reference turns every fast path off")
-    if not reference:
-        why = why_not_fused(model)
-        if why is None:
-            from numpy_mnist.fused.learner import FusedLearner
-
-            return FusedLearner(model, train_dl, valid_dl, **options)
-        if fused:
-            raise InputError(f"--fused: {why}; drop --fused to use the reference array path")
-    return Learner(model, train_dl, valid_dl, **options)
+__all__: list[str] = []

@@ -12,9 +12,10 @@ class FusedLearner(Learner):
     """A :class:`~numpy_mnist.learner.Learner` whose epochs are replays of a CUDA graph.
 
     Everything but the two calls that train and validate is the Learner's own: the history, the
-    epoch numbering of a resumed run, the timing, and putting the last finished epoch's parameters
-    back after a divergence or Ctrl-C.  The kernels update ``model.params`` in place, so
-    checkpoints and plots read the parameters where they always do.
+    epoch numbering of a resumed run, the loader's epoch, the timing.  The kernels update
+    ``model.params`` in place, so checkpoints, plots and :func:`numpy_mnist.training.fit` (which
+    puts the last finished epoch back after a divergence or Ctrl-C) find the parameters where they
+    always do.  ``opt`` must be plain :class:`~numpy_mnist.optim.SGD`, the step the kernels take.
 
     ``device`` is passed to :class:`~numpy_mnist.fused.trainer.FusedTrainer` (default: the GPU);
     the kernels are compiled and both graphs recorded here, before the first epoch's clock starts.
@@ -22,9 +23,8 @@ class FusedLearner(Learner):
 
     path = "fused CUDA graph"
 
-    def __init__(self, model, train_dl, valid_dl, lr: float = 0.1, opt=None, history=None, start=None, *,
-                 device=None) -> None:
-        super().__init__(model, train_dl, valid_dl, lr=lr, opt=opt, history=history, start=start)
+    def __init__(self, model, train_dl, valid_dl, opt, history=None, start=None, *, device=None) -> None:
+        super().__init__(model, train_dl, valid_dl, opt, history=history, start=start)
         self.trainer = FusedTrainer(model, train_dl, self.opt, valid_dl, device=device)
 
     def _train_epoch(self, epoch: int) -> float:

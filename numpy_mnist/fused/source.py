@@ -1,7 +1,8 @@
 """The ``.cu`` sources of the fused kernels, and the names of the instantiations a model needs.
 
 Nothing here imports CuPy: the test-suite reads the same sources and names to compile them with
-``nvcc`` and ``g++`` on machines without a GPU.
+``nvcc`` and ``g++`` on machines without a GPU.  Each loss's ``LOSS`` template argument is its
+:attr:`~numpy_mnist.losses.Loss.kernel_code`, written beside the loss's definition.
 """
 
 from __future__ import annotations
@@ -10,10 +11,11 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
+from numpy_mnist.losses import LOSSES, Loss, get_loss
+
 __all__ = [
     "KERNEL_DIR",
     "KERNEL_FILES",
-    "LOSS_CODES",
     "MAX_CLASSES",
     "NVRTC_OPTIONS",
     "KernelConfig",
@@ -29,8 +31,6 @@ KERNEL_FILES = ("linear.cu", "mlp.cu", "reduce.cu")
 #: NVRTC's options: C++17 (``if constexpr``), and no multiply-add contracted unless the source says
 #: ``fma`` (so every rounding is the one written in the source; see ``common.cuh``).
 NVRTC_OPTIONS = ("--std=c++17", "--fmad=false")
-#: The ``LOSS`` template argument of each loss (``common.cuh``).
-LOSS_CODES = {"mnist_loss": 0, "bce": 1, "cross_entropy": 2}
 #: The most classes the row kernels hold in registers (``T z[K]``); more fall back to the array path.
 MAX_CLASSES = 32
 
@@ -72,21 +72,25 @@ def geometry() -> dict[str, int]:
 class KernelConfig:
     """Which kernels train a model: its kind, logits per row, loss and dtype."""
 
-    kind: str  # "linear" or "mlp"
+    kind: str  # "linear" or "simple_net" (a model's ``kind``)
     outputs: int  # K
-    loss: str  # "mnist_loss", "bce" or "cross_entropy"
+    loss: str  # the name of a loss with a ``kernel_code``: "mnist_loss", "bce" or "cross_entropy"
     dtype: str  # "float32" or "float64"
 
     def __post_init__(self) -> None:
-        if self.kind not in ("linear", "mlp"):
+        if self.kind not in ("linear", "simple_net"):
             raise ValueError(f"no fused kernels for the model kind {self.kind!r}")
-        if self.loss not in LOSS_CODES:
+        if self.loss not in LOSSES or LOSSES[self.loss].kernel_code is None:
             raise ValueError(f"no fused kernels for the loss {self.loss!r}")
         if self.dtype not in _C_TYPES:
             raise ValueError(f"no fused kernels for the dtype {self.dtype!r}")
-        binary = self.loss != "cross_entropy"
-        if binary != (self.outputs == 1) or not 1 <= self.outputs <= MAX_CLASSES:
+        if self.multiclass == (self.outputs == 1) or not 1 <= self.outputs <= MAX_CLASSES:
             raise ValueError(f"{self.loss} with {self.outputs} outputs has no fused kernels")
+
+    @property
+    def multiclass(self) -> bool:
+        """Class labels (N,) against K logits, rather than one logit and a 0/1 target per row."""
+        return get_loss(self.loss).multiclass
 
     @property
     def c_type(self) -> str:
@@ -95,12 +99,12 @@ class KernelConfig:
     @property
     def target_type(self) -> str:
         """The C type of the targets: ``T`` for 0/1 targets, ``long long`` for class labels."""
-        return "long long" if self.loss == "cross_entropy" else self.c_type
+        return "long long" if self.multiclass else self.c_type
 
     def names(self) -> dict[str, str]:
         """The instantiations this model trains with, by role (``"rows"``, ``"step"``, ...), as C++
         name expressions: what ``cupy.RawModule(name_expressions=...)`` compiles and ``get_function`` finds."""
-        t, y, k, loss = self.c_type, self.target_type, self.outputs, LOSS_CODES[self.loss]
+        t, y, k, loss = self.c_type, self.target_type, self.outputs, get_loss(self.loss).kernel_code
         names = {"sum_chunks": f"sum_chunks<{t}>", "sum_parts": f"sum_parts<{t}>"}
         if self.kind == "linear":
             names.update(rows=f"linear_rows<{t}, {y}, {k}, {loss}>", step=f"linear_step<{t}, {k}>")
@@ -111,11 +115,9 @@ class KernelConfig:
 
 
 def cli_configs() -> list[KernelConfig]:
-    """Every configuration ``numpy-mnist train`` can ask for: both models with ``mnist_loss`` and
-    ``bce`` (one logit) and with ``cross_entropy`` over the ten digits, in float32 and float64."""
-    out = []
-    for dtype in _C_TYPES:
-        for kind in ("linear", "mlp"):
-            out += [KernelConfig(kind, 1, "mnist_loss", dtype), KernelConfig(kind, 1, "bce", dtype),
-                    KernelConfig(kind, 10, "cross_entropy", dtype)]
-    return out
+    """Every configuration ``numpy-mnist train`` can ask for: both models with every loss that has
+    kernels, on one logit (``mnist_loss``, ``bce``) or over the ten digits (``cross_entropy``), in
+    float32 and float64."""
+    kernel_losses: list[Loss] = [loss for loss in LOSSES.values() if loss.kernel_code is not None]
+    return [KernelConfig(kind, 10 if loss.multiclass else 1, loss.name, dtype)
+            for dtype in _C_TYPES for kind in ("linear", "simple_net") for loss in kernel_losses]

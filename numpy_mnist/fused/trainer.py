@@ -5,8 +5,8 @@ kernels per batch for the linear model, three for simple_net, the batch losses i
 buffer) and replays them every epoch; validation is a second, smaller graph.  It computes what
 :func:`numpy_mnist.learner.train_epoch` and :func:`~numpy_mnist.learner.validate_epoch` compute,
 to the rounding of sums taken in another order, and updates ``model.params`` in place, so the
-rest of the program (checkpoints, the Learner's restore after a divergence, plots) sees the
-parameters where it always does.
+rest of the program (checkpoints, :func:`numpy_mnist.training.fit`'s restore after a divergence,
+plots) sees the parameters where it always does.
 """
 
 from __future__ import annotations
@@ -18,6 +18,10 @@ import numpy as np
 from numpy_mnist.checks import check_targets
 from numpy_mnist.errors import InputError
 from numpy_mnist.fused.source import MAX_CLASSES, KernelConfig, geometry
+from numpy_mnist.learner import epoch_loss
+from numpy_mnist.losses import LOSSES
+from numpy_mnist.models import MLP, LinearModel
+from numpy_mnist.optim import SGD
 
 __all__ = ["CHUNK", "GEOMETRY", "PARAM_BLOCK", "FusedTrainer", "Launch", "kernel_config", "why_not_kernels"]
 
@@ -53,18 +57,17 @@ def why_not_kernels(model, opt=None) -> str | None:
     """Why ``model`` (with the optimizer ``opt``) has no fused kernels, or ``None`` when it has.
 
     Kernels exist for the stock models (:class:`~numpy_mnist.models.LinearModel`, :class:`~numpy_mnist.models.MLP`)
-    with a stock loss (``mnist_loss`` or ``bce`` on one logit, ``cross_entropy`` on 2 to 32 classes),
-    trained by plain :class:`~numpy_mnist.optim.SGD`; anything else keeps the array path.
+    with a stock loss that has a :attr:`~numpy_mnist.losses.Loss.kernel_code` (``mnist_loss`` or
+    ``bce`` on one logit, ``cross_entropy`` on 2 to 32 classes), trained by plain
+    :class:`~numpy_mnist.optim.SGD`; anything else keeps the array path.
     """
-    from numpy_mnist.losses import LOSSES
-    from numpy_mnist.models import MLP, LinearModel
-    from numpy_mnist.optim import SGD
-
     if type(model) not in (LinearModel, MLP):
         return f"there are no fused kernels for a {type(model).__name__}"
     loss = model.loss
     if LOSSES.get(loss.name) != loss:
         return f"there are no fused kernels for a custom loss ({loss.name!r} with its own functions)"
+    if loss.kernel_code is None:
+        return f"there are no fused kernels for the loss {loss.name!r}"
     if loss.multiclass and not 2 <= model.outputs <= MAX_CLASSES:
         return f"the fused kernels take 2 to {MAX_CLASSES} classes, not {model.outputs}"
     if not loss.multiclass and model.outputs != 1:
@@ -142,7 +145,7 @@ class FusedTrainer:
     # -- what the graphs read ------------------------------------------------------------------
     @property
     def hidden(self) -> int | None:
-        return int(self.model.params["b1"].shape[0]) if self.config.kind == "mlp" else None
+        return int(self.model.params["b1"].shape[0]) if self.config.kind == "simple_net" else None
 
     def _params(self) -> tuple:
         p = self.model.params
@@ -161,7 +164,7 @@ class FusedTrainer:
         """
         check_targets(dl.y, self.config.outputs, n=dl.n_rows, name=f"{'train' if dl is self.train_dl else 'valid'} y")
         x = self.device.asarray(dl.x)
-        y = self.device.asarray(dl.y, np.int64 if self.config.loss == "cross_entropy" else self.config.dtype)
+        y = self.device.asarray(dl.y, np.int64 if self.config.multiclass else self.config.dtype)
         return x, y
 
     def _row_launches(self, x, y, perm, start: int, n: int, bufs: dict) -> list[Launch]:
@@ -201,7 +204,7 @@ class FusedTrainer:
         dev, t = self.device, self.config.dtype
         bufs = {"term": dev.empty(rows, t), "correct": dev.empty(rows, np.int32),
                 "dz": dev.empty(rows * self.config.outputs, t)}
-        if self.config.kind == "mlp":
+        if self.config.kind == "simple_net":
             bufs.update(pre=dev.empty(rows * self.hidden, t), dh=dev.empty(rows * self.hidden, t))
         return bufs
 
@@ -240,18 +243,18 @@ class FusedTrainer:
         return 2 if self.config.kind == "linear" else 3
 
     def train_epoch(self, epoch: int = 1) -> float:
-        """One epoch, in the loader's order for its current epoch; the mean training loss.
+        """One epoch, in the order the loader gives for its current epoch (``dl.epoch``, which the
+        :class:`~numpy_mnist.learner.Learner` sets before every epoch, and which this leaves as it
+        is); the mean training loss.
 
         The batch losses are read once, after the replay.  A NaN or infinite one raises
         :class:`~numpy_mnist.errors.DivergenceError` naming the epoch and the first bad batch, as
-        :func:`numpy_mnist.learner.train_epoch` does on a GPU (the whole epoch has run by then; the
-        :class:`~numpy_mnist.learner.Learner` puts the last finished epoch's parameters back).
+        :func:`numpy_mnist.learner.train_epoch` does (the whole epoch has run by then;
+        :func:`numpy_mnist.training.fit` puts the last finished epoch's parameters back).
         """
-        from numpy_mnist.learner import epoch_loss
-
         g = self._ensure_train()
         dl = self.train_dl
-        order_epoch, dl.epoch = dl.epoch, dl.epoch + 1  # as iterating over the loader does
+        order_epoch = dl.epoch
         if dl.shuffle:
             self.device.upload(g.buffers["perm"], dl.order(order_epoch).astype(np.int32))
             self._perm_epoch = order_epoch
@@ -260,7 +263,7 @@ class FusedTrainer:
             self._perm_epoch = None
         g.graph.replay()
         batch_losses = self.device.to_host(g.buffers["losses"]).tolist()
-        return epoch_loss(batch_losses, g.buffers["sizes"], epoch=epoch, lr=self.opt.lr)
+        return epoch_loss(batch_losses, g.buffers["sizes"], epoch=epoch)
 
     # -- validation -----------------------------------------------------------------------------
     def _ensure_valid(self) -> _Graph:
