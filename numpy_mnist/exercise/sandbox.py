@@ -29,8 +29,9 @@ from pathlib import Path
 
 import numpy as np
 
-from numpy_mnist.errors import NumpyMnistError
+from numpy_mnist.errors import DivergenceError, NumpyMnistError
 from numpy_mnist.exercise.functions import EXERCISE_NAMES
+from numpy_mnist.exercise.training import TrainConfig, reference_functions, train
 
 __all__ = ["Sandbox", "CallFailed", "LearnerFileError", "Foreign", "DEFAULT_TIMEOUT"]
 
@@ -170,20 +171,23 @@ class Sandbox:
         return reply[1]
 
     def train(self, config: dict, *, epoch_timeout: float):
-        """Run :func:`numpy_mnist.exercise.training.run_in_child` in the child; yield its messages.
+        """Train with the learner's functions in the child (:func:`_train_in_child`); yield its messages.
 
-        Yields ``("epoch", record dict)`` per epoch, then one of ``("trained", None)``,
-        ``("raised", function name, message)`` or ``("diverged", message)``.  Raises
-        :class:`CallFailed` when an epoch takes longer than ``epoch_timeout`` or the child dies.
+        Yields ``("epoch", record dict)`` per epoch, then one of ``("trained",)``, ``("raised",
+        message)``, ``("diverged", message)``, or ``("failed", message)`` when an epoch takes longer
+        than ``epoch_timeout`` or the child dies.
         """
-        self.start()
-        self._send(("train", config))
-        while True:
-            reply = self._receive(epoch_timeout, f"an epoch of training with your functions did not end "
-                                                 f"within {epoch_timeout:g} s")
-            yield reply
-            if reply[0] != "epoch":
-                return
+        try:
+            self.start()
+            self._send(("train", config))
+            while True:
+                reply = self._receive(epoch_timeout, f"an epoch of training with your functions did not end "
+                                                     f"within {epoch_timeout:g} s")
+                yield reply
+                if reply[0] != "epoch":
+                    return
+        except CallFailed as failed:
+            yield ("failed", failed.message)
 
     def _send(self, message) -> None:
         try:
@@ -251,11 +255,51 @@ def _child_main(conn, path: str) -> None:
                 conn.send(("raised", type(exc).__name__,
                            f"returned something that cannot be passed back ({_one_line(exc)})"))
         elif message[0] == "train":
-            from numpy_mnist.exercise.training import run_in_child
-
-            run_in_child(conn, module, path, message[1])
+            _train_in_child(conn, module, path, message[1])
         else:
             return
+
+
+class _LearnerCallError(NumpyMnistError):
+    """One of the learner's functions raised, or returned the wrong shapes, during training."""
+
+
+def _guarded(name: str, function, path: str):
+    """The learner's ``function``, its exceptions and wrong shapes turned into :class:`_LearnerCallError`."""
+    def call(*args, **kwargs):
+        try:
+            out = function(*args, **kwargs)
+        except Exception as exc:  # the learner's code may raise anything
+            raise _LearnerCallError(f"{name} raised {describe_exception(exc, path)}") from None
+        if name != "linear_backward":
+            want, got = [args[0].shape], [out]
+        elif isinstance(out, (tuple, list)) and len(out) == 3:
+            _, x, w = args
+            want, got = [x.shape if kwargs.get("need_dx", True) else None, w.shape, (w.shape[1],)], out
+        else:
+            raise _LearnerCallError(f"{name} returned {type(out).__name__}, not (dx, dw, db)")
+        for shape, value in zip(want, got):
+            if shape is not None and (not isinstance(value, np.ndarray) or value.shape != shape):
+                have = value.shape if isinstance(value, np.ndarray) else type(value).__name__
+                raise _LearnerCallError(f"{name} returned {have} where {shape} was needed")
+        return out
+
+    return call
+
+
+def _train_in_child(conn, module, path: str, config: dict) -> None:
+    """The ``train`` request: simple_net trained with the learner's functions, each epoch sent on ``conn``."""
+    cfg = TrainConfig(**{**config, "learner_functions": tuple(config["learner_functions"])})
+    functions = {**reference_functions(),
+                 **{name: _guarded(name, getattr(module, name), path) for name in cfg.learner_functions}}
+    try:
+        train(functions, cfg, on_epoch=lambda record: conn.send(("epoch", record.as_dict())))
+    except _LearnerCallError as exc:
+        conn.send(("raised", str(exc)))
+    except DivergenceError as exc:
+        conn.send(("diverged", str(exc)))
+    else:
+        conn.send(("trained",))
 
 
 def _load(path: str):
