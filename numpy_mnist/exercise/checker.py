@@ -304,21 +304,6 @@ def _value_failure(ex: Exercise, example: Example, a, report: gc.GradReport, err
 
 # -- the inputs ---------------------------------------------------------------------------------------
 
-_PROBES = {
-    "elementwise": Example((np.array([[1.0, -0.5], [0.25, 2.0]]), np.array([[0.5, -1.0], [2.0, -0.3]]))),
-    "binary": Example((np.array([[0.5], [-1.0], [2.0]]), np.array([[1.0], [0.0], [1.0]]))),
-    "linear_backward": Example((np.array([[1.0, -2.0], [0.5, 0.25]]), np.array([[1.0, 2.0, 3.0], [-1.0, 0.5, 0.0]]),
-                                np.array([[0.1, 0.2], [0.3, -0.4], [0.5, 0.6]]))),
-    "multiclass": Example((np.array([[0.5, -1.0, 2.0], [0.1, 0.2, 0.3]]), np.array([2, 0]))),
-}
-
-
-def _kind(ex: Exercise) -> str:
-    if ex.name in _ELEMENTWISE or ex.name == "linear_backward":
-        return "elementwise" if ex.name in _ELEMENTWISE else ex.name
-    return "multiclass" if losses.get_loss(ex.loss).multiclass else "binary"
-
-
 def _strategy(ex: Exercise):
     """The hypothesis strategy of :class:`Example` for ``ex``."""
     from hypothesis import strategies as st
@@ -332,7 +317,6 @@ def _strategy(ex: Exercise):
 
     # Moderate values, or large ones (|z| in [15, 750]) where naive sigmoid code loses digits or overflows.
     logits = st.one_of(floats(-6, 6), signed(15, 750))
-    kind = _kind(ex)
 
     @st.composite
     def draw(draw):
@@ -341,13 +325,13 @@ def _strategy(ex: Exercise):
         def arrays(shape, elements, dtype=np.float64):
             return draw(hnp.arrays(dtype, shape, elements=elements))
 
-        if kind == "elementwise":
+        if ex.name in _ELEMENTWISE:
             x = logits if ex.name == "sigmoid_backward" else signed(1e-3, 10)
             return Example((arrays((n, d), floats(-3, 3)), arrays((n, d), x)))
-        if kind == "linear_backward":
+        if ex.name == "linear_backward":
             dout, x, w = (arrays(s, floats(-3, 3)) for s in ((n, k), (n, d), (d, k)))
             return Example((dout, x, w), {"need_dx": draw(st.booleans())})
-        if kind == "multiclass":
+        if losses.get_loss(ex.loss).multiclass:
             return Example((arrays((n, k), logits), arrays((n,), st.integers(0, k - 1), np.int64)))
         return Example((arrays((n, 1), logits), arrays((n, 1), st.sampled_from([0.0, 1.0]))))
 
@@ -406,6 +390,10 @@ def _hypothesis(examples: int):
     return given, chosen
 
 
+class _ToDo(Exception):
+    """The function's first call raised NotImplementedError: it is still the starter's."""
+
+
 class _Run:
     """Checking one exercise in the sandbox: the inputs tried, the worst errors, the first failure
     hypothesis met and a sticky one (after which the function is not called again)."""
@@ -415,16 +403,16 @@ class _Run:
         self.examples, self.worst, self.fd_worst = 0, 0.0, 0.0
         self.first: Failure | None = None
         self.sticky: Failure | None = None
+        self.todo = False
 
     def attempt(self, example: Example) -> None:
         """The hypothesis test's body: raise the failure of ``example``, if any."""
-        if self.sticky is not None:
-            raise self.sticky
-        failure = self.run(example)
-        if failure is not None:
+        failure = self.sticky if self.sticky is not None or self.todo else self.run(example)
+        if self.todo:
+            raise _ToDo()
+        if failure is not None:  # one raise for every failure: hypothesis tells failures apart by their line
             self.first = self.first or failure
-            if failure.sticky:
-                self.sticky = failure
+            self.sticky = failure if failure.sticky else None
             raise failure
 
     def run(self, example: Example) -> Failure | None:
@@ -434,6 +422,7 @@ class _Run:
         try:
             value = self.box.call(ex.name, example.args, example.kwargs, arg_names=ex.inputs)
         except CallFailed as failed:
+            self.todo = self.examples == 1 and failed.exception == "NotImplementedError"
             failure = Failure(failed.message, "call", _exception_hints(ex, example, failed), sticky=failed.sticky)
         else:
             try:
@@ -469,17 +458,10 @@ def _check_one(run: _Run, test: Callable) -> FunctionResult:
     if kind != "function":
         return (FunctionResult(ex.name, "to do", note="not defined in the file") if kind == "missing" else
                 FunctionResult(ex.name, "FAIL", problem=f"{ex.name} is defined but is not a function", what="type"))
-    probe = _PROBES[_kind(ex)]
-    try:
-        run.box.call(ex.name, probe.args, probe.kwargs, arg_names=ex.inputs)
-    except CallFailed as failed:
-        if failed.kind == "raised" and failed.exception == "NotImplementedError":
-            return FunctionResult(ex.name, "to do")
-        if failed.sticky:
-            return FunctionResult(ex.name, "FAIL", examples=1, problem=failed.message, what="call",
-                                  example=probe.describe(ex.inputs), found="first", sticky=True)
     try:
         test(run.attempt)
+    except _ToDo:
+        return FunctionResult(ex.name, "to do")
     except Failure as failure:
         if run.sticky is not None:
             return run.result("FAIL", run.sticky, found="first", sticky=True)
