@@ -238,16 +238,20 @@ def _unpack(ex: Exercise, value, right: tuple) -> tuple:
                       "type")
     if n == 1 and value is None:
         raise Failure(f"{ex.name} returned None; it must return a NumPy array: did you forget `return`?", "type")
-    outputs = []
-    for out, a, r in zip(ex.outputs, tuple(value) if n > 1 else (value,), right):
-        if a is not None and not isinstance(a, np.ndarray):
-            shape = f" of shape {tuple(r.shape)}" if r is not None else ""
-            raise Failure(f"{ex.name} returned {_what(a)} for {out}; it must be a NumPy array{shape}", "type")
-        if a is not None and not np.issubdtype(a.dtype, np.floating):
-            raise Failure(f"{ex.name} returned {out} of dtype {a.dtype}; it must hold floating-point numbers like "
-                          "its inputs (float64 here)", "type")
-        outputs.append(None if a is None else a.astype(np.float64, copy=False))
-    return tuple(outputs)
+    return tuple(_as_array(ex, out, a, r) for out, a, r in zip(ex.outputs, tuple(value) if n > 1 else (value,), right))
+
+
+def _as_array(ex: Exercise, out: str, a, r):
+    """One output as a float64 array (or None), or a :class:`Failure`."""
+    if a is None:
+        return None
+    if not isinstance(a, np.ndarray):
+        shape = f" of shape {tuple(r.shape)}" if r is not None else ""
+        raise Failure(f"{ex.name} returned {_what(a)} for {out}; it must be a NumPy array{shape}", "type")
+    if not np.issubdtype(a.dtype, np.floating):
+        raise Failure(f"{ex.name} returned {out} of dtype {a.dtype}; it must hold floating-point numbers like "
+                      "its inputs (float64 here)", "type")
+    return a.astype(np.float64, copy=False)
 
 
 def _what(value) -> str:
