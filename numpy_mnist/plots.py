@@ -84,19 +84,12 @@ def images_figure(images, titles=None, *, ncols: int | None = None, cmap: str = 
     titles = list(titles) if titles is not None else [""] * len(pictures)
     ncols = ncols or len(pictures)
     nrows = -(-len(pictures) // ncols)
-    shared_limit = max(float(abs(p).max()) for p in pictures) or 1.0
-
-    def options(picture):
-        if not symmetric:
-            return {"cmap": cmap}
-        limit = shared_limit if shared else float(abs(picture).max()) or 1.0
-        return {"cmap": "RdBu_r" if cmap == "gray_r" else cmap, "vmin": -limit, "vmax": limit}
-
+    shared_limit = max(float(abs(p).max()) for p in pictures) if shared else None
     fig, axes = pyplot().subplots(nrows, ncols, squeeze=False,
                                   figsize=(size * ncols + (0.9 if colorbar else 0), size * nrows + 0.3))
     for ax in axes.flat:
         ax.set_axis_off()
-    images = [ax.imshow(p, **options(p)) for ax, p in zip(axes.flat, pictures)]
+    images = [ax.imshow(p, **_colours(p, cmap, symmetric, shared_limit)) for ax, p in zip(axes.flat, pictures)]
     for ax, text in zip(axes.flat, titles):
         ax.set_title(text, fontsize=9)
     if colorbar:
@@ -104,6 +97,14 @@ def images_figure(images, titles=None, *, ncols: int | None = None, cmap: str = 
     if title:
         fig.suptitle(title)
     return fig
+
+
+def _colours(picture, cmap: str, symmetric: bool, shared_limit: float | None) -> dict:
+    """imshow's colour options: the cmap, and for a symmetric scale its limits (shared, or the picture's)."""
+    if not symmetric:
+        return {"cmap": cmap}
+    limit = (shared_limit if shared_limit is not None else float(abs(picture).max())) or 1.0
+    return {"cmap": "RdBu_r" if cmap == "gray_r" else cmap, "vmin": -limit, "vmax": limit}
 
 
 def _pictures(images) -> list:
