@@ -99,16 +99,16 @@ def run_check(args) -> int:
 def table(report) -> str:
     torch = "" if report.torch_missing is not None else ", PyTorch"
     header = ("function", "status", f"rel. error vs reference{torch}", "vs finite differences", "inputs")
-    rows = []
-    for r in report.results:
-        if not r.implemented:
-            rows.append((r.name, r.status + (f" ({r.note})" if r.note else ""), "-", "-", "-"))
-            continue
-        exact = _error(r.worst) if r.what in (None, "values") else (r.what if r.what != "call" else "-")
-        fd = _error(r.fd_worst) if r.fd_worst else "-"
-        rows.append((r.name, r.status, exact, fd, str(r.examples)))
+    rows = [_row(r) for r in report.results]
     widths = [max(len(row[i]) for row in [header, *rows]) for i in range(len(header))]
     return "\n".join("  ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip() for row in [header, *rows])
+
+
+def _row(r) -> tuple[str, ...]:
+    if not r.implemented:
+        return (r.name, r.status + (f" ({r.note})" if r.note else ""), "-", "-", "-")
+    exact = _error(r.worst) if r.what in (None, "values") else (r.what if r.what != "call" else "-")
+    return (r.name, r.status, exact, _error(r.fd_worst) if r.fd_worst else "-", str(r.examples))
 
 
 def _error(value) -> str:

@@ -119,11 +119,15 @@ class SideBySide:
         return self.ending == "trained"
 
 
-def _ending(message: tuple, epoch: int) -> str:
+def _next_epoch(messages, epoch: int) -> tuple[EpochRecord | None, str | None]:
+    """The learner's record of ``epoch``, or why its run stopped there."""
+    message = next(messages)
+    if message[0] == "epoch":
+        return EpochRecord(**message[1]), None
     if message[0] == "diverged":
-        return (f"your run diverged in epoch {epoch}: its training loss became NaN or infinite (gradients that "
-                "are far too large?)")
-    return f"your run stopped in epoch {epoch}: {message[1]}"  # "raised" or "failed"
+        return None, (f"your run diverged in epoch {epoch}: its training loss became NaN or infinite (gradients "
+                      "that are far too large?)")
+    return None, f"your run stopped in epoch {epoch}: {message[1]}"  # "raised" or "failed"
 
 
 def side_by_side(box, config: TrainConfig, *, epoch_timeout: float,
@@ -138,13 +142,12 @@ def side_by_side(box, config: TrainConfig, *, epoch_timeout: float,
     yours, ending = [], None
     for _ in range(config.epochs):
         learner.fit(1)
-        message = next(messages) if ending is None else None
-        if message is not None and message[0] == "epoch":
-            yours.append(EpochRecord(**message[1]))
-        elif message is not None:
-            ending = _ending(message, len(yours) + 1)
+        record = None
+        if ending is None:
+            record, ending = _next_epoch(messages, len(yours) + 1)
+            yours += [record] if record is not None else []
         if on_epoch is not None:
-            on_epoch(learner.history[-1], yours[-1] if message is not None and ending is None else None)
+            on_epoch(learner.history[-1], record)
     if ending is None:
         message = next(messages, ("trained",))
         ending = "trained" if message[0] == "trained" else f"your run ended with {message!r}"
