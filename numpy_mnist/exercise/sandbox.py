@@ -12,9 +12,10 @@ answer.  Whatever goes wrong comes back as one line:
   the time limit, or its process dies: :class:`CallFailed`, whose ``message`` names the problem and,
   for an exception, the line of the learner's file it came from.
 
-A call that timed out or crashed leaves no process: the next call starts a fresh one (and imports
-the file again).  In the child every NumPy floating-point warning is silenced: an overflow shows up
-in the result (NaN, inf, or a lost digit), which the checker reports.
+``check --train`` trains there too (:meth:`Sandbox.train`): simple_net with the learner's functions,
+one message per epoch.  A call that timed out or crashed leaves no process: the next call starts a
+fresh one (and imports the file again).  In the child every NumPy floating-point warning is
+silenced: an overflow shows up in the result (NaN, inf, or a lost digit), which the checker reports.
 """
 
 
