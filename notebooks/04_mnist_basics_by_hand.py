@@ -468,7 +468,7 @@ torch_column = " vs PyTorch autograd |" if with_torch else ""
 rows = ["| derivative | worst relative error vs finite differences |" + torch_column, "|---|---|" + "---|" * with_torch]
 all_ok = True
 for name, f, at, ours, upstream, torch_f in cases:
-    fd = gc.check_gradient(f, at, ours, dout=upstream, name=name)
+    fd = gc.check_gradient(f, at, ours, dout=upstream, options=gc.GradCheckOptions(name))
     row = f"| {name} | {fd.rel_error:.1e} |"
     all_ok &= fd.ok
     if with_torch:

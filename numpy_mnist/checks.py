@@ -60,25 +60,26 @@ def check_targets(targets, outputs: int, *, n: int | None = None, name: str = "y
     ``values=False`` checks shape and dtype only, never reading the values (no wait for a GPU).
     """
     xp = array_namespace(targets)
-    shape = tuple(targets.shape)
-    if outputs == 1:
-        if len(shape) != 2 or shape[1] != 1 or (n is not None and shape[0] != n):
-            rows = "N" if n is None else n
-            raise InputError(f"{name} must have shape ({rows}, 1) for a one-output model, got {shape}"
-                             + (" (reshape it with y[:, None])" if len(shape) == 1 else ""))
-        if not xp.isdtype(targets.dtype, "real floating"):
-            raise InputError(f"{name} must be floating (1.0 for a 3, 0.0 for a 7), got {targets.dtype}")
-        if values and not bool(xp.all((targets == 0) | (targets == 1))):
-            raise InputError(f"{name} must hold only 0 and 1 for the binary losses, got other values "
-                             f"(min {float(xp.min(targets))}, max {float(xp.max(targets))})")
-        return
-    if len(shape) != 1 or (n is not None and shape[0] != n):
-        rows = "N" if n is None else n
-        raise InputError(f"{name} must be integer labels of shape ({rows},) for a {outputs}-class model, got {shape}")
+    rows, shape, want = "N" if n is None else n, tuple(targets.shape), (n, 1) if outputs == 1 else (n,)
+    if len(shape) != len(want) or shape[1:] != want[1:] or n not in (None, shape[0]):
+        wanted = (f"have shape ({rows}, 1) for a one-output model" if outputs == 1
+                  else f"be integer labels of shape ({rows},) for a {outputs}-class model")
+        hint = " (reshape it with y[:, None])" if outputs == 1 and len(shape) == 1 else ""
+        raise InputError(f"{name} must {wanted}, got {shape}{hint}")
+    (_binary_targets if outputs == 1 else _class_labels)(xp, targets, outputs, name, values)
+
+
+def _binary_targets(xp, targets, outputs: int, name: str, values: bool) -> None:
+    if not xp.isdtype(targets.dtype, "real floating"):
+        raise InputError(f"{name} must be floating (1.0 for a 3, 0.0 for a 7), got {targets.dtype}")
+    if values and not bool(xp.all((targets == 0) | (targets == 1))):
+        raise InputError(f"{name} must hold only 0 and 1 for the binary losses, got other values "
+                         f"(min {float(xp.min(targets))}, max {float(xp.max(targets))})")
+
+
+def _class_labels(xp, targets, outputs: int, name: str, values: bool) -> None:
     if not xp.isdtype(targets.dtype, "integral"):
         raise InputError(f"{name} must be integer class labels, got {targets.dtype}")
-    if not values:
-        return
-    low, high = int(xp.min(targets)), int(xp.max(targets))
+    low, high = (int(xp.min(targets)), int(xp.max(targets))) if values else (0, 0)
     if low < 0 or high >= outputs:
         raise InputError(f"{name} must hold labels 0 to {outputs - 1}, got labels from {low} to {high}")

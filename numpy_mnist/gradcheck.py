@@ -6,33 +6,44 @@ about its slope.  The central difference along a direction ``v``::
     (f(x + h v) - f(x - h v)) / (2 h)  =  <g, v>  +  O(h^2)
 
 is the directional derivative; with ``v`` the unit vector of entry ``i`` it is ``g[i]``.  Inputs of
-at most :data:`DEFAULT_MAX_FULL` entries get every entry (the *full* check); wider ones (a 784 x 30
-weight matrix) get, as Chainer's ``check_backward`` does, a few random unit directions plus a few
-single entries (the largest ``|g[i]|`` and random ones), so that a wrong entry is also seen alone.
-For an array-valued ``f`` (a layer) pass the upstream gradient ``dout``: the scalar checked is
-``sum(dout * f(x))``, whose gradient is what ``*_backward(dout, ...)`` returns.
+at most ``max_full`` entries (:class:`GradCheckOptions`) get every entry (the *full* check); wider
+ones (a 784 x 30 weight matrix) get, as Chainer's ``check_backward`` does, a few random unit
+directions plus a few single entries (the largest ``|g[i]|`` and random ones), so that a wrong
+entry is also seen alone.  For an array-valued ``f`` (a layer) pass the upstream gradient ``dout``:
+the scalar checked is ``sum(dout * f(x))``, whose gradient is what ``*_backward(dout, ...)`` returns.
 
-The tolerances
---------------
-Two numbers ``a`` (analytic) and ``n`` (numeric, or a reference) agree when
-``|a - n| <= rtol * max(|a|, |n|) + atol``.  The *relative error* reported is
-``|a - n| / (max(|a|, |n|) + atol / rtol)``: ``<= rtol`` exactly when they agree.
+The tolerance, and the floors under it
+--------------------------------------
+Every comparison of a hand-derived gradient with another computation of it asks, entry by entry,
+``|a - n| <= rtol * max(|a|, |n|) + atol``; the *relative error* reported is
+``|a - n| / (max(|a|, |n|) + atol / rtol)``, ``<= rtol`` exactly when they agree.
+:class:`Tolerance` holds ``rtol`` and the two floors ``atol`` can be, each with its reason, in one
+place; :data:`TOLERANCE` is the one used against finite differences (``numpy-mnist gradcheck``) and by
+``numpy-mnist exercise check`` against everything it compares with.
 
-* ``rtol = 1e-6`` against finite differences.  The truncation error ``h^2 |f'''| / 6`` is about
-  1e-12 at ``h = 1e-6``, and the rounding error about ``eps |f| / h`` = 1e-10: both far below.
-* ``atol`` is that rounding noise of the difference itself.  ``f`` carries a relative error of a
-  few ``eps`` (2.2e-16), so ``f(x + h v) - f(x - h v)`` is off by about ``eps * scale``, which the
-  division by ``2 h`` magnifies::
+* ``rtol = 1e-6``.  At ``h = 1e-6`` a central difference's truncation error (``h^2 |f'''| / 6``) is
+  about 1e-12 and its rounding error (``eps |f| / h``) about 1e-10: both far below.
+* :meth:`Tolerance.difference_floor`: the rounding noise of the difference itself.  ``f`` carries a
+  relative error of a few ``eps`` (2.2e-16), so ``f(x + h v) - f(x - h v)`` is off by about
+  ``eps * scale``, which the division by ``2 h`` magnifies::
 
-      atol = NOISE_ULPS * (eps * scale + terms * smallest subnormal) / h
+      atol = noise_ulps * (eps * scale + terms * smallest subnormal) / h
 
   with ``scale = |f(x)|`` (or ``sum |dout * f(x)|``; pass a larger one when ``f`` cancels large
-  terms inside) and ``NOISE_ULPS = 4`` (measured on this project's models: below 0.7).  No
+  terms inside) and ``noise_ulps = 4`` (measured on this project's models: below 0.7).  No
   difference resolves an entry below ``atol / rtol``; such entries are held to ``atol`` absolutely.
   With a loss near 0.5, entries above about 4e-4 are checked to one part in a million.
-* ``TORCH_RTOL = 1e-10`` against PyTorch's autograd in float64 (:mod:`numpy_mnist.torch_twin`):
-  the same mathematics, so only the order of additions may differ, whose effect is bounded entry
-  by entry and given as ``atol``.
+* :meth:`Tolerance.rounding_floor`: how far two exact float64 computations of the same mathematics
+  (a reference, PyTorch's autograd) may part, as they may add in other orders.  A sum of ``k``
+  terms is off by at most ``gamma_k * sum |terms|`` (Higham, *Accuracy and Stability of Numerical
+  Algorithms*, sec. 3.1, ``gamma_k = k eps / (1 - k eps)``), so two correct programs differ by at
+  most twice that, plus a few smallest normal numbers for results that underflow.  The sums of
+  ``|terms|`` come from the same computation on absolute values (the *magnitude network*,
+  :mod:`numpy_mnist.torch_twin`).  Where the terms do not cancel this floor is about ``k * 1e-16``
+  relative and the relative tolerance decides: so ``sigmoid(z) * (1 - sigmoid(z))``, which is 0 at
+  z = 40 where the slope is 4e-18, fails.
+* ``TORCH_RTOL = 1e-10``: whole models against their PyTorch twin
+  (:func:`numpy_mnist.torch_twin.compare_model`), over the same rounding floor.
 
 A difference across a kink (ReLU at 0) measures a blend of two slopes: keep a check's inputs away
 from kinks (:func:`numpy_mnist.model_check.rows_near_relu_kink`); ties at a kink are compared with
@@ -42,26 +53,70 @@ Example: ``check_gradient(sigmoid, x, sigmoid_backward(dout, x), dout=dout).ok``
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Callable
+from dataclasses import dataclass, field
+from typing import Any, Callable
 
 import numpy as np
 
 from backends.host import to_numpy
 from numpy_mnist.errors import InputError
 
-__all__ = ["GradReport", "relative_error", "compare", "numerical_gradient", "directional_derivative", "check_gradient",
-           "DEFAULT_H", "DEFAULT_RTOL", "TORCH_RTOL", "NOISE_ULPS"]
+__all__ = ["GradReport", "Tolerance", "TOLERANCE", "GradCheckOptions", "relative_error", "compare", "gamma",
+           "numerical_gradient", "directional_derivative", "check_gradient", "DEFAULT_H", "DEFAULT_RTOL",
+           "TORCH_RTOL", "NOISE_ULPS"]
 
-DEFAULT_H = 1e-6           #: central-difference step
-DEFAULT_RTOL = 1e-6        #: relative tolerance against finite differences (float64)
-TORCH_RTOL = 1e-10         #: relative tolerance against PyTorch's autograd (float64)
-NOISE_ULPS = 4             #: rounding noise of ``f``, in units of ``eps * scale``
-DEFAULT_MAX_FULL = 1024    #: inputs with at most this many entries get every entry checked
-DEFAULT_DIRECTIONS = 16    #: random unit directions for a wider input ...
-DEFAULT_ENTRIES = 16       #: ... and single entries
 EPS64 = float(np.finfo(np.float64).eps)
+TINY64 = float(np.finfo(np.float64).smallest_normal)
 TINY_SUBNORMAL64 = float(np.finfo(np.float64).smallest_subnormal)
+TORCH_RTOL = 1e-10  #: relative tolerance of whole models against their PyTorch twin (float64)
+
+
+def gamma(k: int) -> float:
+    """Higham's ``gamma_k = k eps / (1 - k eps)``: the relative error bound of a float64 sum of ``k`` terms."""
+    return k * EPS64 / (1 - k * EPS64)
+
+
+@dataclass(frozen=True)
+class Tolerance:
+    """``|a - n| <= rtol * max(|a|, |n|) + atol``, and the floors ``atol`` can be (module docstring)."""
+
+    rtol: float = 1e-6     #: relative tolerance (float64)
+    h: float = 1e-6        #: central-difference step
+    noise_ulps: float = 4  #: rounding noise of ``f``, in units of ``eps * scale``
+
+    def difference_floor(self, scale, terms: int = 1):
+        """The noise of a central difference of a sum of ``terms`` terms whose sizes add to ``scale``."""
+        return self.noise_ulps * (EPS64 * np.asarray(scale) + terms * TINY_SUBNORMAL64) / self.h
+
+    @staticmethod
+    def rounding_floor(sizes, k: int):
+        """How far two exact float64 computations may part: sums of at most ``k`` terms of ``sizes``."""
+        return 2 * gamma(k) * np.asarray(sizes) + 4 * TINY64
+
+
+#: The one tolerance against finite differences, and of ``exercise check``.
+TOLERANCE = Tolerance()
+DEFAULT_H, DEFAULT_RTOL, NOISE_ULPS = TOLERANCE.h, TOLERANCE.rtol, TOLERANCE.noise_ulps
+
+
+@dataclass(frozen=True)
+class GradCheckOptions:
+    """How :func:`check_gradient` checks: the gradient's ``name``; ``scale``, the size of the terms
+    of ``f`` (a number, or per entry an array shaped like ``x``; None: ``sum |dout * f(x)|``); the
+    ``backend`` ``f`` runs on; the ``tolerance``; and the sampling of an input wider than
+    ``max_full``: ``directions`` random unit directions and ``entries`` single entries, from ``seed``."""
+
+    name: str = "x"
+    scale: Any = None
+    backend: Any = None
+    tolerance: Tolerance = field(default=TOLERANCE)
+    max_full: int = 1024
+    directions: int = 16
+    entries: int = 16
+    seed: int = 0
+
+
+DEFAULT_DIRECTIONS = GradCheckOptions.directions
 
 
 @dataclass(frozen=True)
@@ -156,36 +211,25 @@ def numerical_gradient(phi: Callable[[np.ndarray], float], x, h: float = DEFAULT
     return grad
 
 
-def check_gradient(f: Callable, x, grad, *, dout=None, h: float = DEFAULT_H, rtol: float = DEFAULT_RTOL,
-                   atol: float | None = None, scale=None, max_full: int = DEFAULT_MAX_FULL,
-                   directions: int = DEFAULT_DIRECTIONS, entries: int = DEFAULT_ENTRIES, seed: int = 0,
-                   name: str = "x", backend=None) -> GradReport:
+def check_gradient(f: Callable, x, grad, *, dout=None, options: GradCheckOptions | None = None) -> GradReport:
     """Check ``grad``, a hand-derived gradient of ``f`` at ``x``, against central differences.
 
     ``f(x)`` returns a scalar, or an array when ``dout`` is given; it is called with float64 arrays
-    shaped like ``x``, on the host or on ``backend``.  ``x``, ``grad`` and ``dout`` may be arrays of
-    any backend.  ``atol`` defaults to the difference's own noise (see the module docstring) from
-    ``scale``: a number, or per entry an array shaped like ``x`` (for an elementwise ``f`` entry
-    ``i`` moves only ``dout[i] * f(x)[i]``; a direction counts the array's sum).  Inputs wider than
-    ``max_full`` get ``directions`` random unit directions and ``entries`` single entries, drawn
-    from ``seed``.
+    shaped like ``x``, on the host or on ``options.backend``.  ``x``, ``grad`` and ``dout`` may be
+    arrays of any backend.  The floor under the tolerance is the difference's own noise
+    (:meth:`Tolerance.difference_floor`) from ``options.scale``: for an elementwise ``f`` entry ``i``
+    moves only ``dout[i] * f(x)[i]``; a direction counts the array's sum.
     """
+    o = options or GradCheckOptions()
     x64, g64 = _host64(x), _host64(grad)
     if x64.shape != g64.shape:
-        raise InputError(f"the gradient of {name} has shape {g64.shape}, but {name} has shape {x64.shape}")
-    terms = _terms(f, dout, backend)
-    if x64.size <= max_full:
-        picked, steps, method = range(x64.size), [], "full"
-    else:
-        rng = np.random.default_rng(seed)
-        steps = [(k, v / np.linalg.norm(v)) for k, v in enumerate(rng.standard_normal((directions, *x64.shape)))]
-        largest_first = [int(np.argmax(np.abs(g64))), *(int(i) for i in rng.permutation(x64.size))]
-        picked, method = list(dict.fromkeys(largest_first))[:entries], "directional"
-    steps += [(tuple(int(i) for i in np.unravel_index(flat, x64.shape)), _unit(x64.shape, flat)) for flat in picked]
-
-    scale = _host64(float(np.sum(np.abs(terms(x64)))) if scale is None else scale)
+        raise InputError(f"the gradient of {o.name} has shape {g64.shape}, but {o.name} has shape {x64.shape}")
+    terms = _terms(f, dout, o.backend)
+    scale = _host64(float(np.sum(np.abs(terms(x64)))) if o.scale is None else o.scale)
     if scale.ndim and scale.shape != x64.shape:
-        raise InputError(f"scale has shape {scale.shape}; it must be a number or shaped like {name} {x64.shape}")
+        raise InputError(f"scale has shape {scale.shape}; it must be a number or shaped like {o.name} {x64.shape}")
+    steps, method = _steps(x64, g64, o)
+    h = o.tolerance.h
     analytic, numeric, sizes = [], [], []
     for where, v in steps:
         entry = isinstance(where, tuple)
@@ -193,11 +237,22 @@ def check_gradient(f: Callable, x, grad, *, dout=None, h: float = DEFAULT_H, rto
         numeric.append(float(np.sum(terms(x64 + h * v) - terms(x64 - h * v))) / (2 * h))
         analytic.append(float(g64[where]) if entry else float(np.sum(g64 * v)))
         sizes.append(float(scale) if scale.ndim == 0 else float(scale[where]) if entry else float(scale.sum()))
-    if atol is None:  # each term rounds to eps relative, or (underflowing) to the smallest subnormal
-        n_terms = 1 if dout is None else _host64(dout).size
-        atol = NOISE_ULPS * (EPS64 * np.array(sizes) + n_terms * TINY_SUBNORMAL64) / h
-    return compare(name, np.array(analytic), np.array(numeric), rtol=rtol, atol=atol, method=method,
+    atol = o.tolerance.difference_floor(np.array(sizes), 1 if dout is None else _host64(dout).size)
+    return compare(o.name, np.array(analytic), np.array(numeric), rtol=o.tolerance.rtol, atol=atol, method=method,
                    indices=[where for where, _ in steps], shape=x64.shape, norm=float(np.linalg.norm(g64)))
+
+
+def _steps(x64: np.ndarray, g64: np.ndarray, o: GradCheckOptions) -> tuple[list, str]:
+    """``([(entry index or direction number, unit vector), ...], method)``: every entry, or a sample."""
+    if x64.size <= o.max_full:
+        picked, steps, method = range(x64.size), [], "full"
+    else:
+        rng = np.random.default_rng(o.seed)
+        steps = [(k, v / np.linalg.norm(v)) for k, v in enumerate(rng.standard_normal((o.directions, *x64.shape)))]
+        largest_first = [int(np.argmax(np.abs(g64))), *(int(i) for i in rng.permutation(x64.size))]
+        picked, method = list(dict.fromkeys(largest_first))[:o.entries], "directional"
+    steps += [(tuple(int(i) for i in np.unravel_index(flat, x64.shape)), _unit(x64.shape, flat)) for flat in picked]
+    return steps, method
 
 
 def _unit(shape: tuple, flat: int) -> np.ndarray:

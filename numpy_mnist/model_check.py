@@ -18,7 +18,15 @@ import numpy as np
 from backends.host import to_numpy
 from numpy_mnist import torch_twin
 from numpy_mnist.errors import InputError
-from numpy_mnist.gradcheck import DEFAULT_H, DEFAULT_RTOL, TORCH_RTOL, GradReport, check_gradient
+from numpy_mnist.gradcheck import (
+    DEFAULT_H,
+    DEFAULT_RTOL,
+    TORCH_RTOL,
+    GradCheckOptions,
+    GradReport,
+    Tolerance,
+    check_gradient,
+)
 from numpy_mnist.losses import Loss, get_loss
 
 __all__ = ["ModelCheck", "check_model", "check_model_gradients", "loss_magnitude", "rows_near_relu_kink",
@@ -56,7 +64,7 @@ def check_model_gradients(model, x, y, *, h: float = DEFAULT_H, rtol: float = DE
     the terms the loss sums (:func:`loss_magnitude`) plus ``sum |d loss / d z| * S``, ``S`` being
     the same network on ``|x|`` and ``|params|``: a logit of -20 made of terms of size 4 carries a
     rounding error of a few ``eps * 20``, which a saturated ``sigma(z)`` turns into a relative error
-    (this holds for networks of linear layers and ReLUs).  ``options`` go to :func:`check_gradient`.
+    (this holds for networks of linear layers and ReLUs).  ``options`` go to :class:`GradCheckOptions`.
     Returns ``(loss, {param name: GradReport})``.
     """
     if model.backend.dtype_name != "float64":
@@ -74,13 +82,14 @@ def check_model_gradients(model, x, y, *, h: float = DEFAULT_H, rtol: float = DE
     scale = (loss_magnitude(model.loss, backend.to_host(logits), backend.to_host(yb), loss)
              + float(np.sum(np.abs(dlogits) * logit_sizes)))
     params = dict(model.params)
+    tolerance = Tolerance(rtol=rtol, h=h)
 
     def loss_at(p, name):
         twin.params = {**params, name: p}
         return twin.loss.forward(twin.forward(xb), yb)
 
-    return loss, {name: check_gradient(lambda p, name=name: loss_at(p, name), value, grads[name], h=h, rtol=rtol,
-                                       name=name, backend=backend, scale=scale, **options)
+    return loss, {name: check_gradient(lambda p, name=name: loss_at(p, name), value, grads[name],
+                                       options=GradCheckOptions(name, scale, backend, tolerance, **options))
                   for name, value in params.items()}
 
 

@@ -78,41 +78,45 @@ def images_figure(images, titles=None, *, ncols: int | None = None, cmap: str = 
     (``shared=True``, so that they compare), or each its own (``shared=False``, to see the shape of
     a small one beside a large one; ``colorbar`` is then refused, as no one bar would be right).
     """
+    pictures = _pictures(images)
+    if colorbar and symmetric and not shared:
+        raise InputError("a colorbar needs one shared scale: pass shared=True, or colorbar=False")
+    titles = list(titles) if titles is not None else [""] * len(pictures)
+    ncols = ncols or len(pictures)
+    nrows = -(-len(pictures) // ncols)
+    shared_limit = max(float(abs(p).max()) for p in pictures) if shared else None
+    fig, axes = pyplot().subplots(nrows, ncols, squeeze=False,
+                                  figsize=(size * ncols + (0.9 if colorbar else 0), size * nrows + 0.3))
+    for ax in axes.flat:
+        ax.set_axis_off()
+    images = [ax.imshow(p, **_colours(p, cmap, symmetric, shared_limit)) for ax, p in zip(axes.flat, pictures)]
+    for ax, text in zip(axes.flat, titles):
+        ax.set_title(text, fontsize=9)
+    if colorbar:
+        fig.colorbar(images[-1], ax=axes.ravel().tolist(), shrink=0.8)
+    if title:
+        fig.suptitle(title)
+    return fig
+
+
+def _colours(picture, cmap: str, symmetric: bool, shared_limit: float | None) -> dict:
+    """imshow's colour options: the cmap, and for a symmetric scale its limits (shared, or the picture's)."""
+    if not symmetric:
+        return {"cmap": cmap}
+    limit = (shared_limit if shared_limit is not None else float(abs(picture).max())) or 1.0
+    return {"cmap": "RdBu_r" if cmap == "gray_r" else cmap, "vmin": -limit, "vmax": limit}
+
+
+def _pictures(images) -> list:
+    """Each image as a (28, 28) float64 host array, or an :class:`InputError`."""
     import numpy as np
 
-    plt = pyplot()
     pictures = [to_numpy(im, np.float64) for im in images]
     if not pictures:
         raise InputError("images_figure needs at least one picture")
     if any(p.size != 28 * 28 for p in pictures):
         raise InputError(f"each picture must hold 28 x 28 = 784 values, got sizes {[p.size for p in pictures]}")
-    pictures = [p.reshape(28, 28) for p in pictures]
-    titles = list(titles) if titles is not None else [""] * len(pictures)
-    ncols = ncols or len(pictures)
-    nrows = -(-len(pictures) // ncols)
-    if colorbar and symmetric and not shared:
-        raise InputError("a colorbar needs one shared scale: pass shared=True, or colorbar=False")
-    shared_limit = max(float(np.abs(p).max()) for p in pictures) or 1.0
-
-    def options(picture):
-        if not symmetric:
-            return {"cmap": cmap}
-        limit = shared_limit if shared else float(np.abs(picture).max()) or 1.0
-        return {"cmap": "RdBu_r" if cmap == "gray_r" else cmap, "vmin": -limit, "vmax": limit}
-
-    fig, axes = plt.subplots(nrows, ncols, figsize=(size * ncols + (0.9 if colorbar else 0), size * nrows + 0.3),
-                             squeeze=False)
-    image = None
-    for i, ax in enumerate(axes.flat):
-        ax.set_axis_off()
-        if i < len(pictures):
-            image = ax.imshow(pictures[i], **options(pictures[i]))
-            ax.set_title(titles[i], fontsize=9)
-    if colorbar:
-        fig.colorbar(image, ax=axes.ravel().tolist(), shrink=0.8)
-    if title:
-        fig.suptitle(title)
-    return fig
+    return [p.reshape(28, 28) for p in pictures]
 
 
 def plot_learning_curve(history, path: str | Path, title: str = "") -> Path:

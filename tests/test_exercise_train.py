@@ -8,7 +8,7 @@ import pytest
 from exercise_files import REFERENCE, SOLUTION, WRONG, only
 
 from numpy_mnist.cli import main
-from numpy_mnist.exercise.training import ExerciseNet, reference_functions
+from numpy_mnist.exercise.training import exercise_net, reference_functions
 
 pytest.importorskip("hypothesis")
 
@@ -36,7 +36,7 @@ def test_exercise_net_with_the_reference_functions_is_simple_net():
 
     x, y, _, _ = load_mnist_sample()
     x, y = x[::97].astype(np.float64), y[::97].astype(np.float64)
-    mine, book = ExerciseNet(reference_functions()), simple_net(seed=0, dtype="float64")
+    mine, book = exercise_net(reference_functions()), simple_net(seed=0, dtype="float64")
     (loss, grads), (book_loss, book_grads) = mine.loss_and_grads(x, y), book.loss_and_grads(x, y)
     assert loss == book_loss
     for name in book.params:

@@ -22,7 +22,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from numpy_mnist.gradcheck import DEFAULT_RTOL, TORCH_RTOL, check_gradient
+from numpy_mnist.gradcheck import DEFAULT_RTOL, TORCH_RTOL, GradCheckOptions, check_gradient
 from numpy_mnist.layers import (
     linear,
     linear_backward,
@@ -77,9 +77,9 @@ def test_linear_backward_matches_finite_differences(backend, case):
     dx, dw, db = linear_backward(doutb, xb, wb)
     sx, sw, sb = linear_scales(x, w, b, dout)
     checks = [
-        check_gradient(lambda x_: linear(x_, wb, bb), xb, dx, dout=dout, scale=sx, name="dx", backend=backend),
-        check_gradient(lambda w_: linear(xb, w_, bb), wb, dw, dout=dout, scale=sw, name="dw", backend=backend),
-        check_gradient(lambda b_: linear(xb, wb, b_), bb, db, dout=dout, scale=sb, name="db", backend=backend),
+        check_gradient(lambda x_: linear(x_, wb, bb), xb, dx, dout=dout, options=GradCheckOptions("dx", sx, backend)),
+        check_gradient(lambda w_: linear(xb, w_, bb), wb, dw, dout=dout, options=GradCheckOptions("dw", sw, backend)),
+        check_gradient(lambda b_: linear(xb, wb, b_), bb, db, dout=dout, options=GradCheckOptions("db", sb, backend)),
     ]
     for report in checks:
         assert report.rtol == DEFAULT_RTOL and report.ok, str(report)
@@ -119,7 +119,7 @@ def test_sigmoid_backward_matches_finite_differences(backend, case):
     dx = sigmoid_backward(doutb, xb)
     # Elementwise: moving x[i] moves only dout[i] * sigmoid(x[i]); every other term cancels exactly.
     scale = np.abs(dout * backend.to_host(sigmoid(xb)))
-    report = check_gradient(sigmoid, xb, dx, dout=dout, scale=scale, backend=backend)
+    report = check_gradient(sigmoid, xb, dx, dout=dout, options=GradCheckOptions(scale=scale, backend=backend))
     assert report.rtol == DEFAULT_RTOL and report.ok, str(report)
 
 
@@ -182,7 +182,7 @@ def test_relu_backward_matches_finite_differences_away_from_the_kink(backend, ca
     xb, doutb = on(backend, x, dout)
     dx = relu_backward(doutb, xb)
     scale = np.abs(dout * backend.to_host(relu(xb)))
-    report = check_gradient(relu, xb, dx, dout=dout, scale=scale, backend=backend)
+    report = check_gradient(relu, xb, dx, dout=dout, options=GradCheckOptions(scale=scale, backend=backend))
     assert report.rtol == DEFAULT_RTOL and report.ok, str(report)
 
 

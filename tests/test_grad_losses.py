@@ -19,7 +19,7 @@ from hypothesis import strategies as st
 
 from numpy_mnist import torch_twin
 from numpy_mnist.errors import InputError
-from numpy_mnist.gradcheck import DEFAULT_RTOL, check_gradient
+from numpy_mnist.gradcheck import DEFAULT_RTOL, GradCheckOptions, check_gradient
 from numpy_mnist.losses import get_loss
 from numpy_mnist.model_check import loss_magnitude
 from numpy_mnist.torch_twin import TINY32, assert_agree, gamma32, loss_oracle, tensor
@@ -44,8 +44,8 @@ def test_loss_backward_matches_finite_differences(backend, name, case):
     dz = loss.backward(zb, tb)
     assert tuple(dz.shape) == z.shape
     value = float(loss.forward(zb, tb))
-    report = check_gradient(lambda z_: loss.forward(z_, tb), zb, dz, backend=backend, name=f"d {name}",
-                            scale=loss_magnitude(name, z, t, value))
+    report = check_gradient(lambda z_: loss.forward(z_, tb), zb, dz, options=GradCheckOptions(
+        f"d {name}", loss_magnitude(name, z, t, value), backend))
     assert report.rtol == DEFAULT_RTOL and report.ok, str(report)
 
 
@@ -71,7 +71,8 @@ def test_mnist_loss_backward_is_the_derivative_of_its_forward_for_any_targets(ba
     targets = np.where(targets == 1, 1.0, t)
     loss = get_loss("mnist_loss")
     zb, tb = backend.asarray(z), backend.asarray(targets)
-    report = check_gradient(lambda z_: loss.forward(z_, tb), zb, loss.backward(zb, tb), backend=backend)
+    report = check_gradient(lambda z_: loss.forward(z_, tb), zb, loss.backward(zb, tb),
+                            options=GradCheckOptions(backend=backend))
     assert report.ok, str(report)
 
 
@@ -127,8 +128,8 @@ def test_batch_of_one_and_one_sided_targets(backend, name, kind, n):
     value, ref_dz, value_floor, dz_floor = loss_oracle(name, z, t)
     assert_agree(name, float(loss.forward(zb, tb)), value, value_floor)
     assert_agree(f"d {name}", backend.to_host(dz), ref_dz, dz_floor)
-    report = check_gradient(lambda z_: loss.forward(z_, tb), zb, dz, backend=backend,
-                            scale=loss_magnitude(name, z, t, value))
+    report = check_gradient(lambda z_: loss.forward(z_, tb), zb, dz,
+                            options=GradCheckOptions(scale=loss_magnitude(name, z, t, value), backend=backend))
     assert report.ok, str(report)
     # All 3s: every logit is pushed up (negative gradient); all 7s: every logit pushed down.
     signs = np.sign(backend.to_host(dz))

@@ -21,6 +21,7 @@ from numpy_mnist.gradcheck import (
     DEFAULT_RTOL,
     NOISE_ULPS,
     TORCH_RTOL,
+    GradCheckOptions,
     GradReport,
     check_gradient,
     compare,
@@ -95,7 +96,8 @@ def test_check_gradient_passes_right_gradients_full_and_directional(shape, seed)
     dout = np.random.default_rng(seed + 1).uniform(-1, 1, shape)
     full = check_gradient(np.sin, x, dout * np.cos(x), dout=dout)
     assert full.method == "full" and full.checked == x.size and full.ok, str(full)
-    wide = check_gradient(np.sin, x, dout * np.cos(x), dout=dout, max_full=0, directions=4, entries=3)
+    wide = check_gradient(np.sin, x, dout * np.cos(x), dout=dout,
+                          options=GradCheckOptions(max_full=0, directions=4, entries=3))
     assert wide.method == "directional" and wide.checked == 4 + min(3, x.size) and wide.ok, str(wide)
 
 
@@ -155,7 +157,8 @@ def test_check_gradient_takes_arrays_of_any_backend(backend):
         seen.append(backend.owns(a))
         return sigmoid(a)
 
-    report = check_gradient(f, xb, dout * sigmoid_derivative(xb), dout=dout, backend=backend)
+    report = check_gradient(f, xb, dout * sigmoid_derivative(xb), dout=dout,
+                            options=GradCheckOptions(backend=backend))
     assert report.ok and all(seen)
 
 
@@ -368,7 +371,8 @@ def test_finite_differences_apply_their_tolerance(shape, factor, ok):
     entry (and every direction) ``factor`` tolerances off, far above the differences' own noise."""
     c = RNG.uniform(0.5, 2.0, shape)
     x = RNG.uniform(-1, 1, shape)
-    report = check_gradient(lambda a: np.sum(c * a), x, c * (1 + factor * DEFAULT_RTOL), max_full=200)
+    report = check_gradient(lambda a: np.sum(c * a), x, c * (1 + factor * DEFAULT_RTOL),
+                            options=GradCheckOptions(max_full=200))
     assert report.method == ("full" if c.size <= 200 else "directional")
     assert report.rel_error == pytest.approx(factor * DEFAULT_RTOL, rel=0.05)  # less the noise floor's share
     assert report.ok == ok, str(report)

@@ -37,7 +37,7 @@ from hypothesis.extra import numpy as hnp
 
 from numpy_mnist import torch_twin
 from numpy_mnist.errors import InputError
-from numpy_mnist.gradcheck import DEFAULT_RTOL, TORCH_RTOL, check_gradient
+from numpy_mnist.gradcheck import DEFAULT_RTOL, TORCH_RTOL, GradCheckOptions, check_gradient
 from numpy_mnist.layers import log_softmax, softmax
 from numpy_mnist.losses import (
     binary_cross_entropy,
@@ -89,8 +89,8 @@ def test_gradient_matches_finite_differences(backend, case):
     z, y = case
     loss, grad = ours(backend, z, y)
     zb, yb = backend.asarray(z), backend.asarray(y)
-    report = check_gradient(lambda a: softmax_cross_entropy(a, yb), zb, grad, backend=backend,
-                            scale=abs(loss) + np.abs(z).max() + math.log(z.shape[1]))
+    report = check_gradient(lambda a: softmax_cross_entropy(a, yb), zb, grad, options=GradCheckOptions(
+        scale=abs(loss) + np.abs(z).max() + math.log(z.shape[1]), backend=backend))
     assert report.method == "full" and report.rtol == DEFAULT_RTOL
     assert report.ok, str(report)
 

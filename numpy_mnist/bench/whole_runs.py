@@ -8,15 +8,16 @@ default), so these compare the two backends as a user meets them.  They run only
 
 from __future__ import annotations
 
-import contextlib
-import io
 import json
+import subprocess
+import sys
 import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
 from numpy_mnist.bench.machine import NO_GPU
+from numpy_mnist.errors import NumpyMnistError
 
 __all__ = ["WHOLE_RUNS", "WholeRun", "run_whole", "run_whole_runs"]
 
@@ -41,22 +42,24 @@ WHOLE_RUNS = (
 
 
 def run_whole(argv, backend: str, extra=()) -> dict:
-    """Run ``numpy-mnist train argv --backend backend`` (quiet, no plots, into a temporary folder).
+    """Run ``numpy-mnist train argv --backend backend`` (quiet, no plots, into a temporary folder) in a
+    process of its own, as a user would.
 
-    Returns its training time (the history's seconds summed), its wall time, epochs and final
-    accuracy.  A user error (missing MNIST files, ...) propagates as the CLI's exception.
+    Returns its training time (the history's seconds summed), its wall time (interpreter start-up
+    included), epochs and final accuracy.  A user error (missing MNIST files, ...) is the command's
+    one line, as a :class:`~numpy_mnist.errors.NumpyMnistError`.
     """
-    from numpy_mnist.cli import build_parser
-
     with tempfile.TemporaryDirectory() as out:
-        args = build_parser().parse_args(["train", *argv, "--backend", backend, "--quiet", "--no-plot",
-                                          "--out", out, *extra])
+        command = [sys.executable, "-m", "numpy_mnist", "train", *argv, "--backend", backend, "--quiet",
+                   "--no-plot", "--out", out, *extra]
         start = time.perf_counter()
-        with contextlib.redirect_stdout(io.StringIO()):
-            code = args.run(args)
+        done = subprocess.run(command, capture_output=True, text=True)
         wall = time.perf_counter() - start
-        if code != 0:
-            raise RuntimeError(f"numpy-mnist train {' '.join(argv)} --backend {backend} exited with {code}")
+        if done.returncode == 2:
+            raise NumpyMnistError(done.stderr.strip().splitlines()[-1])
+        if done.returncode != 0:
+            raise RuntimeError(f"numpy-mnist train {' '.join(argv)} --backend {backend} exited with "
+                               f"{done.returncode}: {done.stderr.strip()[-2000:]}")
         history = json.loads((Path(out) / "history.json").read_text())["epochs"]
     return {"backend": backend, "training_s": sum(r["seconds"] for r in history), "wall_s": wall,
             "epochs": len(history), "accuracy": history[-1]["accuracy"]}

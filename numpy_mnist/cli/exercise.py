@@ -18,6 +18,19 @@ import argparse
 from pathlib import Path
 
 from numpy_mnist.cli.options import positive_float, positive_int
+from numpy_mnist.exercise.checker import DEFAULT_EXAMPLES, RTOL, check_file
+from numpy_mnist.exercise.functions import TRAINING_FUNCTIONS
+from numpy_mnist.exercise.sandbox import DEFAULT_TIMEOUT, Sandbox
+from numpy_mnist.exercise.starter import write_starter
+from numpy_mnist.exercise.training import (
+    CURVE_HEADER,
+    PART_RTOL,
+    TrainConfig,
+    curve_row,
+    first_parting,
+    plot_curves,
+    side_by_side,
+)
 
 
 def register(subparsers) -> None:
@@ -37,9 +50,9 @@ def register(subparsers) -> None:
     check = actions.add_parser("check", help="check your backward functions; --train trains with them",
                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     check.add_argument("file", type=Path, metavar="FILE", help="your my_gradients.py")
-    check.add_argument("--examples", type=positive_int, default=25,
+    check.add_argument("--examples", type=positive_int, default=DEFAULT_EXAMPLES,
                        help="inputs hypothesis draws per function (before shrinking a failure)")
-    check.add_argument("--timeout", type=positive_float, default=5.0, metavar="SECONDS",
+    check.add_argument("--timeout", type=positive_float, default=DEFAULT_TIMEOUT, metavar="SECONDS",
                        help="time limit of one call of your function (the import gets 30 s or more, an epoch "
                             "of --train 12 times this)")
     check.add_argument("--no-torch", dest="torch", action="store_false",
@@ -53,8 +66,6 @@ def register(subparsers) -> None:
 
 
 def run_new(args) -> int:
-    from numpy_mnist.exercise.starter import write_starter
-
     path = write_starter(args.dir, force=args.force)
     print(f"wrote {path}: six backward functions to write, in the book's order.")
     print(f"Fill them in one at a time and check them with: numpy-mnist exercise check {path}")
@@ -62,9 +73,6 @@ def run_new(args) -> int:
 
 
 def run_check(args) -> int:
-    from numpy_mnist.exercise.checker import RTOL, check_file
-    from numpy_mnist.exercise.sandbox import Sandbox
-
     with Sandbox(args.file, timeout=args.timeout) as box:
         report = check_file(args.file, examples=args.examples, timeout=args.timeout, use_torch=args.torch,
                             sandbox=box)
@@ -91,16 +99,16 @@ def run_check(args) -> int:
 def table(report) -> str:
     torch = "" if report.torch_missing is not None else ", PyTorch"
     header = ("function", "status", f"rel. error vs reference{torch}", "vs finite differences", "inputs")
-    rows = []
-    for r in report.results:
-        if not r.implemented:
-            rows.append((r.name, r.status + (f" ({r.note})" if r.note else ""), "-", "-", "-"))
-            continue
-        exact = _error(r.worst) if r.what in (None, "values") else (r.what if r.what != "call" else "-")
-        fd = _error(r.fd_worst) if r.fd_worst else "-"
-        rows.append((r.name, r.status, exact, fd, str(r.examples)))
+    rows = [_row(r) for r in report.results]
     widths = [max(len(row[i]) for row in [header, *rows]) for i in range(len(header))]
     return "\n".join("  ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip() for row in [header, *rows])
+
+
+def _row(r) -> tuple[str, ...]:
+    if not r.implemented:
+        return (r.name, r.status + (f" ({r.note})" if r.note else ""), "-", "-", "-")
+    exact = _error(r.worst) if r.what in (None, "values") else (r.what if r.what != "call" else "-")
+    return (r.name, r.status, exact, _error(r.fd_worst) if r.fd_worst else "-", str(r.examples))
 
 
 def _error(value) -> str:
@@ -138,17 +146,6 @@ def summary(report, path: Path, training: bool) -> str:
 
 def train(args, report, box) -> bool:
     """The --train part; True when the learner's run trained like the reference's."""
-    from numpy_mnist.exercise.functions import TRAINING_FUNCTIONS
-    from numpy_mnist.exercise.training import (
-        CURVE_HEADER,
-        PART_RTOL,
-        TrainConfig,
-        curve_row,
-        first_parting,
-        plot_curves,
-        side_by_side,
-    )
-
     by_name = {r.name: r for r in report.results}
     usable = [n for n in TRAINING_FUNCTIONS if by_name[n].implemented and not by_name[n].sticky]
     print()
@@ -163,38 +160,40 @@ def train(args, report, box) -> bool:
           f"reference backward functions, and with yours ({', '.join(usable)})"
           + (f"; the reference's {', '.join(borrowed)} stands in for yours (to do or unusable)" if borrowed else ""))
     print(CURVE_HEADER)
-    parted = {"done": False}
+    parted = []
 
     def on_epoch(reference, yours):
-        parts = yours is not None and not parted["done"] and first_parting([reference], [yours]) is not None
-        parted["done"] |= parts
+        parts = yours is not None and not parted and first_parting([reference], [yours]) is not None
+        parted.extend([True] if parts else [])
         print(curve_row(reference, yours, parts=parts), flush=True)
 
     result = side_by_side(box, config, epoch_timeout=12 * args.timeout, on_epoch=on_epoch)
-    ref_acc = result.reference[-1].accuracy
-    yours = f"{result.yours[-1].accuracy:.4f}" if result.yours else "-"
     print()
-    print(f"final valid accuracy: reference {ref_acc:.4f}, yours {yours} "
-          f"(after {len(result.yours)} of {config.epochs} epochs)" if not result.finished else
-          f"final valid accuracy: reference {ref_acc:.4f}, yours {yours}")
-    if not result.finished:
-        print(result.ending)
-    if result.part is not None:
-        r, y = result.reference[result.part - 1], result.yours[result.part - 1]
-        print(f"the runs part in epoch {result.part}: valid loss {y.valid_loss:.6f} against the reference's "
-              f"{r.valid_loss:.6f} (train loss {y.train_loss:.6f} against {r.train_loss:.6f})")
-    elif result.yours:
-        print(f"the runs agree to {PART_RTOL:.0e} relative in every epoch{'' if result.finished else ' they share'}: "
-              "your gradients train exactly like the reference's")
-    _plot(args, result, plot_curves)
+    print("\n".join(outcome(result)))
+    _plot(args, result)
     return result.finished and result.part is None
 
 
-def _plot(args, result, plot_curves) -> None:
+def outcome(result) -> list[str]:
+    """The lines after the curves: final accuracies, how the learner's run ended, where the runs part."""
+    yours = f"{result.yours[-1].accuracy:.4f}" if result.yours else "-"
+    lines = [f"final valid accuracy: reference {result.reference[-1].accuracy:.4f}, yours {yours}"]
+    if not result.finished:
+        lines = [lines[0] + f" (after {len(result.yours)} of {len(result.reference)} epochs)", result.ending]
+    if result.part is not None:
+        r, y = result.reference[result.part - 1], result.yours[result.part - 1]
+        lines.append(f"the runs part in epoch {result.part}: valid loss {y.valid_loss:.6f} against the reference's "
+                     f"{r.valid_loss:.6f} (train loss {y.train_loss:.6f} against {r.train_loss:.6f})")
+    elif result.yours:
+        lines.append(f"the runs agree to {PART_RTOL:.0e} relative in every epoch"
+                     f"{'' if result.finished else ' they share'}: your gradients train exactly like the reference's")
+    return lines
+
+
+def _plot(args, result) -> None:
     try:
         import matplotlib  # noqa: F401
     except ImportError:
         print("(no PNG of the curves: matplotlib is not installed; pip install 'numpy-mnist[plot]')")
         return
-    path = plot_curves(result.reference, result.yours, args.out / "exercise_training.png")
-    print(f"wrote {path}")
+    print(f"wrote {plot_curves(result.reference, result.yours, args.out / 'exercise_training.png')}")

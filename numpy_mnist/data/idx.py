@@ -15,6 +15,8 @@ instead of a huge allocation.
 
 from __future__ import annotations
 
+import gzip
+import io
 import math
 import os
 import zlib
@@ -35,7 +37,6 @@ MAX_BYTES = 1 << 30
 _GZIP_MAGIC = b"\x1f\x8b"
 #: Deflate cannot expand data more than about 1032 times; a header that needs more is a lie.
 _MAX_DEFLATE_RATIO = 1032
-_CHUNK = 1 << 20
 
 
 def read_idx(source: str | os.PathLike | bytes | bytearray | memoryview, *,
@@ -135,44 +136,19 @@ class _Plain:
 
 
 class _Gunzip:
-    """A gzip file's decompressed bytes, read in order, never decompressing more than asked for.
-
-    Compressed input is fed in small pieces and output is capped with ``max_length``, so memory
-    stays within what the caller asked to read.  Files of several gzip members are read as
-    :mod:`gzip` reads them; each member's CRC-32 and length are checked by zlib at its end.
-    """
-
-    _IN = 1 << 16
+    """A gzip file's decompressed bytes, read in order by :mod:`gzip`, which decompresses only as far
+    as asked (so memory stays within what the caller reads), reads files of several members, skips
+    zero padding after the end, and checks each member's CRC-32 and length at its end."""
 
     def __init__(self, name: str, raw) -> None:
-        self.name, self.pending = name, memoryview(raw)
-        self.z = zlib.decompressobj(16 + zlib.MAX_WBITS)
-        self.buffer = bytearray()
+        self.name, self.file = name, gzip.GzipFile(fileobj=io.BytesIO(raw))
 
-    def _fill(self, want: int) -> None:
-        """Decompress until ``want`` bytes are buffered or the gzip data ends."""
-        while len(self.buffer) < want:
-            if self.z.eof:
-                rest = self.z.unused_data + bytes(self.pending)
-                if rest[:2] != _GZIP_MAGIC:
-                    if rest.strip(b"\x00"):  # gzip ignores zero padding after the end, and only that
-                        raise DataError(f"{self.name}: {len(rest)} bytes of garbage after the gzip data")
-                    return
-                self.pending = memoryview(rest)
-                self.z = zlib.decompressobj(16 + zlib.MAX_WBITS)
-            data = self.z.unconsumed_tail
-            if not data:
-                data, self.pending = self.pending[:self._IN], self.pending[self._IN:]
-            try:
-                out = self.z.decompress(data, min(_CHUNK, want - len(self.buffer)))
-            except zlib.error as exc:
-                raise DataError(f"{self.name}: corrupt gzip data ({exc})") from None
-            if not out and not data and not self.z.eof:
-                raise DataError(f"{self.name}: truncated gzip stream (the compressed data ends early)")
-            self.buffer += out
-
-    def read(self, n: int) -> bytearray:
+    def read(self, n: int) -> bytes:
         """The next ``n`` bytes (fewer at the end of the data)."""
-        self._fill(n)
-        out, self.buffer = self.buffer, bytearray()
-        return out
+        try:
+            return self.file.read(n)
+        except EOFError:
+            raise DataError(f"{self.name}: truncated gzip stream (the compressed data ends early)") from None
+        except (OSError, zlib.error) as exc:  # gzip.BadGzipFile is an OSError
+            what = "garbage after the gzip data" if "Not a gzipped file" in str(exc) else f"corrupt gzip data ({exc})"
+            raise DataError(f"{self.name}: {what}") from None

@@ -6,18 +6,16 @@ For every exercise (:mod:`~numpy_mnist.exercise.functions`) that the learner's f
    that break naive code (|z| from 15 to 750 for the sigmoid and the losses, where ``1 - sigmoid(z)``
    rounds to 0 and ``exp`` overflows) and keeping the ReLU's inputs at least 1e-3 from its kink;
 2. the learner's function runs on them in the sandbox (:mod:`~numpy_mnist.exercise.sandbox`);
-3. its answer must be arrays of the right shapes, finite, and in float64 agree to ``RTOL`` (1e-6)
-   relative with the reference, with central finite differences of the forward
-   (:func:`numpy_mnist.gradcheck.check_gradient`), and with PyTorch's autograd when it is installed;
+3. its answer must be float arrays of the right shapes, finite, and agree in float64 with the
+   reference, with central finite differences of the forward, and with PyTorch's autograd when it is
+   installed (:func:`comparisons`), all to one tolerance, :data:`TOLERANCE`: ``|a - r| <= RTOL *
+   max(|a|, |r|) + floor``, ``RTOL = 1e-6``.  The floors and their reasons are stated once, in
+   :class:`numpy_mnist.gradcheck.Tolerance`: against the reference and PyTorch Higham's rounding
+   bound (negligible for an elementwise function, so ``sigmoid(z) * (1 - sigmoid(z))`` fails where
+   ``1 - sigmoid(z)`` has lost its digits: the slope at z = 40 is 4e-18, not 0); against finite
+   differences their own noise;
 4. a failure is shrunk by hypothesis to the smallest input that still fails, and the comparison on
    it gives a hint (:mod:`~numpy_mnist.exercise.hints`).
-
-The absolute floor under the relative tolerance, against the reference and PyTorch, is the rounding
-error allowed for a correct float64 computation: twice Higham's ``gamma_k`` times the sum of the
-absolute values of the terms each entry is made of (:func:`numpy_mnist.torch_twin.gamma`), plus a few
-smallest normal numbers for results that underflow.  For an elementwise function that floor is
-negligible, so ``sigmoid(z) * (1 - sigmoid(z))`` fails where ``1 - sigmoid(z)`` has lost its digits:
-the slope at z = 40 is 4e-18, not 0.
 
 hypothesis is imported only here (``pip install 'numpy-mnist[exercise]'``), PyTorch only when present.
 """
@@ -27,7 +25,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterator
 
 import numpy as np
 
@@ -35,18 +33,20 @@ from numpy_mnist import gradcheck as gc
 from numpy_mnist import layers, losses, torch_twin
 from numpy_mnist.errors import NumpyMnistError
 from numpy_mnist.exercise import hints
-from numpy_mnist.exercise.functions import EXERCISES, Exercise
+from numpy_mnist.exercise.functions import EXERCISES, Exercise, get_exercise
 from numpy_mnist.exercise.sandbox import DEFAULT_TIMEOUT, CallFailed, Foreign, Sandbox
 from numpy_mnist.model_check import loss_magnitude
-from numpy_mnist.torch_twin import gamma
 
-__all__ = ["Example", "FunctionResult", "CheckReport", "check_file", "RTOL", "DEFAULT_EXAMPLES"]
+__all__ = ["Example", "Failure", "FunctionResult", "CheckReport", "check_file", "judge", "comparisons",
+           "TOLERANCE", "RTOL", "DEFAULT_EXAMPLES"]
 
-#: Relative tolerance of every comparison (float64): the finite differences' own, gradcheck's default.
-RTOL = gc.DEFAULT_RTOL
+#: The one tolerance of every comparison: :data:`numpy_mnist.gradcheck.TOLERANCE`.
+TOLERANCE = gc.TOLERANCE
+RTOL = TOLERANCE.rtol
 #: Examples hypothesis draws per function: the test suite's ``fast`` profile.
 DEFAULT_EXAMPLES = 25
-_TINY = float(np.finfo(np.float64).smallest_normal)
+_ELEMENTWISE = {"sigmoid_backward": (layers.sigmoid, torch_twin.sigmoid),
+                "relu_backward": (layers.relu, lambda t: t.relu())}
 
 
 @dataclass(frozen=True)
@@ -58,34 +58,27 @@ class Example:
 
     def describe(self, names: tuple[str, ...]) -> str:
         parts = [f"{name} = {_show(value)}" for name, value in zip(names, self.args)]
-        parts += [f"{k}={v!r}" for k, v in self.kwargs.items()]
-        return ", ".join(parts)
+        return ", ".join(parts + [f"{k}={v!r}" for k, v in self.kwargs.items()])
 
 
 def _show(a) -> str:
     a = np.asarray(a)
     if a.size > 24:
         return f"an array of shape {a.shape}"
-    text = np.array2string(a, precision=6, separator=", ", max_line_width=10_000, floatmode="maxprec")
-    return " ".join(text.split())
+    return " ".join(np.array2string(a, precision=6, separator=", ", max_line_width=10_000,
+                                    floatmode="maxprec").split())
 
 
-@dataclass(frozen=True)
-class Verdict:
-    """One example's outcome.
+class Failure(Exception):
+    """One input's failure: ``problem`` in one line; ``what`` failed (``"values"``, ``"shape"``,
+    ``"type"``, ``"NaN"``, ``"call"``); ``hints``, every ``(key, sentence)`` that explains it, most
+    telling first; ``errors``, the worst relative errors so far (against the reference and PyTorch,
+    against finite differences); ``sticky``: it hung or crashed, and calling again would do so again."""
 
-    ``rel_error``: the worst relative error against the reference and PyTorch; ``fd_error``: against
-    finite differences (NaN when not compared).  For a failure, ``problem`` in one line, ``what``
-    failed (``"values"``, ``"shape"``, ``"type"``, ``"NaN"``, ``"call"``) and ``hints``, every
-    ``(key, sentence)`` that explains it, most telling first.
-    """
-
-    ok: bool
-    rel_error: float
-    fd_error: float = math.nan
-    problem: str | None = None
-    what: str | None = None
-    hints: tuple = ()
+    def __init__(self, problem: str, what: str, hints=(), errors=(math.inf, 0.0), *, sticky: bool = False) -> None:
+        super().__init__(problem)
+        self.problem, self.what, self.hints, self.errors, self.sticky = problem, what, tuple(hints), errors, sticky
+        self.example: Example | None = None
 
 
 @dataclass(frozen=True)
@@ -138,381 +131,228 @@ class CheckReport:
         return bool(self.implemented) and all(r.ok for r in self.implemented)
 
 
-class _CheckFailed(Exception):
-    """Raised inside the hypothesis test for a failing example; carries its verdict."""
-
-    def __init__(self, verdict: Verdict, example: Example, *, sticky: bool = False) -> None:
-        super().__init__(verdict.problem)
-        self.verdict = verdict
-        self.example = example
-        self.sticky = sticky
-
-
-# -- one exercise: its inputs, the truth, and what a slip computes ------------------------------------
+# -- the truth for one input --------------------------------------------------------------------------
 
 @dataclass(frozen=True)
-class _Judge:
-    """What checking one exercise takes."""
+class _Piece:
+    """Output ``index`` as a slope: of ``f`` (NumPy; ``twin`` in PyTorch) at ``at``, upstream ``dout``
+    (None for a scalar ``f``), ``scale`` the size of ``f``'s terms (the finite difference's noise)."""
 
-    exercise: Exercise
-    #: ``st, hnp -> strategy of Example``.
-    strategy: Callable
-    #: A plain input to learn whether the function is written at all.
-    probe: Example
-    #: ``example -> (sizes per output, terms per sum)``: the absolute floor of a correct float64 result.
-    magnitudes: Callable
-    #: ``(example, learner's outputs) -> [GradReport per output]`` against finite differences.
-    finite_differences: Callable
-    #: ``example -> outputs`` by PyTorch's autograd (float64).
-    torch: Callable
-    #: ``example -> [(output index, wrong array, sentence)]``: known slips.
-    mistakes: Callable = lambda example: []
-    #: ``example -> N`` for the factor hints; whether the function is the gradient of a mean.
-    batch: Callable = lambda example: int(np.asarray(example.args[0]).shape[0])
-    mean: bool = False
-    #: Index of the argument holding the (elementwise) input z, for the precision and overflow hints.
-    z_arg: int | None = None
-
-    def reference(self, example: Example) -> tuple:
-        out = self.exercise.reference(*example.args, **example.kwargs)
-        return tuple(out) if isinstance(out, tuple) else (out,)
+    index: int
+    f: Callable
+    twin: Callable
+    at: np.ndarray
+    dout: np.ndarray | None
+    scale: object
 
 
-def _floats(st, lo: float, hi: float):
-    return st.floats(lo, hi, allow_nan=False, allow_infinity=False, allow_subnormal=False)
+def _reference(ex: Exercise, example: Example) -> tuple:
+    out = ex.reference(*example.args, **example.kwargs)
+    return tuple(out) if isinstance(out, tuple) else (out,)
 
 
-def _signed(st, lo: float, hi: float):
-    return st.tuples(st.booleans(), _floats(st, lo, hi)).map(lambda s: -s[1] if s[0] else s[1])
-
-
-def _logits(st):
-    """Moderate values, or large ones (|z| in [15, 750]) where naive sigmoid code loses digits or overflows."""
-    return st.one_of(_floats(st, -6, 6), _signed(st, 15, 750))
-
-
-def _arrays(hnp, shape, elements, dtype=np.float64):
-    return hnp.arrays(dtype, shape, elements=elements)
-
-
-def _elementwise_strategy(x_elements):
-    def strategy(st, hnp):
-        @st.composite
-        def draw(draw):
-            shape = (draw(st.integers(1, 8)), draw(st.integers(1, 6)))
-            dout = draw(_arrays(hnp, shape, _floats(st, -3, 3)))
-            return Example((dout, draw(_arrays(hnp, shape, x_elements(st)))))
-        return draw()
-    return strategy
-
-
-def _binary_loss_strategy(st, hnp):
-    @st.composite
-    def draw(draw):
-        shape = (draw(st.integers(1, 8)), 1)
-        logits = draw(_arrays(hnp, shape, _logits(st)))
-        return Example((logits, draw(_arrays(hnp, shape, st.sampled_from([0.0, 1.0])))))
-    return draw()
-
-
-def _linear_strategy(st, hnp):
-    @st.composite
-    def draw(draw):
-        n, d_in, d_out = draw(st.integers(1, 6)), draw(st.integers(1, 6)), draw(st.integers(1, 6))
-        values = _floats(st, -3, 3)
-        dout, x, w = (draw(_arrays(hnp, s, values)) for s in ((n, d_out), (n, d_in), (d_in, d_out)))
-        return Example((dout, x, w), {"need_dx": draw(st.booleans())})
-    return draw()
-
-
-def _softmax_strategy(st, hnp):
-    @st.composite
-    def draw(draw):
-        n, k = draw(st.integers(1, 8)), draw(st.integers(2, 6))
-        logits = draw(_arrays(hnp, (n, k), _logits(st)))
-        return Example((logits, draw(_arrays(hnp, (n,), st.integers(0, k - 1), dtype=np.int64))))
-    return draw()
-
-
-def _torch_elementwise(oracle):
-    """Autograd of ``sum(dout * layer(x))`` by x, from the PyTorch twin's ``oracle(x, dout)``."""
-    def grads(example):
-        dout, x = example.args
-        return (oracle(x, dout)[1],)
-    return grads
-
-
-def _torch_loss(name):
-    """Autograd of the PyTorch twin of the loss ``name`` by its logits."""
-    def grads(example):
-        import torch
-
-        logits, targets = example.args
-        zt = torch_twin.tensor(logits, requires_grad=True)
-        tt = (torch.as_tensor(np.asarray(targets, dtype=np.int64)) if name == "cross_entropy"
-              else torch_twin.tensor(targets))
-        (g,) = torch.autograd.grad(torch_twin.LOSSES[name](zt, tt), zt)
-        return (g.numpy(),)
-    return grads
-
-
-def _torch_linear(example):
-    dout, x, w = example.args
-    _, (dx, dw, db), _ = torch_twin.linear_oracle(x, w, np.zeros(w.shape[1]), dout)
-    return (dx if example.kwargs.get("need_dx", True) else None), dw, db
-
-
-def _fd_elementwise(forward):
-    def check(example, outputs):
-        dout, x = example.args
-        scale = np.abs(dout * forward(x))  # entry i moves only its own term
-        return [gc.check_gradient(forward, x, outputs[0], dout=dout, scale=scale, name="dx")]
-    return check
-
-
-def _fd_loss(forward, loss_name, floor: float = 0.0):
-    """Finite differences of a loss; ``floor`` adds to the size of its terms (see the softmax's)."""
-    def check(example, outputs):
-        logits, targets = example.args
-        value = float(forward(logits, targets))
-        scale = loss_magnitude(loss_name, logits, targets, value) + floor
-        return [gc.check_gradient(lambda z: forward(z, targets), logits, outputs[0], scale=scale, name="dlogits")]
-    return check
-
-
-def _fd_linear(example, outputs):
-    dout, x, w = example.args
-    b = np.zeros(w.shape[1])
-    scale = float(np.sum(np.abs(dout) * (np.abs(x) @ np.abs(w))))  # what the outputs are summed from
-    reports = []
-    if outputs[0] is not None:
-        reports.append(gc.check_gradient(lambda x_: x_ @ w, x, outputs[0], dout=dout, scale=scale, name="dx"))
-    reports.append(gc.check_gradient(lambda w_: x @ w_, w, outputs[1], dout=dout, scale=scale, name="dw"))
-    reports.append(gc.check_gradient(lambda b_: x @ w + b_, b, outputs[2], dout=dout, scale=scale, name="db"))
-    return reports
-
-
-def _onehot(labels, k: int) -> np.ndarray:
-    return (np.asarray(labels)[:, None] == np.arange(k)).astype(np.float64)
-
-
-def _sigmoid_mistakes(example):
-    dout, x = example.args
-    return [
-        (0, dout, "σ′ is missing: you passed dout through unchanged; multiply it by the sigmoid's slope at x"),
-        (0, dout * layers.sigmoid(x), "you multiplied dout by σ(x), the sigmoid's value; it needs σ′(x), its slope"),
-        (0, layers.sigmoid_derivative(x), "dout is missing: multiply the slope by the gradient arriving from above"),
-    ]
-
-
-def _mnist_loss_mistakes(example):
+def _pieces(ex: Exercise, example: Example) -> tuple[list[_Piece], tuple]:
+    """The forward whose slope each output is, and per output the sizes of the terms each right entry
+    is summed from (the magnitude network: the same sums on absolute values)."""
+    if ex.name in _ELEMENTWISE:
+        (dout, x), (f, twin) = example.args, _ELEMENTWISE[ex.name]
+        return [_Piece(0, f, twin, x, dout, np.abs(dout * f(x)))], (np.abs(ex.reference(np.abs(dout), x)),)
+    if ex.name == "linear_backward":
+        return _linear_pieces(*example.args, need_dx=example.kwargs.get("need_dx", True))
     z, t = example.args
-    s, m = 1 - 2 * t, z.size
-    return [
-        (0, s / m, "σ′ is missing: each entry of the mean moves with the sigmoid's slope at its logit"),
-        (0, s * layers.sigmoid(z) / m, "you used σ(z), the sigmoid's value, where its slope σ′(z) belongs"),
-        (0, (layers.sigmoid(z) - t) / m, "that is binary cross-entropy's gradient; mnist_loss is the mean of "
-                                         "σ(z) for a 7 and 1 - σ(z) for a 3"),
-    ]
+    loss, twin = losses.get_loss(ex.loss), torch_twin.LOSSES[ex.loss]
+    # log(sum_k exp(z_k - max z)) takes the log of a sum whose largest term is 1: its rounding error is
+    # eps absolute even where a confident row's loss is 1e-7, so the terms' size is >= 1.
+    scale = loss_magnitude(ex.loss, z, t, float(loss.forward(z, t))) + (1.0 if loss.multiclass else 0.0)
+    piece = _Piece(0, lambda z_: loss.forward(z_, t), lambda zt: twin(zt, _torch_targets(t, loss.multiclass)),
+                   z, None, scale)
+    if loss.multiclass:
+        sizes = (layers.softmax(z) + hints._onehot(t, z.shape[1])) / z.shape[0]
+    else:
+        sizes = (layers.sigmoid(z) + np.abs(t)) / z.size if ex.loss == "bce" else np.abs(ex.reference(z, t))
+    return [piece], (sizes,)
 
 
-def _linear_mistakes(example):
-    dout, x, w = example.args
-    found = []
-    if w.shape[0] == w.shape[1]:
-        found.append((0, dout @ w, "dx used w where its transpose belongs (the shapes only fit because w is square)"))
-    return found
-
-
-def _relu_mistakes(example):
-    dout, x = example.args
-    return [
-        (0, np.where(x > 0, 0.0, dout), "the ReLU mask is inverted: the gradient must flow where x > 0 and stop "
-                                        "where x < 0"),
-        (0, np.where(dout > 0, dout, 0.0), "you masked by the sign of dout; the mask comes from the input x"),
-        (0, (x > 0).astype(np.float64), "dout is missing: the mask must multiply the gradient from above"),
-    ]
-
-
-def _bce_mistakes(example):
-    z, t = example.args
-    m = z.size
-    sigma = layers.sigmoid(z)
-    return [
-        (0, (1 - 2 * t) * layers.sigmoid_derivative(z) / m, "that is mnist_loss's gradient, not binary "
-                                                            "cross-entropy's"),
-        (0, (sigma - t) * layers.sigmoid_derivative(z) / m, "an extra σ′ factor: on logits, the log cancels the "
-                                                            "sigmoid's slope"),
-    ]
-
-
-def _softmax_mistakes(example):
-    z, labels = example.args
-    n, k = z.shape
-    p, onehot = layers.softmax(z), _onehot(labels, k)
-    return [
-        (0, p / n, "the one-hot subtraction is missing: the right class's logit also appears on its own in the "
-                   "loss (-z_y), which adds -1 to its slope"),
-        (0, -onehot / n, "the softmax part is missing: log(sum_j exp z_j) changes with every logit"),
-    ]
-
-
-def _judges() -> dict[str, _Judge]:
-    by_name = {e.name: e for e in EXERCISES}
-    ones = Example((np.array([[1.0, -0.5], [0.25, 2.0]]), np.array([[0.5, -1.0], [2.0, -0.3]])))
-    logits = Example((np.array([[0.5], [-1.0], [2.0]]), np.array([[1.0], [0.0], [1.0]])))
-    return {
-        "sigmoid_backward": _Judge(
-            by_name["sigmoid_backward"], _elementwise_strategy(_logits), ones,
-            magnitudes=lambda ex: ((np.abs(layers.sigmoid_backward(*ex.args)),), 4),
-            finite_differences=_fd_elementwise(layers.sigmoid),
-            torch=_torch_elementwise(torch_twin.sigmoid_oracle), mistakes=_sigmoid_mistakes, z_arg=1),
-        "mnist_loss_backward": _Judge(
-            by_name["mnist_loss_backward"], _binary_loss_strategy, logits,
-            magnitudes=lambda ex: ((np.abs(losses.mnist_loss_backward(*ex.args)),), 4),
-            finite_differences=_fd_loss(losses.mnist_loss, "mnist_loss"),
-            torch=_torch_loss("mnist_loss"), mistakes=_mnist_loss_mistakes, mean=True, z_arg=0),
-        "linear_backward": _Judge(
-            by_name["linear_backward"], _linear_strategy,
-            Example((np.array([[1.0, -2.0], [0.5, 0.25]]), np.array([[1.0, 2.0, 3.0], [-1.0, 0.5, 0.0]]),
-                     np.array([[0.1, 0.2], [0.3, -0.4], [0.5, 0.6]]))),
-            magnitudes=_linear_magnitudes, finite_differences=_fd_linear, torch=_torch_linear,
-            mistakes=_linear_mistakes),
-        "relu_backward": _Judge(
-            by_name["relu_backward"], _elementwise_strategy(lambda st: _signed(st, 1e-3, 10)), ones,
-            magnitudes=lambda ex: ((np.abs(ex.args[0]),), 1),
-            finite_differences=_fd_elementwise(layers.relu),
-            torch=_torch_elementwise(torch_twin.relu_oracle), mistakes=_relu_mistakes),
-        "binary_cross_entropy_backward": _Judge(
-            by_name["binary_cross_entropy_backward"], _binary_loss_strategy, logits,
-            magnitudes=lambda ex: (((layers.sigmoid(ex.args[0]) + np.abs(ex.args[1])) / ex.args[0].size,), 4),
-            finite_differences=_fd_loss(losses.binary_cross_entropy, "bce"),
-            torch=_torch_loss("bce"), mistakes=_bce_mistakes, mean=True, z_arg=0),
-        "softmax_cross_entropy_backward": _Judge(
-            by_name["softmax_cross_entropy_backward"], _softmax_strategy,
-            Example((np.array([[0.5, -1.0, 2.0], [0.1, 0.2, 0.3]]), np.array([2, 0]))),
-            magnitudes=lambda ex: (((layers.softmax(ex.args[0]) + _onehot(ex.args[1], ex.args[0].shape[1]))
-                                    / ex.args[0].shape[0],), 2 * ex.args[0].shape[1]),
-            # log(sum_k exp(z_k - max z)) takes the log of a sum whose largest term is 1: its rounding
-            # error is eps absolute even where a confident row's loss is 1e-7, so the terms' size is >= 1.
-            finite_differences=_fd_loss(losses.softmax_cross_entropy, "cross_entropy", floor=1.0),
-            torch=_torch_loss("cross_entropy"), mistakes=_softmax_mistakes, mean=True),
-    }
-
-
-def _linear_magnitudes(example):
-    dout, x, w = example.args
+def _linear_pieces(dout, x, w, *, need_dx: bool):
     ad, ax, aw = np.abs(dout), np.abs(x), np.abs(w)
-    return (ad @ aw.T, ax.T @ ad, np.sum(ad, axis=0)), max(x.shape + w.shape)
+    scale = float(np.sum(ad * (ax @ aw)))  # what the outputs are summed from
+    b = np.zeros(w.shape[1])
+    t = torch_twin.tensor
+    pieces = [_Piece(1, lambda w_: x @ w_, lambda wt: t(x) @ wt, w, dout, scale),
+              _Piece(2, lambda b_: x @ w + b_, lambda bt: t(x) @ t(w) + bt, b, dout, scale)]
+    if need_dx:
+        pieces.insert(0, _Piece(0, lambda x_: x_ @ w, lambda xt: xt @ t(w), x, dout, scale))
+    return pieces, (ad @ aw.T, ax.T @ ad, np.sum(ad, axis=0))
+
+
+def _torch_targets(t, multiclass: bool):
+    import torch
+
+    return torch.as_tensor(np.asarray(t, dtype=np.int64)) if multiclass else torch_twin.tensor(t)
+
+
+def comparisons(name: str, example: Example, outputs: tuple, *, use_torch: bool = False) -> Iterator[gc.GradReport]:
+    """Every comparison of the learner's ``outputs`` (float64 arrays, None where the reference has
+    None) for ``example``, to :data:`TOLERANCE`: with the reference (``method`` ``"reference"``), with
+    central finite differences (``"full"``), and with PyTorch's autograd (``"pytorch"``)."""
+    ex = get_exercise(name)
+    pieces, sizes = _pieces(ex, example)
+    # Every sum here has at most twice the largest dimension of an input terms, and a few more operations.
+    k = 4 + 2 * max(max(np.shape(a), default=1) for a in example.args)
+    floors = [TOLERANCE.rounding_floor(s, k) for s in sizes]
+    for out, a, r, floor in zip(ex.outputs, outputs, _reference(ex, example), floors):
+        if r is not None:
+            yield gc.compare(out, a, r, rtol=RTOL, atol=floor, method="reference")
+    for p in pieces:
+        options = gc.GradCheckOptions(ex.outputs[p.index], p.scale, tolerance=TOLERANCE)
+        yield gc.check_gradient(p.f, p.at, outputs[p.index], dout=p.dout, options=options)
+    for p in pieces if use_torch else ():
+        _, (grad,) = torch_twin.vjp(p.twin, [p.at], 1.0 if p.dout is None else p.dout)
+        yield gc.compare(ex.outputs[p.index], outputs[p.index], grad, rtol=RTOL, atol=floors[p.index],
+                         method="pytorch")
 
 
 # -- judging one answer -------------------------------------------------------------------------------
 
-def judge(j: _Judge, example: Example, value, *, use_torch: bool) -> Verdict:
-    """Compare the learner's ``value`` for ``example`` with the reference, finite differences and PyTorch."""
-    ex = j.exercise
-    right = j.reference(example)
-
-    outputs, problem = _unpack(ex, value, right)
-    if problem is not None:
-        return Verdict(False, math.inf, problem=f"{ex.name} {problem}", what="type")
-
-    for out, like, a, r in zip(ex.outputs, ex.like, outputs, right):
-        if r is None:
-            if a is not None:
-                return Verdict(False, math.inf, problem=f"{ex.name} returned an array for {out} with need_dx=False",
-                               what="type", hints=(("need_dx", "with need_dx=False return None for dx: nothing "
-                                                               "upstream needs it"),))
-            continue
-        if a is None:
-            return Verdict(False, math.inf, problem=f"{ex.name} returned None for {out}", what="type",
-                           hints=(("none", f"{out} must be an array of shape {tuple(r.shape)}, like {like}"),))
-        if a.shape != r.shape:
-            return Verdict(False, math.inf, problem=f"{ex.name} returned {out} of shape {a.shape}, not {r.shape}",
-                           what="shape", hints=(("shape", hints.shape_hint(out, a.shape, r.shape, like, a, r)),))
-        finite = np.isfinite(a)
-        if not finite.all():
-            i = tuple(int(k) for k in np.argwhere(~finite)[0])
-            z = example.args[j.z_arg if j.z_arg is not None else 0]
-            overflow = hints.overflow_hint(ex.name, z)
-            return Verdict(False, math.inf, problem=f"{ex.name} returned {a[i]} in {out} at entry {i}; the right "
-                                                    f"value is {r[i]:.6g}",
-                           what="NaN", hints=(("overflow", overflow),) if overflow else ())
-
-    sizes, terms = j.magnitudes(example)
-    worst, failed = 0.0, None
-    for out, a, r, size in zip(ex.outputs, outputs, right, sizes):
-        if r is None:
-            continue
-        report = gc.compare(out, a, r, rtol=RTOL, atol=2 * gamma(terms) * size + 4 * _TINY, method="reference")
-        worst = max(worst, report.rel_error)
-        if not report.ok and failed is None:
-            failed = (out, a, r, report)
-    if failed is not None:
-        out, a, r, report = failed
-        z = example.args[j.z_arg] if j.z_arg is not None else None
-        mistakes = [(wrong, sentence) for index, wrong, sentence in j.mistakes(example)
-                    if ex.outputs[index] == out]
-        found = hints.value_hints(out, a, r, mistakes=mistakes, n=j.batch(example), mean=j.mean, inputs=z)
-        return Verdict(False, worst, problem=f"{ex.name}: {out} is off by {report.rel_error:.1e} relative at entry "
-                                             f"{report.index}: yours {report.analytic:.6g}, right "
-                                             f"{report.numeric:.6g}", what="values", hints=tuple(found))
-
-    fd_worst = 0.0
-    for report in j.finite_differences(example, outputs):
-        fd_worst = max(fd_worst, report.rel_error)
+def judge(name: str, example: Example, value, *, use_torch: bool = False) -> tuple[float, float]:
+    """The learner's ``value`` for ``example`` against the truth: the worst relative errors (against the
+    reference and PyTorch, against finite differences), or :class:`Failure` with its hints."""
+    ex = get_exercise(name)
+    right = _reference(ex, example)
+    outputs = _unpack(ex, value, right)
+    _check_arrays(ex, example, outputs, right)
+    errors = [0.0, 0.0]
+    for report in comparisons(name, example, outputs, use_torch=use_torch):
+        fd = report.method in ("full", "directional")
+        errors[fd] = max(errors[fd], report.rel_error)
         if not report.ok:
-            return Verdict(False, worst, fd_worst, problem=f"{ex.name}: {report.name} disagrees with central finite "
-                                                           f"differences: {report}", what="values")
-    if use_torch:
-        for out, a, t, size in zip(ex.outputs, outputs, j.torch(example), sizes):
-            if t is None:
-                continue
-            report = gc.compare(out, a, t, rtol=RTOL, atol=2 * gamma(terms) * size + 4 * _TINY, method="pytorch")
-            worst = max(worst, report.rel_error)
-            if not report.ok:
-                return Verdict(False, worst, fd_worst, problem=f"{ex.name}: {out} disagrees with PyTorch's autograd: "
-                                                               f"{report}", what="values")
-    return Verdict(True, worst, fd_worst)
+            raise _value_failure(ex, example, outputs[ex.outputs.index(report.name)], report, tuple(errors))
+    return errors[0], errors[1]
 
 
-def _unpack(ex: Exercise, value, right: tuple):
-    """The learner's outputs as a tuple of float arrays (or None), or a problem in words."""
-    if len(ex.outputs) > 1:
-        if not isinstance(value, (tuple, list)) or len(value) != len(ex.outputs):
-            return None, (f"returned {_what(value)}; it must return {len(ex.outputs)} things, "
-                          f"({', '.join(ex.outputs)})")
-        values = tuple(value)
-    else:
-        values = (value,)
-    outputs = []
-    for out, a, r in zip(ex.outputs, values, right):
-        if a is None:
-            outputs.append(None)
-            continue
-        if not isinstance(a, np.ndarray):
-            shape = f" of shape {tuple(r.shape)}" if r is not None else ""
-            hint = "; did you forget `return`?" if value is None else ""
-            return None, f"returned {_what(a)} for {out}; it must be a NumPy array{shape}{hint}"
-        if not np.issubdtype(a.dtype, np.floating):
-            return None, (f"returned {out} of dtype {a.dtype}; it must hold floating-point numbers like its "
-                          "inputs (float64 here)")
-        outputs.append(a.astype(np.float64, copy=False))
-    if len(ex.outputs) == 1 and outputs[0] is None:
-        return None, "returned None; it must return a NumPy array: did you forget `return`?"
-    return tuple(outputs), None
+def _unpack(ex: Exercise, value, right: tuple) -> tuple:
+    """The learner's outputs as a tuple of float64 arrays (or None), or a :class:`Failure`."""
+    n = len(ex.outputs)
+    if n > 1 and not (isinstance(value, (tuple, list)) and len(value) == n):
+        raise Failure(f"{ex.name} returned {_what(value)}; it must return {n} things, ({', '.join(ex.outputs)})",
+                      "type")
+    if n == 1 and value is None:
+        raise Failure(f"{ex.name} returned None; it must return a NumPy array: did you forget `return`?", "type")
+    return tuple(_as_array(ex, out, a, r) for out, a, r in zip(ex.outputs, tuple(value) if n > 1 else (value,), right))
+
+
+def _as_array(ex: Exercise, out: str, a, r):
+    """One output as a float64 array (or None), or a :class:`Failure`."""
+    if a is None:
+        return None
+    if not isinstance(a, np.ndarray):
+        shape = f" of shape {tuple(r.shape)}" if r is not None else ""
+        raise Failure(f"{ex.name} returned {_what(a)} for {out}; it must be a NumPy array{shape}", "type")
+    if not np.issubdtype(a.dtype, np.floating):
+        raise Failure(f"{ex.name} returned {out} of dtype {a.dtype}; it must hold floating-point numbers like "
+                      "its inputs (float64 here)", "type")
+    return a.astype(np.float64, copy=False)
 
 
 def _what(value) -> str:
-    if value is None:
-        return "None"
     if isinstance(value, Foreign):
         return f"a {value.type_name} ({value.text})"
     if isinstance(value, np.ndarray):
         return f"an array of shape {value.shape}"
     if isinstance(value, (tuple, list)):
         return f"a {type(value).__name__} of length {len(value)}"
-    return f"a {type(value).__name__} ({value!r})"
+    return "None" if value is None else f"a {type(value).__name__} ({value!r})"
+
+
+def _check_arrays(ex: Exercise, example: Example, outputs: tuple, right: tuple) -> None:
+    """Each output is there (or None exactly where it must be), of the right shape, and finite."""
+    for out, like, a, r in zip(ex.outputs, ex.like, outputs, right):
+        if r is None and a is not None:
+            raise Failure(f"{ex.name} returned an array for {out} with need_dx=False", "type",
+                          [("need_dx", "with need_dx=False return None for dx: nothing upstream needs it")])
+        if r is None:
+            continue
+        if a is None:
+            raise Failure(f"{ex.name} returned None for {out}", "type",
+                          [("none", f"{out} must be an array of shape {tuple(r.shape)}, like {like}")])
+        if a.shape != r.shape:
+            raise Failure(f"{ex.name} returned {out} of shape {a.shape}, not {r.shape}", "shape",
+                          [("shape", hints.shape_hint(out, a.shape, r.shape, like, a, r))])
+        if not np.isfinite(a).all():
+            i = tuple(int(k) for k in np.argwhere(~np.isfinite(a))[0])
+            overflow = hints.overflow_hint(ex.name, example.args[_z_index(ex) or 0])
+            raise Failure(f"{ex.name} returned {a[i]} in {out} at entry {i}; the right value is {r[i]:.6g}", "NaN",
+                          [("overflow", overflow)] if overflow else [])
+
+
+def _z_index(ex: Exercise) -> int | None:
+    """The argument holding the input z of a sigmoid, for the precision and overflow hints."""
+    return {"sigmoid_backward": 1, "mnist_loss_backward": 0, "binary_cross_entropy_backward": 0}.get(ex.name)
+
+
+def _value_failure(ex: Exercise, example: Example, a, report: gc.GradReport, errors: tuple) -> Failure:
+    if report.method == "pytorch":
+        return Failure(f"{ex.name}: {report.name} disagrees with PyTorch's autograd: {report}", "values", (), errors)
+    if report.method != "reference":
+        return Failure(f"{ex.name}: {report.name} disagrees with central finite differences: {report}", "values",
+                       (), errors)
+    index = ex.outputs.index(report.name)
+    r = _reference(ex, example)[index]
+    z = _z_index(ex)
+    mistakes = [(wrong, sentence) for i, wrong, sentence in hints.MISTAKES[ex.name](*example.args) if i == index]
+    found = hints.value_hints(report.name, a, r, mistakes=mistakes, n=int(np.shape(example.args[0])[0]),
+                              mean=ex.loss is not None, inputs=None if z is None else example.args[z])
+    return Failure(f"{ex.name}: {report.name} is off by {report.rel_error:.1e} relative at entry {report.index}: "
+                   f"yours {report.analytic:.6g}, right {report.numeric:.6g}", "values", found, errors)
+
+
+# -- the inputs ---------------------------------------------------------------------------------------
+
+def _strategy(ex: Exercise):
+    """The hypothesis strategy of :class:`Example` for ``ex``."""
+    from hypothesis import strategies as st
+    from hypothesis.extra import numpy as hnp
+
+    def floats(lo, hi):
+        return st.floats(lo, hi, allow_nan=False, allow_infinity=False, allow_subnormal=False)
+
+    def signed(lo, hi):
+        return st.tuples(st.booleans(), floats(lo, hi)).map(lambda s: -s[1] if s[0] else s[1])
+
+    # Moderate values, or large ones (|z| in [15, 750]) where naive sigmoid code loses digits or overflows;
+    # 40 and 750 themselves often, so that every run meets both, whatever the seed.
+    logits = st.one_of(floats(-6, 6), signed(15, 750), st.sampled_from([40.0, -40.0, 750.0, -750.0]))
+
+    @st.composite
+    def draw(draw):
+        n, d, k = draw(st.integers(1, 8)), draw(st.integers(1, 6)), draw(st.integers(2, 6))
+
+        def arrays(shape, elements, dtype=np.float64):
+            return draw(hnp.arrays(dtype, shape, elements=elements))
+
+        if ex.name in _ELEMENTWISE:
+            x = logits if ex.name == "sigmoid_backward" else signed(1e-3, 10)
+            return Example((arrays((n, d), floats(-3, 3)), arrays((n, d), x)))
+        if ex.name == "linear_backward":
+            dout, x, w = (arrays(s, floats(-3, 3)) for s in ((n, k), (n, d), (d, k)))
+            return Example((dout, x, w), {"need_dx": draw(st.booleans())})
+        if losses.get_loss(ex.loss).multiclass:
+            return Example((arrays((n, k), logits), arrays((n,), st.integers(0, k - 1), np.int64)))
+        return Example((arrays((n, 1), logits), arrays((n, 1), st.sampled_from([0.0, 1.0]))))
+
+    return draw()
+
+
+def _parts(ex: Exercise, example: Example) -> Iterator[Example]:
+    """Single entries (elementwise functions), then single rows, of a multi-row ``example``."""
+    first = np.asarray(example.args[0])
+    if ex.name == "linear_backward" or first.size <= 1:
+        return
+    if ex.name in _ELEMENTWISE:
+        for i in np.ndindex(first.shape):
+            yield Example(tuple(np.asarray(a)[i][None, None] for a in example.args), example.kwargs)
+    for row in range(first.shape[0] if first.shape[0] > 1 else 0):
+        yield Example(tuple(np.asarray(a)[row:row + 1] for a in example.args), example.kwargs)
 
 
 # -- the check ----------------------------------------------------------------------------------------
@@ -528,15 +368,17 @@ def check_file(path: str | Path, *, examples: int = DEFAULT_EXAMPLES, timeout: f
     torch_missing = None if use_torch else "not asked for"
     if use_torch and not torch_twin.available():
         torch_missing = "not installed"
-    judges = _judges()
-    own = sandbox is None
     box = sandbox if sandbox is not None else Sandbox(path, timeout=timeout)
     try:
         box.start()
-        results = [_check_one(box, judges[e.name], given, settings, use_torch=torch_missing is None)
-                   for e in EXERCISES]
+        results = []
+        for e in EXERCISES:
+            def test(attempt, e=e):
+                settings(given(_strategy(e))(lambda example: attempt(example)))()
+
+            results.append(_check_one(_Run(box, e, torch_missing is None), test))
     finally:
-        if own:
+        if sandbox is None:
             box.close()
     return CheckReport(Path(path), results, examples, torch_missing)
 
@@ -553,129 +395,100 @@ def _hypothesis(examples: int):
     return given, chosen
 
 
-def _check_one(box: Sandbox, j: _Judge, given, settings, *, use_torch: bool) -> FunctionResult:
-    ex = j.exercise
-    kind = box.defined.get(ex.name, "missing")
-    if kind == "missing":
-        return FunctionResult(ex.name, "to do", note="not defined in the file")
-    if kind != "function":
-        return FunctionResult(ex.name, "FAIL", problem=f"{ex.name} is defined but is not a function", what="type")
+class _ToDo(Exception):
+    """The function's first call raised NotImplementedError: it is still the starter's."""
 
-    try:
-        box.call(ex.name, j.probe.args, j.probe.kwargs, arg_names=ex.inputs)
-    except CallFailed as failed:
-        if failed.kind == "raised" and failed.exception == "NotImplementedError":
-            return FunctionResult(ex.name, "to do")
-        if failed.sticky:
-            return FunctionResult(ex.name, "FAIL", examples=1, problem=failed.message, what="call",
-                                  example=j.probe.describe(ex.inputs), found="first", sticky=True)
 
-    from hypothesis.errors import Flaky
+class _Run:
+    """Checking one exercise in the sandbox: the inputs tried, the worst errors, the first failure
+    hypothesis met and a sticky one (after which the function is not called again)."""
 
-    state = {"examples": 0, "worst": 0.0, "fd_worst": 0.0, "sticky": None, "first": None}
+    def __init__(self, box: Sandbox, ex: Exercise, use_torch: bool) -> None:
+        self.box, self.ex, self.use_torch = box, ex, use_torch
+        self.examples, self.worst, self.fd_worst = 0, 0.0, 0.0
+        self.first: Failure | None = None
+        self.sticky: Failure | None = None
+        self.todo = False
 
-    def attempt(example: Example) -> None:
-        if state["sticky"] is not None:  # calling again would only hang or crash again
-            raise state["sticky"]
-        failure = _attempt(box, j, example, use_torch, state)
-        if failure is not None:
-            if failure.verdict.what == "call" and state["sticky"] is None and failure.sticky:
-                state["sticky"] = failure
-            if state["first"] is None:
-                state["first"] = failure
+    def attempt(self, example: Example) -> None:
+        """The hypothesis test's body: raise the failure of ``example``, if any."""
+        failure = self.sticky if self.sticky is not None or self.todo else self.run(example)
+        if self.todo:
+            raise _ToDo()
+        if failure is not None:  # one raise for every failure: hypothesis tells failures apart by their line
+            self.first = self.first or failure
+            self.sticky = failure if failure.sticky else None
             raise failure
 
-    test = settings(given(j.strategy(*_strategy_modules()))(attempt))
+    def run(self, example: Example) -> Failure | None:
+        """Call and judge one example; its failure, or None."""
+        self.examples += 1
+        ex = self.ex
+        try:
+            value = self.box.call(ex.name, example.args, example.kwargs, arg_names=ex.inputs)
+        except CallFailed as failed:
+            self.todo = self.examples == 1 and failed.exception == "NotImplementedError"
+            failure = Failure(failed.message, "call", _exception_hints(ex, example, failed), sticky=failed.sticky)
+        else:
+            try:
+                errors, failure = judge(ex.name, example, value, use_torch=self.use_torch), None
+            except Failure as failed:
+                errors, failure = failed.errors, failed
+            self.worst, self.fd_worst = max(self.worst, errors[0]), max(self.fd_worst, errors[1])
+        if failure is not None:
+            failure.example = example
+        return failure
+
+    def smallest(self, failure: Failure) -> Failure:
+        """hypothesis's smallest failing input, or smaller still: one of its rows or entries that fails
+        alone (hypothesis cannot always bring the one failing entry to the front)."""
+        for smaller in _parts(self.ex, failure.example):
+            found = self.run(smaller)
+            if found is not None and (found.what == failure.what or found.sticky):
+                return found if found.what == failure.what else failure
+        return failure
+
+    def result(self, status: str, failure: Failure | None = None, **fields) -> FunctionResult:
+        if failure is not None:
+            fields.update(problem=failure.problem, what=failure.what, example=failure.example.describe(self.ex.inputs),
+                          hint=_choose_hint(failure.hints, self.first.hints if self.first else ()))
+        return FunctionResult(self.ex.name, status, self.examples, self.worst, self.fd_worst, **fields)
+
+
+def _check_one(run: _Run, test: Callable) -> FunctionResult:
+    from hypothesis.errors import Flaky
+
+    ex = run.ex
+    kind = run.box.defined.get(ex.name, "missing")
+    if kind != "function":
+        return (FunctionResult(ex.name, "to do", note="not defined in the file") if kind == "missing" else
+                FunctionResult(ex.name, "FAIL", problem=f"{ex.name} is defined but is not a function", what="type"))
     try:
-        test()
-    except _CheckFailed as failure:
-        sticky = state["sticky"] is not None
-        shown = state["sticky"] if sticky else _smallest(box, j, failure, use_torch, state)
-        hint = _choose_hint(shown.verdict.hints, state["first"].verdict.hints if state["first"] else ())
-        return FunctionResult(ex.name, "FAIL", examples=state["examples"], worst=state["worst"],
-                              fd_worst=state["fd_worst"], problem=shown.verdict.problem, hint=hint,
-                              what=shown.verdict.what, example=shown.example.describe(ex.inputs),
-                              found="first" if sticky else "shrunk", sticky=sticky)
+        test(run.attempt)
+    except _ToDo:
+        return FunctionResult(ex.name, "to do")
+    except Failure as failure:
+        if run.sticky is not None:
+            return run.result("FAIL", run.sticky, found="first", sticky=True)
+        return run.result("FAIL", run.smallest(failure), found="shrunk")
     except Flaky:
-        return FunctionResult(ex.name, "FAIL", examples=state["examples"], worst=state["worst"],
-                              fd_worst=state["fd_worst"], what="call",
-                              problem=f"{ex.name} fails on some runs and not on others for the same input "
-                                      "(does it use random numbers or keep state between calls?)")
-    return FunctionResult(ex.name, "pass", examples=state["examples"], worst=state["worst"],
-                          fd_worst=state["fd_worst"])
-
-
-def _attempt(box: Sandbox, j: _Judge, example: Example, use_torch: bool, state: dict) -> _CheckFailed | None:
-    """Run and judge one example; the failure, or None when it passes."""
-    ex = j.exercise
-    state["examples"] += 1
-    try:
-        value = box.call(ex.name, example.args, example.kwargs, arg_names=ex.inputs)
-    except CallFailed as failed:
-        hint = _exception_hint(j, example, failed)
-        verdict = Verdict(False, math.inf, problem=failed.message, what="call",
-                          hints=(("exception", hint),) if hint else ())
-        return _CheckFailed(verdict, example, sticky=failed.sticky)
-    verdict = judge(j, example, value, use_torch=use_torch)
-    state["worst"] = max(state["worst"], verdict.rel_error)
-    if not math.isnan(verdict.fd_error):
-        state["fd_worst"] = max(state["fd_worst"], verdict.fd_error)
-    return None if verdict.ok else _CheckFailed(verdict, example)
-
-
-def _smallest(box: Sandbox, j: _Judge, failure: _CheckFailed, use_torch: bool, state: dict) -> _CheckFailed:
-    """hypothesis's smallest failing input, or smaller still: one of its rows or entries that fails alone.
-
-    (hypothesis shrinks an array's shape and its values, but cannot always bring the one failing
-    entry to the front; for a function that works row by row a single row says the same, shorter.)
-    """
-    for smaller in _parts(j, failure.example):
-        found = _attempt(box, j, smaller, use_torch, state)
-        if found is not None and found.verdict.what == failure.verdict.what:
-            return found
-        if found is not None and found.sticky:
-            break
-    return failure
-
-
-def _parts(j: _Judge, example: Example):
-    """Single entries (elementwise functions), then single rows, of a multi-row ``example``."""
-    if j.exercise.name == "linear_backward":
-        return
-    first = np.asarray(example.args[0])
-    if first.size <= 1:
-        return
-    if j.exercise.name in ("sigmoid_backward", "relu_backward"):
-        for i in np.ndindex(first.shape):
-            yield Example(tuple(np.asarray(a)[i][None, None] for a in example.args), example.kwargs)
-    if first.shape[0] > 1:
-        for row in range(first.shape[0]):
-            yield Example(tuple(np.asarray(a)[row:row + 1] for a in example.args), example.kwargs)
+        return run.result("FAIL", what="call", problem=f"{ex.name} fails on some runs and not on others for the "
+                          "same input (does it use random numbers or keep state between calls?)")
+    return run.result("pass")
 
 
 def _choose_hint(shown: tuple, first: tuple) -> str | None:
     """The hint for the input shown: of its explanations, the first that also explains the first failure
     hypothesis met (a larger, random input, where coincidences are rare); else its first."""
     first_keys = {key for key, _ in first}
-    for key, sentence in shown:
-        if key in first_keys:
-            return sentence
-    if shown:
-        return shown[0][1]
-    return first[0][1] if first else None
+    chosen = [s for key, s in shown if key in first_keys] + [s for _, s in shown] + [s for _, s in first]
+    return chosen[0] if chosen else None
 
 
-def _strategy_modules():
-    from hypothesis import strategies as st
-    from hypothesis.extra import numpy as hnp
-
-    return st, hnp
-
-
-def _exception_hint(j: _Judge, example: Example, failed: CallFailed) -> str | None:
+def _exception_hints(ex: Exercise, example: Example, failed: CallFailed) -> list:
     if failed.kind != "raised":
-        return None
-    ex = j.exercise
+        return []
     shapes = {name: tuple(np.shape(a)) for name, a in zip(ex.inputs, example.args)}
-    results = {name: tuple(r.shape) for name, r in zip(ex.outputs, j.reference(example)) if r is not None}
-    return hints.exception_hint(failed.message, shapes, results)
+    results = {name: tuple(r.shape) for name, r in zip(ex.outputs, _reference(ex, example)) if r is not None}
+    hint = hints.exception_hint(failed.message, shapes, results)
+    return [("exception", hint)] if hint else []

@@ -33,6 +33,7 @@ class Exercise:
     reference : the reference backward function (same signature).
     summary : one line for ``--help`` and the table.
     doc : the starter's docstring: what to compute, the shapes in and out; not the answer.
+    loss : for a loss's backward, the name of its :class:`~numpy_mnist.losses.Loss`; else None.
     """
 
     name: str
@@ -43,6 +44,7 @@ class Exercise:
     reference: Callable
     summary: str
     doc: str
+    loss: str | None = None
 
 
 _SIGMOID_DOC = '''\
@@ -126,15 +128,17 @@ EXERCISES: tuple[Exercise, ...] = (
     Exercise("sigmoid_backward", "dout, x", ("dout", "x"), ("dx",), ("x",), layers.sigmoid_backward,
              "through y = sigmoid(x)", _SIGMOID_DOC),
     Exercise("mnist_loss_backward", "logits, targets", ("logits", "targets"), ("dlogits",), ("logits",),
-             losses.mnist_loss_backward, "the book's mnist_loss", _MNIST_LOSS_DOC),
+             losses.mnist_loss_backward, "the book's mnist_loss", _MNIST_LOSS_DOC, "mnist_loss"),
     Exercise("linear_backward", "dout, x, w, *, need_dx=True", ("dout", "x", "w"), ("dx", "dw", "db"),
              ("x", "w", "b"), layers.linear_backward, "through out = x @ w + b", _LINEAR_DOC),
     Exercise("relu_backward", "dout, x", ("dout", "x"), ("dx",), ("x",), layers.relu_backward,
              "through y = relu(x)", _RELU_DOC),
     Exercise("binary_cross_entropy_backward", "logits, targets", ("logits", "targets"), ("dlogits",),
-             ("logits",), losses.binary_cross_entropy_backward, "binary cross-entropy on logits", _BCE_DOC),
+             ("logits",), losses.binary_cross_entropy_backward, "binary cross-entropy on logits", _BCE_DOC,
+             "bce"),
     Exercise("softmax_cross_entropy_backward", "logits, labels", ("logits", "labels"), ("dlogits",),
-             ("logits",), losses.softmax_cross_entropy_backward, "softmax cross-entropy", _SOFTMAX_CE_DOC),
+             ("logits",), losses.softmax_cross_entropy_backward, "softmax cross-entropy", _SOFTMAX_CE_DOC,
+             "cross_entropy"),
 )
 
 EXERCISE_NAMES: tuple[str, ...] = tuple(e.name for e in EXERCISES)

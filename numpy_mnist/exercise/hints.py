@@ -4,42 +4,49 @@ Given the learner's array ``a`` and the right one ``r`` for the same inputs, a f
 mistakes apart without guessing at the code:
 
 * the shape: is it the transposed shape, or the batch axis left in (or summed away)?
-* a known mistake: is ``a`` exactly what a common slip computes (σ′ left out, the ReLU mask inverted,
-  softmax without the one-hot)?  The :mod:`~numpy_mnist.exercise.checker` lists those per function
-  and hands them in as ``mistakes``;
+* a known slip (:data:`MISTAKES`): is ``a`` exactly what it computes (σ′ left out, the ReLU mask
+  inverted, softmax without the one-hot)?
 * a constant factor: is ``a = c r`` for one number ``c``?  Then ``c = -1`` is a flipped sign,
   ``c = N`` a missing ``1/N`` of the mean, ``c = 1/N`` one too many;
 * a transpose: is ``a = r.T``?
 * precision: is ``a`` right wherever the input is moderate and wrong only where ``|z|`` is large
   (``1 - sigmoid(z)`` rounding to 0)?
 
-Each answer is one sentence, or None when the comparison allows none.
+"Exactly" is to the checker's one tolerance (:data:`numpy_mnist.gradcheck.TOLERANCE`).  Each answer
+is one sentence, or None when the comparison allows none.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["close", "shape_hint", "value_hints", "overflow_hint", "exception_hint", "PRECISION_EDGE"]
+from numpy_mnist import layers
+from numpy_mnist.gradcheck import TOLERANCE
+
+__all__ = ["close", "shape_hint", "value_hints", "overflow_hint", "exception_hint", "MISTAKES", "PRECISION_EDGE"]
 
 #: Inputs at least this large in magnitude are where ``1 - sigmoid(z)`` loses its digits (float64).
 PRECISION_EDGE = 15.0
+_RTOL = TOLERANCE.rtol
 
 
-def close(a, b, *, rtol: float = 1e-6) -> bool:
-    """True when ``a`` and ``b`` have one shape and agree to ``rtol`` relative (a tiny absolute floor
-    scaled by ``b``'s largest entry covers entries that are 0 in one of them)."""
+def _bad(a, b, floor: float | None = None) -> np.ndarray:
+    """Entries where ``a`` and ``b`` differ beyond the tolerance; the floor (by default ``rtol / 1000``
+    of ``b``'s largest entry) covers entries that are 0 in one of them."""
+    floor = 1e-3 * _RTOL * float(np.max(np.abs(b), initial=0.0)) + 1e-300 if floor is None else floor
+    return ~(np.abs(a - b) <= _RTOL * np.maximum(np.abs(a), np.abs(b)) + floor)
+
+
+def close(a, b) -> bool:
+    """True when ``a`` and ``b`` have one shape, are finite, and agree to the tolerance."""
     a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
-    if a.shape != b.shape or not (np.all(np.isfinite(a)) and np.all(np.isfinite(b))):
-        return False
-    floor = 1e-9 * float(np.max(np.abs(b), initial=0.0)) + 1e-300
-    return bool(np.all(np.abs(a - b) <= rtol * np.maximum(np.abs(a), np.abs(b)) + floor))
+    return a.shape == b.shape and bool(np.all(np.isfinite(a)) and np.all(np.isfinite(b)) and not _bad(a, b).any())
 
 
 def shape_hint(output: str, got: tuple, want: tuple, like: str, a=None, r=None) -> str:
     """``"your dw is (1, 3); it must be (3, 1), like w"`` and what the difference suggests."""
     text = f"your {output} is {got}; it must be {want}, like {like}"
-    if len(got) == 2 and got == want[::-1] and got != want:
+    if len(got) == 2 and got == want[::-1]:
         if a is not None and r is not None and close(a, np.asarray(r).T):
             return text + ": yours is exactly its transpose"
         return text + ": the transposed shape (check which operand of each product is transposed)"
@@ -50,40 +57,32 @@ def shape_hint(output: str, got: tuple, want: tuple, like: str, a=None, r=None) 
     return text
 
 
-def value_hints(output: str, a, r, *, mistakes=(), n: int | None = None, mean: bool = False,
+def value_hints(output: str, a, r, *, mistakes=(), n: int = 1, mean: bool = False,
                 inputs=None) -> list[tuple[str, str]]:
-    """Every sentence that explains how ``a`` (the learner's, same shape as ``r``) differs from the right
-    ``r``, most telling first, each with a key naming its kind (``"factor:N"``, ``"mistake:0"``, ...).
+    """Every ``(key, sentence)`` that explains how ``a`` (the learner's, shaped like the right ``r``)
+    differs, most telling first; the key names its kind (``"factor:N"``, ``"mistake:0"``, ...).
 
-    ``mistakes``: ``(array, sentence)`` pairs, each what a known slip computes for these inputs.
-    ``n``: the batch size N, to recognise a factor N or 1/N; ``mean``: the function is the gradient
-    of a mean (so a factor N is the mean's missing 1/N).  ``inputs``: the input of an elementwise
-    function (same shape), to recognise a loss of precision at large |z|.
-
-    On a small input several explanations can fit at once (at z = 0, sigma(z) is exactly twice
-    sigma'(z)); the checker keeps the one that also fits another failing input.
+    ``mistakes``: ``(array, sentence)`` pairs, what known slips compute here; ``n``: the batch size,
+    to recognise a factor N or 1/N; ``mean``: the function is the gradient of a mean; ``inputs``: the
+    input z of an elementwise function, to recognise a loss of precision at large |z|.  On a small
+    input several can fit at once (at z = 0, sigma(z) is twice sigma'(z)); the checker keeps the
+    one that also fits another failing input.
     """
     a, r = np.asarray(a, dtype=np.float64), np.asarray(r, dtype=np.float64)
-    found = []
-    for i, (wrong, sentence) in enumerate(mistakes):
-        if wrong is not None and close(a, wrong) and not close(wrong, r):
-            found.append((f"mistake:{i}", sentence))
-    if inputs is not None:
-        precision = _precision_hint(a, r, np.asarray(inputs, dtype=np.float64))
-        if precision is not None:
-            found.append(("precision", precision))
-    factor = _factor(a, r)
-    if factor is not None:
+    found = [(f"mistake:{i}", sentence) for i, (wrong, sentence) in enumerate(mistakes)
+             if close(a, wrong) and not close(wrong, r)]
+    if inputs is not None and (precision := _precision_hint(a, r, np.asarray(inputs, dtype=np.float64))):
+        found.append(("precision", precision))
+    if (factor := _factor(a, r)) is not None:
         found.append(_factor_sentence(output, factor, n, mean))
-    if a.ndim == 2 and a.shape[0] == a.shape[1] and a.shape[0] > 1 and close(a, r.T):
+    if a.ndim == 2 and a.shape[0] == a.shape[1] > 1 and close(a, r.T):
         found.append(("transpose", f"your {output} is exactly the transpose of the right one"))
     return found
 
 
 def overflow_hint(function: str, inputs) -> str | None:
     """For a NaN or inf where the right answer is finite: the input large enough to overflow ``exp``."""
-    inputs = np.asarray(inputs, dtype=np.float64)
-    largest = float(np.max(np.abs(inputs), initial=0.0))
+    largest = float(np.max(np.abs(np.asarray(inputs, dtype=np.float64)), initial=0.0))
     if largest < 709:
         return None
     if function == "softmax_cross_entropy_backward":
@@ -95,8 +94,7 @@ def overflow_hint(function: str, inputs) -> str | None:
 
 def exception_hint(message: str, shapes: dict[str, tuple], results: dict[str, tuple]) -> str | None:
     """For a shape error raised inside the learner's code: the shapes in and the shapes wanted."""
-    words = ("shape", "broadcast", "matmul", "dimension", "aligned")
-    if not any(w in message for w in words):
+    if not any(word in message for word in ("shape", "broadcast", "matmul", "dimension", "aligned")):
         return None
     given = ", ".join(f"{k} is {v}" for k, v in shapes.items())
     wanted = ", ".join(f"{k} {v}" for k, v in results.items())
@@ -109,46 +107,97 @@ def _factor(a: np.ndarray, r: np.ndarray) -> float | None:
     if not rr > 0 or not np.all(np.isfinite(a)):
         return None
     c = float(np.sum(a * r)) / rr
-    if c == 0 or _near(c, 1) or not close(a, c * r):
-        return None
-    return c
+    return None if c == 0 or _near(c, 1) or not close(a, c * r) else c
 
 
 def _near(c: float, target: float) -> bool:
-    return abs(c - target) <= 1e-6 * abs(target)
+    return abs(c - target) <= _RTOL * abs(target)
 
 
-def _factor_sentence(output: str, c: float, n: int | None, mean: bool) -> tuple[str, str]:
-    if _near(c, -1):
-        return "factor:-1", f"your {output} is exactly the negative of the right one: a sign is flipped"
-    if n is not None and n > 1:
-        if _near(c, n):
-            return "factor:N", (f"off by exactly 1/N (N = {n}): the mean's 1/N is missing" if mean
-                                else f"your {output} is exactly N times too large (N = {n})")
-        if _near(c, -n):
-            return "factor:-N", (f"exactly -N times the right one (N = {n}): a sign is flipped and the mean's "
-                                 "1/N is missing")
-        if _near(c, 1 / n):
-            return "factor:1/N", (f"exactly N times too small (N = {n}): divided by N once too often" if mean
-                                  else f"exactly N times too small (N = {n}): a layer's gradients are sums over "
-                                       "the batch, not means")
-        if _near(c, -1 / n):
-            return "factor:-1/N", (f"exactly -1/N times the right one (N = {n}): a sign is flipped and divided "
-                                   "by N once too often")
-    if _near(c, 2):
-        return "factor:2", f"your {output} is exactly twice the right one"
-    if _near(c, 0.5):
-        return "factor:1/2", f"your {output} is exactly half the right one"
-    return "factor", f"your {output} is a constant {c:.6g} times the right one"
+def _factor_sentence(output: str, c: float, n: int, mean: bool) -> tuple[str, str]:
+    """The sentence for ``a = c r``; for a factor N or 1/N, one for the gradient of a mean (a loss) and
+    one for a layer's (whose gradients are sums over the batch)."""
+    sentences = {
+        -1: ("factor:-1", f"your {output} is exactly the negative of the right one: a sign is flipped"),
+        2: ("factor:2", f"your {output} is exactly twice the right one"),
+        0.5: ("factor:1/2", f"your {output} is exactly half the right one"),
+    }
+    if n > 1:
+        sentences.update({
+            n: ("factor:N", f"off by exactly 1/N (N = {n}): the mean's 1/N is missing" if mean
+                else f"your {output} is exactly N times too large (N = {n})"),
+            -n: ("factor:-N", f"exactly -N times the right one (N = {n}): a sign is flipped and the mean's 1/N "
+                              "is missing"),
+            1 / n: ("factor:1/N", f"exactly N times too small (N = {n}): divided by N once too often" if mean
+                    else f"exactly N times too small (N = {n}): a layer's gradients are sums over the batch, "
+                         "not means"),
+            -1 / n: ("factor:-1/N", f"exactly -1/N times the right one (N = {n}): a sign is flipped and divided "
+                                    "by N once too often"),
+        })
+    return next((s for target, s in sentences.items() if _near(c, target)),
+                ("factor", f"your {output} is a constant {c:.6g} times the right one"))
 
 
 def _precision_hint(a: np.ndarray, r: np.ndarray, z: np.ndarray) -> str | None:
-    if z.shape != a.shape:
-        return None
-    bad = np.abs(a - r) > 1e-6 * np.maximum(np.abs(a), np.abs(r)) + 1e-300
-    if not bad.any() or np.any(bad & (np.abs(z) < PRECISION_EDGE)):
+    bad = _bad(a, r, floor=1e-300) if z.shape == a.shape else None
+    if bad is None or not bad.any() or np.any(bad & (np.abs(z) < PRECISION_EDGE)):
         return None
     i = tuple(int(k) for k in np.argwhere(bad)[0])
     return (f"right for moderate inputs, but it loses its digits at large |z| (at z = {z[i]:.6g}: yours "
             f"{a[i]:.6g}, right {r[i]:.6g}): 1 - sigmoid(z) rounds to 0 once sigmoid(z) rounds to 1; "
             "write the slope so that nothing is taken from a number close to 1 (sigmoid(-z) = 1 - sigmoid(z))")
+
+
+# -- known slips, by exercise: (output index, what the slip computes, the sentence) ------------------
+
+def _onehot(labels, k: int) -> np.ndarray:
+    return (np.asarray(labels)[:, None] == np.arange(k)).astype(np.float64)
+
+
+def _sigmoid_slips(dout, x):
+    return [(0, dout, "σ′ is missing: you passed dout through unchanged; multiply it by the sigmoid's slope at x"),
+            (0, dout * layers.sigmoid(x), "you multiplied dout by σ(x), the sigmoid's value; it needs σ′(x), "
+                                          "its slope"),
+            (0, layers.sigmoid_derivative(x), "dout is missing: multiply the slope by the gradient arriving from "
+                                              "above")]
+
+
+def _mnist_loss_slips(z, t):
+    s, m = 1 - 2 * t, z.size
+    return [(0, s / m, "σ′ is missing: each entry of the mean moves with the sigmoid's slope at its logit"),
+            (0, s * layers.sigmoid(z) / m, "you used σ(z), the sigmoid's value, where its slope σ′(z) belongs"),
+            (0, (layers.sigmoid(z) - t) / m, "that is binary cross-entropy's gradient; mnist_loss is the mean of "
+                                             "σ(z) for a 7 and 1 - σ(z) for a 3")]
+
+
+def _linear_slips(dout, x, w):
+    return [(0, dout @ w, "dx used w where its transpose belongs (the shapes only fit because w is square)")
+            ] if w.shape[0] == w.shape[1] else []
+
+
+def _relu_slips(dout, x):
+    return [(0, np.where(x > 0, 0.0, dout), "the ReLU mask is inverted: the gradient must flow where x > 0 and "
+                                            "stop where x < 0"),
+            (0, np.where(dout > 0, dout, 0.0), "you masked by the sign of dout; the mask comes from the input x"),
+            (0, (x > 0).astype(np.float64), "dout is missing: the mask must multiply the gradient from above")]
+
+
+def _bce_slips(z, t):
+    slope = layers.sigmoid_derivative(z) / z.size
+    return [(0, (1 - 2 * t) * slope, "that is mnist_loss's gradient, not binary cross-entropy's"),
+            (0, (layers.sigmoid(z) - t) * slope, "an extra σ′ factor: on logits, the log cancels the sigmoid's "
+                                                 "slope")]
+
+
+def _softmax_slips(z, labels):
+    n, k = z.shape
+    return [(0, layers.softmax(z) / n, "the one-hot subtraction is missing: the right class's logit also appears "
+                                       "on its own in the loss (-z_y), which adds -1 to its slope"),
+            (0, -_onehot(labels, k) / n, "the softmax part is missing: log(sum_j exp z_j) changes with every "
+                                         "logit")]
+
+
+#: ``name -> (*args) -> [(output index, wrong array, sentence)]``: what the common slips compute.
+MISTAKES = {"sigmoid_backward": _sigmoid_slips, "mnist_loss_backward": _mnist_loss_slips,
+            "linear_backward": _linear_slips, "relu_backward": _relu_slips,
+            "binary_cross_entropy_backward": _bce_slips, "softmax_cross_entropy_backward": _softmax_slips}

@@ -12,10 +12,12 @@ answer.  Whatever goes wrong comes back as one line:
   the time limit, or its process dies: :class:`CallFailed`, whose ``message`` names the problem and,
   for an exception, the line of the learner's file it came from.
 
-A call that timed out or crashed leaves no process: the next call starts a fresh one (and imports
-the file again).  In the child every NumPy floating-point warning is silenced: an overflow shows up
-in the result (NaN, inf, or a lost digit), which the checker reports.
+``check --train`` trains there too (:meth:`Sandbox.train`): simple_net with the learner's functions,
+one message per epoch.  A call that timed out or crashed leaves no process: the next call starts a
+fresh one (and imports the file again).  In the child every NumPy floating-point warning is
+silenced: an overflow shows up in the result (NaN, inf, or a lost digit), which the checker reports.
 """
+
 
 from __future__ import annotations
 
@@ -25,12 +27,14 @@ import signal
 import sys
 import traceback
 import warnings
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from numpy_mnist.errors import NumpyMnistError
+from numpy_mnist.errors import DivergenceError, NumpyMnistError
 from numpy_mnist.exercise.functions import EXERCISE_NAMES
+from numpy_mnist.exercise.training import TrainConfig, reference_functions, train
 
 __all__ = ["Sandbox", "CallFailed", "LearnerFileError", "Foreign", "DEFAULT_TIMEOUT"]
 
@@ -52,28 +56,18 @@ class CallFailed(Exception):
     a crash is *sticky*: calling again would only wait or crash again.
     """
 
-    def __init__(self, kind: str, message: str, exception: str | None = None, detail: str = "") -> None:
+    def __init__(self, kind: str, message: str, exception: str | None = None) -> None:
         super().__init__(message)
-        self.kind = kind
-        self.message = message
-        self.exception = exception
-        #: For a crash: how the process ended, in words.
-        self.detail = detail
-
-    @property
-    def sticky(self) -> bool:
-        return self.kind in ("timeout", "crashed")
+        self.kind, self.message, self.exception = kind, message, exception
+        self.sticky = kind in ("timeout", "crashed")
 
 
+@dataclass(frozen=True)
 class Foreign:
     """What the learner returned where arrays were expected, described: its type and a short repr."""
 
-    def __init__(self, type_name: str, text: str) -> None:
-        self.type_name = type_name
-        self.text = text
-
-    def __repr__(self) -> str:
-        return f"Foreign({self.type_name}: {self.text})"
+    type_name: str
+    text: str
 
 
 class Sandbox:
@@ -93,29 +87,25 @@ class Sandbox:
         self.timeout = float(timeout)
         self.import_timeout = float(import_timeout) if import_timeout is not None else max(30.0, 4 * self.timeout)
         self.defined: dict[str, str] = {}
-        self._process = None
-        self._conn = None
-
-    # -- the child's life ------------------------------------------------------------------------------
+        self._process = self._conn = None
 
     def start(self) -> None:
         """Start the child and import the file there (no-op when running); :class:`LearnerFileError`."""
         if self._process is not None:
             return
         context = multiprocessing.get_context("spawn")
-        parent, child = context.Pipe()
-        process = context.Process(target=_child_main, args=(child, str(self.path.resolve())), daemon=True,
-                                  name="numpy-mnist exercise sandbox")
-        process.start()
+        self._conn, child = context.Pipe()
+        self._process = context.Process(target=_child_main, args=(child, str(self.path.resolve())), daemon=True,
+                                        name="numpy-mnist exercise sandbox")
+        self._process.start()
         child.close()
-        self._process, self._conn = process, parent
         try:
-            reply = self._receive(self.import_timeout)
+            reply = self._receive(self.import_timeout, f"importing it did not finish within {self.import_timeout:g} s "
+                                                       "(code at the top level that never ends?)")
         except CallFailed as failed:
-            if failed.kind == "timeout":
-                raise LearnerFileError(f"{self.path.name}: importing it did not finish within "
-                                       f"{self.import_timeout:g} s (code at the top level that never ends?)") from None
-            raise LearnerFileError(f"{self.path.name}: {failed.message} while importing it") from None
+            message = (failed.message if failed.kind == "timeout"
+                       else f"the process running your file ended ({failed.message}) while importing it")
+            raise LearnerFileError(f"{self.path.name}: {message}") from None
         if reply[0] == "import-failed":
             self.close()
             raise LearnerFileError(f"{reply[1]}; nothing was checked: fix it and check again")
@@ -144,8 +134,6 @@ class Sandbox:
     def __exit__(self, *exc) -> None:
         self.close()
 
-    # -- requests --------------------------------------------------------------------------------------
-
     def call(self, name: str, args: tuple, kwargs: dict | None = None, *, arg_names: tuple[str, ...] = ()):
         """``name(*args, **kwargs)`` in the child; its return value (arrays, or :class:`Foreign`).
 
@@ -153,77 +141,70 @@ class Sandbox:
         """
         self.start()
         try:
-            self._send(("call", name, args, kwargs or {}))
-            reply = self._receive(self.timeout, f"{name} did not return within {self.timeout:g} s "
-                                                "(an endless loop?)")
+            reply = self._request(("call", name, args, kwargs or {}), self.timeout,
+                                  f"{name} did not return within {self.timeout:g} s (an endless loop?)")
         except CallFailed as failed:
             if failed.kind != "crashed":
                 raise
-            raise CallFailed("crashed", f"{name} ended the process running your file ({failed.detail})") from None
+            raise CallFailed("crashed", f"{name} ended the process running your file ({failed.message})") from None
         if reply[0] == "raised":
             raise CallFailed("raised", f"{name} raised {reply[2]}", exception=reply[1])
         if reply[0] == "modified":
-            index = reply[1]
-            arg = arg_names[index] if index < len(arg_names) else f"argument {index + 1}"
+            arg = arg_names[reply[1]] if reply[1] < len(arg_names) else f"argument {reply[1] + 1}"
             raise CallFailed("modified", f"{name} wrote into its argument {arg}: a backward function must "
                                          "leave its inputs alone and return new arrays")
         return reply[1]
 
     def train(self, config: dict, *, epoch_timeout: float):
-        """Run :func:`numpy_mnist.exercise.training.run_in_child` in the child; yield its messages.
+        """Train with the learner's functions in the child (:func:`_train_in_child`); yield its messages.
 
-        Yields ``("epoch", record dict)`` per epoch, then one of ``("trained", None)``,
-        ``("raised", function name, message)`` or ``("diverged", message)``.  Raises
-        :class:`CallFailed` when an epoch takes longer than ``epoch_timeout`` or the child dies.
+        Yields ``("epoch", record dict)`` per epoch, then one of ``("trained",)``, ``("raised",
+        message)``, ``("diverged", message)``, or ``("failed", message)`` when an epoch takes longer
+        than ``epoch_timeout`` or the child dies.
         """
-        self.start()
-        self._send(("train", config))
-        while True:
-            reply = self._receive(epoch_timeout, f"an epoch of training with your functions did not end "
-                                                 f"within {epoch_timeout:g} s")
+        timed_out = f"an epoch of training with your functions did not end within {epoch_timeout:g} s"
+        try:
+            self.start()
+            reply = self._request(("train", config), epoch_timeout, timed_out)
+            while reply[0] == "epoch":
+                yield reply
+                reply = self._receive(epoch_timeout, timed_out)
             yield reply
-            if reply[0] != "epoch":
-                return
+        except CallFailed as failed:
+            crashed = f"the process running your file ended ({failed.message})"
+            yield ("failed", crashed if failed.kind == "crashed" else failed.message)
 
-    def _send(self, message) -> None:
+    def _request(self, message, timeout: float, timed_out: str):
         try:
             self._conn.send(message)
         except (OSError, ValueError):
-            how = self._reap()
-            raise CallFailed("crashed", f"the process running your file ended ({how})", detail=how) from None
+            raise CallFailed("crashed", self._reap()) from None
+        return self._receive(timeout, timed_out)
 
-    def _receive(self, timeout: float, what: str = ""):
+    def _receive(self, timeout: float, timed_out: str):
+        """The child's next message; :class:`CallFailed` (``message`` how it ended, for a crash)."""
         if not self._conn.poll(timeout):
             self._process.kill()
             self._reap()
-            raise CallFailed("timeout", what or f"no answer within {timeout:g} s")
+            raise CallFailed("timeout", timed_out)
         try:
             return self._conn.recv()
         except (EOFError, OSError):
-            how = self._reap()
-            raise CallFailed("crashed", f"the process running your file ended ({how})", detail=how) from None
+            raise CallFailed("crashed", self._reap()) from None
 
     def _reap(self) -> str:
         """Forget a child that died or was killed; its exit in words."""
         process, conn = self._process, self._conn
         self._process = self._conn = None
-        if process is None:
-            return "it had already ended"
         process.join(timeout=5)
-        if conn is not None:
-            conn.close()
-        return _exit_text(process.exitcode)
-
-
-def _exit_text(code: int | None) -> str:
-    if code is None:
-        return "it did not stop"
-    if code < 0:
+        conn.close()
+        code = process.exitcode
+        if code is None or code >= 0:
+            return "it did not stop" if code is None else f"exit status {code}"
         try:
             return f"killed by signal {signal.Signals(-code).name}"
         except ValueError:
             return f"killed by signal {-code}"
-    return f"exit status {code}"
 
 
 # -- the child ----------------------------------------------------------------------------------------
@@ -237,7 +218,8 @@ def _child_main(conn, path: str) -> None:
     except BaseException as exc:  # the learner's code may raise anything, SystemExit included
         conn.send(("import-failed", _describe_import_error(exc, path)))
         return
-    conn.send(("ready", {name: _kind(module, name) for name in EXERCISE_NAMES}))
+    conn.send(("ready", {name: "missing" if not hasattr(module, name) else
+                         "function" if callable(getattr(module, name)) else "not callable" for name in EXERCISE_NAMES}))
     while True:
         try:
             message = conn.recv()
@@ -251,9 +233,7 @@ def _child_main(conn, path: str) -> None:
                 conn.send(("raised", type(exc).__name__,
                            f"returned something that cannot be passed back ({_one_line(exc)})"))
         elif message[0] == "train":
-            from numpy_mnist.exercise.training import run_in_child
-
-            run_in_child(conn, module, path, message[1])
+            _train_in_child(conn, module, path, message[1])
         else:
             return
 
@@ -269,18 +249,11 @@ def _load(path: str):
     return module
 
 
-def _kind(module, name: str) -> str:
-    if not hasattr(module, name):
-        return "missing"
-    return "function" if callable(getattr(module, name)) else "not callable"
-
-
 def _call(module, path: str, name: str, args: tuple, kwargs: dict):
-    function = getattr(module, name)
     before = [np.copy(a) if isinstance(a, np.ndarray) else None for a in args]
     try:
-        value = function(*args, **kwargs)
-    except BaseException as exc:  # the learner's code may raise anything
+        value = getattr(module, name)(*args, **kwargs)
+    except BaseException as exc:  # the learner's code may raise anything, SystemExit included
         if isinstance(exc, KeyboardInterrupt):
             raise
         return ("raised", type(exc).__name__, describe_exception(exc, path))
@@ -303,19 +276,18 @@ def portable(value):
 
 def describe_exception(exc: BaseException, path: str) -> str:
     """``"ValueError: message (my_gradients.py, line 12)"``: the deepest line of the learner's file."""
-    line = None
     target = Path(path).resolve()
-    for frame in traceback.extract_tb(exc.__traceback__):
-        try:
-            if Path(frame.filename).resolve() == target:
-                line = frame.lineno
-        except (OSError, ValueError):
-            continue
-    text = type(exc).__name__
+    lines = [frame.lineno for frame in traceback.extract_tb(exc.__traceback__) if _is(frame.filename, target)]
     message = _one_line(exc)
-    if message:
-        text += f": {message}"
-    return text + (f" ({target.name}, line {line})" if line is not None else "")
+    text = type(exc).__name__ + (f": {message}" if message else "")
+    return text + (f" ({target.name}, line {lines[-1]})" if lines else "")
+
+
+def _is(filename: str, target: Path) -> bool:
+    try:
+        return Path(filename).resolve() == target
+    except (OSError, ValueError):
+        return False
 
 
 def _describe_import_error(exc: BaseException, path: str) -> str:
@@ -329,3 +301,47 @@ def _describe_import_error(exc: BaseException, path: str) -> str:
 def _one_line(exc: BaseException) -> str:
     text = " ".join(str(exc).split())
     return text if len(text) <= _MAX_MESSAGE else text[:_MAX_MESSAGE - 3] + "..."
+
+
+# -- training, in the child ---------------------------------------------------------------------------
+
+class _LearnerCallError(NumpyMnistError):
+    """One of the learner's functions raised, or returned the wrong shapes, during training."""
+
+
+def _guarded(name: str, function, path: str):
+    """The learner's ``function``, its exceptions and wrong shapes turned into :class:`_LearnerCallError`."""
+    def call(*args, **kwargs):
+        try:
+            out = function(*args, **kwargs)
+        except Exception as exc:  # the learner's code may raise anything
+            raise _LearnerCallError(f"{name} raised {describe_exception(exc, path)}") from None
+        if name != "linear_backward":
+            want, got = [args[0].shape], [out]
+        elif isinstance(out, (tuple, list)) and len(out) == 3:
+            _, x, w = args
+            want, got = [x.shape if kwargs.get("need_dx", True) else None, w.shape, (w.shape[1],)], out
+        else:
+            raise _LearnerCallError(f"{name} returned {type(out).__name__}, not (dx, dw, db)")
+        for shape, value in zip(want, got):
+            if shape is not None and (not isinstance(value, np.ndarray) or value.shape != shape):
+                have = value.shape if isinstance(value, np.ndarray) else type(value).__name__
+                raise _LearnerCallError(f"{name} returned {have} where {shape} was needed")
+        return out
+
+    return call
+
+
+def _train_in_child(conn, module, path: str, config: dict) -> None:
+    """The ``train`` request: simple_net trained with the learner's functions, each epoch sent on ``conn``."""
+    cfg = TrainConfig(**{**config, "learner_functions": tuple(config["learner_functions"])})
+    functions = {**reference_functions(),
+                 **{name: _guarded(name, getattr(module, name), path) for name in cfg.learner_functions}}
+    try:
+        train(functions, cfg, on_epoch=lambda record: conn.send(("epoch", record.as_dict())))
+    except _LearnerCallError as exc:
+        conn.send(("raised", str(exc)))
+    except DivergenceError as exc:
+        conn.send(("diverged", str(exc)))
+    else:
+        conn.send(("trained",))
