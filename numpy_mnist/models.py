@@ -290,6 +290,11 @@ class ResNet18(Model):
         head      [max, mean] pool (1024) -> BN -> dropout 0.25 -> linear 1024x512 -> ReLU
                   -> BN -> dropout 0.5 -> linear 512x2 (no biases)                 2 logits
 
+    At 28 x 28 the last map is 1 x 1, so the max and the mean of each channel are the same number
+    and the head's 1024 features are 512 twice, as in the book's model.  Other square images are
+    taken with ``image_size`` (rows of ``image_size**2`` pixels); from 40 x 40 on the last map is
+    2 x 2 or more and the two pools differ.
+
     A BasicBlock is ``relu(bn2(conv2(relu(bn1(conv1(x))))) + shortcut(x))`` with 3x3 convolutions,
     the shortcut ``x`` itself, or ``bn(conv1x1 /2 (x))`` where the shape changes (the first block of
     layers 2 to 4).  ``width`` scales every channel count (16 is a quarter of the book's model).
@@ -315,8 +320,11 @@ class ResNet18(Model):
     kind = "resnet18"
 
     def __init__(self, params: dict, backend: Backend, loss: str | Loss = "cross_entropy", *,
-                 buffers: dict | None = None, seed: int = 0) -> None:
+                 buffers: dict | None = None, seed: int = 0, image_size: int = 28) -> None:
         super().__init__(params, backend, loss)
+        if isinstance(image_size, bool) or not isinstance(image_size, int) or image_size < 1:
+            raise InputError(f"image_size must be a positive whole number of pixels, got {image_size!r}")
+        self.image_size = image_size
         if not self.loss.multiclass:
             raise InputError(f"the ResNet-18 is trained with cross_entropy over its classes, not {self.loss.name}")
         self.width, self.seed = int(self.params["conv1.weight"].shape[0]), _check_seed(seed)
@@ -344,14 +352,14 @@ class ResNet18(Model):
     # -- the contract ------------------------------------------------------------------------------
     @property
     def inputs(self) -> int:
-        return N_PIXELS
+        return self.image_size**2
 
     @property
     def outputs(self) -> int:
         return int(self.params["head.fc2.weight"].shape[1])
 
     def config(self) -> dict:
-        return {**super().config(), "width": self.width, "seed": self.seed}
+        return {**super().config(), "width": self.width, "seed": self.seed, "image_size": self.image_size}
 
     def train(self) -> "ResNet18":
         """Training mode: batch statistics (the running ones updated) and dropout."""
@@ -374,7 +382,7 @@ class ResNet18(Model):
         if self.training and n < 2:
             raise InputError(f"a training batch needs at least 2 images (batch norm divides by the batch's "
                              f"variance), got {n}; use eval mode to predict one image")
-        images = xp.reshape(x, (n, 1, 28, 28))
+        images = xp.reshape(x, (n, 1, self.image_size, self.image_size))
         stem, h0 = self._conv_bn(images, "conv1", "bn1", stride=2, padding=3)
         a0 = relu(stem)
         out = max_pool2d(a0, kernel=3, stride=2, padding=1)
@@ -485,7 +493,7 @@ class ResNet18(Model):
 
 
 def resnet18(width: int = 64, seed: int = 0, backend: str | Backend = "numpy", *, dtype: str | None = None,
-             classes: int = 2) -> ResNet18:
+             classes: int = 2, image_size: int = 28) -> ResNet18:
     """The book's ResNet-18 for the 3s and 7s (``classes`` logits, ``cross_entropy``), initialised as
     torchvision and fastai do.
 
@@ -515,7 +523,7 @@ def resnet18(width: int = 64, seed: int = 0, backend: str | Backend = "numpy", *
             params[name] = rng.standard_normal(shape) * math.sqrt(2 / shape[0])
         else:  # a batch norm's gamma (weight) or beta (bias)
             params[name] = np.full(shape, 1.0 if name.endswith(".weight") else 0.0)
-    return ResNet18(params, backend, "cross_entropy", seed=seed)
+    return ResNet18(params, backend, "cross_entropy", seed=seed, image_size=image_size)
 
 
 def _check_seed(seed) -> int:

@@ -283,7 +283,7 @@ RESNET18_STRIDES = (1, 2, 2, 2)
 
 
 def resnet18(x, p, *, buffers=None, masks=None, training: bool = True):
-    """The ResNet-18 of :func:`numpy_mnist.models.resnet18` on (N, 784) images ``x``: its logits.
+    """The ResNet-18 of :func:`numpy_mnist.models.resnet18` on (N, side**2) square images ``x``: its logits.
 
     ``F.conv2d``, ``F.batch_norm`` (``training=True``: the batch's statistics, and ``buffers``'
     ``running_mean`` / ``running_var`` updated in place with momentum 0.1, as ``nn.BatchNorm2d``
@@ -303,7 +303,8 @@ def resnet18(x, p, *, buffers=None, masks=None, training: bool = True):
     def drop(h, name, prob):
         return h * masks[name] / (1 - prob) if training else h
 
-    h = F.relu(bn(F.conv2d(x.reshape(-1, 1, 28, 28), p["conv1.weight"], stride=2, padding=3), "bn1"))
+    side = round(x.shape[1] ** 0.5)
+    h = F.relu(bn(F.conv2d(x.reshape(-1, 1, side, side), p["conv1.weight"], stride=2, padding=3), "bn1"))
     h = F.max_pool2d(h, kernel_size=3, stride=2, padding=1)
     for stage, stride in enumerate(RESNET18_STRIDES, start=1):
         for b in range(2):

@@ -37,12 +37,12 @@ CANCELLATION_FLOOR = 1e-12
 WIDTH, N = 4, 6
 
 
-def batch(n=N, width=WIDTH, seed=0):
+def batch(n=N, width=WIDTH, seed=0, image_size=28):
     """Random images in [0, 1], labels 0/1, and the two dropout masks of fastai's head."""
     rng = np.random.default_rng(seed)
     masks = {"head.drop1": dropout_mask(rng, (n, 16 * width), 0.25),
              "head.drop2": dropout_mask(rng, (n, 8 * width), 0.5)}
-    return rng.uniform(0, 1, (n, 784)), rng.integers(0, 2, n), masks
+    return rng.uniform(0, 1, (n, image_size**2)), rng.integers(0, 2, n), masks
 
 
 def assert_grad_agrees(name, ours, theirs, rtol=TWIN_RTOL):
@@ -78,7 +78,7 @@ def test_init_kaiming_and_batch_norm():
     assert all((b[f"{bn}.running_mean"] == 0).all() and (b[f"{bn}.running_var"] == 1).all() for bn in model.bn_names)
     assert len(model.bn_names) == 22 and len(model.no_weight_decay) == 44
     assert model.config() == {"kind": "resnet18", "inputs": 784, "outputs": 2, "loss": "cross_entropy",
-                              "width": 16, "seed": 3}
+                              "width": 16, "seed": 3, "image_size": 28}
     assert MODEL_KINDS["resnet18"] is ResNet18
 
 
@@ -93,10 +93,11 @@ def test_one_seed_one_model_on_every_backend(backend):
 # -- against PyTorch's autograd ------------------------------------------------------------------
 
 @gs.needs_torch
-@pytest.mark.parametrize("width,n,seed", [(WIDTH, N, 0), (8, 5, 1)])
-def test_loss_and_grads_against_twin(backend, width, n, seed):
-    model = resnet18(width, seed=seed, backend=backend)
-    x, y, masks = batch(n, width, seed)
+@pytest.mark.parametrize("width,n,seed,image_size", [(WIDTH, N, 0, 28), (8, 5, 1, 28), (WIDTH, 4, 2, 40)])
+def test_loss_and_grads_against_twin(backend, width, n, seed, image_size):
+    """At 40 x 40 the last map is 2 x 2: the head's max and mean pools differ, so their order shows."""
+    model = resnet18(width, seed=seed, backend=backend, image_size=image_size)
+    x, y, masks = batch(n, width, seed, image_size)
     model.dropout_masks = masks
     want_loss, want_grads, want_buffers = torch_twin.resnet18_loss_and_grads(model, x, y, masks)
     loss, grads = model.loss_and_grads(backend.asarray(x), backend.asarray(y))
@@ -161,12 +162,13 @@ def test_adam_one_cycle_five_steps_against_torch(backend):
 
 # -- against finite differences --------------------------------------------------------------------
 
+@pytest.mark.parametrize("image_size", [28, 40])
 @pytest.mark.parametrize("name", ["conv1.weight", "bn1.weight", "layer2.0.downsample.0.weight", "layer3.1.bn1.bias",
                                   "layer4.1.conv2.weight", "head.bn1.bias", "head.fc1.weight", "head.fc2.weight"])
-def test_finite_differences(name):
+def test_finite_differences(name, image_size):
     """Central differences of the model's own loss along 4 random directions and at 4 entries."""
-    model = resnet18(WIDTH, seed=1, backend="numpy", dtype="float64")
-    x, y, model.dropout_masks = batch(seed=1)
+    model = resnet18(WIDTH, seed=1, backend="numpy", dtype="float64", image_size=image_size)
+    x, y, model.dropout_masks = batch(seed=1, image_size=image_size)
     _, grads = model.loss_and_grads(x, y)
     original = model.params[name]
 
@@ -220,7 +222,7 @@ def test_refusals():
         model.forward(model.backend.asarray(x[:, :100]))
     with pytest.raises(InputError, match="integer"):
         model.loss_and_grads(xs, model.backend.asarray(y.astype(np.float64)))
-    for bad in ({"width": 0}, {"width": 2.0}, {"seed": -1}, {"classes": 1}):
+    for bad in ({"width": 0}, {"width": 2.0}, {"seed": -1}, {"classes": 1}, {"image_size": 0}):
         with pytest.raises(InputError):
             resnet18(**{"width": WIDTH, **bad})
     params = host(model, model.params)
