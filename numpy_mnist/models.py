@@ -315,6 +315,12 @@ class ResNet18(Model):
     ``loss_and_grads`` is the forward pass, then the backward read as the forward reversed, block by
     block (:meth:`_block_backward` mirrors :meth:`_block_forward`).  It needs training mode, and
     batches of at least 2 images (a batch norm over one value has no variance).
+
+    The book's ``fit_one_cycle(1, 0.1)`` (``Adam(no_decay=model.no_weight_decay,
+    schedule=OneCycle(193, 0.1))``, batch 64, shuffled, last partial batch dropped) reached a
+    validation accuracy of 0.9951 after one epoch at width 64 and at width 16 (seed 0; a PyTorch
+    rebuild of the same setup: 0.9961 and 0.9951; the book: 0.997).  A training batch at width 64
+    costs about as much CPU time as PyTorch's own on one thread (measured: 0.50 s against 0.56 s).
     """
 
     kind = "resnet18"

@@ -232,3 +232,25 @@ def test_refusals():
         ResNet18({**params, "head.fc1.weight": np.zeros((64, 31))}, model.backend)
     with pytest.raises(InputError, match="buffers"):
         ResNet18(params, model.backend, buffers={"bn1.running_mean": np.zeros(4)})
+
+
+# -- the book's run (slow: deselect with -m 'not slow') ---------------------------------------------
+
+@pytest.mark.slow
+def test_one_cycle_epoch_at_quarter_width_reaches_099():
+    """The book's ``fit_one_cycle(1, 0.1)`` at width 16: one epoch, fastai's loader (batch 64,
+    shuffled, last partial batch dropped), Adam with the batch norms out of the weight decay.
+    Measured 0.9951 (PyTorch's rebuild of the same setup: 0.9951); about 25 s on one core."""
+    from numpy_mnist.data import DataLoader, load_mnist_sample
+    from numpy_mnist.metrics import correct_count
+
+    tx, ty, vx, vy = load_mnist_sample()
+    ty, vy = ty[:, 0].astype(np.int64), vy[:, 0].astype(np.int64)  # two classes: 1 for a 3, 0 for a 7
+    train = DataLoader(tx, ty, batch_size=64, shuffle=True, seed=0, drop_last=True)
+    model = resnet18(16, seed=0)
+    opt = Adam(model.params, schedule=OneCycle(len(train), 0.1), no_decay=model.no_weight_decay)
+    for xb, yb in train:
+        opt.step(model.loss_and_grads(xb, yb)[1])
+    model.eval()
+    correct = sum(float(correct_count(model.forward(xb), yb)) for xb, yb in DataLoader(vx, vy, batch_size=512))
+    assert correct / len(vy) >= 0.99
