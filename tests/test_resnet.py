@@ -230,6 +230,8 @@ def test_refusals():
         ResNet18(params, model.backend, "bce")
     with pytest.raises(InputError, match="not the parameters of a ResNet-18"):
         ResNet18({**params, "head.fc1.weight": np.zeros((64, 31))}, model.backend)
+    with pytest.raises(InputError, match="not the parameters of a ResNet-18"):
+        ResNet18({"weights": np.zeros((784, 2))}, model.backend)
     with pytest.raises(InputError, match="buffers"):
         ResNet18(params, model.backend, buffers={"bn1.running_mean": np.zeros(4)})
 
