@@ -169,7 +169,8 @@ def conv2d(x, w, *, stride=1, padding=0):
 
         out[(n, i, j), f] = sum_k cols[(n, i, j), k] W[k, f]      i.e.  out = cols @ W
 
-    one matrix product per convolution, the whole cost of a ResNet (see :func:`conv2d_backward`).
+    one matrix product per convolution, where most of a ResNet's time goes.  ``W`` is taken as the
+    transpose of the kernel's rows ``w[f]`` turned channels-last (:func:`_kernel_rows`).
 
     The layout inside is channels-last, (N, H, W, C): the input is turned channels-last before it
     is padded, so each slice is a run of whole C-contiguous rows, and stacking along the last axis
@@ -177,21 +178,22 @@ def conv2d(x, w, *, stride=1, padding=0):
     ``out`` comes back as the (N, OH, OW, F) product seen through ``permute_dims`` as
     (N, F, OH, OW), not copied; elementwise layers keep that memory order, so the next
     convolution's turn to channels-last costs nothing.  Measured (``float32``, one core of this
-    machine, NumPy 2.4 with OpenBLAS, PyTorch 2.13 on one thread), forward + backward of the twenty
-    convolutions of a ResNet-18 at batch 64 on 28x28 images, median of seven interleaved runs:
+    machine with the other busy, NumPy 2.4 with OpenBLAS, PyTorch 2.13 on one thread), forward +
+    backward of the twenty convolutions of a ResNet-18 (torchvision's layout, 3 input channels) at
+    batch 64 on 28x28 images, median of nine interleaved runs:
 
-    * channels-first slices, gathered into ``cols`` through a transpose:     362 ms a batch
-    * channels-last (N, H, W, C) at the edges too (no NCHW anywhere):         288 ms
-    * (N, C, H, W) at the edge, channels-last inside (this code):            289 ms
-    * the same, but every input and result a contiguous (N, C, H, W) copy:   299 ms
-    * the three products alone (``cols @ W``, ``cols.T @ dout``, ``dout @ W.T``): 178 ms
-    * PyTorch's ``F.conv2d`` forward + autograd backward, same shapes:       428 ms
+    * channels-first slices, gathered into ``cols`` through a transpose:     388 ms a batch
+    * channels-last (N, H, W, C) at the edges too (no NCHW anywhere):         264 ms
+    * (N, C, H, W) at the edge, channels-last inside (this code):            271 ms
+    * the same, but every input and result a contiguous (N, C, H, W) copy:   293 ms
+    * the three products alone (``cols @ W``, ``cols.T @ dout``, ``dout @ W.T``): 190 ms
+    * PyTorch's ``F.conv2d`` forward + autograd backward, same shapes:       447 ms
 
-    So the NCHW signature costs nothing once the views are handed on, while channels-first
-    gathering costs a quarter more; what remains above the products is the gathering and the
-    adding back (col2im).  Padding an (N, C, H, W) array first and permuting afterwards, as a
-    first version did, made every slice strided across the channels: 366 ms, no better than
-    channels-first.
+    So the NCHW signature costs next to nothing once the views are handed on, while channels-first
+    gathering costs 40 % more; what remains above the products is the gathering (twice: the
+    backward rebuilds ``cols``) and the adding back (col2im).  Padding an (N, C, H, W) array first
+    and permuting afterwards, as a first version did, left every slice strided across the channels
+    and cost as much as channels-first slicing (366 against 368 ms, in another run).
     """
     _check_conv(x, w, stride, padding)
     xp = array_namespace(x, w)
@@ -199,8 +201,7 @@ def conv2d(x, w, *, stride=1, padding=0):
     f, _, kh, kw = w.shape
     oh, ow = _out_size(h, kh, stride, padding), _out_size(wd, kw, stride, padding)
     cols = _im2col(_pad_channels_last(xp, x, padding, 0.0), kh, kw, stride, oh, ow)
-    wmat = xp.reshape(xp.permute_dims(w, (2, 3, 1, 0)), (kh * kw * c, f))
-    out = xp.reshape(cols @ wmat, (n, oh, ow, f))
+    out = xp.reshape(cols @ _kernel_rows(w).T, (n, oh, ow, f))
     return xp.permute_dims(out, (0, 3, 1, 2))
 
 
@@ -213,7 +214,8 @@ def conv2d_backward(dout, x, w, *, stride=1, padding=0):
         dW    = cols.T @ dout        (K, F)          dw[f, c, a, b] = dW[(a, b, c), f]
         dcols = dout @ W.T           (N*OH*OW, K)
 
-    with ``dout`` laid out (N*OH*OW, F).  In index form these are::
+    with ``dout`` laid out (N*OH*OW, F); ``dW`` is computed as its transpose ``dout.T @ cols``
+    (F, K), one row per filter as ``w`` is stored.  In index form these are::
 
         dw[f, c, a, b]     = sum_{n, i, j} dout[n, f, i, j] x_pad[n, c, i*s + a, j*s + b]
         dx_pad[n, c, y, z] = sum_{f, a, b, i, j : i*s + a = y, j*s + b = z} dout[n, f, i, j] w[f, c, a, b]
@@ -234,9 +236,8 @@ def conv2d_backward(dout, x, w, *, stride=1, padding=0):
         raise InputError(f"dout must have the convolution's output shape {(n, f, oh, ow)}, got {tuple(dout.shape)}")
     dout_mat = xp.reshape(xp.permute_dims(dout, (0, 2, 3, 1)), (n * oh * ow, f))
     cols = _im2col(_pad_channels_last(xp, x, padding, 0.0), kh, kw, stride, oh, ow)
-    dw = xp.permute_dims(xp.reshape(cols.T @ dout_mat, (kh, kw, c, f)), (3, 2, 0, 1))
-    wmat = xp.reshape(xp.permute_dims(w, (2, 3, 1, 0)), (kh * kw * c, f))
-    dcols = xp.reshape(dout_mat @ wmat.T, (n, oh, ow, kh * kw, c))
+    dw = xp.permute_dims(xp.reshape(dout_mat.T @ cols, (f, kh, kw, c)), (0, 3, 1, 2))
+    dcols = xp.reshape(dout_mat @ _kernel_rows(w), (n, oh, ow, kh * kw, c))
     dx_pad = xp.zeros((n, h + 2 * padding, wd + 2 * padding, c), dtype=dcols.dtype, device=device(dcols))
     for a in range(kh):
         for b in range(kw):
@@ -543,6 +544,18 @@ def _im2col(x_pad, kh, kw, stride, oh, ow):
     slices = [x_pad[:, _window(a, stride, oh), _window(b, stride, ow), :] for a in range(kh) for b in range(kw)]
     cols = xp.concat(slices, axis=3)
     return xp.reshape(cols, (x_pad.shape[0] * oh * ow, cols.shape[3]))
+
+
+def _kernel_rows(w):
+    """The kernel (F, C, KH, KW) as ``W.T`` of :func:`conv2d`: (F, KH*KW*C), entry ``(f, (a, b, c))``.
+
+    Built filter by filter, each row a gather of ``w[f]`` turned channels-last (a copy 10x faster
+    than building ``W`` (K, F) itself, whose every entry would stride across all of ``w``: 1.4 ms
+    against 14 ms for the 512-channel kernels); the products take it transposed, which BLAS does
+    without a copy.
+    """
+    xp = array_namespace(w)
+    return xp.reshape(xp.permute_dims(w, (0, 2, 3, 1)), (w.shape[0], w.shape[1] * w.shape[2] * w.shape[3]))
 
 
 def _per_channel(xp, v, x):
