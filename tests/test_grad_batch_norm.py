@@ -36,7 +36,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from numpy_mnist.errors import InputError
-from numpy_mnist.gradcheck import DEFAULT_RTOL, check_gradient
+from numpy_mnist.gradcheck import DEFAULT_RTOL, GradCheckOptions, check_gradient
 from numpy_mnist.layers import batch_norm, batch_norm_backward, batch_norm_eval, update_running_stats
 from numpy_mnist.torch_twin import TINY32, TINY64, assert_agree, gamma, gamma32, tensor, vjp
 
@@ -110,12 +110,12 @@ def test_batch_norm_backward_matches_finite_differences(backend, shape, seed, ki
     dx, dg, db = batch_norm_backward(doutb, xb, gb)
     sx, sg, sb = scales(x, g, b, dout)
     for report in [
-        check_gradient(lambda a: batch_norm(a, gb, bb)[0], xb, dx, dout=dout, scale=sx, max_full=MAX_FULL,
-                       seed=seed, name="dx", backend=backend),
-        check_gradient(lambda a: batch_norm(xb, a, bb)[0], gb, dg, dout=dout, scale=sg, name="dgamma",
-                       backend=backend),
-        check_gradient(lambda a: batch_norm(xb, gb, a)[0], bb, db, dout=dout, scale=sb, name="dbeta",
-                       backend=backend),
+        check_gradient(lambda a: batch_norm(a, gb, bb)[0], xb, dx, dout=dout,
+                       options=GradCheckOptions(scale=sx, max_full=MAX_FULL, seed=seed, name="dx", backend=backend)),
+        check_gradient(lambda a: batch_norm(xb, a, bb)[0], gb, dg, dout=dout,
+                       options=GradCheckOptions(scale=sg, name="dgamma", backend=backend)),
+        check_gradient(lambda a: batch_norm(xb, gb, a)[0], bb, db, dout=dout,
+                       options=GradCheckOptions(scale=sb, name="dbeta", backend=backend)),
     ]:
         assert report.rtol == DEFAULT_RTOL and report.ok, str(report)
 

@@ -23,7 +23,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from numpy_mnist.errors import InputError
-from numpy_mnist.gradcheck import DEFAULT_RTOL, check_gradient
+from numpy_mnist.gradcheck import DEFAULT_RTOL, GradCheckOptions, check_gradient
 from numpy_mnist.layers import conv2d, conv2d_backward
 from numpy_mnist.torch_twin import TINY32, TINY64, assert_agree, gamma, gamma32, vjp
 
@@ -112,10 +112,10 @@ def test_conv2d_backward_matches_finite_differences(backend, g, seed, kind):
     dx, dw = conv2d_backward(doutb, xb, wb, stride=s, padding=p)
     sx, sw = conv_scales(x, w, dout, s, p)
     for report in [
-        check_gradient(lambda x_: conv2d(x_, wb, stride=s, padding=p), xb, dx, dout=dout, scale=sx,
-                       max_full=MAX_FULL, seed=seed, name="dx", backend=backend),
-        check_gradient(lambda w_: conv2d(xb, w_, stride=s, padding=p), wb, dw, dout=dout, scale=sw,
-                       max_full=MAX_FULL, seed=seed, name="dw", backend=backend),
+        check_gradient(lambda x_: conv2d(x_, wb, stride=s, padding=p), xb, dx, dout=dout,
+                       options=GradCheckOptions(scale=sx, max_full=MAX_FULL, seed=seed, name="dx", backend=backend)),
+        check_gradient(lambda w_: conv2d(xb, w_, stride=s, padding=p), wb, dw, dout=dout,
+                       options=GradCheckOptions(scale=sw, max_full=MAX_FULL, seed=seed, name="dw", backend=backend)),
     ]:
         assert report.rtol == DEFAULT_RTOL and report.ok, str(report)
 

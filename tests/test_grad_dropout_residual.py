@@ -16,7 +16,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from numpy_mnist.errors import InputError
-from numpy_mnist.gradcheck import DEFAULT_RTOL, check_gradient
+from numpy_mnist.gradcheck import DEFAULT_RTOL, GradCheckOptions, check_gradient
 from numpy_mnist.layers import (
     batch_norm,
     batch_norm_backward,
@@ -56,7 +56,8 @@ def test_dropout_backward_matches_finite_differences(backend, shape, p, seed):
     xb, doutb, maskb = *on(backend, x, dout), backend.asarray(mask)
     dx = dropout_backward(doutb, maskb, p)
     scale = np.abs(dout * x) / (1 - p)  # elementwise: entry i moves dout[i] * out[i] only
-    report = check_gradient(lambda a: dropout(a, maskb, p), xb, dx, dout=dout, scale=scale, backend=backend)
+    report = check_gradient(lambda a: dropout(a, maskb, p), xb, dx, dout=dout,
+                            options=GradCheckOptions(scale=scale, backend=backend))
     assert report.rtol == DEFAULT_RTOL and report.ok, str(report)
 
 
@@ -123,8 +124,10 @@ def test_residual_add_backward_matches_finite_differences(backend, shape, seed):
     da, db = residual_add_backward(doutb)
     scale = np.abs(dout * (np.abs(a) + np.abs(b)))
     for report in [
-        check_gradient(lambda t: residual_add(t, bb), ab, da, dout=dout, scale=scale, name="da", backend=backend),
-        check_gradient(lambda t: residual_add(ab, t), bb, db, dout=dout, scale=scale, name="db", backend=backend),
+        check_gradient(lambda t: residual_add(t, bb), ab, da, dout=dout,
+                       options=GradCheckOptions(scale=scale, name="da", backend=backend)),
+        check_gradient(lambda t: residual_add(ab, t), bb, db, dout=dout,
+                       options=GradCheckOptions(scale=scale, name="db", backend=backend)),
     ]:
         assert report.rtol == DEFAULT_RTOL and report.ok, str(report)
 

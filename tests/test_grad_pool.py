@@ -23,7 +23,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from numpy_mnist.errors import InputError
-from numpy_mnist.gradcheck import DEFAULT_RTOL, check_gradient
+from numpy_mnist.gradcheck import DEFAULT_RTOL, GradCheckOptions, check_gradient
 from numpy_mnist.layers import (
     global_avg_pool,
     global_avg_pool_backward,
@@ -70,8 +70,8 @@ def test_max_pool2d_backward_matches_finite_differences_on_distinct_values(backe
     x, dout, kw = pool_case(g, seed, "distinct")
     xb, doutb = on(backend, x, dout)
     dx = max_pool2d_backward(doutb, xb, **kw)
-    report = check_gradient(lambda x_: max_pool2d(x_, **kw), xb, dx, dout=dout, max_full=MAX_FULL, seed=seed,
-                            backend=backend)
+    report = check_gradient(lambda x_: max_pool2d(x_, **kw), xb, dx, dout=dout,
+                            options=GradCheckOptions(max_full=MAX_FULL, seed=seed, backend=backend))
     assert report.rtol == DEFAULT_RTOL and report.ok, str(report)
 
 
@@ -159,8 +159,9 @@ def test_global_pools_backward_match_finite_differences(backend, max_case, avg_c
         # the average sums H W terms: its rounding noise is up to H W times |dout * out| per entry
         scale = None if fn is global_max_pool else x.shape[2] * x.shape[3] * float(
             np.sum(np.abs(dout) * global_avg_pool(np.abs(x))))
-        report = check_gradient(fn, xb, dx, dout=dout, scale=scale, max_full=MAX_FULL, backend=backend,
-                                name=fn.__name__)
+        report = check_gradient(fn, xb, dx, dout=dout,
+                                options=GradCheckOptions(scale=scale, max_full=MAX_FULL, backend=backend,
+                                                         name=fn.__name__))
         assert report.rtol == DEFAULT_RTOL and report.ok, str(report)
 
 

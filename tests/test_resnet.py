@@ -25,7 +25,7 @@ import pytest
 
 from numpy_mnist import torch_twin
 from numpy_mnist.errors import InputError
-from numpy_mnist.gradcheck import check_gradient
+from numpy_mnist.gradcheck import GradCheckOptions, check_gradient
 from numpy_mnist.layers import dropout_mask
 from numpy_mnist.models import MODEL_KINDS, ResNet18, resnet18, resnet18_shapes
 from numpy_mnist.optim import Adam, OneCycle
@@ -179,7 +179,8 @@ def test_finite_differences(name, image_size):
         finally:
             model.params[name] = original
 
-    report = check_gradient(loss_at, original, grads[name], name=name, max_full=0, directions=4, entries=4)
+    report = check_gradient(loss_at, original, grads[name],
+                            options=GradCheckOptions(name=name, max_full=0, directions=4, entries=4))
     assert report.ok, str(report)
 
 
