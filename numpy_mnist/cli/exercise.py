@@ -54,7 +54,9 @@ def register(subparsers) -> None:
 
 def run_new(args) -> int:
     from numpy_mnist.exercise.starter import write_starter
+    from numpy_mnist.files import check_folder_target
 
+    check_folder_target(args.dir, "the folder")
     path = write_starter(args.dir, force=args.force)
     print(f"wrote {path}: six backward functions to write, in the book's order.")
     print(f"Fill them in one at a time and check them with: numpy-mnist exercise check {path}")
@@ -64,7 +66,10 @@ def run_new(args) -> int:
 def run_check(args) -> int:
     from numpy_mnist.exercise.checker import RTOL, check_file
     from numpy_mnist.exercise.sandbox import Sandbox
+    from numpy_mnist.files import check_folder_target
 
+    if args.train:
+        check_folder_target(args.out, "--out")
     with Sandbox(args.file, timeout=args.timeout) as box:
         report = check_file(args.file, examples=args.examples, timeout=args.timeout, use_torch=args.torch,
                             sandbox=box)
