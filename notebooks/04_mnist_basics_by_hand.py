@@ -44,9 +44,11 @@ from backends import BackendUnavailableError, get_backend
 from numpy_mnist.plots import figure_png, images_figure, pyplot
 
 
-def show(fig):
-    # Every picture goes through figure_png: a plain PNG in the notebook, whatever matplotlib's backend.
-    display(Image(figure_png(fig, dpi=72)))
+def show(fig, width=900):
+    # Every picture goes through figure_png: a plain PNG in the notebook, whatever matplotlib's backend,
+    # `width` pixels wide (its cropped box plus figure_png's 0.1-inch margins): 900 for a full-width one.
+    inches = fig.get_tightbbox(fig.canvas.get_renderer()).width + 0.2
+    display(Image(figure_png(fig, dpi=width / inches)))
 
 
 backend = get_backend("numpy", "float32")      # what training runs on
@@ -110,7 +112,7 @@ print("train_y, first and last rows:", train_y[:3, 0], train_y[-3:, 0], "shape",
 
 # %%
 mean3, mean7 = stacked_threes.mean(0), stacked_sevens.mean(0)
-show(images_figure([mean3, mean7], ["the mean 3", "the mean 7"], size=2))
+show(images_figure([mean3, mean7], ["the mean 3", "the mean 7"], size=2), width=500)
 
 # %%
 from numpy_mnist.baseline import mnist_distance, pixel_similarity
@@ -206,7 +208,7 @@ def show_preds(ax, preds, title):
     # The book's show_preds: the data in blue, the quadratic's predictions in red.
     ax.scatter(time, speed, s=12, label="speed")
     ax.scatter(time, preds, s=12, color="red", label="prediction")
-    ax.set(title=title, xlabel="time")
+    ax.set(title=title, xlabel="time (s)", ylabel="speed")
 
 
 fig, ax = plt.subplots(figsize=(5, 3))
@@ -227,6 +229,7 @@ print("(a, b, c) after 10 steps:", run[-1].params.round(4))
 fig, axs = plt.subplots(1, 4, figsize=(12, 3), sharey=True)
 for ax, i in zip(axs, [0, 1, 2, 9]):
     show_preds(ax, run[i].preds, f"step {i}: loss {run[i].loss:.0f}")
+axs[0].legend()
 fig.tight_layout()
 show(fig)
 

@@ -20,6 +20,7 @@ __all__ = [
     "ChecksumError",
     "DivergenceError",
     "CheckpointError",
+    "OutputError",
 ]
 
 
@@ -45,6 +46,10 @@ class DivergenceError(NumpyMnistError):
 
 class CheckpointError(NumpyMnistError):
     """A checkpoint cannot be written, read, or does not fit the model it is loaded into."""
+
+
+class OutputError(NumpyMnistError):
+    """A file could not be written where it was asked for (what it held is kept elsewhere, and said)."""
 
 
 #: Everything the command line reports as one line and exit status 2.

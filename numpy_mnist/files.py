@@ -13,19 +13,29 @@ the older ``.<target name>.XXXXXXXX.tmp`` pattern (no process id) untouched for
 other's temporary; the later rename wins, whole.  (On a folder shared between machines a writer
 on another machine has a process id this one cannot see; its temporary is then taken for stale only
 if that process id is free here too -- do not write one file from two machines at once.)
+
+What is written is gathered in memory first and reaches the disk only when the ``with`` block
+has finished.  So a write that fails at the disk (a folder made read-only during a run, a full
+disk) has lost nothing: the bytes go to a file in the system's temporary folder instead, and the
+:class:`~numpy_mnist.errors.OutputError` names it.  The commands also check every output location
+before any work starts (:func:`check_folder_target`, :func:`check_file_target`), so a folder that
+cannot be written is refused in one line before a run, not after it.
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
+import io
 import json
 import os
 import re
 import secrets
+import tempfile
 import time
 from pathlib import Path
 
-from numpy_mnist.errors import InputError
+from numpy_mnist.errors import InputError, OutputError
 
 __all__ = ["STALE_AFTER", "atomic_write", "check_file_target", "check_folder_target", "write_json"]
 
@@ -47,23 +57,40 @@ def _refuse_file_above(path: Path, flag: str) -> None:
         raise InputError(f"{flag} {path} lies under {blocker}, which is a file, not a folder: choose another {flag}")
 
 
+def _refuse_unwritable(path: Path, flag: str) -> None:
+    """Refuse ``path`` when the nearest existing folder at or above it takes no new file.
+
+    Asked of the file system itself, by creating and removing a nameless file there: permission
+    bits alone do not tell (root passes them, a read-only mount refuses everyone)."""
+    folder = next(p for p in (path, *path.parents) if p.exists())
+    try:
+        with tempfile.TemporaryFile(dir=folder):
+            pass
+    except OSError as exc:
+        reason = exc.strerror or type(exc).__name__
+        where = "" if folder == path else f" (its folder {folder} exists)"
+        raise InputError(f"{flag} {path} cannot be written{where}: {reason}; choose another {flag}") from None
+
+
 def check_folder_target(path: str | os.PathLike, flag: str) -> Path:
     """Refuse, in one line naming ``flag``, a folder path that cannot be a folder (it, or a folder
-    above it, is a file).  Creates nothing."""
+    above it, is a file) or cannot be written.  Creates nothing that stays."""
     path = Path(path)
     if path.exists() and not path.is_dir():
         raise InputError(f"{flag} {path} is a file, not a folder: choose another {flag}")
     _refuse_file_above(path, flag)
+    _refuse_unwritable(path, flag)
     return path
 
 
 def check_file_target(path: str | os.PathLike, flag: str) -> Path:
-    """Refuse, in one line naming ``flag``, a file path that cannot be written: it is a folder, or
-    a folder above it is a file.  Creates nothing."""
+    """Refuse, in one line naming ``flag``, a file path that cannot be written: it is a folder, a
+    folder above it is a file, or its folder takes no new file.  Creates nothing that stays."""
     path = Path(path)
     if path.is_dir():
         raise InputError(f"{flag} {path} is a folder, not a file: name a file, e.g. {path / 'model.ckpt'}")
     _refuse_file_above(path, flag)
+    _refuse_unwritable(path.parent, flag if path.parent == path else f"{flag} {path}: the folder")
     return path
 
 
@@ -72,7 +99,7 @@ def _make_parent(path: Path) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
     except (FileExistsError, NotADirectoryError):
         blocker = _file_above(path) or path.parent
-        raise InputError(f"cannot write {path}: {blocker} is a file, not a folder") from None
+        raise NotADirectoryError(errno.ENOTDIR, f"{blocker} is a file, not a folder") from None
 
 
 def _temporary_pattern(name: str) -> re.Pattern:
@@ -122,15 +149,34 @@ def remove_stale_temporaries(path: str | os.PathLike) -> list[Path]:
 
 @contextlib.contextmanager
 def atomic_write(path: str | os.PathLike, mode: str = "wb"):
-    """Open a temporary file beside ``path``; on success fsync it and rename it over ``path``.
+    """Gather a file in memory; when the ``with`` block ends, write it to ``path`` atomically.
 
-    Readers see either the old file or the complete new one, never a part.  On any exception
-    raised inside the ``with`` block (a failed check included) the temporary file is removed and
-    ``path`` is untouched.  After the rename the folder is fsynced too, so the rename survives a
-    power cut.  The new file gets the permissions the umask gives (0644 under 022), and the
-    temporaries of earlier, killed writes to ``path`` are removed first.
+    Yields an in-memory file (``io.BytesIO`` for ``"wb"``, ``io.StringIO`` for ``"w"``).  Readers
+    of ``path`` see either the old file or the complete new one, never a part (:func:`_replace`).
+    An exception raised inside the ``with`` block writes nothing.  A write the disk refuses
+    (:class:`OSError`: no permission, a read-only or full file system) keeps the bytes in a file of
+    the system's temporary folder and raises :class:`~numpy_mnist.errors.OutputError` naming it.
     """
+    if mode not in ("wb", "w"):
+        raise ValueError(f"atomic_write writes whole files: mode 'wb' or 'w', not {mode!r}")
     path = Path(path)
+    buffer = io.BytesIO() if mode == "wb" else io.StringIO()
+    yield buffer
+    data = buffer.getvalue()
+    data = data if isinstance(data, bytes) else data.encode("utf-8")
+    try:
+        _replace(path, data)
+    except OSError as exc:
+        raise OutputError(f"could not write {path}: {exc.strerror or exc}; {_keep_elsewhere(path, data)}") from None
+
+
+def _replace(path: Path, data: bytes) -> None:
+    """Write ``data`` to a temporary file beside ``path``, fsync it, rename it over ``path``.
+
+    After the rename the folder is fsynced too, so the rename survives a power cut.  The new file
+    gets the permissions the umask gives (0644 under 022), and the temporaries of earlier, killed
+    writes to ``path`` are removed first.  On any failure the temporary is removed.
+    """
     _make_parent(path)
     remove_stale_temporaries(path)
     while True:
@@ -141,8 +187,8 @@ def atomic_write(path: str | os.PathLike, mode: str = "wb"):
         except FileExistsError:
             continue
     try:
-        with os.fdopen(fd, mode) as f:
-            yield f
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
@@ -151,6 +197,17 @@ def atomic_write(path: str | os.PathLike, mode: str = "wb"):
             os.unlink(tmp)
         raise
     _fsync_dir(path.parent)
+
+
+def _keep_elsewhere(path: Path, data: bytes) -> str:
+    """Save ``data``, refused at ``path``, in the system's temporary folder; say where (or that it is lost)."""
+    try:
+        fd, kept = tempfile.mkstemp(prefix=f"{path.name}.", suffix=".kept")
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+    except OSError as exc:
+        return f"nothing was written (the temporary folder refused a copy too: {exc.strerror or exc})"
+    return f"its contents are kept in {kept}: copy that file where you want it"
 
 
 def _fsync_dir(path: Path) -> None:

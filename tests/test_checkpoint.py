@@ -7,6 +7,7 @@ import struct
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -23,7 +24,7 @@ from numpy_mnist.checkpoint import (
     parse_checkpoint,
     save_checkpoint,
 )
-from numpy_mnist.errors import CheckpointError
+from numpy_mnist.errors import CheckpointError, OutputError
 from numpy_mnist.models import linear1, simple_net
 from numpy_mnist.optim import SGD
 
@@ -176,8 +177,11 @@ def test_an_interrupted_save_keeps_the_previous_checkpoint(saved, monkeypatch):
         raise OSError(28, "No space left on device")
 
     monkeypatch.setattr(os, "fsync", crash)
-    with pytest.raises(CheckpointError, match="cannot write the checkpoint .*No space left"):
+    with pytest.raises(OutputError, match="could not write .*No space left on device; its contents are kept") as caught:
         save_checkpoint(path, model, epoch=9)
+    kept = Path(str(caught.value).split("kept in ")[1].split(":")[0])
+    assert parse_checkpoint(kept.read_bytes()).epoch == 9  # the refused checkpoint, whole, elsewhere
+    kept.unlink()
     assert path.read_bytes() == before
     assert sorted(p.name for p in path.parent.iterdir()) == [path.name]  # no temporary left behind
 

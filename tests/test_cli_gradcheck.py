@@ -115,3 +115,31 @@ def test_seed_picks_the_batch_and_the_model(capsys):
     loss = [re.search(r"loss (\d\.\d+)", out).group(1) for out in (first, again, other)]
     assert loss[0] == loss[1] != loss[2]
     assert np.isfinite(float(loss[0]))
+
+
+@pytest.mark.parametrize("step", ["1", "0.01"])
+def test_a_step_too_large_for_the_relu_is_named_not_the_seed(capsys, step):
+    code, _, err = run(capsys, "--step", step, "--backend", "numpy")
+    assert code == 2 and err.count("\n") == 1
+    assert f"--step {float(step):g} moves a ReLU pre-activation" in err and "the step is too large" in err
+    assert "--seed" not in err
+
+
+@pytest.mark.parametrize("torch_hidden", [False, True])
+def test_a_step_too_large_for_the_curvature_is_named_with_or_without_pytorch(capsys, monkeypatch, torch_hidden):
+    if torch_hidden:
+        monkeypatch.setitem(sys.modules, "torch", None)
+    code, out, _ = run(capsys, "--model", "linear", "--step", "1", "--backend", "numpy")
+    assert code == 1 and "MISMATCH" in out
+    assert "(at --step 1e-06 every finite difference agrees: --step 1 is too large" in out
+
+
+def test_a_bad_batch_still_asks_for_another_seed():
+    from numpy_mnist.cli.gradcheck import kink_advice
+    from numpy_mnist.models import simple_net
+
+    model = simple_net(hidden=3, seed=0, backend="numpy", dtype="float64")
+    model.params["b1"][...] = 0.0
+    model.params["w1"][...] = 0.0  # every pre-activation is exactly at the kink, whatever the step
+    x = np.ones((2, 784))
+    assert kink_advice(model, x, 1e-6, 1e-3).endswith("try another --seed")

@@ -1,15 +1,18 @@
-"""Atomic writes: the umask decides the mode, killed writes' temporaries go on the next write, and a
-path that cannot be written is refused in one line."""
+"""Atomic writes: the umask decides the mode, killed writes' temporaries go on the next write, a
+path that cannot be written is refused in one line, and a write the disk refuses keeps its bytes."""
 
+import errno
 import os
 import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 
-from numpy_mnist.errors import InputError
+import numpy_mnist.files as files
+from numpy_mnist.errors import InputError, OutputError
 from numpy_mnist.files import (
     STALE_AFTER,
     atomic_write,
@@ -47,9 +50,12 @@ def _dead_pid() -> int:
 
 def test_a_killed_writes_temporary_is_removed_by_the_next_write(tmp_path):
     target = tmp_path / "ck.npz"
+    # Killed inside the final write, after the temporary exists and before its rename.
     script = (f"import os, time\nfrom numpy_mnist.files import atomic_write\n"
+              f"def stall(fd):\n    print('writing', flush=True); time.sleep(60)\n"
+              f"os.fsync = stall\n"
               f"with atomic_write({str(target)!r}) as f:\n"
-              f"    f.write(b'half'); f.flush(); print('writing', flush=True); time.sleep(60)\n")
+              f"    f.write(b'half')\n")
     child = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True,
                              env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)})
     assert child.stdout.readline() == "writing\n"
@@ -96,7 +102,7 @@ def test_a_failed_write_leaves_no_temporary_and_the_old_file(tmp_path):
 
 def test_a_file_where_a_folder_is_expected_is_one_clear_error(tmp_path):
     (tmp_path / "plain").write_text("x")
-    with pytest.raises(InputError, match=r"cannot write .*plain/x\.json: .*plain is a file, not a folder"):
+    with pytest.raises(OutputError, match=r"could not write .*plain/x\.json: .*plain is a file, not a folder"):
         write_json(tmp_path / "plain" / "x.json", {})
     with pytest.raises(InputError, match=r"^--out .*plain is a file, not a folder: choose another --out$"):
         check_folder_target(tmp_path / "plain", "--out")
@@ -109,3 +115,40 @@ def test_a_file_where_a_folder_is_expected_is_one_clear_error(tmp_path):
     assert check_folder_target(tmp_path / "new" / "deeper", "--out") == tmp_path / "new" / "deeper"
     assert check_file_target(tmp_path / "new" / "x.ckpt", "--save") == tmp_path / "new" / "x.ckpt"
     assert not (tmp_path / "new").exists()
+
+
+def test_a_write_the_disk_refuses_keeps_its_bytes_elsewhere_and_says_where(tmp_path, monkeypatch):
+    def refuse(path, data):
+        raise OSError(errno.EROFS, "Read-only file system")
+
+    monkeypatch.setattr(files, "_replace", refuse)
+    with pytest.raises(OutputError) as caught:
+        write_json(tmp_path / "history.json", {"epochs": [1, 2]})
+    message = str(caught.value)
+    assert message.startswith(f"could not write {tmp_path / 'history.json'}: Read-only file system; ")
+    kept = message.split("kept in ")[1].split(":")[0]
+    try:
+        assert Path(kept).read_text() == '{\n  "epochs": [\n    1,\n    2\n  ]\n}\n'
+    finally:
+        os.unlink(kept)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_nothing_is_written_before_the_with_block_ends(tmp_path):
+    target = tmp_path / "x.bin"
+    with atomic_write(target) as f:
+        f.write(b"abc")
+        assert list(tmp_path.iterdir()) == []
+    assert target.read_bytes() == b"abc"
+
+
+def test_a_folder_that_takes_no_file_is_refused_before_any_work(tmp_path, monkeypatch):
+    def refuse(*args, **kwargs):
+        raise OSError(errno.EACCES, "Permission denied")
+
+    monkeypatch.setattr(files.tempfile, "TemporaryFile", refuse)
+    with pytest.raises(InputError, match=r"^--out .*ro/sub cannot be written \(its folder .* exists\): "
+                                         r"Permission denied; choose another --out$"):
+        check_folder_target(tmp_path / "ro" / "sub", "--out")
+    with pytest.raises(InputError, match=r"^--save .*ck: the folder .* cannot be written: Permission denied"):
+        check_file_target(tmp_path / "ck", "--save")

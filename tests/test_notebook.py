@@ -61,6 +61,15 @@ def count_pictures(nb) -> int:
     return sum("image/png" in out.get("data", {}) for cell in nb.cells for out in cell.get("outputs", []))
 
 
+def picture_widths(nb) -> list[int]:
+    """The width in pixels of every PNG output (read from its IHDR header)."""
+    import base64
+
+    pngs = [out["data"]["image/png"] for cell in nb.cells for out in cell.get("outputs", [])
+            if "image/png" in out.get("data", {})]
+    return [int.from_bytes(base64.b64decode(png)[16:20], "big") for png in pngs]
+
+
 def roller_coaster_losses(text: str, pattern: re.Pattern) -> list[float]:
     found = [(int(step), float(loss)) for step, loss in pattern.findall(text)]
     assert [step for step, _ in found] == list(range(10)), found
@@ -146,6 +155,8 @@ def test_the_committed_notebook_has_its_outputs(jupyter):
     code_cells = [c for c in committed.cells if c.cell_type == "code"]
     assert all(c.execution_count is not None and c.outputs for c in code_cells), "commit it executed, with outputs"
     assert count_pictures(committed) >= 10
+    widths = picture_widths(committed)  # readable: full-width figures 900 px, the two mean digits 500
+    assert min(widths) >= 480 and sum(w >= 880 for w in widths) == len(widths) - 1, widths
     text = outputs_text(committed)
     assert all(figure in text for figure in BOOK_FIGURES)
     assert_shows_the_warmup(text)

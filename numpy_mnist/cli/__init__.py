@@ -21,8 +21,42 @@ from numpy_mnist.errors import USER_ERRORS
 SUBCOMMANDS = ("train", "baseline", "data", "gradcheck", "bench", "exercise")
 
 
+#: reStructuredText markup in the docstrings that serve as help texts: ``code``, :func:`name`.
+_MARKUP = re.compile(r"``(.+?)``|:[a-z]+:`~?(?:[\w.]*\.)?([^`]+)`")
+
+
+def plain(text: str) -> str:
+    """``text`` without its reStructuredText markup, as a terminal should show it."""
+    return _MARKUP.sub(lambda m: m.group(1) or m.group(2), text)
+
+
+class HelpFormatter(argparse.RawDescriptionHelpFormatter, argparse.ArgumentDefaultsHelpFormatter):
+    """Every command's help: descriptions as written, every option's default shown, no markup."""
+
+    def _format_text(self, text: str) -> str:
+        return super()._format_text(plain(text))
+
+    def _expand_help(self, action) -> str:
+        return plain(super()._expand_help(action))
+
+    def _get_help_string(self, action) -> str:
+        """The help with ``(default: ...)`` appended, except where it would say nothing or mislead:
+        the help already names its default, the default is ``None`` (the help says what the
+        option's absence means), or the option is a lone flag (``--quick``; a ``--no-plot`` would
+        read "default: True")."""
+        lone_flag = isinstance(action, (argparse._StoreTrueAction, argparse._StoreFalseAction))
+        if action.default is None or lone_flag or "default" in (action.help or ""):
+            return action.help
+        return super()._get_help_string(action)
+
+
 class OneLineParser(argparse.ArgumentParser):
-    """argparse, but a bad argument is one line (``numpy-mnist train: error: ...``) and exit 2."""
+    """argparse, but a bad argument is one line (``numpy-mnist train: error: ...``) and exit 2, and
+    every command's help is formatted alike (:class:`HelpFormatter`)."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        kwargs["formatter_class"] = HelpFormatter
+        super().__init__(*args, **kwargs)
 
     def error(self, message: str):
         self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
@@ -63,9 +97,21 @@ def say_with_flags(message: str, flags: dict[str, str]) -> str:
     return re.sub(rf"(?<![-\w/.])({names})(?= must\b|=)", lambda m: flags[m.group(1)], message)
 
 
+def command_parser(parser: argparse.ArgumentParser, args: argparse.Namespace) -> argparse.ArgumentParser:
+    """The innermost parser of the (sub)command that ``args`` came from (``exercise check``'s for
+    ``numpy-mnist exercise check ...``)."""
+    while True:
+        actions = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
+        if not actions or getattr(args, actions[0].dest, None) is None:
+            return parser
+        parser = actions[0].choices[getattr(args, actions[0].dest)]
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args, unknown = parser.parse_known_args(argv)
+    if unknown:  # said by the subcommand's own parser, which names its own --help
+        command_parser(parser, args).error(f"unrecognized arguments: {' '.join(unknown)}")
     try:
         return int(args.run(args) or 0)
     except USER_ERRORS as exc:

@@ -31,6 +31,7 @@ from numpy_mnist.exercise.training import (
     plot_curves,
     side_by_side,
 )
+from numpy_mnist.files import check_folder_target
 
 
 def register(subparsers) -> None:
@@ -66,6 +67,7 @@ def register(subparsers) -> None:
 
 
 def run_new(args) -> int:
+    check_folder_target(args.dir, "the folder")
     path = write_starter(args.dir, force=args.force)
     print(f"wrote {path}: six backward functions to write, in the book's order.")
     print(f"Fill them in one at a time and check them with: numpy-mnist exercise check {path}")
@@ -73,6 +75,8 @@ def run_new(args) -> int:
 
 
 def run_check(args) -> int:
+    if args.train:
+        check_folder_target(args.out, "--out")
     with Sandbox(args.file, timeout=args.timeout) as box:
         report = check_file(args.file, examples=args.examples, timeout=args.timeout, use_torch=args.torch,
                             sandbox=box)

@@ -50,8 +50,7 @@ def run(args) -> int:
     margin = model_check.kink_margin(x, h)
     near = model_check.rows_near_relu_kink(model, x, margin)
     if near.all():
-        raise InputError(f"every row of the batch has a ReLU pre-activation within {margin:.1e} of the kink; "
-                         "try another --seed")
+        raise InputError(kink_advice(model, x, h, margin))
     x, y = x[~near], y[~near]
 
     check = model_check.check_model(model, x, y, h=h)
@@ -83,10 +82,41 @@ def run(args) -> int:
         print(f"MISMATCH: {r.name} against {against}: relative error {r.rel_error:.2e} exceeds {r.rtol:.0e} "
               f"at {r.where}: analytic {r.analytic:.10g}, {'PyTorch' if r.method == 'pytorch' else 'numeric'} "
               f"{r.numeric:.10g}")
-    if check.pytorch is not None and all(r.ok for r in check.pytorch.values()):
-        print(f"(PyTorch agrees with every analytic gradient: the finite differences themselves may be off; "
-              f"step {h:g} trades truncation error, h^2, against rounding, eps / h: try --step 1e-6)")
+    advice = step_advice(model, x, y, h, check)
+    if advice:
+        print(advice)
     return 1
+
+
+def kink_advice(model, x, h: float, margin: float) -> str:
+    """Why every row is too near a ReLU kink: the step (when the default step leaves rows), or the batch."""
+    default_margin = model_check.kink_margin(x, gc.DEFAULT_H)
+    if h > gc.DEFAULT_H and not model_check.rows_near_relu_kink(model, x, default_margin).all():
+        return (f"--step {h:g} moves a ReLU pre-activation by up to {margin:.1e}, more than any row of the batch "
+                f"is from the kink at 0, so no row can be checked: the step is too large; take a smaller "
+                f"--step, e.g. {gc.DEFAULT_H:g} (the default)")
+    return (f"every row of the batch has a ReLU pre-activation within {margin:.1e} of the kink; "
+            "try another --seed")
+
+
+def step_advice(model, x, y, h: float, check) -> str | None:
+    """When the finite differences, not the gradients, are off: the step, said with the evidence.
+
+    The error of a central difference is truncation, about ``h**2 |f3| / 6`` (f3 the third
+    derivative), plus rounding, about ``eps |f| / h``: a step far from the default loses to one or
+    the other.  If the differences agree at the default step (or PyTorch agrees with every analytic
+    gradient), the step is the problem.
+    """
+    if all(r.ok for r in check.finite_differences.values()):
+        return None
+    if h != gc.DEFAULT_H and model_check.check_model(model, x, y, h=gc.DEFAULT_H, use_torch=False).ok:
+        how = "large: truncation error grows as h**2" if h > gc.DEFAULT_H else "small: rounding error grows as eps/h"
+        return (f"(at --step {gc.DEFAULT_H:g} every finite difference agrees: --step {h:g} is too {how}; "
+                f"take a step near {gc.DEFAULT_H:g})")
+    if check.pytorch is not None and all(r.ok for r in check.pytorch.values()):
+        return (f"(PyTorch agrees with every analytic gradient: the finite differences themselves may be off; "
+                f"step {h:g} trades truncation error, h^2, against rounding, eps / h: try --step {gc.DEFAULT_H:g})")
+    return None
 
 
 def table(check) -> str:

@@ -16,15 +16,37 @@ answer.  Whatever goes wrong comes back as one line:
 one message per epoch.  A call that timed out or crashed leaves no process: the next call starts a
 fresh one (and imports the file again).  In the child every NumPy floating-point warning is
 silenced: an overflow shows up in the result (NaN, inf, or a lost digit), which the checker reports.
+
+What the child may do (:func:`_confine`, set before the learner's file is imported):
+
+* it works in a fresh, empty folder of its own, removed with the child's last process: files the
+  learner's code writes by relative path go there;
+* its address space is limited to :data:`MEMORY_LIMIT` bytes beyond what it holds after start-up
+  (an allocation past that is a ``MemoryError``), its files to :data:`FILE_LIMIT` bytes each, its
+  CPU time to :data:`CPU_LIMIT` seconds, and its user's processes to a few more than it found
+  (where the system enforces that: not for root);
+* a process it forks ends at once, before the learner's code runs in it (``os.register_at_fork``),
+  so nothing but the child itself can write to the results channel, and the call says it forked;
+* what it prints is captured, the first :data:`OUTPUT_LIMIT` characters per call kept (the rest
+  counted), and comes back with the call's answer instead of reaching the terminal.
+
+This guards against honest mistakes and careless code, **not against a determined attacker**: the
+child runs as the same user, can read and write any file that user can by absolute path, can use
+the network, and can start programs (``subprocess``) whose own forks no hook sees.  Run code you do
+not trust in a container or a virtual machine.
 """
 
 
 from __future__ import annotations
 
 import importlib.util
+import io
 import multiprocessing
+import os
+import shutil
 import signal
 import sys
+import tempfile
 import traceback
 import warnings
 from dataclasses import dataclass
@@ -36,10 +58,21 @@ from numpy_mnist.errors import DivergenceError, NumpyMnistError
 from numpy_mnist.exercise.functions import EXERCISE_NAMES
 from numpy_mnist.exercise.training import TrainConfig, reference_functions, train
 
-__all__ = ["Sandbox", "CallFailed", "LearnerFileError", "Foreign", "DEFAULT_TIMEOUT"]
+__all__ = ["Sandbox", "CallFailed", "LearnerFileError", "Foreign", "DEFAULT_TIMEOUT", "MEMORY_LIMIT",
+           "FILE_LIMIT", "CPU_LIMIT", "OUTPUT_LIMIT"]
 
 #: Seconds one call of a learner's function may take (its inputs are a few dozen numbers).
 DEFAULT_TIMEOUT = 5.0
+#: Bytes of address space the child may take beyond what it holds once started (2 GiB).
+MEMORY_LIMIT = 2 << 30
+#: The largest file the child may write, in bytes.
+FILE_LIMIT = 16 << 20
+#: CPU seconds the child may use in all (a check takes seconds; ``--train``'s 40 epochs a minute).
+CPU_LIMIT = 600
+#: Characters of a call's printed output kept (the rest is counted, not kept).
+OUTPUT_LIMIT = 4096
+#: Processes the child's user may start beyond those running when it starts.
+EXTRA_PROCESSES = 4
 #: The longest one-line message taken from the learner's exception.
 _MAX_MESSAGE = 240
 
@@ -52,14 +85,25 @@ class CallFailed(Exception):
     """A call of the learner's function gave no usable answer.
 
     ``kind`` is ``"raised"`` (``exception`` holds the exception's type name), ``"modified"`` (it wrote
-    into an argument), ``"timeout"`` or ``"crashed"``; ``message`` says it in one line.  A timeout or
+    into an argument), ``"forked"`` (it started a process of its own), ``"timeout"`` or
+    ``"crashed"``; ``message`` says it in one line.  A timeout or
     a crash is *sticky*: calling again would only wait or crash again.
     """
 
-    def __init__(self, kind: str, message: str, exception: str | None = None) -> None:
+    def __init__(self, kind: str, message: str, exception: str | None = None, detail: str = "",
+                 output: str = "") -> None:
         super().__init__(message)
-        self.kind, self.message, self.exception = kind, message, exception
-        self.sticky = kind in ("timeout", "crashed")
+        self.kind = kind
+        self.message = message
+        self.exception = exception
+        #: For a crash: how the process ended, in words.
+        self.detail = detail
+        #: What the call printed (the first :data:`OUTPUT_LIMIT` characters, and how many more).
+        self.output = output
+
+    @property
+    def sticky(self) -> bool:
+        return self.kind in ("timeout", "crashed")
 
 
 @dataclass(frozen=True)
@@ -87,17 +131,25 @@ class Sandbox:
         self.timeout = float(timeout)
         self.import_timeout = float(import_timeout) if import_timeout is not None else max(30.0, 4 * self.timeout)
         self.defined: dict[str, str] = {}
-        self._process = self._conn = None
+        #: What the last call printed (the first :data:`OUTPUT_LIMIT` characters, and how many more).
+        self.output = ""
+        self._process = None
+        self._conn = None
+        self._folder: str | None = None
+
+    # -- the child's life ------------------------------------------------------------------------------
 
     def start(self) -> None:
         """Start the child and import the file there (no-op when running); :class:`LearnerFileError`."""
         if self._process is not None:
             return
         context = multiprocessing.get_context("spawn")
-        self._conn, child = context.Pipe()
-        self._process = context.Process(target=_child_main, args=(child, str(self.path.resolve())), daemon=True,
-                                        name="numpy-mnist exercise sandbox")
-        self._process.start()
+        parent, child = context.Pipe()
+        self._folder = tempfile.mkdtemp(prefix="numpy-mnist-sandbox-")
+        process = context.Process(target=_child_main, args=(child, str(self.path.resolve()), self._folder),
+                                  daemon=True, name="numpy-mnist exercise sandbox")
+        process.start()
+        self._process, self._conn = process, parent
         child.close()
         try:
             reply = self._receive(self.import_timeout, f"importing it did not finish within {self.import_timeout:g} s "
@@ -115,17 +167,22 @@ class Sandbox:
         """End the child (politely, then by force)."""
         process, conn = self._process, self._conn
         self._process = self._conn = None
-        if process is None:
-            return
-        try:
-            conn.send(("exit",))
-        except (OSError, ValueError):
-            pass
-        process.join(timeout=1)
-        if process.is_alive():
-            process.kill()
-            process.join()
-        conn.close()
+        if process is not None:
+            try:
+                conn.send(("exit",))
+            except (OSError, ValueError):
+                pass
+            process.join(timeout=1)
+            if process.is_alive():
+                process.kill()
+                process.join()
+            conn.close()
+        self._remove_folder()
+
+    def _remove_folder(self) -> None:
+        if self._folder is not None:
+            shutil.rmtree(self._folder, ignore_errors=True)
+            self._folder = None
 
     def __enter__(self) -> Sandbox:
         self.start()
@@ -147,12 +204,16 @@ class Sandbox:
             if failed.kind != "crashed":
                 raise
             raise CallFailed("crashed", f"{name} ended the process running your file ({failed.message})") from None
+        self.output = reply[-1]
         if reply[0] == "raised":
-            raise CallFailed("raised", f"{name} raised {reply[2]}", exception=reply[1])
+            raise CallFailed("raised", f"{name} raised {reply[2]}", exception=reply[1], output=self.output)
+        if reply[0] == "forked":
+            raise CallFailed("forked", f"{name} started a process of its own (os.fork): the sandbox ended it "
+                                       "at once; a backward function needs none", output=self.output)
         if reply[0] == "modified":
             arg = arg_names[reply[1]] if reply[1] < len(arg_names) else f"argument {reply[1] + 1}"
             raise CallFailed("modified", f"{name} wrote into its argument {arg}: a backward function must "
-                                         "leave its inputs alone and return new arrays")
+                                         "leave its inputs alone and return new arrays", output=self.output)
         return reply[1]
 
     def train(self, config: dict, *, epoch_timeout: float):
@@ -190,48 +251,162 @@ class Sandbox:
         try:
             return self._conn.recv()
         except (EOFError, OSError):
-            raise CallFailed("crashed", self._reap()) from None
+            how = self._reap()
+            raise CallFailed("crashed", how, detail=how) from None
+        except Exception:  # the channel carried something that is not an answer: end that child
+            self._process.kill()
+            how = f"its answers were garbled, {self._reap()}"
+            raise CallFailed("crashed", how, detail=how) from None
 
     def _reap(self) -> str:
         """Forget a child that died or was killed; its exit in words."""
         process, conn = self._process, self._conn
         self._process = self._conn = None
         process.join(timeout=5)
-        conn.close()
-        code = process.exitcode
-        if code is None or code >= 0:
-            return "it did not stop" if code is None else f"exit status {code}"
+        if conn is not None:
+            conn.close()
+        self._remove_folder()
+        return _exit_text(process.exitcode)
+
+
+#: Signals the child's limits send, in words.
+_LIMIT_SIGNALS = {"SIGXCPU": f"it used its {CPU_LIMIT} s of CPU time", "SIGXFSZ": "it wrote too large a file"}
+
+
+def _exit_text(code: int | None) -> str:
+    if code is None:
+        return "it did not stop"
+    if code < 0:
         try:
-            return f"killed by signal {signal.Signals(-code).name}"
+            name = signal.Signals(-code).name
         except ValueError:
             return f"killed by signal {-code}"
+        return _LIMIT_SIGNALS.get(name, f"killed by signal {name}")
+    return f"exit status {code}"
 
 
 # -- the child ----------------------------------------------------------------------------------------
 
-def _child_main(conn, path: str) -> None:
-    """The child process: import the learner's file, then answer requests until told to exit."""
+class _Capture(io.TextIOBase):
+    """``sys.stdout`` and ``sys.stderr`` in the child: keeps the first :data:`OUTPUT_LIMIT`
+    characters written since :meth:`take`, and counts the rest."""
+
+    def __init__(self) -> None:
+        self._kept: list[str] = []
+        self._size = self._dropped = 0
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, text: str) -> int:
+        room = OUTPUT_LIMIT - self._size
+        self._kept.append(text[:room])
+        self._size += min(len(text), max(room, 0))
+        self._dropped += max(len(text) - max(room, 0), 0)
+        return len(text)
+
+    def take(self) -> str:
+        """What was written since the last take (and how much more was not kept); then forget it."""
+        text = "".join(self._kept) + (f"\n[... {self._dropped:,} more characters not shown]" if self._dropped else "")
+        self._kept, self._size, self._dropped = [], 0, 0
+        return text
+
+
+class _Forks:
+    """Forks in the child: each new process ends before it runs anything; the child counts them."""
+
+    count = 0
+
+    @classmethod
+    def watch(cls) -> None:
+        os.register_at_fork(before=cls._note, after_in_child=lambda: os._exit(70))
+
+    @classmethod
+    def _note(cls) -> None:
+        cls.count += 1
+
+
+def _confine(folder: str) -> _Capture:
+    """Put the child in its own folder, under its limits, its forks ended and its output captured."""
+    os.chdir(folder)
+    os.environ["HOME"] = os.environ["TMPDIR"] = folder
+    try:
+        import resource
+    except ImportError:  # not a POSIX system: no limits to set
+        resource = None
+    if resource is not None:
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a file past the limit: an OSError, not death
+        used = _address_space()
+        limits = {"RLIMIT_AS": used + MEMORY_LIMIT if used else None, "RLIMIT_FSIZE": FILE_LIMIT,
+                  "RLIMIT_CPU": CPU_LIMIT, "RLIMIT_NPROC": _processes() + EXTRA_PROCESSES}
+        for name, value in limits.items():
+            if value is not None and hasattr(resource, name):
+                try:
+                    resource.setrlimit(getattr(resource, name), (value, value))
+                except (ValueError, OSError):  # the system refuses or does not know this limit
+                    pass
+    _Forks.watch()
+    capture = _Capture()
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    for fd in (1, 2):  # output written below Python (C code, os.write) goes nowhere
+        os.dup2(devnull, fd)
+    sys.stdout = sys.stderr = capture
+    return capture
+
+
+def _address_space() -> int | None:
+    """The child's address space in bytes now (Linux), else None."""
+    try:
+        return int(Path("/proc/self/statm").read_text().split()[0]) * os.sysconf("SC_PAGE_SIZE")
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def _processes() -> int:
+    """How many processes this user runs now (Linux; a generous count elsewhere)."""
+    try:
+        uid = os.getuid()
+        return sum(1 for p in Path("/proc").iterdir() if p.name.isdigit() and _owner(p) == uid)
+    except OSError:
+        return 256
+
+
+def _owner(path: Path) -> int | None:
+    try:
+        return path.stat().st_uid
+    except OSError:
+        return None
+
+
+def _child_main(conn, path: str, folder: str) -> None:
+    """The child process: confine itself, import the learner's file, then answer requests until
+    told to exit.  Every answer ends with what the learner's code printed meanwhile."""
     warnings.simplefilter("ignore")
     np.seterr(all="ignore")
+    capture = _confine(folder)
     try:
         module = _load(path)
     except BaseException as exc:  # the learner's code may raise anything, SystemExit included
-        conn.send(("import-failed", _describe_import_error(exc, path)))
+        conn.send(("import-failed", _describe_import_error(exc, path), capture.take()))
         return
     conn.send(("ready", {name: "missing" if not hasattr(module, name) else
-                         "function" if callable(getattr(module, name)) else "not callable" for name in EXERCISE_NAMES}))
+                         "function" if callable(getattr(module, name)) else "not callable" for name in EXERCISE_NAMES},
+               capture.take()))
     while True:
         try:
             message = conn.recv()
         except (EOFError, OSError):
             return
         if message[0] == "call":
+            forks = _Forks.count
             reply = _call(module, path, *message[1:])
+            if _Forks.count != forks:
+                reply = ("forked",)
             try:
-                conn.send(reply)
+                conn.send((*reply, capture.take()))
             except Exception as exc:  # pickling what the learner returned failed
                 conn.send(("raised", type(exc).__name__,
-                           f"returned something that cannot be passed back ({_one_line(exc)})"))
+                           f"returned something that cannot be passed back ({_one_line(exc)})", capture.take()))
         elif message[0] == "train":
             _train_in_child(conn, module, path, message[1])
         else:

@@ -1,0 +1,48 @@
+"""Every command's help: no reStructuredText markup, every default shown, and an unknown flag
+reported by the command's own parser."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+from test_cli_fuzz import COMMANDS, options
+
+from numpy_mnist.cli import main, plain
+
+
+def _help(command: str, capsys) -> str:
+    with pytest.raises(SystemExit) as done:
+        main([*command.split(), "--help"])
+    assert done.value.code == 0
+    return capsys.readouterr().out
+
+
+@pytest.mark.parametrize("command", sorted(COMMANDS))
+def test_help_has_no_markup_and_shows_every_default(command, capsys):
+    text = _help(command, capsys)
+    assert "``" not in text and not re.search(r":(func|class|mod|meth|data):`", text), text
+    flat = " ".join(text.split())
+    for action in options(COMMANDS[command]):
+        if action.default is None or action.help is None or action.nargs == 0:
+            continue  # a lone flag's absence is its default; None: the help says what absence means
+        if "default" not in action.help:
+            assert f"(default: {action.default})" in flat, (command, action.option_strings)
+
+
+@pytest.mark.parametrize("command", sorted(COMMANDS))
+def test_an_unknown_flag_is_reported_by_the_commands_own_parser(command, capsys):
+    args = command.split()
+    if command == "exercise check":
+        args.append("my_gradients.py")
+    with pytest.raises(SystemExit) as done:
+        main([*args, "--bogus-flag"])
+    assert done.value.code == 2
+    err = capsys.readouterr().err
+    assert err == (f"numpy-mnist {command}: error: unrecognized arguments: --bogus-flag "
+                   f"(see numpy-mnist {command} --help)\n")
+
+
+def test_plain_drops_the_markup():
+    assert plain("``--out DIR`` and :func:`~numpy_mnist.learner.Learner` or :mod:`numpy_mnist.fused`") == (
+        "--out DIR and Learner or fused")
