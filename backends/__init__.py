@@ -3,7 +3,7 @@
 Everything in :mod:`numpy_mnist` is written against ``backend.xp`` (an Array-API namespace) and
 never imports ``numpy`` or ``cupy`` for arithmetic.  A backend is picked once, at the edge::
 
-    from backends import get_backend
+    from numpy_mnist.backends import get_backend
     backend = get_backend("auto")          # CuPy when a CUDA device is usable, else NumPy
     x = backend.asarray(host_images)       # host -> device, cast to backend.dtype
     ...
@@ -22,21 +22,21 @@ Backends:
     code never leans on NumPy-only behaviour.
 ``"torch"``
     PyTorch CPU tensors as plain arrays: the test-suite's CPU stand-in for CuPy (see
-    :mod:`backends.torch_backend`).  Not offered by the command line.
+    :mod:`numpy_mnist.backends.torch_backend`).  Not offered by the command line.
 ``"auto"``
     ``"cupy"`` when it is usable, otherwise ``"numpy"``.
 
 Namespaces are found with ``array_api_compat.array_namespace`` (CuPy arrays and PyTorch tensors
 have no ``__array_namespace__`` of their own), and arrays reach the host only through
 :func:`to_numpy` (a backend's ``to_host``).  The package depends on nothing in :mod:`numpy_mnist`:
-its errors are its own (:mod:`backends.errors`).
+its errors are its own (:mod:`numpy_mnist.backends.errors`).
 """
 
 from __future__ import annotations
 
-from backends.base import DTYPES, Backend
-from backends.errors import BackendError, BackendUnavailableError, ForeignArrayError
-from backends.host import to_numpy
+from numpy_mnist.backends.base import DTYPES, Backend
+from numpy_mnist.backends.errors import BackendError, BackendUnavailableError, ForeignArrayError
+from numpy_mnist.backends.host import to_numpy
 
 __all__ = ["Backend", "BackendError", "BackendUnavailableError", "ForeignArrayError", "DTYPES",
            "get_backend", "available_backends", "to_numpy", "BACKEND_NAMES"]
@@ -63,19 +63,19 @@ def get_backend(name: str | Backend = "numpy", dtype: str = "float32") -> Backen
         except BackendUnavailableError:
             return get_backend("numpy", dtype)
     if name == "numpy":
-        from backends.numpy_backend import NumpyBackend
+        from numpy_mnist.backends.numpy_backend import NumpyBackend
 
         return NumpyBackend(dtype)
     if name == "cupy":
-        from backends.cupy_backend import CupyBackend
+        from numpy_mnist.backends.cupy_backend import CupyBackend
 
         return CupyBackend(dtype)
     if name == "array_api_strict":
-        from backends.strict_backend import StrictBackend
+        from numpy_mnist.backends.strict_backend import StrictBackend
 
         return StrictBackend(dtype)
     if name == "torch":
-        from backends.torch_backend import TorchBackend
+        from numpy_mnist.backends.torch_backend import TorchBackend
 
         return TorchBackend(dtype)
     raise ValueError(f"unknown backend {name!r}: choose one of auto, {', '.join(BACKEND_NAMES)}")

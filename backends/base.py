@@ -8,8 +8,8 @@ from typing import Any
 import numpy as np
 from array_api_compat import array_namespace
 
-from backends.errors import BackendUnavailableError, ForeignArrayError
-from backends.host import is_device_array, to_numpy
+from numpy_mnist.backends.errors import BackendUnavailableError, ForeignArrayError
+from numpy_mnist.backends.host import is_device_array, to_numpy
 
 DTYPES = ("float32", "float64")
 
@@ -77,7 +77,7 @@ class Backend:
         """Copy ``array`` to the host as a new :class:`numpy.ndarray` (after the device is done).
 
         Always a copy, never a view: changing the result never changes the backend's array.
-        (:func:`backends.host.to_numpy`, which knows every backend.)
+        (:func:`numpy_mnist.backends.host.to_numpy`, which knows every backend.)
         """
         return to_numpy(array)
 

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from backends.base import Backend
-from backends.errors import BackendUnavailableError
+from numpy_mnist.backends.base import Backend
+from numpy_mnist.backends.errors import BackendUnavailableError
 
 #: The pip commands that install CuPy with what it needs to compile kernels (NVRTC, the CUDA headers)
 #: and to multiply matrices (cuBLAS): CuPy's ``ctk`` extra, which the gpu extras ask for.

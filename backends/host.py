@@ -3,7 +3,7 @@
 ``numpy.array(x)`` is not that function.  CuPy refuses the implicit conversion (``TypeError``) or
 NumPy 2 warns about its ``copy`` keyword; PyTorch tensors do the same.  Every place that needs host
 values (gradient checks, metrics, plots, checkpoints, the bench, the tests) calls :func:`to_numpy`,
-or a backend's :meth:`~backends.base.Backend.to_host`, which is the same function.
+or a backend's :meth:`~numpy_mnist.backends.base.Backend.to_host`, which is the same function.
 """
 
 from __future__ import annotations

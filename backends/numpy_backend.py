@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import array_api_compat.numpy as compat_numpy
 
-from backends.base import Backend
+from numpy_mnist.backends.base import Backend
 
 
 class NumpyBackend(Backend):

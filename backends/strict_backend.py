@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from backends.base import Backend, BackendUnavailableError
+from numpy_mnist.backends.base import Backend, BackendUnavailableError
 
 
 class StrictBackend(Backend):

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from backends.base import Backend, BackendUnavailableError
+from numpy_mnist.backends.base import Backend, BackendUnavailableError
 
 
 class TorchBackend(Backend):

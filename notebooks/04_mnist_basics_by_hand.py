@@ -40,7 +40,7 @@ import numpy as np
 from IPython.display import Image, Markdown, display
 
 import numpy_mnist
-from backends import BackendUnavailableError, get_backend
+from numpy_mnist.backends import BackendUnavailableError, get_backend
 from numpy_mnist.plots import figure_png, images_figure, pyplot
 
 

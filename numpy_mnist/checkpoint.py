@@ -74,7 +74,7 @@ class Checkpoint:
 
     def build_model(self, backend="numpy"):
         """A new model of the saved kind and shapes, holding the saved parameters, on ``backend``."""
-        from backends import get_backend
+        from numpy_mnist.backends import get_backend
         from numpy_mnist.models import MODEL_KINDS
 
         backend = get_backend(backend, self.dtype)

@@ -33,7 +33,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from backends.host import to_numpy
+from numpy_mnist.backends.host import to_numpy
 from numpy_mnist.losses import Loss, get_loss
 
 __all__ = ["CHANCE_MARGIN", "FALLING", "LOSS_GROWTH", "STUCK_RTOL", "Diagnosis", "chance_accuracy", "diagnose"]

@@ -1,13 +1,13 @@
 """The project's own exceptions.
 
 Every error a user can cause is a :class:`NumpyMnistError`, or one of the backend package's own
-(:class:`~backends.errors.BackendError`, re-exported here); the command line prints its message as
+(:class:`~numpy_mnist.backends.errors.BackendError`, re-exported here); the command line prints its message as
 one line on stderr and exits with status 2.  Anything else is a bug and keeps its traceback.
 """
 
 from __future__ import annotations
 
-from backends.errors import BackendError, BackendUnavailableError, ForeignArrayError
+from numpy_mnist.backends.errors import BackendError, BackendUnavailableError, ForeignArrayError
 
 __all__ = [
     "NumpyMnistError",

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from array_api_compat import array_namespace
 
-from backends.host import to_numpy
+from numpy_mnist.backends.host import to_numpy
 from numpy_mnist.checks import check_same_shape
 from numpy_mnist.layers import sigmoid
 from numpy_mnist.losses import check_class_labels

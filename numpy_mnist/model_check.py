@@ -15,8 +15,8 @@ from typing import Any
 
 import numpy as np
 
-from backends.host import to_numpy
 from numpy_mnist import torch_twin
+from numpy_mnist.backends.host import to_numpy
 from numpy_mnist.errors import InputError
 from numpy_mnist.gradcheck import (
     DEFAULT_H,

@@ -23,7 +23,7 @@ import math
 
 import numpy as np
 
-from backends import Backend, get_backend
+from numpy_mnist.backends import Backend, get_backend
 from numpy_mnist.checks import check_2d, check_on_backend, check_targets
 from numpy_mnist.errors import InputError
 from numpy_mnist.layers import (

@@ -28,7 +28,7 @@ import math
 import numpy as np
 from array_api_compat import array_namespace, device
 
-from backends.host import to_numpy
+from numpy_mnist.backends.host import to_numpy
 from numpy_mnist.errors import InputError
 
 __all__ = ["SGD", "Adam", "OneCycle"]

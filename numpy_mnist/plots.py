@@ -1,6 +1,6 @@
 """Pictures: learning curves, the accuracy-versus-loss nudge, and for the ten digits the linear model's
 weights and a confusion matrix.  matplotlib is the ``plot`` extra.  Arrays of any backend are brought
-to the host with :func:`backends.host.to_numpy`.
+to the host with :func:`numpy_mnist.backends.host.to_numpy`.
 
 Each picture has a builder, ``*_figure(...) -> matplotlib Figure``, and a ``plot_*(..., path)`` that
 saves it as a PNG (atomically).  :func:`images_figure` draws any set of 28x28 pictures (digits,
@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from backends.host import to_numpy
+from numpy_mnist.backends.host import to_numpy
 from numpy_mnist.errors import InputError, NumpyMnistError
 from numpy_mnist.files import atomic_write
 

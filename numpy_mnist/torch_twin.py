@@ -39,8 +39,8 @@ from typing import Callable
 
 import numpy as np
 
-from backends.host import to_numpy
 from numpy_mnist import losses
+from numpy_mnist.backends.host import to_numpy
 from numpy_mnist.gradcheck import TORCH_RTOL, GradReport, compare
 
 __all__ = [

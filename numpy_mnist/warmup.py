@@ -111,7 +111,7 @@ def quadratic_mse_gradient(t, params, targets):
 def _backend(backend):
     if backend is None or not isinstance(backend, str):
         return backend
-    from backends import get_backend
+    from numpy_mnist.backends import get_backend
 
     return get_backend(backend, "float64")
 

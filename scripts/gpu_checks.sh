@@ -22,8 +22,8 @@ log="$out/gpu-checks.log"
 status=0
 # CuPy first: finds the device, compiles and runs a kernel, multiplies (the backend's own check).
 if ! python -c "
-from backends import BackendUnavailableError
-from backends.cupy_backend import import_cupy
+from numpy_mnist.backends import BackendUnavailableError
+from numpy_mnist.backends.cupy_backend import import_cupy
 try:
     import_cupy()
 except BackendUnavailableError as exc:

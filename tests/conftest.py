@@ -27,7 +27,7 @@ from pathlib import Path
 import pytest
 from hypothesis import HealthCheck, settings
 
-from backends import BackendUnavailableError, get_backend
+from numpy_mnist.backends import BackendUnavailableError, get_backend
 
 settings.register_profile("fast", max_examples=25, deadline=None, derandomize=False,
                           suppress_health_check=[HealthCheck.too_slow])

@@ -39,7 +39,7 @@ import types
 
 import numpy as np
 
-from backends.numpy_backend import NumpyBackend
+from numpy_mnist.backends.numpy_backend import NumpyBackend
 from numpy_mnist.fused.host import HostDevice
 from numpy_mnist.fused.source import NVRTC_OPTIONS, program_source
 

@@ -14,7 +14,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from backends import get_backend
+from numpy_mnist.backends import get_backend
 from numpy_mnist.checkpoint import (
     FORMAT_VERSION,
     MAGIC,

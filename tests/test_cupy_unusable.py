@@ -12,8 +12,8 @@ import types
 
 import pytest
 
-from backends import BackendUnavailableError, get_backend
-from backends.cupy_backend import import_cupy
+from numpy_mnist.backends import BackendUnavailableError, get_backend
+from numpy_mnist.backends.cupy_backend import import_cupy
 
 
 class CUDARuntimeError(RuntimeError):

@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from backends import get_backend
+from numpy_mnist.backends import get_backend
 from numpy_mnist.data import DataLoader
 from numpy_mnist.errors import InputError
 

@@ -20,7 +20,7 @@ import numpy as np
 import pytest
 from cupy_standin import CaptureError, FakeCupyBackend, fake_cupy
 
-from backends.numpy_backend import NumpyBackend
+from numpy_mnist.backends.numpy_backend import NumpyBackend
 from numpy_mnist.data import DataLoader, load_mnist_sample
 from numpy_mnist.fused.host import compiler
 from numpy_mnist.fused.source import NVRTC_OPTIONS, program_source

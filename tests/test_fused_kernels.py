@@ -80,8 +80,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from backends import get_backend
 from numpy_mnist import layers
+from numpy_mnist.backends import get_backend
 from numpy_mnist.data import DataLoader
 from numpy_mnist.fused.host import HOST_FLAGS, HostDevice, compiler
 from numpy_mnist.fused.source import KERNEL_DIR, KernelConfig, geometry

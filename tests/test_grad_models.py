@@ -21,8 +21,8 @@ import pytest
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
-from backends import available_backends
 from numpy_mnist import torch_twin
+from numpy_mnist.backends import available_backends
 from numpy_mnist.gradcheck import TORCH_RTOL
 from numpy_mnist.model_check import check_model_gradients, kink_margin, loss_magnitude, rows_near_relu_kink
 from numpy_mnist.models import MLP, LinearModel, linear1, simple_net

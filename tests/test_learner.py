@@ -6,7 +6,7 @@ import math
 import numpy as np
 import pytest
 
-from backends import get_backend
+from numpy_mnist.backends import get_backend
 from numpy_mnist.data import DataLoader, load_mnist_sample
 from numpy_mnist.errors import DivergenceError, InputError
 from numpy_mnist.learner import EpochRecord, Learner, validate_epoch

@@ -5,7 +5,7 @@ import math
 import numpy as np
 import pytest
 
-from backends import available_backends, get_backend
+from numpy_mnist.backends import available_backends, get_backend
 from numpy_mnist.errors import InputError
 from numpy_mnist.losses import mnist_loss
 from numpy_mnist.models import linear1, simple_net

@@ -15,8 +15,8 @@ import math
 import numpy as np
 import pytest
 
-from backends import get_backend
 from numpy_mnist import torch_twin
+from numpy_mnist.backends import get_backend
 from numpy_mnist.cli import main
 from numpy_mnist.data import DataLoader
 from numpy_mnist.datasets import DATASETS, check_loss, get_spec, load_dataset

@@ -99,7 +99,7 @@ def test_float64_training_gives_pytorchs_parameters(backend, data, name, shuffle
 
 @pytest.mark.parametrize("name", RUNS)
 def test_float32_training_reaches_pytorchs_accuracy(data, name):
-    from backends import get_backend
+    from numpy_mnist.backends import get_backend
 
     make, lr = RUNS[name]
     backend = get_backend("numpy", "float32")

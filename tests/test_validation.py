@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from backends import get_backend
+from numpy_mnist.backends import get_backend
 from numpy_mnist.checks import check_targets
 from numpy_mnist.data import DataLoader
 from numpy_mnist.errors import ForeignArrayError, InputError, NumpyMnistError

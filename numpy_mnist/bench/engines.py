@@ -117,7 +117,7 @@ class NumpyMnistEngine(Engine):
 
     def unavailable(self) -> str | None:
         if self._backend is None and self._why is None:
-            from backends import BackendUnavailableError, get_backend
+            from numpy_mnist.backends import BackendUnavailableError, get_backend
 
             try:
                 self._backend = get_backend("cupy" if self.is_gpu else "numpy", "float32")
@@ -172,8 +172,8 @@ def torch_book_loop(workload: Workload, x, y, device):
     """
     import torch
 
-    from backends import get_backend
     from numpy_mnist import torch_twin
+    from numpy_mnist.backends import get_backend
 
     model = book_model(workload, get_backend("numpy", "float32"))
     params = torch_twin.parameters(model, dtype=torch.float32, device=device)

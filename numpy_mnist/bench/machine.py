@@ -67,8 +67,8 @@ def numpy_blas_threads() -> dict:
 
 def gpu_info() -> dict:
     """The GPU CuPy (or else PyTorch) sees: ``{"name": ...}``, or ``{"name": "no GPU found", "why": ...}``."""
-    from backends import BackendUnavailableError
-    from backends.cupy_backend import import_cupy
+    from numpy_mnist.backends import BackendUnavailableError
+    from numpy_mnist.backends.cupy_backend import import_cupy
 
     try:
         cupy = import_cupy()

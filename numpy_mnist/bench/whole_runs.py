@@ -71,7 +71,7 @@ def run_whole_runs(runs=WHOLE_RUNS, *, log=print, extra=(), backends=None) -> li
     ``backends`` maps the two roles, ``"numpy"`` and ``"cupy"``, to the backends that play them
     (tests let NumPy play both).
     """
-    from backends import get_backend
+    from numpy_mnist.backends import get_backend
     from numpy_mnist.errors import USER_ERRORS, BackendUnavailableError
 
     backends = backends or {"numpy": "numpy", "cupy": "cupy"}

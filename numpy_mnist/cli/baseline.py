@@ -16,7 +16,7 @@ def register(subparsers) -> None:
 
 
 def run(args) -> int:
-    from backends import get_backend
+    from numpy_mnist.backends import get_backend
     from numpy_mnist.baseline import pixel_similarity
     from numpy_mnist.data import load_mnist_sample
     from numpy_mnist.files import check_folder_target

@@ -35,7 +35,7 @@ def register(subparsers) -> None:
 def run(args) -> int:
     import numpy as np
 
-    from backends import get_backend
+    from numpy_mnist.backends import get_backend
     from numpy_mnist.data import load_mnist_sample
 
     h = args.step

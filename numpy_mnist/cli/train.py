@@ -32,7 +32,7 @@ import math
 import sys
 from pathlib import Path
 
-from backends import get_backend
+from numpy_mnist.backends import get_backend
 from numpy_mnist.checkpoint import load_checkpoint, save_checkpoint
 from numpy_mnist.cli.options import add_backend_options, positive_float, positive_int, seed
 from numpy_mnist.errors import CheckpointError, DivergenceError, InputError

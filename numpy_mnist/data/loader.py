@@ -7,7 +7,7 @@ import numbers
 
 import numpy as np
 
-from backends import Backend, get_backend
+from numpy_mnist.backends import Backend, get_backend
 from numpy_mnist.checks import check_finite
 from numpy_mnist.errors import InputError
 
