@@ -58,6 +58,7 @@ from typing import Any, Callable
 
 import numpy as np
 
+from numpy_mnist.backends import get_backend
 from numpy_mnist.backends.host import to_numpy
 from numpy_mnist.errors import InputError
 
@@ -266,7 +267,6 @@ def _terms(f, dout, backend) -> Callable[[np.ndarray], np.ndarray]:
     dout64 = None if dout is None else _host64(dout)
     wrap, unwrap = (lambda a: a), _host64
     if backend is not None:
-        from numpy_mnist.backends import get_backend
 
         backend = get_backend(backend, "float64")
         wrap, unwrap = (lambda a: backend.asarray(a, dtype="float64")), (lambda a: _host64(backend.to_host(a)))

@@ -44,6 +44,8 @@ from typing import Any, NamedTuple
 import numpy as np
 from array_api_compat import array_namespace
 
+from numpy_mnist.backends import get_backend
+
 __all__ = [
     "square",
     "square_gradient",
@@ -111,7 +113,6 @@ def quadratic_mse_gradient(t, params, targets):
 def _backend(backend):
     if backend is None or not isinstance(backend, str):
         return backend
-    from numpy_mnist.backends import get_backend
 
     return get_backend(backend, "float64")
 

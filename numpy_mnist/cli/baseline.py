@@ -4,7 +4,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from numpy_mnist.backends import get_backend
+from numpy_mnist.baseline import pixel_similarity
 from numpy_mnist.cli.options import seed
+from numpy_mnist.data import load_mnist_sample
+from numpy_mnist.files import check_folder_target, write_json
+from numpy_mnist.models import linear1
+from numpy_mnist.plots import plot_nudge
+from numpy_mnist.why_not_accuracy import centre_pixel, nudge_one_weight
 
 
 def register(subparsers) -> None:
@@ -16,12 +23,6 @@ def register(subparsers) -> None:
 
 
 def run(args) -> int:
-    from numpy_mnist.backends import get_backend
-    from numpy_mnist.baseline import pixel_similarity
-    from numpy_mnist.data import load_mnist_sample
-    from numpy_mnist.files import check_folder_target
-    from numpy_mnist.models import linear1
-    from numpy_mnist.why_not_accuracy import centre_pixel, nudge_one_weight
 
     if args.out is not None:
         check_folder_target(args.out, "--out")
@@ -44,8 +45,6 @@ def run(args) -> int:
     print("accuracy stays put (its gradient is 0); mnist_loss moves with every nudge.")
 
     if args.out is not None:
-        from numpy_mnist.files import write_json
-        from numpy_mnist.plots import plot_nudge
 
         sweep = nudge_one_weight(model, x, y, index=centre_pixel(), deltas=[d / 50 for d in range(-50, 51)])
         write_json(args.out / "baseline.json", {"pixel_similarity": [r.as_dict() for r in results],

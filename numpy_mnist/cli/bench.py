@@ -12,7 +12,9 @@ import argparse
 import sys
 from pathlib import Path
 
+from numpy_mnist.bench import BenchConfig, markdown, run_bench, write_results
 from numpy_mnist.bench.engines import ENGINE_KEYS as ENGINES
+from numpy_mnist.bench.machine import wait_for_quiet
 from numpy_mnist.cli.options import positive_float, positive_int
 
 
@@ -38,8 +40,6 @@ def register(subparsers) -> None:
 
 
 def run(args) -> int:
-    from numpy_mnist.bench import BenchConfig, markdown, run_bench, write_results
-    from numpy_mnist.bench.machine import wait_for_quiet
 
     def log(line):
         print(line, file=sys.stderr, flush=True)

@@ -14,11 +14,11 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from numpy_mnist.data.mnist import DATA_ENV_VAR, default_data_dir, download_mnist, verify_mnist
 from numpy_mnist.errors import ChecksumError, DataError
 
 
 def register(subparsers) -> None:
-    from numpy_mnist.data.mnist import DATA_ENV_VAR
 
     p = subparsers.add_parser(
         "data", help="download, locate or verify the full MNIST",
@@ -49,7 +49,6 @@ def _add_root(parser: argparse.ArgumentParser) -> None:
 
 
 def run_download(args: argparse.Namespace) -> int:
-    from numpy_mnist.data.mnist import download_mnist, verify_mnist
 
     root = download_mnist(args.root, mirrors=args.mirror, progress=not args.quiet)
     for name, status in verify_mnist(root).items():
@@ -58,14 +57,12 @@ def run_download(args: argparse.Namespace) -> int:
 
 
 def run_path(args: argparse.Namespace) -> int:
-    from numpy_mnist.data.mnist import default_data_dir
 
     print(default_data_dir())
     return 0
 
 
 def run_verify(args: argparse.Namespace) -> int:
-    from numpy_mnist.data.mnist import default_data_dir, verify_mnist
 
     root = default_data_dir() if args.root is None else args.root
     results = verify_mnist(root)

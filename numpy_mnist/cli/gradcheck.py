@@ -10,10 +10,14 @@ from __future__ import annotations
 
 import argparse
 
+import numpy as np
+
 from numpy_mnist import gradcheck as gc
 from numpy_mnist import model_check
+from numpy_mnist.backends import get_backend
 from numpy_mnist.cli.options import positive_float, positive_int, seed
 from numpy_mnist.cli.train import MODELS, build_model
+from numpy_mnist.data import load_mnist_sample
 from numpy_mnist.errors import InputError
 
 
@@ -33,10 +37,6 @@ def register(subparsers) -> None:
 
 
 def run(args) -> int:
-    import numpy as np
-
-    from numpy_mnist.backends import get_backend
-    from numpy_mnist.data import load_mnist_sample
 
     h = args.step
     backend = get_backend(args.backend, "float64")

@@ -21,6 +21,7 @@ from typing import NamedTuple
 
 import numpy as np
 
+from numpy_mnist import __version__
 from numpy_mnist.data.idx import read_idx
 from numpy_mnist.errors import ChecksumError, DataError
 from numpy_mnist.files import atomic_write
@@ -205,8 +206,6 @@ def _fetch(url: str, target: Path, sums: FileSums, progress: bool, timeout: floa
     and ``target`` is never touched; only a complete, verified file is renamed into place.
     """
     from tqdm import tqdm
-
-    from numpy_mnist import __version__
 
     try:
         request = urllib.request.Request(url, headers={"User-Agent": f"numpy-mnist/{__version__}"})
