@@ -35,8 +35,12 @@ its errors are its own (:mod:`numpy_mnist.backends.errors`).
 from __future__ import annotations
 
 from numpy_mnist.backends.base import DTYPES, Backend
+from numpy_mnist.backends.cupy_backend import CupyBackend
 from numpy_mnist.backends.errors import BackendError, BackendUnavailableError, ForeignArrayError
 from numpy_mnist.backends.host import to_numpy
+from numpy_mnist.backends.numpy_backend import NumpyBackend
+from numpy_mnist.backends.strict_backend import StrictBackend
+from numpy_mnist.backends.torch_backend import TorchBackend
 
 __all__ = ["Backend", "BackendError", "BackendUnavailableError", "ForeignArrayError", "DTYPES",
            "get_backend", "available_backends", "to_numpy", "BACKEND_NAMES"]
@@ -63,19 +67,15 @@ def get_backend(name: str | Backend = "numpy", dtype: str = "float32") -> Backen
         except BackendUnavailableError:
             return get_backend("numpy", dtype)
     if name == "numpy":
-        from numpy_mnist.backends.numpy_backend import NumpyBackend
 
         return NumpyBackend(dtype)
     if name == "cupy":
-        from numpy_mnist.backends.cupy_backend import CupyBackend
 
         return CupyBackend(dtype)
     if name == "array_api_strict":
-        from numpy_mnist.backends.strict_backend import StrictBackend
 
         return StrictBackend(dtype)
     if name == "torch":
-        from numpy_mnist.backends.torch_backend import TorchBackend
 
         return TorchBackend(dtype)
     raise ValueError(f"unknown backend {name!r}: choose one of auto, {', '.join(BACKEND_NAMES)}")
