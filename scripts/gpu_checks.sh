@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Every GPU claim of the project in one run, on a machine with an NVIDIA GPU and CuPy: the GPU tests,
-# the CuPy-parametrized suite, the book's run on both backends, and the quick bench.
+# the CuPy-parametrized suite, the book's run on both backends, the ResNet-18's epoch on CuPy, and the
+# quick bench.
 #
 #   scripts/gpu_checks.sh OUTDIR
 #
@@ -44,6 +45,9 @@ step "cupy-parametrized tests" python -m pytest -k cupy -q -p no:cacheprovider
 for backend in numpy cupy; do
     step "train --backend $backend" python -m numpy_mnist train --backend "$backend" --no-plot --out "$out/train-$backend"
 done
+# The book's "Going Deeper" ResNet-18, one epoch on CuPy (the run benchmarks/results/resnet18 holds on NumPy).
+step "train --model resnet18 --backend cupy" python -m numpy_mnist train --model resnet18 --backend cupy --no-plot \
+    --out "$out/train-resnet18-cupy"
 step "bench --quick" python -m numpy_mnist bench --quick --no-plot --out "$out/bench"
 cp "$out/bench/bench.md" "$out/bench/bench.json" "$out/" 2>/dev/null
 if [ "$status" -eq 0 ]; then
