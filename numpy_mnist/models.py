@@ -368,10 +368,7 @@ class ResNet18(Model):
 
     def __init__(self, params: dict, backend: Backend, loss: str | Loss = "cross_entropy", *,
                  buffers: dict | None = None, seed: int = 0, image_size: int = 28) -> None:
-        if not {"conv1.weight", "head.fc2.weight"} <= params.keys():
-            raise InputError("these are not the parameters of a ResNet-18: conv1.weight or head.fc2.weight is missing")
-        if isinstance(image_size, bool) or not isinstance(image_size, int) or image_size < 1:
-            raise InputError(f"image_size must be a positive whole number of pixels, got {image_size!r}")
+        _check_resnet_inputs(params, image_size)
         super().__init__(params, backend, loss, inputs=image_size**2,
                          outputs=int(params["head.fc2.weight"].shape[1]))
         self.image_size = image_size
@@ -379,22 +376,16 @@ class ResNet18(Model):
             raise InputError(f"the ResNet-18 is trained with cross_entropy over its classes, not {self.loss.name}")
         self.width, self.seed = int(self.params["conv1.weight"].shape[0]), _check_seed(seed)
         want = resnet18_shapes(self.width, self.outputs)
-        got = {name: tuple(p.shape) for name, p in self.params.items()}
-        if got != want:
-            wrong = sorted(set(got) ^ set(want)) or [k for k in want if got[k] != want[k]]
-            raise InputError(f"these are not the parameters of a ResNet-18 of width {self.width}: {wrong[:4]} differ")
-        self.bn_names = [name[: -len(".weight")] for name, shape in want.items()
-                         if len(shape) == 1 and name.endswith(".weight")]
+        _check_shapes({name: tuple(p.shape) for name, p in self.params.items()}, want,
+                      f"these are not the parameters of a ResNet-18 of width {self.width}")
+        self.bn_names, fresh = _batch_norms(want)
         self.no_weight_decay = [f"{bn}.{p}" for bn in self.bn_names for p in ("weight", "bias")]
-        fresh = {f"{bn}.running_{stat}": np.full(want[f"{bn}.weight"], 0.0 if stat == "mean" else 1.0)
-                 for bn in self.bn_names for stat in ("mean", "var")}
-        if buffers is not None and {k: tuple(v.shape) for k, v in buffers.items()} != {
-                k: v.shape for k, v in fresh.items()}:
-            raise InputError(f"buffers must hold each batch norm's running_mean and running_var, got {sorted(buffers)}")
+        if buffers is not None:
+            _check_shapes({k: tuple(v.shape) for k, v in buffers.items()}, {k: v.shape for k, v in fresh.items()},
+                          "buffers must hold each batch norm's running_mean and running_var")
         self.buffers = {name: backend.asarray(value) for name, value in (buffers or fresh).items()}
         # The blocks, as (name, stride, has a downsampling shortcut), in order.
-        self.blocks = [(f"layer{s}.{b}", stride if b == 0 else 1, f"layer{s}.{b}.downsample.0.weight" in want)
-                       for s, (_, stride) in enumerate(RESNET18_STAGES, start=1) for b in range(2)]
+        self.blocks = _blocks(want)
         self.training = True
         self.rng = np.random.default_rng(np.random.SeedSequence(self.seed).spawn(2)[1])
         self.dropout_masks: dict | None = None
@@ -561,6 +552,35 @@ def resnet18(width: int = 64, seed: int = 0, backend: str | Backend = "numpy", *
         else:  # a batch norm's gamma (weight) or beta (bias)
             params[name] = np.full(shape, 1.0 if name.endswith(".weight") else 0.0)
     return ResNet18(params, backend, "cross_entropy", seed=seed, image_size=image_size)
+
+
+def _batch_norms(shapes: dict) -> tuple[list[str], dict]:
+    """The batch norms' names (``bn1``, ``layer1.0.bn1``, ...) and their fresh running statistics
+    (mean 0, variance 1, as PyTorch starts them)."""
+    names = [name[: -len(".weight")] for name, shape in shapes.items() if len(shape) == 1 and name.endswith(".weight")]
+    fresh = {f"{bn}.running_{stat}": np.full(shapes[f"{bn}.weight"], 0.0 if stat == "mean" else 1.0)
+             for bn in names for stat in ("mean", "var")}
+    return names, fresh
+
+
+def _blocks(shapes: dict) -> list[tuple[str, int, bool]]:
+    """``(name, stride, has a downsampling shortcut)`` of each BasicBlock, in order."""
+    return [(f"layer{s}.{b}", stride if b == 0 else 1, f"layer{s}.{b}.downsample.0.weight" in shapes)
+            for s, (_, stride) in enumerate(RESNET18_STAGES, start=1) for b in range(2)]
+
+
+def _check_resnet_inputs(params: dict, image_size) -> None:
+    if not {"conv1.weight", "head.fc2.weight"} <= params.keys():
+        raise InputError("these are not the parameters of a ResNet-18: conv1.weight or head.fc2.weight is missing")
+    if isinstance(image_size, bool) or not isinstance(image_size, int) or image_size < 1:
+        raise InputError(f"image_size must be a positive whole number of pixels, got {image_size!r}")
+
+
+def _check_shapes(got: dict, want: dict, what: str) -> None:
+    """Refuse arrays whose names or shapes are not ``want``'s, naming the first few that differ."""
+    if got != want:
+        wrong = sorted(set(got) ^ set(want)) or [k for k in want if got[k] != want[k]]
+        raise InputError(f"{what}: {wrong[:4]} differ")
 
 
 def _check_seed(seed) -> int:
