@@ -134,10 +134,10 @@ class Case:
         return KernelConfig(self.kind, self.classes, self.loss, dtype)
 
 
-CASES = [Case(kind, loss, k) for kind, more in (("linear", 32), ("mlp", 3))
+CASES = [Case(kind, loss, k) for kind, more in (("linear", 32), ("simple_net", 3))
          for loss, k in (("mnist_loss", 1), ("bce", 1), ("cross_entropy", 10), ("cross_entropy", more))]
 LINEAR = [c for c in CASES if c.kind == "linear"]
-MLPS = [c for c in CASES if c.kind == "mlp"]
+MLPS = [c for c in CASES if c.kind == "simple_net"]
 #: Which buffers hold rows of the batch (a kernel must leave the rows beyond it untouched).
 ROW_BUFFERS = ("term", "correct", "dz", "pre", "dh")
 
