@@ -97,16 +97,22 @@ def images_figure(images, titles=None, *, ncols: int | None = None, cmap: str = 
     images = [ax.imshow(p, **_colours(p, cmap, symmetric, shared_limit)) for ax, p in zip(axes.flat, pictures)]
     for ax, text in zip(axes.flat, titles):
         ax.set_title(text, fontsize=9)
-    if own_bars:
-        for ax, image in zip(axes.flat, images):
-            bar = fig.colorbar(image, ax=ax, shrink=0.8, fraction=0.08)
-            bar.ax.tick_params(labelsize=7)
-        fig.text(0.5, 0.01, label, ha="center", fontsize=8)
-    elif colorbar:
-        fig.colorbar(images[-1], ax=axes.ravel().tolist(), shrink=0.8, label=label if symmetric else None)
+    if colorbar:
+        _colour_bars(fig, axes, images, own=own_bars, label=label if symmetric else None)
     if title:
         fig.suptitle(title)
     return fig
+
+
+def _colour_bars(fig, axes, images, *, own: bool, label: str | None) -> None:
+    """One colour bar beside the pictures (one shared scale), or one beside each (``own``), and the label."""
+    if not own:
+        fig.colorbar(images[-1], ax=axes.ravel().tolist(), shrink=0.8, label=label)
+        return
+    for ax, image in zip(axes.flat, images):
+        fig.colorbar(image, ax=ax, shrink=0.8, fraction=0.08).ax.tick_params(labelsize=7)
+    if label:
+        fig.text(0.5, 0.01, label, ha="center", fontsize=8)
 
 
 def _colours(picture, cmap: str, symmetric: bool, shared_limit: float | None) -> dict:
