@@ -90,8 +90,8 @@ def images_figure(images, titles=None, *, ncols: int | None = None, cmap: str = 
     nrows = -(-len(pictures) // ncols)
     shared_limit = max(float(abs(p).max()) for p in pictures) if shared else None
     own_bars = colorbar and not shared
-    width = size * ncols * (1.35 if own_bars else 1) + (0.9 if colorbar and not own_bars else 0)
-    fig, axes = pyplot().subplots(nrows, ncols, squeeze=False, figsize=(width, size * nrows + 0.3))
+    fig, axes = pyplot().subplots(nrows, ncols, squeeze=False, figsize=_figure_size(size, nrows, ncols, colorbar,
+                                                                                   own_bars))
     for ax in axes.flat:
         ax.set_axis_off()
     images = [ax.imshow(p, **_colours(p, cmap, symmetric, shared_limit)) for ax, p in zip(axes.flat, pictures)]
@@ -102,6 +102,12 @@ def images_figure(images, titles=None, *, ncols: int | None = None, cmap: str = 
     if title:
         fig.suptitle(title)
     return fig
+
+
+def _figure_size(size: float, nrows: int, ncols: int, colorbar: bool, own_bars: bool) -> tuple[float, float]:
+    """Inches: ``size`` per picture, and room for the colour bars (a third more per picture with its own)."""
+    width = size * ncols * (1.35 if own_bars else 1) + (0.9 if colorbar and not own_bars else 0)
+    return width, size * nrows + 0.3
 
 
 def _colour_bars(fig, axes, images, *, own: bool, label: str | None) -> None:
