@@ -21,6 +21,7 @@ from __future__ import annotations
 import numpy as np
 
 from numpy_mnist import layers
+from numpy_mnist.exercise.sandbox import MEMORY_LIMIT
 from numpy_mnist.gradcheck import TOLERANCE
 
 __all__ = ["close", "shape_hint", "value_hints", "overflow_hint", "exception_hint", "memory_hint", "MISTAKES",
@@ -96,8 +97,6 @@ def overflow_hint(function: str, inputs) -> str | None:
 def memory_hint(names, args) -> str:
     """For a ``MemoryError`` raised inside the learner's code: the sandbox's memory limit, and how small
     the inputs were."""
-    from numpy_mnist.exercise.sandbox import MEMORY_LIMIT
-
     given = ", ".join(f"{k} is {tuple(np.shape(v))}" for k, v in zip(names, args))
     return (f"it ran out of memory (MemoryError): the sandbox lets your function allocate at most "
             f"{MEMORY_LIMIT / 2**30:g} GiB, and inputs like these ({given}) need a few kilobytes; look for an "
