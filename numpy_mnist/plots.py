@@ -66,37 +66,59 @@ def figure_png(fig, dpi: int = 120) -> bytes:
     return buffer.getvalue()
 
 
+#: The label of a signed picture's colour bar.
+SIGNED_LABEL = "value (red > 0, white = 0, blue < 0)"
+
+
 def images_figure(images, titles=None, *, ncols: int | None = None, cmap: str = "gray_r",
-                  symmetric: bool = False, shared: bool = True, title: str = "", colorbar: bool = False,
-                  size: float = 1.6):
+                  symmetric: bool = False, shared: bool = True, title: str = "", colorbar: bool | None = None,
+                  size: float = 1.6, label: str = SIGNED_LABEL):
     """A row (or grid) of 28x28 pictures: digits, mean images, weight vectors, gradients.
 
     ``images`` is a sequence of arrays (of any backend) of 784 values each (any shape holding them, e.g. (784,),
     (784, 1) or (28, 28)).  Pixels are drawn dark on light (``gray_r``) by default.  With
-    ``symmetric=True`` the colour scale is diverging and centred on 0 (red positive, blue negative,
-    ``RdBu_r``), for weights and gradients, whose sign is the point: one scale for all pictures
-    (``shared=True``, so that they compare), or each its own (``shared=False``, to see the shape of
-    a small one beside a large one; ``colorbar`` is then refused, as no one bar would be right).
+    ``symmetric=True`` the colour scale is diverging, linear and centred on 0 (red positive, blue negative,
+    ``RdBu_r``, from -m to m), for weights and gradients, whose sign is the point: one scale for all
+    pictures (``shared=True``, so that they compare), or each its own (``shared=False``, to see the shape
+    of a small one beside a large one).  A colour bar, labelled ``label``, shows the scale: by default
+    on symmetric pictures (one for a shared scale, one per picture otherwise), and not on others.
     """
     pictures = _pictures(images)
-    if colorbar and symmetric and not shared:
-        raise InputError("a colorbar needs one shared scale: pass shared=True, or colorbar=False")
+    colorbar = symmetric if colorbar is None else colorbar
     titles = list(titles) if titles is not None else [""] * len(pictures)
     ncols = ncols or len(pictures)
     nrows = -(-len(pictures) // ncols)
     shared_limit = max(float(abs(p).max()) for p in pictures) if shared else None
-    fig, axes = pyplot().subplots(nrows, ncols, squeeze=False,
-                                  figsize=(size * ncols + (0.9 if colorbar else 0), size * nrows + 0.3))
+    own_bars = colorbar and not shared
+    fig, axes = pyplot().subplots(nrows, ncols, squeeze=False, figsize=_figure_size(size, nrows, ncols, colorbar,
+                                                                                   own_bars))
     for ax in axes.flat:
         ax.set_axis_off()
     images = [ax.imshow(p, **_colours(p, cmap, symmetric, shared_limit)) for ax, p in zip(axes.flat, pictures)]
     for ax, text in zip(axes.flat, titles):
         ax.set_title(text, fontsize=9)
     if colorbar:
-        fig.colorbar(images[-1], ax=axes.ravel().tolist(), shrink=0.8)
+        _colour_bars(fig, axes, images, own=own_bars, label=label if symmetric else None)
     if title:
         fig.suptitle(title)
     return fig
+
+
+def _figure_size(size: float, nrows: int, ncols: int, colorbar: bool, own_bars: bool) -> tuple[float, float]:
+    """Inches: ``size`` per picture, and room for the colour bars (a third more per picture with its own)."""
+    width = size * ncols * (1.35 if own_bars else 1) + (0.9 if colorbar and not own_bars else 0)
+    return width, size * nrows + 0.3
+
+
+def _colour_bars(fig, axes, images, *, own: bool, label: str | None) -> None:
+    """One colour bar beside the pictures (one shared scale), or one beside each (``own``), and the label."""
+    if not own:
+        fig.colorbar(images[-1], ax=axes.ravel().tolist(), shrink=0.8, label=label)
+        return
+    for ax, image in zip(axes.flat, images):
+        fig.colorbar(image, ax=ax, shrink=0.8, fraction=0.08).ax.tick_params(labelsize=7)
+    if label:
+        fig.text(0.5, 0.01, label, ha="center", fontsize=8)
 
 
 def _colours(picture, cmap: str, symmetric: bool, shared_limit: float | None) -> dict:

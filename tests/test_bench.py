@@ -119,9 +119,15 @@ def test_markdown_is_well_formed_and_names_targets_by_what_they_are(results):
     epochs = _table(text, "| model | engine | epoch (ms) | speed-up vs PyTorch eager CPU | x streaming pass "
                           "| x hardware bound |")
     assert len(epochs) == 2 + len(results["epochs"]) and all(line.count("|") == 7 for line in epochs)
-    targets = _table(text, "| target | goal | measured | met |")
-    assert len(targets) == 2 + len(results["targets"])
-    assert targets[2].startswith("| CPU: linear1 epoch against PyTorch eager | >= 4x (floor 2.2x) |")
+    goals = _table(text, "| goal | wanted | this run | met? |")
+    measured = [t for t in results["targets"] if t["measured"] is not None]
+    assert len(goals) == 2 + len(measured) == 2 + 3
+    assert goals[2].startswith("| CPU: linear1 epoch against PyTorch eager | >= 4x (floor 2.2x) |")
+    assert all(re.search(r"\| (met|not met(\W.*)?) \|$", row) for row in goals[2:]), goals
+    gpu = len(results["targets"]) - len(measured)
+    assert f"- GPU goals: not measured, no GPU found ({gpu} goals)." in text.splitlines()
+    assert "## Targets" not in text and "no GPU found |" not in text.split("## Goals")[1].split("## ")[0]
+    assert not re.search(r"\bno\b, |below the floor|\*\*", text.split("## Goals")[1].split("## ")[0])
     assert not re.search(r"issue\s*#?\d", text, re.IGNORECASE)
 
 
@@ -135,9 +141,19 @@ def test_an_unmet_goal_says_why_and_whether_the_floor_holds(results):
     from numpy_mnist.bench.report import _met
 
     slow = {**results["targets"][0], "measured": 2.5, "met": False, "floor_held": True, "note": "why"}
-    assert _met(slow) == "no, floor held: why"
-    assert _met({**slow, "floor_held": False}) == "no, **below the floor**: why"
-    assert _met({**slow, "met": True}) == "yes"
+    assert _met(slow) == "not met (at or above the 2.2x floor): why"
+    assert _met({**slow, "floor_held": False}) == "not met (under the 2.2x floor): why"
+    assert _met({**slow, "met": True}) == "met"
+    assert _met({**slow, "goal": "stated", "met": True}) == "stated"
+
+
+def test_goals_not_measured_for_another_reason_get_a_line_each(results):
+    targets = [{**t, "note": "an engine it needs did not run: torch-cpu (not among --engines)", "measured": None,
+                "met": None} if t["key"] == "cpu_linear1_vs_torch" else t for t in results["targets"]]
+    text = markdown({**results, "targets": targets})
+    assert ("- CPU: linear1 epoch against PyTorch eager: not measured: an engine it needs did not run: torch-cpu "
+            "(not among --engines).") in text.splitlines()
+    assert len(_table(text, "| goal | wanted | this run | met? |")) == 2 + 2
 
 
 def test_results_are_written_as_markdown_json_and_png(results, tmp_path):
@@ -184,7 +200,8 @@ def test_cli_quick_prints_the_table_and_writes_files(tmp_path, capsys, monkeypat
     out = capsys.readouterr().out
     assert code == 0
     assert "| linear1 | numpy-mnist NumPy |" in out and "| simple_net(30) | numpy-mnist NumPy |" in out
-    assert "| CPU: linear1 epoch against PyTorch eager |" in out
+    assert "| CPU: linear1 epoch in streaming passes over the training data | <= 2x |" in out
+    assert "- CPU: linear1 epoch against PyTorch eager: not measured: an engine it needs did not run" in out
     assert sorted(p.name for p in tmp_path.iterdir()) == ["bench.json", "bench.md"]
 
 

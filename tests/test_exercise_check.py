@@ -150,3 +150,15 @@ def test_an_import_that_never_ends_is_stopped(tmp_path):
     with pytest.raises(LearnerFileError, match=r"importing it did not finish within 2 s"):
         box.start()
     box.close()
+
+
+def test_torch_is_a_yes_or_no_flag_on_by_default(capsys, tmp_path):
+    with pytest.raises(SystemExit):
+        main(["exercise", "check", "--help"])
+    help_text = " ".join(capsys.readouterr().out.split())
+    assert "--torch, --no-torch" in help_text and "(default: True)" in help_text.split("--torch, --no-torch")[1]
+    text = only(SOLUTION, "relu_backward")
+    _, out, _ = check(capsys, tmp_path, text, "--no-torch", "--examples", "2")
+    assert "(PyTorch: not asked for)" in out
+    _, out, _ = check(capsys, tmp_path, text, "--torch", "--examples", "2")
+    assert "not asked for" not in out

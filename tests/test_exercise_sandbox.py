@@ -91,3 +91,81 @@ def test_a_garbled_channel_ends_that_child_only(tmp_path):
         with pytest.raises(CallFailed, match="garbled|ended"):
             box.call("relu_backward", (np.ones((1, 2)), np.ones((1, 2))))
         assert np.array_equal(box.call("relu_backward", (np.ones((1, 2)), np.ones((1, 2)))), [[1.0, 1.0]])
+
+
+# -- the same walls through `numpy-mnist exercise check`: one row says what the hostile function did ----
+
+#: What each hostile linear_backward does first (before the right body), and words of its row and detail.
+CHECKED = {
+    "terabytes": ("np.ones(2**40, dtype=np.uint8)", "raised", ["MemoryError", "ran out of memory", "2 GiB"]),
+    "memory_error": ("raise MemoryError", "raised", ["MemoryError", "ran out of memory"]),
+    "fork": ("import os\n    os.fork()", "forked", ["started a process of its own"]),
+    "print": ("print('y' * 10_000_000)", "pass", ["it printed:", "yyyy", "more characters not shown]"]),
+    "exit": ("import os\n    os._exit(3)", "crashed", ["ended the process running your file (exit status 3)"]),
+    "loop": ("while True:\n        pass", "hung", ["did not return within 2 s"]),
+    "write": ("open('pwned.txt', 'w').write('x')", "pass", []),
+}
+
+
+def _details(out: str) -> str:
+    """The output between the table and the summary."""
+    return out.split("\n\n")[2] if out.count("\n\n") >= 3 else ""
+
+
+@pytest.mark.parametrize("kind", list(CHECKED))
+def test_the_checker_gives_a_hostile_function_one_row_and_the_others_pass(tmp_path, monkeypatch, capsys, kind):
+    pytest.importorskip("hypothesis")
+    from exercise_files import SOLUTION
+    from test_exercise_check import rows
+
+    from numpy_mnist.cli import main
+    from numpy_mnist.exercise import EXERCISE_NAMES
+
+    statement, status, words = CHECKED[kind]
+    head = "def linear_backward(dout, x, w, *, need_dx=True):\n"
+    learner = tmp_path / "learner"
+    learner.mkdir()
+    path = learner / "my_gradients.py"
+    path.write_text(SOLUTION.replace(head, head + f"    {statement}\n"))
+    work = tmp_path / "work"
+    work.mkdir()
+    monkeypatch.chdir(work)
+    code = main(["exercise", "check", str(path), "--examples", "3", "--timeout", "2", "--no-torch"])
+    out, err = capsys.readouterr()
+    assert "Traceback" not in out + err and len(out) < 20_000, out[:2000]
+    table = rows(out)
+    assert list(table) == list(EXERCISE_NAMES)
+    for name, cells in table.items():
+        assert cells[1] == "pass" or name == "linear_backward", (name, cells)
+    row = table["linear_backward"]
+    assert (row[1] if status == "pass" else row[2]) == status, row
+    assert code == (0 if status == "pass" else 1)
+    details = out.split(table["softmax_cross_entropy_backward"][0], 1)[1]
+    for word in words:
+        assert word in details, (word, out[-3000:])
+    assert "shapes do not fit" not in out
+    if not words:
+        assert "it printed" not in out
+    assert os.listdir(work) == [] and sorted(os.listdir(learner)) == ["my_gradients.py"]
+
+
+def test_a_check_in_its_own_process_leaves_nothing_in_the_working_folder(tmp_path):
+    """hypothesis keeps no database (``database=None``) and its source cache goes to a temporary folder;
+    the learner's writes land in the sandbox's folder.  In a fresh process, where hypothesis has not yet
+    chosen its folder."""
+    pytest.importorskip("hypothesis")
+    import subprocess
+    from pathlib import Path
+
+    from exercise_files import SOLUTION
+
+    head = "def linear_backward(dout, x, w, *, need_dx=True):\n"
+    path = tmp_path / "my_gradients.py"
+    path.write_text(SOLUTION.replace(head, head + "    open('pwned.txt', 'w').write('x')\n"))
+    env = {k: v for k, v in os.environ.items() if k != "HYPOTHESIS_STORAGE_DIRECTORY"}
+    env["PYTHONPATH"] = str(Path(__file__).resolve().parents[1])
+    done = subprocess.run([sys.executable, "-m", "numpy_mnist", "exercise", "check", path.name, "--examples", "2",
+                           "--timeout", "2", "--no-torch"], cwd=tmp_path, env=env, capture_output=True, text=True,
+                          timeout=120)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert os.listdir(tmp_path) == ["my_gradients.py"]

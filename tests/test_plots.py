@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from numpy_mnist.errors import InputError
-from numpy_mnist.plots import figure_png, images_figure, save_figure
+from numpy_mnist.plots import SIGNED_LABEL, figure_png, images_figure, save_figure
 
 PNG = b"\x89PNG\r\n\x1a\n"
 
@@ -27,8 +27,24 @@ def test_symmetric_pictures_share_one_scale_centred_on_zero():
     own = images_figure([np.full(784, 0.5), np.full(784, -2.0)], symmetric=True, shared=False)
     assert [ax.images[0].get_clim() for ax in own.axes if ax.images] == [(-0.5, 0.5), (-2.0, 2.0)]
     figure_png(own)
-    with pytest.raises(InputError, match="colorbar"):
-        images_figure([np.zeros(784)], symmetric=True, shared=False, colorbar=True)
+
+
+def _bars(fig) -> list:
+    """The colour bars' axes: those holding no picture but a colour scale."""
+    return [ax for ax in fig.axes if not ax.images and ax.collections]
+
+
+def test_signed_pictures_get_a_labelled_linear_colour_bar_from_minus_m_to_m():
+    fig = images_figure([np.full(784, 0.5), np.linspace(-3.0, 1.0, 784)], symmetric=True)
+    (bar,) = _bars(fig)
+    assert bar.get_ylim() == pytest.approx((-3.0, 3.0))
+    assert bar.get_yscale() == "linear" and bar.get_ylabel() == SIGNED_LABEL
+    figure_png(fig)
+    own = images_figure([np.full(784, 0.5), np.full(784, -2.0)], symmetric=True, shared=False)
+    assert [b.get_ylim() for b in _bars(own)] == [pytest.approx((-0.5, 0.5)), pytest.approx((-2.0, 2.0))]
+    figure_png(own)
+    assert _bars(images_figure([np.zeros(784)])) == []
+    assert _bars(images_figure([np.zeros(784)], symmetric=True, colorbar=False)) == []
 
 
 def test_images_figure_refuses_nothing_and_wrong_sizes():

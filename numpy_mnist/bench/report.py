@@ -1,6 +1,6 @@
 """What a person reads: the Markdown report, the JSON with every figure, and PNG plots.
 
-:func:`markdown` is one section after another (machine, references, the epoch table, targets,
+:func:`markdown` is one section after another (machine, references, the epoch table, goals,
 whole runs, engines that did not run, sweep), each a small function of the results dict.
 """
 
@@ -27,7 +27,7 @@ def _ratio(value: float | None) -> str:
 
 
 def markdown(results: dict) -> str:
-    """The report as Markdown: machine, references, the epoch table with its ratios, targets, sweep."""
+    """The report as Markdown: machine, references, the epoch table with its ratios, goals, sweep."""
     sections = (_header, _references, _epochs, _targets, _whole_runs, _unavailable, _sweep)
     lines = [line for section in sections for line in section(results)]
     if "elapsed_s" in results:
@@ -41,7 +41,7 @@ def _header(results: dict) -> list[str]:
     busy = (m.get("other_programs") or {}).get("other_programs_cores")
     out = ["# numpy-mnist benchmark: one training epoch", ""]
     if gpu == NO_GPU:
-        out += ["> **No GPU found** on this machine: only the CPU engines ran; the GPU rows, GPU targets",
+        out += ["> **No GPU found** on this machine: only the CPU engines ran; the GPU rows, GPU goals",
                 "> and the CPU/GPU crossover are absent (see *Engines that did not run*).", ""]
     if busy is not None and busy > 0.1:
         out += [f"> **Warning**: other programs kept {busy:.2f} CPU cores busy, on average, during this run; "
@@ -98,28 +98,58 @@ def _epochs(results: dict) -> list[str]:
 
 
 def _targets(results: dict) -> list[str]:
-    """The targets table: goal (and floor), measured value (or why it is missing), met (and why not)."""
-    out = ["", "## Targets", "",
-           "From this run's medians: *A against B* is B's time over A's (how many times faster A is); "
-           "an epoch *in streaming passes* is its time over one streaming pass.", "",
-           "| target | goal | measured | met |", "|---|---|---:|---|"]
+    """The project's own speed goals: each measured one beside its goal, met or not (and why not, where
+    known); those this machine could not measure grouped by reason, one line each (no GPU: the GPU goals)."""
+    out = ["", "## Goals", "",
+           "The project's own speed goals, against this run's medians: *A against B* is B's time over A's (how many "
+           "times faster A is); an epoch *in streaming passes* is its time over one streaming pass.  A goal not "
+           "met is a measurement, not a failed run.", "",
+           "| goal | wanted | this run | met? |", "|---|---|---:|---|"]
+    unmeasured: dict[str, list[dict]] = {}
     for tg in results["targets"]:
+        if tg["measured"] is None and tg["met"] is None:
+            unmeasured.setdefault(_not_measured(tg), []).append(tg)
+            continue
         goal = tg["goal"] + (f" (floor {tg['floor']:g}x)" if "floor" in tg else "")
-        if tg["measured"] is None:
+        if tg["measured"] is None:  # a statement: the note says it
             measured = tg["note"] or "-"
         else:
             measured = f"{tg['measured']:.3g} ms" if tg["unit"] == "ms" else _ratio(tg["measured"])
         out.append(f"| {tg['what']} | {goal} | {measured} | {_met(tg)} |")
-    return out
+    if len(out) == 7:
+        out.append("| (none measured on this machine) | | | |")
+    return out + _unmeasured_lines(unmeasured)
+
+
+def _unmeasured_lines(unmeasured: dict[str, list[dict]]) -> list[str]:
+    """One line for the GPU goals on a machine without a GPU; one per other goal not measured."""
+    lines = []
+    for why, group in unmeasured.items():
+        if why == _NO_GPU_GOALS:
+            lines.append(f"- {why} ({len(group)} goal{'s' if len(group) > 1 else ''}).")
+        else:
+            lines += [f"- {tg['what']}: not measured: {why}." for tg in group]
+    return [""] + lines if lines else []
+
+
+#: The one line for every goal that needs a GPU, on a machine without one.
+_NO_GPU_GOALS = "GPU goals: not measured, no GPU found"
+
+
+def _not_measured(target: dict) -> str:
+    """Why a goal has no value, grouped: every goal that needs a GPU on a machine without one shares one line."""
+    note = target["note"] or "not measured in this run"
+    return _NO_GPU_GOALS if note.startswith(NO_GPU) else note
 
 
 def _met(target: dict) -> str:
-    """"yes", "-" (not measured, or a statement), or "no" with the floor's state and the known reason."""
+    """"met", "stated" (a goal that is a statement), or "not met" with the floor's state and the known reason."""
     if target["met"] is not False:
-        return "yes" if target["met"] else "-"
+        return "stated" if target["goal"] == "stated" else "met"
     held = target.get("floor_held")
-    floor = "" if held is None else ", floor held" if held else ", **below the floor**"
-    return f"no{floor}" + (f": {target['note']}" if target["note"] else "")
+    floor = "" if held is None else (f" (at or above the {target['floor']:g}x floor)" if held
+                                     else f" (under the {target['floor']:g}x floor)")
+    return f"not met{floor}" + (f": {target['note']}" if target["note"] else "")
 
 
 def _whole_runs(results: dict) -> list[str]:

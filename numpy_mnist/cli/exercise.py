@@ -56,8 +56,8 @@ def register(subparsers) -> None:
     check.add_argument("--timeout", type=positive_float, default=DEFAULT_TIMEOUT, metavar="SECONDS",
                        help="time limit of one call of your function (the import gets 30 s or more, an epoch "
                             "of --train 12 times this)")
-    check.add_argument("--no-torch", dest="torch", action="store_false",
-                       help="skip the comparison with PyTorch's autograd even when it is installed")
+    check.add_argument("--torch", action=argparse.BooleanOptionalAction, default=True,
+                       help="compare with PyTorch's autograd too, when it is installed (--no-torch skips it)")
     check.add_argument("--train", action="store_true",
                        help="then train the book's simple_net with your functions beside the reference run")
     check.add_argument("--epochs", type=positive_int, default=40, help="epochs of --train (the book's 40)")
@@ -87,7 +87,7 @@ def run_check(args) -> int:
               f"in float64 with {against}; tolerance {RTOL:.0e} relative")
         print()
         print(table(report))
-        details = [detail(r) for r in report.results if r.status == "FAIL"]
+        details = [detail(r) for r in report.results if r.status == "FAIL" or r.output]
         if details:
             print()
             print("\n\n".join(details))
@@ -111,8 +111,15 @@ def table(report) -> str:
 def _row(r) -> tuple[str, ...]:
     if not r.implemented:
         return (r.name, r.status + (f" ({r.note})" if r.note else ""), "-", "-", "-")
-    exact = _error(r.worst) if r.what in (None, "values") else (r.what if r.what != "call" else "-")
+    exact = _error(r.worst) if r.what in (None, "values") else (r.what if r.what != "call" else _HOW.get(r.how, "-"))
     return (r.name, r.status, exact, _error(r.fd_worst) if r.fd_worst else "-", str(r.examples))
+
+
+#: A failed call in the table's error column: what the function did.
+_HOW = {"raised": "raised", "forked": "forked", "modified": "wrote into input", "timeout": "hung",
+        "crashed": "crashed"}
+#: Lines of a function's printed output shown, and characters of each.
+_OUTPUT_LINES, _OUTPUT_WIDTH = 6, 120
 
 
 def _error(value) -> str:
@@ -120,6 +127,10 @@ def _error(value) -> str:
 
 
 def detail(result) -> str:
+    """A failing function's problem, input and hint, and what it printed; for a passing one that printed,
+    only that."""
+    if result.status != "FAIL":
+        return f"{result.name} passes, and it printed something:\n" + printed(result.output)
     lines = [result.problem]
     if result.example is not None:
         found = ("smallest failing input hypothesis found" if result.found == "shrunk"
@@ -127,7 +138,20 @@ def detail(result) -> str:
         lines.append(f"  {found}: {result.example}")
     if result.hint:
         lines.append(f"  hint: {result.hint}")
+    if result.output:
+        lines.append(printed(result.output))
     return "\n".join(lines)
+
+
+def printed(output: str) -> str:
+    """What a function printed, a few lines of it, indented under "it printed:"."""
+    lines = output.splitlines()
+    more = lines.pop() if lines and lines[-1].startswith("[... ") else None
+    shown = [line if len(line) <= _OUTPUT_WIDTH else f"{line[:_OUTPUT_WIDTH]} [... {len(line) - _OUTPUT_WIDTH:,} "
+             "more characters of this line]" for line in lines[:_OUTPUT_LINES]]
+    if len(lines) > _OUTPUT_LINES:
+        shown.append(f"[... {len(lines) - _OUTPUT_LINES:,} more lines]")
+    return "\n".join(["  it printed:"] + [f"    {line}" for line in shown + ([more] if more else [])])
 
 
 def summary(report, path: Path, training: bool) -> str:

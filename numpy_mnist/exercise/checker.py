@@ -22,7 +22,10 @@ hypothesis is imported only here (``pip install 'numpy-mnist[exercise]'``), PyTo
 
 from __future__ import annotations
 
+import contextlib
 import math
+import os
+import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterator
@@ -73,11 +76,15 @@ class Failure(Exception):
     """One input's failure: ``problem`` in one line; ``what`` failed (``"values"``, ``"shape"``,
     ``"type"``, ``"NaN"``, ``"call"``); ``hints``, every ``(key, sentence)`` that explains it, most
     telling first; ``errors``, the worst relative errors so far (against the reference and PyTorch,
-    against finite differences); ``sticky``: it hung or crashed, and calling again would do so again."""
+    against finite differences); ``sticky``: it hung or crashed, and calling again would do so again;
+    ``how``: for a failed call, :attr:`CallFailed.kind` (``"raised"``, ``"forked"``, ``"timeout"``, ...);
+    ``output``: what the call printed."""
 
-    def __init__(self, problem: str, what: str, hints=(), errors=(math.inf, 0.0), *, sticky: bool = False) -> None:
+    def __init__(self, problem: str, what: str, hints=(), errors=(math.inf, 0.0), *, sticky: bool = False,
+                 how: str | None = None, output: str = "") -> None:
         super().__init__(problem)
         self.problem, self.what, self.hints, self.errors, self.sticky = problem, what, tuple(hints), errors, sticky
+        self.how, self.output = how, output
         self.example: Example | None = None
 
 
@@ -101,6 +108,10 @@ class FunctionResult:
     note: str | None = None
     #: It hung or crashed: calling it again would only do so again (``--train`` leaves it out).
     sticky: bool = False
+    #: For a failed call, what it did: "raised", "forked", "modified", "timeout" or "crashed".
+    how: str | None = None
+    #: What the function printed: on the input shown, else the first call that printed ("" for nothing).
+    output: str = ""
 
     @property
     def implemented(self) -> bool:
@@ -365,12 +376,14 @@ def check_file(path: str | Path, *, examples: int = DEFAULT_EXAMPLES, timeout: f
     a :class:`~numpy_mnist.errors.NumpyMnistError` when hypothesis is missing.
     """
     given, settings = _hypothesis(examples)
+    stack = contextlib.ExitStack()
     torch_missing = None if use_torch else "not asked for"
     if use_torch and not torch_twin.available():
         torch_missing = "not installed"
     box = sandbox if sandbox is not None else Sandbox(path, timeout=timeout)
     try:
         box.start()
+        stack.enter_context(_storage_elsewhere())
         results = []
         for e in EXERCISES:
             def test(attempt, e=e):
@@ -378,6 +391,7 @@ def check_file(path: str | Path, *, examples: int = DEFAULT_EXAMPLES, timeout: f
 
             results.append(_check_one(_Run(box, e, torch_missing is None), test))
     finally:
+        stack.close()
         if sandbox is None:
             box.close()
     return CheckReport(Path(path), results, examples, torch_missing)
@@ -395,6 +409,25 @@ def _hypothesis(examples: int):
     return given, chosen
 
 
+@contextlib.contextmanager
+def _storage_elsewhere():
+    """hypothesis's storage (``database=None`` keeps no examples, but hypothesis still caches what it
+    reads of the source in ``.hypothesis/``) in a temporary folder, not in the folder the check runs in;
+    unless the user chose one (``HYPOTHESIS_STORAGE_DIRECTORY``)."""
+    from hypothesis import configuration
+
+    chosen = getattr(configuration, "__hypothesis_home_directory", None)
+    if chosen is not None or os.getenv("HYPOTHESIS_STORAGE_DIRECTORY"):
+        yield
+        return
+    with tempfile.TemporaryDirectory(prefix="numpy-mnist-hypothesis-") as folder:
+        configuration.set_hypothesis_home_dir(folder)
+        try:
+            yield
+        finally:
+            configuration.set_hypothesis_home_dir(None)
+
+
 class _ToDo(Exception):
     """The function's first call raised NotImplementedError: it is still the starter's."""
 
@@ -409,6 +442,8 @@ class _Run:
         self.first: Failure | None = None
         self.sticky: Failure | None = None
         self.todo = False
+        #: What the first call that printed anything printed.
+        self.output = ""
 
     def attempt(self, example: Example) -> None:
         """The hypothesis test's body: raise the failure of ``example``, if any."""
@@ -428,13 +463,17 @@ class _Run:
             value = self.box.call(ex.name, example.args, example.kwargs, arg_names=ex.inputs)
         except CallFailed as failed:
             self.todo = self.examples == 1 and failed.exception == "NotImplementedError"
-            failure = Failure(failed.message, "call", _exception_hints(ex, example, failed), sticky=failed.sticky)
+            failure = Failure(failed.message, "call", _exception_hints(ex, example, failed), sticky=failed.sticky,
+                              how=failed.kind, output=failed.output)
         else:
             try:
                 errors, failure = judge(ex.name, example, value, use_torch=self.use_torch), None
             except Failure as failed:
                 errors, failure = failed.errors, failed
             self.worst, self.fd_worst = max(self.worst, errors[0]), max(self.fd_worst, errors[1])
+            if failure is not None:
+                failure.output = self.box.output
+        self.output = self.output or (failure.output if failure is not None else self.box.output)
         if failure is not None:
             failure.example = example
         return failure
@@ -451,7 +490,9 @@ class _Run:
     def result(self, status: str, failure: Failure | None = None, **fields) -> FunctionResult:
         if failure is not None:
             fields.update(problem=failure.problem, what=failure.what, example=failure.example.describe(self.ex.inputs),
-                          hint=_choose_hint(failure.hints, self.first.hints if self.first else ()))
+                          hint=_choose_hint(failure.hints, self.first.hints if self.first else ()), how=failure.how)
+        shown = failure.output if failure is not None and failure.output else self.output
+        fields.setdefault("output", shown)
         return FunctionResult(self.ex.name, status, self.examples, self.worst, self.fd_worst, **fields)
 
 
@@ -488,6 +529,8 @@ def _choose_hint(shown: tuple, first: tuple) -> str | None:
 def _exception_hints(ex: Exercise, example: Example, failed: CallFailed) -> list:
     if failed.kind != "raised":
         return []
+    if failed.exception == "MemoryError":
+        return [("memory", hints.memory_hint(ex.inputs, example.args))]
     shapes = {name: tuple(np.shape(a)) for name, a in zip(ex.inputs, example.args)}
     results = {name: tuple(r.shape) for name, r in zip(ex.outputs, _reference(ex, example)) if r is not None}
     hint = hints.exception_hint(failed.message, shapes, results)

@@ -6,7 +6,7 @@ losses the book points to (binary cross-entropy on logits, softmax cross-entropy
 :mod:`numpy_mnist.losses`), the forward whose slope it is, the names and shapes of its inputs and
 outputs, and the starter's docstring: what to compute and the shapes, never the answer.
 
-This module imports only NumPy and the reference: the sandboxed child process imports it too.
+This module imports only NumPy and the reference: the checker's child process imports it too.
 """
 
 from __future__ import annotations

@@ -21,9 +21,11 @@ from __future__ import annotations
 import numpy as np
 
 from numpy_mnist import layers
+from numpy_mnist.exercise.sandbox import MEMORY_LIMIT
 from numpy_mnist.gradcheck import TOLERANCE
 
-__all__ = ["close", "shape_hint", "value_hints", "overflow_hint", "exception_hint", "MISTAKES", "PRECISION_EDGE"]
+__all__ = ["close", "shape_hint", "value_hints", "overflow_hint", "exception_hint", "memory_hint", "MISTAKES",
+           "PRECISION_EDGE"]
 
 #: Inputs at least this large in magnitude are where ``1 - sigmoid(z)`` loses its digits (float64).
 PRECISION_EDGE = 15.0
@@ -90,6 +92,15 @@ def overflow_hint(function: str, inputs) -> str | None:
                 "number is taken from every logit of a row, so take each row's largest first")
     return (f"exp overflows past 709 (here |z| = {largest:.4g}): write the sigmoid and its slope with "
             "exp(-|z|), which never exceeds 1")
+
+
+def memory_hint(names, args) -> str:
+    """For a ``MemoryError`` raised inside the learner's code: the sandbox's memory limit, and how small
+    the inputs were."""
+    given = ", ".join(f"{k} is {tuple(np.shape(v))}" for k, v in zip(names, args))
+    return (f"it ran out of memory (MemoryError): the sandbox lets your function allocate at most "
+            f"{MEMORY_LIMIT / 2**30:g} GiB, and inputs like these ({given}) need a few kilobytes; look for an "
+            "array sized by something other than the inputs' shapes")
 
 
 def exception_hint(message: str, shapes: dict[str, tuple], results: dict[str, tuple]) -> str | None:
