@@ -10,7 +10,10 @@ the notebook shows them.
 
 from __future__ import annotations
 
+import io
 from pathlib import Path
+
+import numpy as np
 
 from numpy_mnist.backends.host import to_numpy
 from numpy_mnist.errors import InputError, NumpyMnistError
@@ -55,7 +58,6 @@ def save_figure(fig, path: str | Path, dpi: int = 120) -> Path:
 
 def figure_png(fig, dpi: int = 120) -> bytes:
     """``fig`` as PNG bytes (cropped to its contents); the figure is closed."""
-    import io
 
     plt = pyplot()
     buffer = io.BytesIO()
@@ -131,7 +133,6 @@ def _colours(picture, cmap: str, symmetric: bool, shared_limit: float | None) ->
 
 def _pictures(images) -> list:
     """Each image as a (28, 28) float64 host array, or an :class:`InputError`."""
-    import numpy as np
 
     pictures = [to_numpy(im, np.float64) for im in images]
     if not pictures:
@@ -200,7 +201,6 @@ def class_weights_figure(weights, title: str = ""):
     ``|w|`` (the few larger weights, mostly on rarely lit edge pixels, are drawn at full colour) so
     that a handful of outliers do not wash out every picture.
     """
-    import numpy as np
 
     plt = pyplot()
     weights = to_numpy(weights, np.float64)
@@ -232,7 +232,6 @@ def confusion_matrix_figure(cm, title: str = ""):
     The colour of a cell is its share of the row (of that true class) on a square-root scale, so the
     few mistakes stay visible next to the diagonal's thousands.
     """
-    import numpy as np
 
     plt = pyplot()
     from matplotlib.colors import PowerNorm

@@ -134,7 +134,7 @@ def test_whole_runs_without_a_gpu_say_so(monkeypatch):
     def no_gpu(name="numpy", dtype="float32"):
         raise BackendUnavailableError("CuPy is installed but no CUDA GPU is visible")
 
-    monkeypatch.setattr("numpy_mnist.backends.get_backend", no_gpu)
+    monkeypatch.setattr("numpy_mnist.bench.whole_runs.get_backend", no_gpu)
     out = run_whole_runs(log=lambda line: None)
     assert [r["key"] for r in out] == ["book", "digits_mlp"]
     assert all(r["runs"] == {} and r["note"] == f"{NO_GPU} (CuPy is installed but no CUDA GPU is visible)" for r in out)

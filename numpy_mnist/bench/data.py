@@ -6,6 +6,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from numpy_mnist.data import load_mnist_sample
+
 __all__ = ["BenchData", "training_data", "grow_rows"]
 
 
@@ -29,7 +31,6 @@ class BenchData:
 
 def training_data() -> BenchData:
     """MNIST_SAMPLE's training images and targets, as ``numpy_mnist.data.load_mnist_sample`` gives them."""
-    from numpy_mnist.data import load_mnist_sample
 
     train_x, train_y, _, _ = load_mnist_sample()
     return BenchData(np.ascontiguousarray(train_x, dtype=np.float32), np.ascontiguousarray(train_y, dtype=np.float32),

@@ -37,9 +37,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from numpy_mnist import torch_twin
+from numpy_mnist.backends import BackendUnavailableError, get_backend
 from numpy_mnist.bench.machine import torch_or_reason
 from numpy_mnist.bench.timing import EventTrial, Trial
-from numpy_mnist.models import MLP, LinearModel
+from numpy_mnist.data.loader import DataLoader
+from numpy_mnist.learner import train_epoch
+from numpy_mnist.models import MLP, LinearModel, linear1, simple_net
+from numpy_mnist.optim import SGD
 
 __all__ = ["Workload", "Engine", "ENGINE_KEYS", "make_engines", "book_model"]
 
@@ -117,7 +122,6 @@ class NumpyMnistEngine(Engine):
 
     def unavailable(self) -> str | None:
         if self._backend is None and self._why is None:
-            from numpy_mnist.backends import BackendUnavailableError, get_backend
 
             try:
                 self._backend = get_backend("cupy" if self.is_gpu else "numpy", "float32")
@@ -126,9 +130,6 @@ class NumpyMnistEngine(Engine):
         return self._why
 
     def prepare(self, workload: Workload, x, y) -> Trial:
-        from numpy_mnist.data.loader import DataLoader
-        from numpy_mnist.learner import train_epoch
-        from numpy_mnist.optim import SGD
 
         if self.unavailable() is not None:
             raise RuntimeError(self._why)
@@ -156,7 +157,6 @@ class NumpyMnistEngine(Engine):
 
 def book_model(workload: Workload, backend):
     """numpy-mnist's model of ``workload`` (seed 0) on ``backend``: every engine starts from it."""
-    from numpy_mnist.models import linear1, simple_net
 
     if workload.model == "linear1":
         return linear1(seed=0, backend=backend)
@@ -171,9 +171,6 @@ def torch_book_loop(workload: Workload, x, y, device):
     ``device``, in order.
     """
     import torch
-
-    from numpy_mnist import torch_twin
-    from numpy_mnist.backends import get_backend
 
     model = book_model(workload, get_backend("numpy", "float32"))
     params = torch_twin.parameters(model, dtype=torch.float32, device=device)

@@ -12,6 +12,11 @@ import sys
 import time
 
 import numpy as np
+from threadpoolctl import threadpool_info
+
+from numpy_mnist import __version__
+from numpy_mnist.backends import BackendUnavailableError
+from numpy_mnist.backends.cupy_backend import import_cupy
 
 __all__ = ["machine_info", "numpy_blas_threads", "torch_or_reason", "NO_GPU", "CpuActivity", "wait_for_quiet"]
 
@@ -44,11 +49,7 @@ def cpu_cores() -> dict:
 
 
 def _numpy_blas() -> dict | None:
-    """threadpoolctl's record of the BLAS NumPy loaded (``None`` without threadpoolctl or a BLAS)."""
-    try:
-        from threadpoolctl import threadpool_info
-    except ImportError:
-        return None
+    """threadpoolctl's record of the BLAS NumPy loaded (``None`` without a BLAS)."""
     found = [info for info in threadpool_info() if info.get("user_api") == "blas"]
     return next((info for info in found if "numpy" in info.get("filepath", "")), found[0] if found else None)
 
@@ -67,9 +68,6 @@ def numpy_blas_threads() -> dict:
 
 def gpu_info() -> dict:
     """The GPU CuPy (or else PyTorch) sees: ``{"name": ...}``, or ``{"name": "no GPU found", "why": ...}``."""
-    from numpy_mnist.backends import BackendUnavailableError
-    from numpy_mnist.backends.cupy_backend import import_cupy
-
     try:
         cupy = import_cupy()
         props = cupy.cuda.runtime.getDeviceProperties(cupy.cuda.Device().id)
@@ -90,8 +88,6 @@ def gpu_info() -> dict:
 
 
 def library_versions() -> dict:
-    from numpy_mnist import __version__
-
     blas = _numpy_blas()
     torch, why = torch_or_reason()
     try:

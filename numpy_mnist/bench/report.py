@@ -11,6 +11,7 @@ from pathlib import Path
 
 from numpy_mnist.bench.machine import NO_GPU
 from numpy_mnist.files import atomic_write, write_json
+from numpy_mnist.plots import pyplot, save_figure
 
 __all__ = ["markdown", "write_results", "plot_epoch_times", "plot_sweep"]
 
@@ -208,7 +209,6 @@ def write_results(results: dict, out_dir, *, plots: bool = True) -> list[Path]:
 
 def plot_epoch_times(results: dict, path) -> Path:
     """Bars: one epoch at the book's sizes, per model and engine, log scale, with the CPU streaming pass."""
-    from numpy_mnist.plots import pyplot
 
     models = list(dict.fromkeys(r["model"] for r in results["epochs"]))
     labels = list(dict.fromkeys(r["label"] for r in results["epochs"]))
@@ -227,7 +227,6 @@ def plot_epoch_times(results: dict, path) -> Path:
 
 def plot_sweep(series: dict, results: dict, path) -> Path:
     """Time per epoch against the swept size, one line per engine, both axes logarithmic."""
-    from numpy_mnist.plots import pyplot
 
     labels = {e["key"]: e["label"] for e in results["engines"]}
     fig, ax = pyplot().subplots(figsize=(6.5, 4))
@@ -244,7 +243,6 @@ def plot_sweep(series: dict, results: dict, path) -> Path:
 
 def _finish(fig, ax, path, **grid) -> Path:
     """Milliseconds per epoch on a log scale, the legend and the grid; the figure saved to ``path``."""
-    from numpy_mnist.plots import save_figure
 
     ax.set_yscale("log")
     ax.set_ylabel("ms per epoch (median)")

@@ -16,8 +16,9 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from numpy_mnist.backends import get_backend
 from numpy_mnist.bench.machine import NO_GPU
-from numpy_mnist.errors import NumpyMnistError
+from numpy_mnist.errors import USER_ERRORS, BackendUnavailableError, NumpyMnistError
 
 __all__ = ["WHOLE_RUNS", "WholeRun", "run_whole", "run_whole_runs"]
 
@@ -71,8 +72,6 @@ def run_whole_runs(runs=WHOLE_RUNS, *, log=print, extra=(), backends=None) -> li
     ``backends`` maps the two roles, ``"numpy"`` and ``"cupy"``, to the backends that play them
     (tests let NumPy play both).
     """
-    from numpy_mnist.backends import get_backend
-    from numpy_mnist.errors import USER_ERRORS, BackendUnavailableError
 
     backends = backends or {"numpy": "numpy", "cupy": "cupy"}
     why_not = None

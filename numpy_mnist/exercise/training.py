@@ -23,6 +23,7 @@ from numpy_mnist.data import DataLoader, load_mnist_sample
 from numpy_mnist.learner import EpochRecord, Learner
 from numpy_mnist.models import MLP, simple_net
 from numpy_mnist.optim import SGD
+from numpy_mnist.plots import pyplot, save_figure
 
 __all__ = ["TrainConfig", "SideBySide", "reference_functions", "exercise_net", "make_learner", "train",
            "side_by_side", "first_parting", "curve_row", "CURVE_HEADER", "plot_curves", "PART_RTOL"]
@@ -157,7 +158,6 @@ def side_by_side(box, config: TrainConfig, *, epoch_timeout: float,
 
 def plot_curves(reference: list, yours: list, path):
     """Both runs' losses and valid accuracy against the epoch, as a PNG (needs matplotlib); its path."""
-    from numpy_mnist.plots import pyplot, save_figure
 
     fig, (loss_ax, acc_ax) = pyplot().subplots(1, 2, figsize=(10, 4))
     for records, label, colour in ((reference, "reference", "tab:blue"), (yours, "yours", "tab:orange")):
