@@ -21,8 +21,8 @@ numpy_mnist.diagnosis for the thresholds.  The exit status stays 0: the run did 
 own floating-point warnings (an overflow in a matrix product at a huge --lr) are silenced during
 the run: what they would say, the diagnosis or the NaN check says in words.
 
---model resnet18 is the book's "Going Deeper" run, ``cnn_learner(dls, resnet18,
-loss_func=F.cross_entropy).fit_one_cycle(1, 0.1)``: the ResNet-18 (--width channels, 64 as in the
+--model resnet18 is the book's "Going Deeper" run, cnn_learner(dls, resnet18,
+loss_func=F.cross_entropy).fit_one_cycle(1, 0.1): the ResNet-18 (--width channels, 64 as in the
 book) trained with Adam and the one-cycle schedule over exactly the run's steps (--lr sets its peak
 rate, 0.1), 1 epoch, cross_entropy over two logits (the sample's 0/1 targets become class labels),
 shuffled batches of 64 with the last partial batch dropped, as fastai does.  An epoch takes minutes
@@ -163,6 +163,9 @@ def build_model(args, backend, outputs: int = 1):
     from numpy_mnist.models import linear1, linear10, mlp10, resnet18, simple_net
 
     if args.model == "resnet18":
+        if getattr(args, "width", None) is None:  # a command other than train, which settles --width
+            raise InputError("--model resnet18 is for `numpy-mnist train` (its gradients are checked by the test "
+                             "suite): pass --model linear or --model simple_net here")
         return resnet18(width=args.width, seed=args.seed, backend=backend, classes=max(outputs, 2))
     if outputs > 1:
         if args.model == "linear":
