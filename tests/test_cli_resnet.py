@@ -141,3 +141,13 @@ def test_ctrl_c_without_save_writes_the_finished_epochs_history_and_curve(tmp_pa
     history = json.loads((tmp_path / "history.json").read_text())
     assert [r["epoch"] for r in history["epochs"]] == [1, 2]
     assert (tmp_path / "learning_curve.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_resnet18_on_the_ten_digits_has_ten_logits(tmp_path, shared_data, capsys):
+    ckpt = tmp_path / "ten.ckpt"
+    argv = [a for a in TINY if a not in ("--width", "4")]
+    assert main(["train", *argv, "--width", "2", "--dataset", "mnist", "--data", str(shared_data / "mnist"),
+                 "--save", str(ckpt), "--out", str(tmp_path)]) == 0
+    saved = load_checkpoint(ckpt)
+    assert saved.model["outputs"] == 10 and saved.params["head.fc2.weight"].shape == (16, 10)
+    assert len(json.loads((tmp_path / "confusion_matrix.json").read_text())) == 10
