@@ -151,3 +151,14 @@ def test_resnet18_on_the_ten_digits_has_ten_logits(tmp_path, shared_data, capsys
     saved = load_checkpoint(ckpt)
     assert saved.model["outputs"] == 10 and saved.params["head.fc2.weight"].shape == (16, 10)
     assert len(json.loads((tmp_path / "confusion_matrix.json").read_text())) == 10
+
+
+def test_a_progress_bar_over_the_batches_unless_quiet(tmp_path, capsys):
+    loud = [a for a in TINY if a != "--quiet"]
+    assert main(["train", *loud, "--out", str(tmp_path)]) == 0
+    captured = capsys.readouterr()
+    assert "4/4" in captured.err and "batch" in captured.err  # the bar, over the epoch's 4 batches
+    assert "train_loss" in captured.out and "last partial batch dropped" in captured.out  # the table stays
+    assert main(["train", *TINY, "--out", str(tmp_path)]) == 0
+    captured = capsys.readouterr()
+    assert "batch/s" not in captured.err and "4/4" not in captured.err and "train_loss" not in captured.out
