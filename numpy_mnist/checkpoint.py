@@ -48,6 +48,8 @@ READABLE_VERSIONS = (1, 2)
 _PREAMBLE = struct.Struct("<16sIQ")
 _DIGEST = 32  # bytes of the SHA-256 after the preamble (version 2)
 _DTYPES = ("float32", "float64")
+#: The dtypes an array may have: the model's floats, and int64 for counters (Adam's step).
+_ARRAY_DTYPES = (*_DTYPES, "int64")
 _MAX_HEADER = 1 << 24  # 16 MiB of JSON is far beyond any real history
 _MAX_DIMS = 4  # a convolution's kernel (out, in, height, width)
 #: Whose an array is (see the module's docstring); the first is the group of an entry without one.
@@ -121,8 +123,9 @@ class Checkpoint:
 
 #: How a model's config field is said in words, and which flag of ``numpy-mnist train`` sets it.
 _CONFIG_WORDS = {"kind": "model", "inputs": "inputs", "outputs": "outputs", "loss": "loss",
-                 "hidden": "hidden width"}
-_KIND_WORDS = {"linear": "a linear model", "simple_net": "a two-layer net (simple_net)"}
+                 "hidden": "hidden width", "width": "--width"}
+_KIND_WORDS = {"linear": "a linear model", "simple_net": "a two-layer net (simple_net)",
+               "resnet18": "a ResNet-18 (resnet18)"}
 
 
 def describe_model(config: dict) -> str:
@@ -150,7 +153,8 @@ def save_checkpoint(path, model, *, epoch: int, optimizer=None, history=(), run=
     for group, named in groups.items():
         for name, value in named.items():
             value = np.asarray(value)
-            value = np.ascontiguousarray(value, dtype=value.dtype.newbyteorder("<"))
+            # (reshaped back: ascontiguousarray makes a 0-d array, Adam's step count, 1-d)
+            value = np.ascontiguousarray(value, dtype=value.dtype.newbyteorder("<")).reshape(value.shape)
             values.append(value)
             arrays.append({"name": name, "group": group, "dtype": value.dtype.name, "shape": list(value.shape),
                            "offset": offset, "nbytes": value.nbytes})
@@ -169,14 +173,11 @@ def save_checkpoint(path, model, *, epoch: int, optimizer=None, history=(), run=
     header_bytes = json.dumps(header).encode()
     preamble = _PREAMBLE.pack(MAGIC, FORMAT_VERSION, len(header_bytes))
     digest = hashlib.sha256(preamble + header_bytes + payload).digest()
-    try:
-        with atomic_write(path) as f:
-            f.write(preamble)
-            f.write(digest)
-            f.write(header_bytes)
-            f.write(payload)
-    except OSError as exc:
-        raise CheckpointError(f"cannot write the checkpoint {path}: {exc.strerror or exc}") from exc
+    with atomic_write(path) as f:  # an OutputError naming the path when it cannot be written
+        f.write(preamble)
+        f.write(digest)
+        f.write(header_bytes)
+        f.write(payload)
     return Path(path)
 
 
@@ -218,8 +219,12 @@ def parse_checkpoint(blob: bytes, name: str = "<bytes>") -> Checkpoint:
         raise bad(f"its header is not valid JSON ({exc})") from None
     if not isinstance(header, dict):
         raise bad("its header is not a JSON object")
-    if version == 1 and header.get("payload_sha256") != hashlib.sha256(payload).hexdigest():
-        raise bad("the parameters' SHA-256 does not match (the file is truncated or corrupt)")
+    if version == 1:
+        if "payload_sha256" not in header:
+            raise bad("its version-1 header has lost the parameters' SHA-256 (payload_sha256), so they cannot be "
+                      "checked (the file is corrupt or forged): use another checkpoint")
+        if header["payload_sha256"] != hashlib.sha256(payload).hexdigest():
+            raise bad("the parameters' SHA-256 does not match (the file is truncated or corrupt)")
     try:
         groups = _arrays(header["arrays"], payload, bad)
         model = dict(header["model"])
@@ -247,8 +252,8 @@ def _arrays(entries, payload: bytes, bad) -> dict[str, dict]:
         group = entry.get("group", _GROUPS[0])
         if group not in groups:
             raise bad(f"array {entry['name']!r} belongs to an unknown group {group!r}")
-        if dtype not in _DTYPES:
-            raise bad(f"array {entry['name']!r} has dtype {dtype!r}; only {', '.join(_DTYPES)} are allowed")
+        if dtype not in _ARRAY_DTYPES:
+            raise bad(f"array {entry['name']!r} has dtype {dtype!r}; only {', '.join(_ARRAY_DTYPES)} are allowed")
         if not _sane_shape(shape):
             raise bad(f"array {entry['name']!r} has an impossible shape {shape!r}")
         if not (isinstance(offset, int) and isinstance(nbytes, int) and 0 <= offset and offset + nbytes <= len(payload)

@@ -153,6 +153,35 @@ def test_version_1_files_are_still_read(saved):
         parse_checkpoint(bytes(flipped))
 
 
+def test_a_version_1_file_without_its_payload_checksum_is_refused(saved):
+    _, path = saved
+    header, payload = _split(path.read_bytes())  # a version 1 header that never had payload_sha256
+    header_bytes = json.dumps(header).encode()
+    old = struct.pack("<16sIQ", MAGIC, 1, len(header_bytes)) + header_bytes + payload
+    with pytest.raises(CheckpointError) as caught:
+        parse_checkpoint(old, name="old.ckpt")
+    message = str(caught.value)
+    assert message.startswith("old.ckpt is not a valid numpy-mnist checkpoint: its version-1 header has lost")
+    assert "payload_sha256" in message and "\n" not in message
+
+
+def test_adams_arrays_and_step_count_round_trip(tmp_path):
+    from numpy_mnist.models import resnet18
+    from numpy_mnist.optim import Adam, OneCycle
+
+    model = resnet18(width=2, seed=1, backend=get_backend("numpy", "float64"))
+    opt = Adam(model.params, 0.1, no_decay=model.no_weight_decay, schedule=OneCycle(10, 0.1))
+    x, y = np.random.default_rng(0).random((4, 784)), np.array([0, 1, 1, 0])
+    for _ in range(3):
+        opt.step(model.loss_and_grads(model.backend.asarray(x), model.backend.asarray(y))[1])
+    back = load_checkpoint(save_checkpoint(tmp_path / "r.ckpt", model, epoch=1, optimizer=opt))
+    assert back.optimizer["schedule"]["total_steps"] == 10 and back.optimizer["step"] == 3
+    assert back.optimizer_arrays["step"].dtype == np.int64 and int(back.optimizer_arrays["step"]) == 3
+    for name, value in opt.state_arrays().items():
+        assert np.array_equal(back.optimizer_arrays[name], value), name
+    assert set(back.buffers) == set(model.buffers)
+
+
 def test_a_forged_header_size_does_not_allocate():
     blob = struct.pack("<16sIQ", MAGIC, 1, 2**62) + b"{}"
     with pytest.raises(CheckpointError, match="truncated or forged"):

@@ -256,6 +256,9 @@ def test_ctrl_c_saves_the_last_finished_epoch_and_exits_130(tmp_path):
     assert "Traceback" not in err and "interrupted after" in err and f"--resume {ckpt}" in err
     done = load_checkpoint(ckpt)
     assert 1 <= done.epoch < 50 and len(done.history) == done.epoch
+    history = json.loads((tmp_path / "history.json").read_text())["epochs"]  # the finished epochs, in --out
+    assert [r["epoch"] for r in history] == list(range(1, done.epoch + 1))
+    assert f"wrote {tmp_path / 'history.json'}" in err
 
 
 def test_baseline_prints_the_books_figures(tmp_path, capsys):

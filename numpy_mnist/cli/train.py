@@ -21,8 +21,20 @@ numpy_mnist.diagnosis for the thresholds.  The exit status stays 0: the run did 
 own floating-point warnings (an overflow in a matrix product at a huge --lr) are silenced during
 the run: what they would say, the diagnosis or the NaN check says in words.
 
+--model resnet18 is the book's "Going Deeper" run, cnn_learner(dls, resnet18,
+loss_func=F.cross_entropy).fit_one_cycle(1, 0.1): the ResNet-18 (--width channels, 64 as in the
+book) trained with Adam and the one-cycle schedule over exactly the run's steps (--lr sets its peak
+rate, 0.1), 1 epoch, cross_entropy over two logits (the sample's 0/1 targets become class labels),
+shuffled batches of 64 with the last partial batch dropped, as fastai does.  An epoch takes minutes
+on a CPU, so it shows a progress bar over the batches.  On --dataset mnist it has ten logits.
+
 --resume continues a saved run ("resumed from epoch N"); --epochs counts epochs in total, so it
-must exceed the checkpoint's, else nothing is left to train and the run is refused.
+must exceed the checkpoint's, else nothing is left to train and the run is refused.  A resnet18
+run's one-cycle schedule spans its --epochs, so it resumes only with the same --epochs (after a
+Ctrl-C or a kill); a finished one-cycle run is not extended.
+
+Ctrl-C keeps the last finished epoch: its checkpoint (with --save) and, in --out, history.json of
+the finished epochs and their learning curve.
 """
 
 from __future__ import annotations
@@ -32,9 +44,12 @@ import math
 import sys
 from pathlib import Path
 
+import numpy as np
+
 from numpy_mnist.backends import get_backend
 from numpy_mnist.checkpoint import load_checkpoint, save_checkpoint
 from numpy_mnist.cli.options import add_backend_options, positive_float, positive_int, seed
+from numpy_mnist.data import DataLoader
 from numpy_mnist.errors import CheckpointError, DivergenceError, InputError
 from numpy_mnist.files import check_file_target, check_folder_target, write_json
 from numpy_mnist.losses import LOSSES
@@ -66,19 +81,26 @@ def register(subparsers) -> None:
                    help="the book's linear1 or simple_net (784 -> hidden -> ReLU -> out), with 1 output for "
                         "sample and 10 for mnist")
     p.add_argument("--hidden", type=positive_int, default=30, help="simple_net's hidden width")
+    p.add_argument("--width", type=positive_int, default=None,
+                   help=f"resnet18's channels in its first stage (default: {RESNET_WIDTH}, the book's; "
+                        "on --resume the checkpoint's)")
     p.add_argument("--loss", choices=tuple(LOSSES), default=None,
                    help="sample: the book's mnist_loss (default) or bce, binary cross-entropy on logits; "
-                        "mnist: cross_entropy, softmax cross-entropy (the only one for ten classes)")
-    p.add_argument("--epochs", type=positive_int, default=40, help="epochs to train")
+                        "mnist: cross_entropy, softmax cross-entropy (the only one for ten classes); "
+                        "resnet18: cross_entropy only")
+    p.add_argument("--epochs", type=positive_int, default=None,
+                   help=f"epochs to train (default: {DEFAULT_EPOCHS}, or {RESNET_DEFAULTS['epochs']} for resnet18)")
     p.add_argument("--lr", type=positive_float, default=None,
-                   help="SGD learning rate (default: the model's own: for sample the book's, "
-                        + " and ".join(f"{kind} {cls.book_lr:g}" for kind, cls in MODEL_KINDS.items())
-                        + f"; {CLASSES_LR:g} for mnist)")
+                   help="SGD learning rate, for resnet18 the one-cycle schedule's peak rate (default: the "
+                        "model's own: for sample the book's, "
+                        + ", ".join(f"{kind} {cls.book_lr:g}" for kind, cls in MODEL_KINDS.items())
+                        + f"; {CLASSES_LR:g} for mnist, except resnet18's {MODEL_KINDS['resnet18'].book_lr:g})")
     p.add_argument("--batch-size", type=positive_int, default=None,
-                   help="rows per minibatch (default: 256 for sample, 128 for mnist)")
+                   help="rows per minibatch (default: 256 for sample, 128 for mnist, or "
+                        f"{RESNET_DEFAULTS['batch_size']} for resnet18, whose last partial batch is dropped)")
     p.add_argument("--shuffle", action=argparse.BooleanOptionalAction, default=None,
                    help="draw a new (seeded) batch order every epoch (default: off for sample, as in the "
-                        "book; on for mnist)")
+                        "book; on for mnist and for resnet18)")
     p.add_argument("--train-rows", type=positive_int, default=None, metavar="N",
                    help="train on a seeded random subset of N rows (quick runs; default: all)")
     p.add_argument("--valid-rows", type=positive_int, default=None, metavar="N",
@@ -103,19 +125,48 @@ def register(subparsers) -> None:
     p.set_defaults(run=run)
 
 
+#: Epochs when --epochs is not given (the book's simple_net run), except where a model says otherwise.
+DEFAULT_EPOCHS = 40
+#: resnet18's width when --width is not given: the book's ResNet-18.
+RESNET_WIDTH = 64
+#: The book's ``fit_one_cycle(1, 0.1)`` run of the ResNet-18: its defaults, over the dataset's.
+RESNET_DEFAULTS = {"epochs": 1, "batch_size": 64, "shuffle": True, "loss": "cross_entropy"}
+#: Per-model defaults that override the dataset's (and :data:`DEFAULT_EPOCHS`).
+MODEL_DEFAULTS = {"resnet18": RESNET_DEFAULTS}
+
+
 def settle_defaults(args, spec) -> None:
-    """Fill in the per-dataset defaults (loss, batch size, shuffling) and refuse a loss that does not
-    fit the dataset.  (The learning rate's default is the model's: :attr:`Model.default_lr`.)"""
+    """Fill in the defaults ``args`` left open, the one place they are decided: the model's own
+    (:data:`MODEL_DEFAULTS`) over the dataset's (loss, batch size, shuffling) over
+    :data:`DEFAULT_EPOCHS`; refuse a loss that does not fit, and --width for a model without one.
+    (The learning rate's default is the model's: :attr:`Model.default_lr`; resnet18's --width on
+    --resume is the checkpoint's, filled in by :func:`resume_width`.)"""
     from numpy_mnist.datasets import check_loss
 
-    args.loss = check_loss(spec, args.loss)
-    args.batch_size = spec.batch_size if args.batch_size is None else args.batch_size
-    args.shuffle = spec.shuffle if args.shuffle is None else args.shuffle
+    own = MODEL_DEFAULTS.get(args.model, {})
+    if args.model == "resnet18":
+        if args.loss not in (None, own["loss"]):
+            raise InputError(f"--loss {args.loss} does not fit --model resnet18, which is trained with cross_entropy "
+                             "over its class logits: drop --loss")
+        args.loss = own["loss"]
+    else:
+        if args.width is not None:
+            raise InputError(f"--width sets resnet18's channels; --model {args.model} has none: drop --width"
+                             + (" (simple_net's width is --hidden)" if args.model == "simple_net" else ""))
+        args.loss = check_loss(spec, args.loss)
+    args.epochs = own.get("epochs", DEFAULT_EPOCHS) if args.epochs is None else args.epochs
+    args.batch_size = own.get("batch_size", spec.batch_size) if args.batch_size is None else args.batch_size
+    args.shuffle = own.get("shuffle", spec.shuffle) if args.shuffle is None else args.shuffle
 
 
 def build_model(args, backend, outputs: int = 1):
-    from numpy_mnist.models import linear1, linear10, mlp10, simple_net
+    from numpy_mnist.models import linear1, linear10, mlp10, resnet18, simple_net
 
+    if args.model == "resnet18":
+        if getattr(args, "width", None) is None:  # a command other than train, which settles --width
+            raise InputError("--model resnet18 is for `numpy-mnist train` (its gradients are checked by the test "
+                             "suite): pass --model linear or --model simple_net here")
+        return resnet18(width=args.width, seed=args.seed, backend=backend, classes=max(outputs, 2))
     if outputs > 1:
         if args.model == "linear":
             return linear10(seed=args.seed, backend=backend, classes=outputs)
@@ -125,20 +176,33 @@ def build_model(args, backend, outputs: int = 1):
     return simple_net(hidden=args.hidden, seed=args.seed, backend=backend, loss=args.loss)
 
 
+def build_optimizer(args, model, steps_per_epoch: int):
+    """SGD at ``--lr`` (the book's ``BasicOptim``), or for resnet18 fastai's ``fit_one_cycle``: Adam
+    (batch norms undecayed) under a one-cycle schedule peaking at ``--lr`` over exactly the run's steps."""
+    from numpy_mnist.optim import SGD, Adam, OneCycle
+
+    if args.model == "resnet18":
+        return Adam(model.params, args.lr, no_decay=model.no_weight_decay,
+                    schedule=OneCycle(args.epochs * steps_per_epoch, args.lr))
+    return SGD(model.params, args.lr)
+
+
 def run(args) -> int:
-    from numpy_mnist.optim import SGD
     from numpy_mnist.training import make_learner
 
     spec, data, train_dl, valid_dl, model = prepare(args)
-    opt = SGD(model.params, args.lr)
+    opt = build_optimizer(args, model, len(train_dl))
     history, start = resume(args, model, opt)
     learner = make_learner(model, train_dl, valid_dl, opt, history=history, start=start, fused=args.fused,
                            reference=args.reference)
 
     table = EpochTable(quiet=args.quiet)
-    table.header(f"{model!r} on {model.backend.device}, {spec.name}: {train_dl.n_rows} train / "
-                 f"{valid_dl.n_rows} valid rows, lr {args.lr:g}, batch {args.batch_size}"
-                 f"{', shuffled' if args.shuffle else ''}"
+    rate = f"Adam, one-cycle to lr {args.lr:g} over {opt.schedule.total_steps} steps" if args.model == "resnet18" \
+        else f"lr {args.lr:g}"
+    name = f"ResNet18(width={model.width}, {model.outputs} classes)" if args.model == "resnet18" else repr(model)
+    table.header(f"{name} on {model.backend.device}, {spec.name}: {train_dl.n_rows} train / "
+                 f"{valid_dl.n_rows} valid rows, {rate}, batch {args.batch_size}"
+                 f"{', shuffled' if args.shuffle else ''}{', last partial batch dropped' if train_dl.drop_last else ''}"
                  f"; {learner.path}")
     if learner.history:
         print(f"resumed from epoch {learner.epochs_done} of {args.resume} (its epochs are in history.json); "
@@ -148,6 +212,18 @@ def run(args) -> int:
     if not learner.history:
         raise InputError("no epoch was trained: --epochs must exceed the checkpoint's epochs")
     warning = explain(args, data, learner)
+    written = write_history(args, learner, warning)
+    if spec.outputs > 1:
+        written += write_class_pictures(args, model, valid_dl, table)
+    final = learner.history[-1]
+    print(f"final valid accuracy {final.accuracy:.4f}; wrote {', '.join(str(p) for p in written)}")
+    if warning is not None:
+        print(f"numpy-mnist train: warning: {warning}", file=sys.stderr)
+    return 0
+
+
+def write_history(args, learner, warning=None) -> list[Path]:
+    """history.json of the finished epochs and, with plots on, their learning curve; the paths written."""
     write_json(args.out / "history.json", {
         "epochs": [r.as_dict() for r in learner.history],
         "start": learner.start.as_dict() if learner.start is not None else None,
@@ -158,15 +234,20 @@ def run(args) -> int:
         from numpy_mnist.plots import plot_learning_curve
 
         written.append(plot_learning_curve(learner.history, args.out / "learning_curve.png",
-                                           title=f"{args.model} on {spec.name}, lr {args.lr:g}, "
+                                           title=f"{args.model} on {args.dataset}, lr {args.lr:g}, "
                                                  f"batch {args.batch_size}"))
-    if spec.outputs > 1:
-        written += write_class_pictures(args, model, valid_dl, table)
-    final = learner.history[-1]
-    print(f"final valid accuracy {final.accuracy:.4f}; wrote {', '.join(str(p) for p in written)}")
-    if warning is not None:
-        print(f"numpy-mnist train: warning: {warning}", file=sys.stderr)
-    return 0
+    return written
+
+
+def check_plotting(args) -> None:
+    """With plots on, refuse before any work when matplotlib cannot be imported (not after the run)."""
+    if not args.plot:
+        return
+    try:
+        import matplotlib  # noqa: F401
+    except ImportError:
+        raise InputError("the plots need matplotlib, which cannot be imported here: pass --no-plot, or install "
+                         "the [plot] extra (pip install 'numpy-mnist[plot]')") from None
 
 
 def prepare(args):
@@ -174,7 +255,6 @@ def prepare(args):
 
     Returns ``(spec, data, train_dl, valid_dl, model)``.
     """
-    from numpy_mnist.data import DataLoader
     from numpy_mnist.datasets import get_spec, load_dataset
 
     check_folder_target(args.out, "--out")
@@ -183,14 +263,26 @@ def prepare(args):
     if args.data is not None and args.data.exists() and not args.data.is_dir():
         raise InputError(f"--data {args.data} is a file, not a folder: name the folder that holds the four "
                          "MNIST files")
+    check_plotting(args)
     spec = get_spec(args.dataset)
     settle_defaults(args, spec)
+    if args.model == "resnet18":
+        args.width = resume_width(args)
     backend = get_backend(args.backend, args.dtype)
     data = load_dataset(spec.name, args.data, train_rows=args.train_rows, valid_rows=args.valid_rows,
                         seed=args.seed)
-    train_dl = DataLoader(data.train_x, data.train_y, args.batch_size, shuffle=args.shuffle, seed=args.seed,
-                          backend=backend)
-    valid_dl = DataLoader(data.valid_x, data.valid_y, args.batch_size, backend=backend)
+    train_y, valid_y = data.train_y, data.valid_y
+    drop_last = args.model == "resnet18"  # fastai drops a last partial training batch
+    if args.model == "resnet18" and spec.outputs == 1:  # the sample's 0/1 float targets as class labels, once
+        train_y, valid_y = (y[:, 0].astype(np.int64) for y in (train_y, valid_y))
+    if drop_last and len(data.train_x) < args.batch_size:
+        raise InputError(f"--batch-size {args.batch_size} is more than the {len(data.train_x)} training rows, and "
+                         "resnet18 drops a last partial batch, so nothing would train: pass a smaller --batch-size "
+                         "or more --train-rows")
+    loader = ProgressLoader if args.model == "resnet18" and not args.quiet else DataLoader
+    train_dl = loader(data.train_x, train_y, args.batch_size, shuffle=args.shuffle, seed=args.seed,
+                      drop_last=drop_last, backend=backend)
+    valid_dl = DataLoader(data.valid_x, valid_y, args.batch_size, backend=backend)
     model = build_model(args, backend, spec.outputs)
     args.lr = model.default_lr if args.lr is None else args.lr
     return spec, data, train_dl, valid_dl, model
@@ -204,13 +296,20 @@ def train(args, learner, table) -> bool:
     """
     from numpy_mnist import training
 
+    model = learner.model
+    # The dropout generator's state at the end of the last finished epoch (an interrupted epoch has
+    # drawn from it): what a resumed run must start from to continue exactly.
+    rng_state = [_rng_state(model)]
+
     def save():
         if args.save is not None:
             start = learner.start.as_dict() if learner.start is not None else None
-            save_checkpoint(args.save, learner.model, epoch=learner.epochs_done, optimizer=learner.opt,
-                            history=learner.history, run={**run_settings(args), "start": start})
+            extra = {} if rng_state[0] is None else {"dropout_rng": rng_state[0]}
+            save_checkpoint(args.save, model, epoch=learner.epochs_done, optimizer=learner.opt,
+                            history=learner.history, run={**run_settings(args), "start": start, **extra})
 
     def on_epoch_end(record):
+        rng_state[0] = _rng_state(model)
         table.row(record)
         save()
 
@@ -223,9 +322,32 @@ def train(args, learner, table) -> bool:
         save()
         where = (f"; epoch {learner.epochs_done} saved to {args.save}, continue with --resume {args.save}"
                  if args.save else "")
-        print(f"numpy-mnist train: interrupted after {learner.epochs_done} finished epochs{where}", file=sys.stderr)
+        wrote = ""
+        if learner.history:
+            with training.quiet_numerics():
+                paths = write_history(args, learner)
+            wrote = f"; wrote {', '.join(str(p) for p in paths)}"
+        print(f"numpy-mnist train: interrupted after {learner.epochs_done} finished epochs{where}{wrote}",
+              file=sys.stderr)
         return False
     return True
+
+
+def _rng_state(model):
+    """The model's dropout generator's state (plain JSON), or None for a model that draws nothing."""
+    rng = getattr(model, "rng", None)
+    return None if rng is None else rng.bit_generator.state
+
+
+class ProgressLoader(DataLoader):
+    """The training DataLoader with a progress bar over each epoch's batches (resnet18: minutes an epoch)."""
+
+    def __iter__(self):
+        from tqdm.auto import tqdm
+
+        with tqdm(super().__iter__(), total=len(self), desc=f"epoch {self.epoch + 1}", unit="batch",
+                  leave=False) as bar:
+            yield from bar
 
 
 def explain(args, data, learner) -> str | None:
@@ -265,9 +387,26 @@ _SETTINGS_BEFORE = {"dataset": "sample", "train_rows": None}
 
 
 def run_settings(args) -> dict:
-    """The options that decide the batches and the steps: a resumed run must use the same."""
-    return {"dataset": args.dataset, "train_rows": args.train_rows, "lr": args.lr,
-            "batch_size": args.batch_size, "shuffle": args.shuffle, "seed": args.seed}
+    """The options that decide the batches and the steps: a resumed run must use the same.  For
+    resnet18 that includes --epochs, which its one-cycle schedule spans."""
+    settings = {"dataset": args.dataset, "train_rows": args.train_rows, "lr": args.lr,
+                "batch_size": args.batch_size, "shuffle": args.shuffle, "seed": args.seed}
+    return {**settings, "epochs": args.epochs} if args.model == "resnet18" else settings
+
+
+def resume_width(args) -> int:
+    """resnet18's width: --width, else the --resume checkpoint's, else :data:`RESNET_WIDTH`.  A
+    --width other than the checkpoint's is refused, naming the flag."""
+    if args.resume is None:
+        return RESNET_WIDTH if args.width is None else args.width
+    checkpoint = load_checkpoint(args.resume)
+    saved = checkpoint.model.get("width") if checkpoint.model.get("kind") == "resnet18" else None
+    if saved is None:
+        return RESNET_WIDTH if args.width is None else args.width  # load_into names the other model
+    if args.width is not None and args.width != saved:
+        raise CheckpointError(f"{args.resume} holds a resnet18 of --width {saved} (not --width {args.width}): "
+                              f"resume with --width {saved}, or drop --width")
+    return int(saved)
 
 
 def resume(args, model, opt) -> tuple[list, object]:
@@ -289,10 +428,19 @@ def resume(args, model, opt) -> tuple[list, object]:
     if differ:
         raise CheckpointError(f"{args.resume} was trained with {', '.join(differ)}: "
                               "resume with the same settings")
+    if args.model == "resnet18" and args.epochs <= checkpoint.epoch:
+        raise InputError(f"{args.resume} has finished its run of {checkpoint.epoch} epochs, and its one-cycle "
+                         "schedule ended with it: a finished one-cycle run is not extended; start a new run "
+                         f"(without --resume) with --epochs {checkpoint.epoch + 1} or more")
     if args.epochs <= checkpoint.epoch:
         raise InputError(f"{args.resume} has already trained {checkpoint.epoch} epochs and --epochs {args.epochs} "
                          f"counts epochs in total, so nothing is left to train: pass a larger --epochs, "
                          f"e.g. --epochs {checkpoint.epoch + max(args.epochs, 1)}")
+    if "dropout_rng" in checkpoint.run and getattr(model, "rng", None) is not None:
+        try:
+            model.rng.bit_generator.state = checkpoint.run["dropout_rng"]
+        except (KeyError, TypeError, ValueError):
+            raise CheckpointError(f"{args.resume} holds a garbled dropout generator state") from None
     start = checkpoint.run.get("start")
     try:
         start = StartRecord(float(start["valid_loss"]), float(start["accuracy"])) if start else None
