@@ -36,8 +36,10 @@ from pathlib import Path
 import numpy as np
 
 from numpy_mnist import __version__
+from numpy_mnist.backends import get_backend
 from numpy_mnist.errors import CheckpointError, InputError
 from numpy_mnist.files import atomic_write
+from numpy_mnist.models import MODEL_KINDS
 
 __all__ = ["Checkpoint", "save_checkpoint", "load_checkpoint", "load_model", "FORMAT_VERSION"]
 
@@ -76,8 +78,6 @@ class Checkpoint:
 
     def build_model(self, backend="numpy"):
         """A new model of the saved kind and shapes, holding the saved parameters, on ``backend``."""
-        from numpy_mnist.backends import get_backend
-        from numpy_mnist.models import MODEL_KINDS
 
         backend = get_backend(backend, self.dtype)
         kind = self.model.get("kind")

@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from numpy_mnist.data import load_mnist, load_mnist_sample
 from numpy_mnist.errors import InputError
 
 __all__ = ["DatasetSpec", "Dataset", "DATASETS", "get_spec", "load_dataset", "check_loss"]
@@ -102,11 +103,9 @@ def load_dataset(name: str, data_dir: str | os.PathLike | None = None, *, train_
     """
     spec = get_spec(name)
     if spec.name == "sample":
-        from numpy_mnist.data import load_mnist_sample
 
         train_x, train_y, valid_x, valid_y = load_mnist_sample()
     else:
-        from numpy_mnist.data import load_mnist
 
         train_x, train_y, valid_x, valid_y = load_mnist(data_dir)
     rng = np.random.default_rng(seed)

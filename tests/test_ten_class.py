@@ -295,8 +295,9 @@ def test_help_documents_the_ten_class_defaults(capsys):
         main(["train", "--help"])
     text = " ".join(capsys.readouterr().out.split())
     assert "--dataset {sample,mnist}" in text
-    assert "(default: the model's own: for sample the book's, linear 1 and simple_net 0.1; 0.5 for mnist)" in text
-    assert "(default: 256 for sample, 128 for mnist)" in text
+    assert ("(default: the model's own: for sample the book's, linear 1, simple_net 0.1, resnet18 0.1; 0.5 for "
+            "mnist, except resnet18's 0.1)") in text
+    assert "(default: 256 for sample, 128 for mnist, or 64 for resnet18" in text
     assert "off for sample, as in the book; on for mnist" in text
 
 

@@ -46,14 +46,22 @@ from pathlib import Path
 
 import numpy as np
 
+from numpy_mnist import training
 from numpy_mnist.backends import get_backend
 from numpy_mnist.checkpoint import load_checkpoint, save_checkpoint
 from numpy_mnist.cli.options import add_backend_options, positive_float, positive_int, seed
 from numpy_mnist.data import DataLoader
+from numpy_mnist.datasets import check_loss, get_spec, load_dataset
+from numpy_mnist.diagnosis import chance_accuracy, diagnose
 from numpy_mnist.errors import CheckpointError, DivergenceError, InputError
 from numpy_mnist.files import check_file_target, check_folder_target, write_json
+from numpy_mnist.learner import EpochRecord, StartRecord
 from numpy_mnist.losses import LOSSES
-from numpy_mnist.models import CLASSES_LR, MODEL_KINDS
+from numpy_mnist.metrics import confusion_table, model_confusion_matrix
+from numpy_mnist.models import CLASSES_LR, MODEL_KINDS, linear1, linear10, mlp10, resnet18, simple_net
+from numpy_mnist.optim import SGD, Adam, OneCycle
+from numpy_mnist.plots import plot_class_weights, plot_confusion_matrix, plot_learning_curve
+from numpy_mnist.training import make_learner, quiet_numerics
 
 #: The models ``--model`` names: their kinds, the book's names (``linear`` is its ``linear1``).
 MODELS = tuple(MODEL_KINDS)
@@ -141,7 +149,6 @@ def settle_defaults(args, spec) -> None:
     :data:`DEFAULT_EPOCHS`; refuse a loss that does not fit, and --width for a model without one.
     (The learning rate's default is the model's: :attr:`Model.default_lr`; resnet18's --width on
     --resume is the checkpoint's, filled in by :func:`resume_width`.)"""
-    from numpy_mnist.datasets import check_loss
 
     own = MODEL_DEFAULTS.get(args.model, {})
     if args.model == "resnet18":
@@ -160,7 +167,6 @@ def settle_defaults(args, spec) -> None:
 
 
 def build_model(args, backend, outputs: int = 1):
-    from numpy_mnist.models import linear1, linear10, mlp10, resnet18, simple_net
 
     if args.model == "resnet18":
         if getattr(args, "width", None) is None:  # a command other than train, which settles --width
@@ -179,7 +185,6 @@ def build_model(args, backend, outputs: int = 1):
 def build_optimizer(args, model, steps_per_epoch: int):
     """SGD at ``--lr`` (the book's ``BasicOptim``), or for resnet18 fastai's ``fit_one_cycle``: Adam
     (batch norms undecayed) under a one-cycle schedule peaking at ``--lr`` over exactly the run's steps."""
-    from numpy_mnist.optim import SGD, Adam, OneCycle
 
     if args.model == "resnet18":
         return Adam(model.params, args.lr, no_decay=model.no_weight_decay,
@@ -188,7 +193,6 @@ def build_optimizer(args, model, steps_per_epoch: int):
 
 
 def run(args) -> int:
-    from numpy_mnist.training import make_learner
 
     spec, data, train_dl, valid_dl, model = prepare(args)
     opt = build_optimizer(args, model, len(train_dl))
@@ -231,7 +235,6 @@ def write_history(args, learner, warning=None) -> list[Path]:
     })
     written = [args.out / "history.json"]
     if args.plot:
-        from numpy_mnist.plots import plot_learning_curve
 
         written.append(plot_learning_curve(learner.history, args.out / "learning_curve.png",
                                            title=f"{args.model} on {args.dataset}, lr {args.lr:g}, "
@@ -255,7 +258,6 @@ def prepare(args):
 
     Returns ``(spec, data, train_dl, valid_dl, model)``.
     """
-    from numpy_mnist.datasets import get_spec, load_dataset
 
     check_folder_target(args.out, "--out")
     if args.save is not None:
@@ -294,7 +296,6 @@ def train(args, learner, table) -> bool:
 
     A diverging run ends in its one-line error, here with the flag to change.
     """
-    from numpy_mnist import training
 
     model = learner.model
     # The dropout generator's state at the end of the last finished epoch (an interrupted epoch has
@@ -352,7 +353,6 @@ class ProgressLoader(DataLoader):
 
 def explain(args, data, learner) -> str | None:
     """One line on what went wrong in a finished run (:func:`numpy_mnist.diagnosis.diagnose`), else None."""
-    from numpy_mnist.diagnosis import chance_accuracy, diagnose
 
     model = learner.model
     found = diagnose(learner.history, chance=chance_accuracy(data.valid_y), lr=args.lr,
@@ -363,8 +363,6 @@ def explain(args, data, learner) -> str | None:
 
 def write_class_pictures(args, model, valid_dl, table) -> list[Path]:
     """The test set's confusion matrix (printed, JSON, PNG) and, for the linear model, its weights."""
-    from numpy_mnist.metrics import confusion_table, model_confusion_matrix
-    from numpy_mnist.training import quiet_numerics
 
     with quiet_numerics():
         cm = model.backend.to_host(model_confusion_matrix(model, valid_dl))
@@ -373,7 +371,6 @@ def write_class_pictures(args, model, valid_dl, table) -> list[Path]:
     write_json(args.out / "confusion_matrix.json", cm.tolist())
     written = [args.out / "confusion_matrix.json"]
     if args.plot:
-        from numpy_mnist.plots import plot_class_weights, plot_confusion_matrix
 
         written.append(plot_confusion_matrix(cm, args.out / "confusion_matrix.png"))
         if args.model == "linear":
@@ -413,7 +410,6 @@ def resume(args, model, opt) -> tuple[list, object]:
     """Load ``--resume`` into ``model`` and ``opt``; return its history and the untrained model's
     :class:`~numpy_mnist.learner.StartRecord` (``([], None)`` without ``--resume``; the record is
     None for a checkpoint written before it was saved)."""
-    from numpy_mnist.learner import EpochRecord, StartRecord
 
     if args.resume is None:
         return [], None
