@@ -220,11 +220,7 @@ def parse_checkpoint(blob: bytes, name: str = "<bytes>") -> Checkpoint:
     if not isinstance(header, dict):
         raise bad("its header is not a JSON object")
     if version == 1:
-        if "payload_sha256" not in header:
-            raise bad("its version-1 header has lost the parameters' SHA-256 (payload_sha256), so they cannot be "
-                      "checked (the file is corrupt or forged): use another checkpoint")
-        if header["payload_sha256"] != hashlib.sha256(payload).hexdigest():
-            raise bad("the parameters' SHA-256 does not match (the file is truncated or corrupt)")
+        _check_version1_payload(header, payload, bad)
     try:
         groups = _arrays(header["arrays"], payload, bad)
         model = dict(header["model"])
@@ -239,6 +235,15 @@ def parse_checkpoint(blob: bytes, name: str = "<bytes>") -> Checkpoint:
     if checkpoint.dtype not in _DTYPES or checkpoint.epoch < 0:
         raise bad(f"dtype {checkpoint.dtype!r} / epoch {checkpoint.epoch} make no sense")
     return checkpoint
+
+
+def _check_version1_payload(header: dict, payload: bytes, bad) -> None:
+    """A version-1 file sums its parameters alone, in the header: refuse a missing or wrong sum."""
+    if "payload_sha256" not in header:
+        raise bad("its version-1 header has lost the parameters' SHA-256 (payload_sha256), so they cannot be "
+                  "checked (the file is corrupt or forged): use another checkpoint")
+    if header["payload_sha256"] != hashlib.sha256(payload).hexdigest():
+        raise bad("the parameters' SHA-256 does not match (the file is truncated or corrupt)")
 
 
 def _arrays(entries, payload: bytes, bad) -> dict[str, dict]:

@@ -418,12 +418,7 @@ def resume(args, model, opt) -> tuple[list, object]:
         checkpoint.load_into(model, opt)
     except CheckpointError as exc:
         raise CheckpointError(f"{args.resume}: {exc}") from None
-    settings = run_settings(args)
-    saved = {k: checkpoint.run.get(k, _SETTINGS_BEFORE.get(k)) for k in settings}
-    differ = [f"{_flag(k, saved[k])} (not {_flag(k, v)})" for k, v in settings.items() if saved[k] != v]
-    if differ:
-        raise CheckpointError(f"{args.resume} was trained with {', '.join(differ)}: "
-                              "resume with the same settings")
+    _refuse_other_settings(args, checkpoint)
     if args.model == "resnet18" and args.epochs <= checkpoint.epoch:
         raise InputError(f"{args.resume} has finished its run of {checkpoint.epoch} epochs, and its one-cycle "
                          "schedule ended with it: a finished one-cycle run is not extended; start a new run "
@@ -443,6 +438,16 @@ def resume(args, model, opt) -> tuple[list, object]:
     except (KeyError, TypeError, ValueError):
         raise CheckpointError(f"{args.resume} holds a garbled starting record {start!r}") from None
     return [EpochRecord(**r) for r in checkpoint.history], start
+
+
+def _refuse_other_settings(args, checkpoint) -> None:
+    """A resumed run must take the steps the saved one took: refuse other settings, naming the flags."""
+    settings = run_settings(args)
+    saved = {k: checkpoint.run.get(k, _SETTINGS_BEFORE.get(k)) for k in settings}
+    differ = [f"{_flag(k, saved[k])} (not {_flag(k, v)})" for k, v in settings.items() if saved[k] != v]
+    if differ:
+        raise CheckpointError(f"{args.resume} was trained with {', '.join(differ)}: "
+                              "resume with the same settings")
 
 
 def _flag(name: str, value) -> str:
