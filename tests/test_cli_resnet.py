@@ -157,7 +157,7 @@ def test_a_progress_bar_over_the_batches_unless_quiet(tmp_path, capsys):
     loud = [a for a in TINY if a != "--quiet"]
     assert main(["train", *loud, "--out", str(tmp_path)]) == 0
     captured = capsys.readouterr()
-    assert "4/4" in captured.err and "batch" in captured.err  # the bar, over the epoch's 4 batches
+    assert "/4 [" in captured.err and "batch/s" in captured.err  # the bar, over the epoch's 4 batches
     assert "train_loss" in captured.out and "last partial batch dropped" in captured.out  # the table stays
     assert main(["train", *TINY, "--out", str(tmp_path)]) == 0
     captured = capsys.readouterr()
