@@ -67,16 +67,12 @@ def get_backend(name: str | Backend = "numpy", dtype: str = "float32") -> Backen
         except BackendUnavailableError:
             return get_backend("numpy", dtype)
     if name == "numpy":
-
         return NumpyBackend(dtype)
     if name == "cupy":
-
         return CupyBackend(dtype)
     if name == "array_api_strict":
-
         return StrictBackend(dtype)
     if name == "torch":
-
         return TorchBackend(dtype)
     raise ValueError(f"unknown backend {name!r}: choose one of auto, {', '.join(BACKEND_NAMES)}")
 

@@ -103,10 +103,8 @@ def load_dataset(name: str, data_dir: str | os.PathLike | None = None, *, train_
     """
     spec = get_spec(name)
     if spec.name == "sample":
-
         train_x, train_y, valid_x, valid_y = load_mnist_sample()
     else:
-
         train_x, train_y, valid_x, valid_y = load_mnist(data_dir)
     rng = np.random.default_rng(seed)
     train_x, train_y = _subset(train_x, train_y, train_rows, rng, "train_rows", f"{spec.name} train")

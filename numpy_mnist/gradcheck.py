@@ -267,7 +267,6 @@ def _terms(f, dout, backend) -> Callable[[np.ndarray], np.ndarray]:
     dout64 = None if dout is None else _host64(dout)
     wrap, unwrap = (lambda a: a), _host64
     if backend is not None:
-
         backend = get_backend(backend, "float64")
         wrap, unwrap = (lambda a: backend.asarray(a, dtype="float64")), (lambda a: _host64(backend.to_host(a)))
 

@@ -122,7 +122,6 @@ class NumpyMnistEngine(Engine):
 
     def unavailable(self) -> str | None:
         if self._backend is None and self._why is None:
-
             try:
                 self._backend = get_backend("cupy" if self.is_gpu else "numpy", "float32")
             except BackendUnavailableError as exc:

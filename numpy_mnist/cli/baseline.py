@@ -45,7 +45,6 @@ def run(args) -> int:
     print("accuracy stays put (its gradient is 0); mnist_loss moves with every nudge.")
 
     if args.out is not None:
-
         sweep = nudge_one_weight(model, x, y, index=centre_pixel(), deltas=[d / 50 for d in range(-50, 51)])
         write_json(args.out / "baseline.json", {"pixel_similarity": [r.as_dict() for r in results],
                                                "nudge": [r.__dict__ for r in rows],

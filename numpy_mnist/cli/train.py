@@ -235,7 +235,6 @@ def write_history(args, learner, warning=None) -> list[Path]:
     })
     written = [args.out / "history.json"]
     if args.plot:
-
         written.append(plot_learning_curve(learner.history, args.out / "learning_curve.png",
                                            title=f"{args.model} on {args.dataset}, lr {args.lr:g}, "
                                                  f"batch {args.batch_size}"))
@@ -371,7 +370,6 @@ def write_class_pictures(args, model, valid_dl, table) -> list[Path]:
     write_json(args.out / "confusion_matrix.json", cm.tolist())
     written = [args.out / "confusion_matrix.json"]
     if args.plot:
-
         written.append(plot_confusion_matrix(cm, args.out / "confusion_matrix.png"))
         if args.model == "linear":
             weights = model.backend.to_host(model.params["weights"])
