@@ -55,7 +55,7 @@ class OneLineParser(argparse.ArgumentParser):
     every command's help is formatted alike (:class:`HelpFormatter`)."""
 
     def __init__(self, *args, **kwargs) -> None:
-        kwargs["formatter_class"] = HelpFormatter
+        kwargs.setdefault("formatter_class", HelpFormatter)
         super().__init__(*args, **kwargs)
 
     def error(self, message: str):

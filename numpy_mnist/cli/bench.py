@@ -8,7 +8,6 @@ batch size, hidden width and dataset size sweeps (minutes, unattended).
 
 from __future__ import annotations
 
-import argparse
 import sys
 from pathlib import Path
 
@@ -20,7 +19,7 @@ from numpy_mnist.cli.options import positive_float, positive_int
 
 def register(subparsers) -> None:
     p = subparsers.add_parser("bench", help="benchmark one training epoch: numpy-mnist vs PyTorch, CPU vs GPU",
-                              description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+                              description=__doc__)
     p.add_argument("--quick", action="store_true", help="fewer repeats and a smaller sweep: under a minute")
     p.add_argument("--out", type=Path, default=None,
                    help="write bench.md, bench.json and PNG plots into this folder")

@@ -37,19 +37,17 @@ from numpy_mnist.files import check_folder_target
 def register(subparsers) -> None:
     p = subparsers.add_parser("exercise", help="write the backward functions yourself: a starter file, a "
                                                "checker with hints, training with yours",
-                              description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+                              description=__doc__)
     actions = p.add_subparsers(dest="action", metavar="ACTION", parser_class=type(p))
     actions.required = True
 
-    new = actions.add_parser("new", help="write the starter file my_gradients.py",
-                             formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    new = actions.add_parser("new", help="write the starter file my_gradients.py")
     new.add_argument("dir", nargs="?", type=Path, default=Path("."), metavar="DIR",
                      help="folder to write my_gradients.py into")
     new.add_argument("--force", action="store_true", help="overwrite an existing my_gradients.py")
     new.set_defaults(run=run_new)
 
-    check = actions.add_parser("check", help="check your backward functions; --train trains with them",
-                               formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    check = actions.add_parser("check", help="check your backward functions; --train trains with them")
     check.add_argument("file", type=Path, metavar="FILE", help="your my_gradients.py")
     check.add_argument("--examples", type=positive_int, default=DEFAULT_EXAMPLES,
                        help="inputs hypothesis draws per function (before shrinking a failure)")

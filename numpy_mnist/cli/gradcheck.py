@@ -8,8 +8,6 @@ tolerance, 1 on a mismatch (naming it), 2 on a bad argument.
 
 from __future__ import annotations
 
-import argparse
-
 import numpy as np
 
 from numpy_mnist import gradcheck as gc
@@ -26,7 +24,7 @@ CHECKED_MODELS = ("linear", "simple_net")
 
 def register(subparsers) -> None:
     p = subparsers.add_parser("gradcheck", help="prove the hand-derived gradients: finite differences and PyTorch",
-                              description=__doc__, formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+                              description=__doc__)
     p.add_argument("--model", choices=CHECKED_MODELS, default="simple_net",
                    help="the book's linear1 or simple_net (the ResNet-18's gradients are proven by the test-suite)")
     p.add_argument("--loss", choices=("mnist_loss", "bce"), default="mnist_loss",

@@ -67,19 +67,9 @@ from numpy_mnist.training import make_learner, quiet_numerics
 MODELS = tuple(MODEL_KINDS)
 
 
-class HelpFormatter(argparse.RawDescriptionHelpFormatter, argparse.ArgumentDefaultsHelpFormatter):
-    """Shows defaults, except the per-dataset ones (None here), whose help says them in words, and
-    those of on/off flags; keeps the description's paragraphs."""
-
-    def _get_help_string(self, action):
-        if action.default is None or action.nargs == 0:
-            return action.help
-        return super()._get_help_string(action)
-
-
 def register(subparsers) -> None:
     p = subparsers.add_parser("train", help="train a model and write history.json and a learning curve",
-                              description=__doc__, formatter_class=HelpFormatter)
+                              description=__doc__)
     p.add_argument("--dataset", choices=("sample", "mnist"), default="sample",
                    help="the book's 3s and 7s, or all ten digits of MNIST")
     p.add_argument("--data", type=Path, default=None, metavar="DIR",
