@@ -96,15 +96,6 @@ class Backend:
     def synchronize(self) -> None:
         """Block until all queued device work is finished (a no-op on the CPU)."""
 
-    def quiet_float_errors(self):
-        """A context in which overflow and NaN produce values, not warnings.
-
-        Training checks every batch loss for NaN and infinity and stops with one clear message
-        (:class:`~numpy_mnist.errors.DivergenceError`); NumPy's own RuntimeWarnings on the way
-        there would only bury it.  (CuPy never warns; NumPy and array_api_strict do.)
-        """
-        return np.errstate(over="ignore", invalid="ignore", divide="ignore", under="ignore")
-
     # -- identity ------------------------------------------------------------------------------
     def with_dtype(self, dtype: str) -> "Backend":
         return type(self)(dtype)

@@ -45,6 +45,7 @@ from numpy_mnist.data.loader import DataLoader
 from numpy_mnist.learner import train_epoch
 from numpy_mnist.models import MLP, LinearModel, linear1, simple_net
 from numpy_mnist.optim import SGD
+from numpy_mnist.training import quiet_numerics
 
 __all__ = ["Workload", "Engine", "ENGINE_KEYS", "make_engines", "book_model"]
 
@@ -142,7 +143,7 @@ class NumpyMnistEngine(Engine):
             run = FusedTrainer(model, loader, opt).train_epoch  # compiles and records here
         else:
             def run():
-                with bk.quiet_float_errors():
+                with quiet_numerics():
                     return train_epoch(model, loader, opt)
         if self.is_gpu:  # CUDA events on the GPU, the host's clock otherwise
             return EventTrial.cupy_events(run, bk.synchronize)
