@@ -41,7 +41,7 @@ import numpy as np
 
 from numpy_mnist import losses
 from numpy_mnist.backends.host import to_numpy
-from numpy_mnist.gradcheck import TORCH_RTOL, GradReport, compare
+from numpy_mnist.gradcheck import TINY64, TORCH_RTOL, GradReport, compare, gamma
 
 __all__ = [
     "available", "sigmoid", "mnist_loss", "binary_cross_entropy", "softmax_cross_entropy",
@@ -50,10 +50,8 @@ __all__ = [
     "assert_agree", "TINY64", "TINY32",
 ]
 
-EPS64 = float(np.finfo(np.float64).eps)
 EPS32 = float(np.finfo(np.float32).eps)
-#: Below these, floats have only absolute precision (subnormals).
-TINY64 = float(np.finfo(np.float64).smallest_normal)
+#: Below these (and gradcheck's TINY64), floats have only absolute precision (subnormals).
 TINY32 = float(np.finfo(np.float32).smallest_normal)
 
 
@@ -198,11 +196,6 @@ def loss_and_grads(model, x, y, *, magnitudes: bool = False):
     sizes = torch.autograd.grad((forward(model, xt.abs(), mags) * upstream).sum(), list(mags.values()))
     k = xt.shape[0] + sum(int(v.shape[0]) for v in model.params.values() if len(v.shape) == 2)
     return out + ((k, {name: s.numpy().copy() for name, s in zip(params, sizes)}),)
-
-
-def gamma(k: int) -> float:
-    """Higham's ``gamma_k = k eps / (1 - k eps)`` for float64 sums of ``k`` terms."""
-    return k * EPS64 / (1 - k * EPS64)
 
 
 def gamma32(k: int) -> float:
