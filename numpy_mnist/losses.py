@@ -35,6 +35,9 @@ __all__ = [
     "softplus_terms_magnitude",
     "logsumexp_terms_magnitude",
     "any_terms_magnitude",
+    "gradient_entries_magnitude",
+    "sigmoid_minus_target_magnitude",
+    "softmax_minus_onehot_magnitude",
 ]
 
 
@@ -205,6 +208,27 @@ def logsumexp_terms_magnitude(logits, labels, value: float) -> float:
     return float(xp.mean(xp.abs(logsumexp) + xp.abs(picked)))
 
 
+# -- the size of the terms each gradient subtracts: the rounding floor of a check of a backward ----------
+
+def gradient_entries_magnitude(logits, targets):
+    """A gradient computed without cancellation (``mnist_loss``'s ``-+sigma'(z) / M``): its entries."""
+    xp = array_namespace(logits)
+    return xp.abs(mnist_loss_backward(logits, targets))
+
+
+def sigmoid_minus_target_magnitude(logits, targets):
+    """Binary cross-entropy's ``(sigma(z) - t) / M`` cancels for a right answer: ``(sigma(z) + |t|) / M``."""
+    xp = array_namespace(logits)
+    return (sigmoid(logits) + xp.abs(targets)) / _size(logits)
+
+
+def softmax_minus_onehot_magnitude(logits, labels):
+    """Softmax cross-entropy's ``(softmax(z) - onehot(y)) / N``: ``(softmax(z) + onehot(y)) / N``."""
+    xp = array_namespace(logits)
+    onehot = xp.astype(_onehot_mask(logits, xp.astype(labels, xp.int64)), logits.dtype)
+    return (softmax(logits) + onehot) / logits.shape[0]
+
+
 def any_terms_magnitude(logits, targets, value: float) -> float:
     """A loss that says nothing of its terms: ``|loss| + mean |z|``."""
     xp = array_namespace(logits)
@@ -231,6 +255,10 @@ class Loss:
     #: float64 arrays; it sets the rounding noise of a finite difference of the loss
     #: (:func:`numpy_mnist.model_check.loss_magnitude`, :mod:`numpy_mnist.torch_twin`).
     magnitude: Callable = any_terms_magnitude
+    #: ``gradient_magnitude(logits, targets) -> array`` shaped like the logits: the size of the terms
+    #: each entry of ``backward`` is computed from, the rounding floor of a check of it (the exercise
+    #: checker's).
+    gradient_magnitude: Callable = gradient_entries_magnitude
     #: The name of its PyTorch twin in :mod:`numpy_mnist.torch_twin` (None: it has none).  A name,
     #: not the function, so that PyTorch stays optional: the twin is looked up only when it is used.
     twin: str | None = None
@@ -247,9 +275,10 @@ LOSSES: dict[str, Loss] = {
     "mnist_loss": Loss("mnist_loss", mnist_loss, mnist_loss_backward, magnitude=positive_terms_magnitude,
                        twin="mnist_loss", kernel_code=0, saturates=True),
     "bce": Loss("bce", binary_cross_entropy, binary_cross_entropy_backward, magnitude=softplus_terms_magnitude,
-                twin="binary_cross_entropy", kernel_code=1),
+                gradient_magnitude=sigmoid_minus_target_magnitude, twin="binary_cross_entropy", kernel_code=1),
     "cross_entropy": Loss("cross_entropy", softmax_cross_entropy, softmax_cross_entropy_backward, multiclass=True,
-                          magnitude=logsumexp_terms_magnitude, twin="softmax_cross_entropy", kernel_code=2),
+                          magnitude=logsumexp_terms_magnitude, gradient_magnitude=softmax_minus_onehot_magnitude,
+                          twin="softmax_cross_entropy", kernel_code=2),
 }
 
 

@@ -177,11 +177,7 @@ def _pieces(ex: Exercise, example: Example) -> tuple[list[_Piece], tuple]:
     scale = loss_magnitude(ex.loss, z, t, float(loss.forward(z, t))) + (1.0 if loss.multiclass else 0.0)
     piece = _Piece(0, lambda z_: loss.forward(z_, t), lambda zt: twin(zt, _torch_targets(t, loss.multiclass)),
                    z, None, scale)
-    if loss.multiclass:
-        sizes = (layers.softmax(z) + hints._onehot(t, z.shape[1])) / z.shape[0]
-    else:
-        sizes = (layers.sigmoid(z) + np.abs(t)) / z.size if ex.loss == "bce" else np.abs(ex.reference(z, t))
-    return [piece], (sizes,)
+    return [piece], (loss.gradient_magnitude(z, t),)
 
 
 def _linear_pieces(dout, x, w, *, need_dx: bool):
