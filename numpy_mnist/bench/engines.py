@@ -130,7 +130,6 @@ class NumpyMnistEngine(Engine):
         return self._why
 
     def prepare(self, workload: Workload, x, y) -> Trial:
-
         if self.unavailable() is not None:
             raise RuntimeError(self._why)
         bk = self._backend

@@ -23,7 +23,6 @@ def register(subparsers) -> None:
 
 
 def run(args) -> int:
-
     if args.out is not None:
         check_folder_target(args.out, "--out")
     train_x, train_y, valid_x, valid_y = load_mnist_sample()

@@ -39,7 +39,6 @@ def register(subparsers) -> None:
 
 
 def run(args) -> int:
-
     def log(line):
         print(line, file=sys.stderr, flush=True)
 

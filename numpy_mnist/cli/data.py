@@ -63,7 +63,6 @@ def run_path(args: argparse.Namespace) -> int:
 
 
 def run_verify(args: argparse.Namespace) -> int:
-
     root = default_data_dir() if args.root is None else args.root
     results = verify_mnist(root)
     for name, status in results.items():

@@ -39,7 +39,6 @@ def register(subparsers) -> None:
 
 
 def run(args) -> int:
-
     h = args.step
     backend = get_backend(args.backend, "float64")
     model = build_model(args, backend)

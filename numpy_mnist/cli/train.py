@@ -183,7 +183,6 @@ def build_optimizer(args, model, steps_per_epoch: int):
 
 
 def run(args) -> int:
-
     spec, data, train_dl, valid_dl, model = prepare(args)
     opt = build_optimizer(args, model, len(train_dl))
     history, start = resume(args, model, opt)
