@@ -6,7 +6,7 @@ block, args)`` on the current stream, ``cuda.Stream(non_blocking=True)`` as a co
 ``begin_capture``/``end_capture``/``synchronize``, ``Graph.upload(stream)`` and
 ``Graph.launch(stream)``, ``empty``, ``ascontiguousarray``, and ``ndarray.get``/``ndarray.set``.
 Device memory is NumPy memory (:class:`FakeArray`); the kernels are the g++ build of the same
-``.cu`` files (:class:`~numpy_mnist.fused.host.HostDevice`), which checks every argument's C type.
+``.cu`` files (:class:`host_build.HostDevice`), which checks every argument's C type.
 
 What it refuses, as CuPy 13 and 14 do (checked against CuPy 14.2's wheel on a machine without a
 GPU, and CuPy's sources: ``cupy/cuda/function.pyx``, ``cupy/_core/core.pyx``, ``cupy/_core/raw.pyx``,
@@ -38,9 +38,9 @@ from __future__ import annotations
 import types
 
 import numpy as np
+from host_build import HostDevice
 
 from numpy_mnist.backends.numpy_backend import NumpyBackend
-from numpy_mnist.fused.host import HostDevice
 from numpy_mnist.fused.source import NVRTC_OPTIONS, program_source
 
 __all__ = ["CaptureError", "FakeArray", "FakeCupyBackend", "fake_cupy"]

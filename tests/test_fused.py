@@ -1,7 +1,7 @@
 """The fused graph computes what the readable array path computes: on the CPU, and on a GPU.
 
 Every test here runs twice: on ``host`` (the same ``.cu`` kernels built by ``g++``, each block's
-threads run as fibers that meet at the kernels' barriers, :mod:`numpy_mnist.fused.host`: any
+threads run as fibers that meet at the kernels' barriers, :mod:`host_build`: any
 machine with a C++ compiler) and on ``cupy`` (the
 real thing, NVRTC and CUDA graphs: marked ``gpu``, skipped without CuPy and a GPU).  The reference
 is always the array path on the same backend, from the same initial parameters, over the same
@@ -38,11 +38,11 @@ import subprocess
 
 import numpy as np
 import pytest
+from host_build import HostDevice, compiler
 
 from numpy_mnist.backends import get_backend
 from numpy_mnist.data import DataLoader, load_mnist_sample
 from numpy_mnist.errors import DivergenceError, InputError
-from numpy_mnist.fused.host import HostDevice, compiler
 from numpy_mnist.fused.learner import FusedLearner
 from numpy_mnist.fused.trainer import GEOMETRY, FusedTrainer, why_not_kernels
 from numpy_mnist.learner import Learner, train_epoch, validate_epoch
@@ -290,8 +290,7 @@ def test_the_cpu_build_honours_shared_memory_and_barriers(tmp_path, portable):
     """host_shim.h on its own, on a kernel that is right only if no thread passes ``__syncthreads()``
     before every thread of its block has reached it: right forwards and backwards, wrong with the
     barriers ignored, and a block whose threads do not all reach the barrier is an error."""
-    from numpy_mnist.fused.host import HOST_FLAGS
-    from numpy_mnist.fused.source import KERNEL_DIR
+    from host_build import HOST_FLAGS, SHIM_DIR
 
     cxx = compiler()
     if cxx is None:
@@ -300,7 +299,7 @@ def test_the_cpu_build_honours_shared_memory_and_barriers(tmp_path, portable):
     source.write_text(SHIM_PROGRAM)
     flags = [f for f in HOST_FLAGS if f not in ("-fPIC", "-shared")]
     flags += ["-DNUMPY_MNIST_HOST_UCONTEXT"] if portable else []
-    built = subprocess.run([cxx, *flags, "-I", str(KERNEL_DIR), str(source), "-o", str(program)],
+    built = subprocess.run([cxx, *flags, "-I", str(SHIM_DIR), str(source), "-o", str(program)],
                            capture_output=True, text=True, timeout=120, check=False)
     assert built.returncode == 0, built.stderr
     ran = subprocess.run([str(program)], capture_output=True, text=True, timeout=60, check=False)

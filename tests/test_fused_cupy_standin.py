@@ -19,10 +19,10 @@ import sys
 import numpy as np
 import pytest
 from cupy_standin import CaptureError, FakeCupyBackend, fake_cupy
+from host_build import compiler
 
 from numpy_mnist.backends.numpy_backend import NumpyBackend
 from numpy_mnist.data import DataLoader, load_mnist_sample
-from numpy_mnist.fused.host import compiler
 from numpy_mnist.fused.source import NVRTC_OPTIONS, program_source
 from numpy_mnist.learner import train_epoch
 from numpy_mnist.models import mlp10, simple_net

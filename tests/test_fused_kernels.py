@@ -3,7 +3,7 @@
 ``tests/test_fused.py`` binds the fused path to the array path a whole epoch at a time, on the book's
 sample images, and a fault that changes nothing there passes it: pixels 780 to 783 are 0 in every
 sample image, and no batch there gives ``mlp_step`` a third row tile.  Here every kernel runs on its
-own on the CPU build (:class:`~numpy_mnist.fused.host.HostDevice`), with the launch the trainer
+own on the CPU build (:class:`host_build.HostDevice`), with the launch the trainer
 records for it (its grid, block and arguments) and inputs set by the test, and every buffer it
 writes is compared with the reference function it implements:
 
@@ -77,14 +77,14 @@ from functools import cache
 
 import numpy as np
 import pytest
+from host_build import HOST_FLAGS, SHIM_DIR, HostDevice, compiler
 from hypothesis import given
 from hypothesis import strategies as st
 
 from numpy_mnist import layers
 from numpy_mnist.backends import get_backend
 from numpy_mnist.data import DataLoader
-from numpy_mnist.fused.host import HOST_FLAGS, HostDevice, compiler
-from numpy_mnist.fused.source import KERNEL_DIR, KernelConfig, geometry
+from numpy_mnist.fused.source import KernelConfig, geometry
 from numpy_mnist.fused.trainer import CHUNK, PARAM_BLOCK, FusedTrainer
 from numpy_mnist.losses import get_loss
 from numpy_mnist.metrics import correct_count
@@ -540,7 +540,7 @@ def test_reverse_order_runs_the_blocks_and_the_threads_of_each_phase_backwards(t
     source.write_text(ORDER_PROGRAM)
     flags = [f for f in HOST_FLAGS if f not in ("-fPIC", "-shared")]
     flags += ["-DNUMPY_MNIST_HOST_UCONTEXT"] if portable else []
-    built = subprocess.run([compiler(), *flags, "-I", str(KERNEL_DIR), str(source), "-o", str(program)],
+    built = subprocess.run([compiler(), *flags, "-I", str(SHIM_DIR), str(source), "-o", str(program)],
                            capture_output=True, text=True, timeout=120, check=False)
     assert built.returncode == 0, built.stderr
     ran = subprocess.run([str(program)], capture_output=True, text=True, timeout=60, check=False)

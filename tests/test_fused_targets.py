@@ -12,11 +12,11 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from host_build import HostDevice, compiler
 
 from numpy_mnist.backends import get_backend
 from numpy_mnist.data import DataLoader, load_mnist_sample
 from numpy_mnist.errors import InputError
-from numpy_mnist.fused.host import HostDevice, compiler
 from numpy_mnist.fused.trainer import FusedTrainer
 from numpy_mnist.learner import Learner, train_epoch
 from numpy_mnist.models import linear1, mlp10, simple_net

@@ -38,9 +38,9 @@ on a GPU.
 Modules: :mod:`~numpy_mnist.fused.source` (the ``.cu`` files and the instantiations a model
 needs), :mod:`~numpy_mnist.fused.trainer` (the launches and the graphs),
 :mod:`~numpy_mnist.fused.cupy_device` (NVRTC and CUDA graphs through CuPy),
-:mod:`~numpy_mnist.fused.host` (the same kernels built by ``g++`` and run on the CPU, for tests),
 :mod:`~numpy_mnist.fused.learner` (the Learner on top).  Importing this package imports neither CuPy
-nor the trainer.
+nor the trainer.  (The tests build the same kernels with ``g++`` and run them on the CPU:
+``tests/host_build.py``.)
 """
 
 from __future__ import annotations

@@ -17,9 +17,9 @@
 //    element.  On the GPU it costs nothing (consecutive threads still hit consecutive banks); on the
 //    CPU build it keeps a column's elements out of the few cache sets that a power-of-two row stride
 //    maps them all to (which made the CPU build twice as slow).
-//  * The same source compiles as plain C++ (host_shim.h), where a block's threads run as fibers on
-//    one CPU thread and meet at the same barriers: that is how the tests check the arithmetic on a
-//    machine without a GPU, and also with the threads run backwards.
+//  * The same source compiles as plain C++ (the tests' host_shim.h, included before it), where a
+//    block's threads run as fibers on one CPU thread and meet at the same barriers: that is how the
+//    tests check the arithmetic on a machine without a GPU, and also with the threads run backwards.
 //  * T is float or double, the dtype of the parameters: every value is computed in T, as the
 //    array path computes it.  The sources are compiled with --fmad=false, so the compiler never
 //    fuses a multiply and an add behind the reader's back; the dot products call fma() where a
@@ -37,10 +37,6 @@
 //   K     logits per row: 1 for the binary losses, the number of classes for cross-entropy
 //   LOSS  MNIST_LOSS (0), BCE (1) or SOFTMAX_CE (2)
 #pragma once
-
-#ifdef NUMPY_MNIST_HOST
-#include "host_shim.h"
-#endif
 
 #define NM_DEVICE __device__ __forceinline__
 

@@ -1,23 +1,26 @@
 """The fused kernels on the CPU: the same ``.cu`` files, built by ``g++``, each block's threads run as fibers.
 
-A study and test aid, not a fast path: :class:`HostDevice` stands where :class:`CupyDevice
+Test scaffolding, like the CuPy stand-in beside it (``cupy_standin.py``): it lived in the package as
+``numpy_mnist.fused.host`` until it was moved here, since only the tests use it and no user of the
+package runs it.  :class:`HostDevice` stands where :class:`CupyDevice
 <numpy_mnist.fused.cupy_device.CupyDevice>` stands, with NumPy arrays as device memory, so the whole
 :class:`~numpy_mnist.fused.trainer.FusedTrainer` (its launches, their arguments, the "graph" that is
 recorded once and replayed, the batch order refilled before each epoch, the loss read once per
 epoch) runs on a machine without a GPU.  That is how the test-suite proves, on any CPU, that the
 kernels compute what the readable array path computes.
 
-How it works: ``host_shim.h`` defines CUDA's kernel syntax as plain C++ (``__global__`` is nothing,
-``blockIdx``/``threadIdx`` are globals), a generated C++ file wraps every instantiation the trainer
-asks for in an ``extern "C"`` launcher, and ``g++`` builds a shared library, cached by the hash of
-its sources.  A launcher runs the blocks of a launch in turn, and the threads of a block as fibers
-(user-level threads on the caller's one OS thread): each runs until it reaches ``__syncthreads()``
-or returns, and none passes a barrier before all of its block have reached it; ``__shared__``
-arrays are one per block, as on a GPU.  So the kernels' threads cooperate here as they do on a GPU,
-in a fixed order: the results are deterministic.  (A block whose threads do not all reach a barrier
-raises ``RuntimeError``.)  Each launcher also reports its kernel's parameter types, and every
-launch is checked against them (a float32 buffer passed where a ``double*`` is expected fails
-here, where on a GPU it would compute garbage).
+How it works: ``host_shim.h`` (beside this file) defines CUDA's kernel syntax as plain C++
+(``__global__`` is nothing, ``blockIdx``/``threadIdx`` are globals); a generated C++ file includes
+it, then the kernels, and wraps every instantiation the trainer asks for in an ``extern "C"``
+launcher; ``g++`` builds a shared library, cached by the hash of its sources.  A launcher runs the
+blocks of a launch in turn, and the threads of a block as fibers (user-level threads on the
+caller's one OS thread): each runs until it reaches ``__syncthreads()`` or returns, and none passes
+a barrier before all of its block have reached it; ``__shared__`` arrays are one per block, as on a
+GPU.  So the kernels' threads cooperate here as they do on a GPU, in a fixed order: the results are
+deterministic.  (A block whose threads do not all reach a barrier raises ``RuntimeError``.)  Each
+launcher also reports its kernel's parameter types, and every launch is checked against them (a
+float32 buffer passed where a ``double*`` is expected fails here, where on a GPU it would compute
+garbage).
 
 Floating point: ``-ffp-contract=off`` keeps products and sums apart as ``--fmad=false`` does on
 the GPU, and ``fma`` is correctly rounded (the CPU's instruction where it has one, else the C
@@ -41,7 +44,10 @@ import numpy as np
 
 from numpy_mnist.fused.source import KERNEL_DIR, KERNEL_FILES
 
-__all__ = ["HOST_FLAGS", "HostDevice", "build_host_library", "compiler"]
+__all__ = ["HOST_FLAGS", "SHIM_DIR", "HostDevice", "build_host_library", "compiler"]
+
+#: The folder of ``host_shim.h`` (this one), an include path of every CPU build.
+SHIM_DIR = Path(__file__).resolve().parent
 
 #: g++ flags: C++17, optimised, IEEE arithmetic exactly as written (no contraction, no fast math), and
 #: every symbol but the launchers hidden: two libraries loaded in one process (other kernels, other
@@ -77,7 +83,7 @@ def compiler() -> str | None:
 
 
 def _wrapper(names: list[str]) -> str:
-    lines = ["#define NUMPY_MNIST_HOST", *[f'#include "{name}"' for name in KERNEL_FILES],
+    lines = ['#include "host_shim.h"', *[f'#include "{name}"' for name in KERNEL_FILES],
              '#define NM_EXPORT __attribute__((visibility("default")))', 'extern "C" {']
     for i, name in enumerate(names):
         lines.append(f"NM_EXPORT int nm_launch_{i}(unsigned grid, unsigned block, void** args) "
@@ -104,8 +110,8 @@ def build_host_library(names, cache_dir: str | os.PathLike | None = None, *, por
     names = list(names)
     wrapper = _wrapper(names)
     digest = hashlib.sha256()
-    for part in [wrapper, cxx, *flags] + [p.read_text() for p in sorted(KERNEL_DIR.iterdir())
-                                               if p.suffix in (".cu", ".cuh", ".h")]:
+    sources = [*sorted(KERNEL_DIR.iterdir()), SHIM_DIR / "host_shim.h"]
+    for part in [wrapper, cxx, *flags] + [p.read_text() for p in sources if p.suffix in (".cu", ".cuh", ".h")]:
         digest.update(part.encode())
     default = Path(tempfile.gettempdir()) / f"numpy-mnist-host-{os.getuid()}"
     folder = Path(cache_dir) if cache_dir is not None else default
@@ -117,8 +123,8 @@ def build_host_library(names, cache_dir: str | os.PathLike | None = None, *, por
         source = Path(work) / "wrapper.cpp"
         source.write_text(wrapper)
         built = Path(work) / "kernels.so"
-        done = subprocess.run([cxx, *flags, "-I", str(KERNEL_DIR), str(source), "-o", str(built)],
-                              check=False, capture_output=True, text=True)
+        done = subprocess.run([cxx, *flags, "-I", str(SHIM_DIR), "-I", str(KERNEL_DIR), str(source),
+                               "-o", str(built)], check=False, capture_output=True, text=True)
         if done.returncode != 0:
             raise RuntimeError(f"g++ could not build the fused kernels:\n{done.stderr}")
         os.replace(built, library)  # atomic: a concurrent build of the same sources is harmless

@@ -1,6 +1,6 @@
 // CUDA's kernel syntax in plain C++, so that g++ compiles the kernels of this folder and runs them on
-// a CPU.  Used by the tests (numpy_mnist/fused/host.py) to check the kernels' arithmetic on machines
-// without a GPU; never part of a GPU build.
+// a CPU.  Used by the tests (host_build.py, beside it) to check the kernels' arithmetic on machines
+// without a GPU; included before the kernels, never part of a GPU build nor of the package.
 //
 // The threads of a block cooperate (common.cuh): they stage tiles in __shared__ arrays and meet at
 // __syncthreads().  Here each thread of a block is a fiber, a user-level thread with its own stack
