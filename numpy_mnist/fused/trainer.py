@@ -23,7 +23,7 @@ from numpy_mnist.losses import LOSSES
 from numpy_mnist.models import MLP, LinearModel
 from numpy_mnist.optim import SGD
 
-__all__ = ["CHUNK", "GEOMETRY", "PARAM_BLOCK", "FusedTrainer", "Launch", "kernel_config", "why_not_kernels"]
+__all__ = ["CHUNK", "GEOMETRY", "PARAM_BLOCK", "FusedTrainer", "Launch", "why_not_kernels"]
 
 #: The tile sizes the kernels are written for (``common.cuh``); the grids and blocks below follow them.
 GEOMETRY = geometry()
@@ -77,14 +77,6 @@ def why_not_kernels(model, opt=None) -> str | None:
     return None
 
 
-def kernel_config(model) -> KernelConfig:
-    """The :class:`KernelConfig` of ``model`` (which must have kernels: see :func:`why_not_kernels`)."""
-    why = why_not_kernels(model)
-    if why is not None:
-        raise InputError(why)
-    return KernelConfig(model.kind, model.outputs, model.loss.name, model.backend.dtype_name)
-
-
 class _Graph:
     """A recorded epoch (or validation) and what it was recorded with, to know when it is stale."""
 
@@ -106,8 +98,8 @@ class FusedTrainer:
     replay stale pointers or constants.
 
     ``device`` is where the kernels run: :class:`~numpy_mnist.fused.cupy_device.CupyDevice` (the
-    default, for a model on the CuPy backend) or :class:`~numpy_mnist.fused.host.HostDevice` (the
-    same kernels built for the CPU, for a model on the NumPy backend: tests and study).
+    default, for a model on the CuPy backend) or the tests' ``HostDevice`` (the same kernels built
+    for the CPU, for a model on the NumPy backend).
     """
 
     def __init__(self, model, train_dl, opt, valid_dl=None, *, device=None) -> None:
@@ -131,13 +123,13 @@ class FusedTrainer:
                 raise InputError(f"the fused kernels update parameters in place: {name} must be a "
                                  "C-contiguous array of the model's backend")
         self.model, self.train_dl, self.opt, self.valid_dl, self.device = model, train_dl, opt, valid_dl, device
-        self.config = kernel_config(model)
+        self.config = KernelConfig(model.kind, model.outputs, model.loss.name, model.backend.dtype_name)
         self.names = self.config.names()
         device.compile(sorted(set(self.names.values())))
         self._scalar = np.dtype(self.config.dtype).type
         self._train: _Graph | None = None
         self._valid: _Graph | None = None
-        self._perm_epoch: int | None = None  # the epoch whose order the perm buffer holds (None: in order)
+        self._shuffled = False  # whether the perm buffer holds a shuffled order (else the rows in order)
         self._ensure_train()
         if valid_dl is not None:
             self._ensure_valid()
@@ -167,10 +159,10 @@ class FusedTrainer:
         y = self.device.asarray(dl.y, np.int64 if self.config.multiclass else self.config.dtype)
         return x, y
 
-    def _row_launches(self, x, y, perm, start: int, n: int, bufs: dict) -> list[Launch]:
+    def _row_launches(self, bufs: dict, start: int, n: int) -> list[Launch]:
         """Forward, loss and dz (and for the MLP dh) of rows ``perm[start:start + n]``."""
-        i32, d = np.int32, int(x.shape[1])
-        g, k = GEOMETRY, self.config.outputs
+        x, y, perm, i32, g, k = bufs["x"], bufs["y"], bufs["perm"], np.int32, GEOMETRY, self.config.outputs
+        d = int(x.shape[1])
         if self.config.kind == "linear":
             w, b = self._params()
             return [Launch(self.names["rows"], _blocks(n, g["LINEAR_ROWS"]), _warps(g["LINEAR_ROWS"] * k),
@@ -183,10 +175,10 @@ class FusedTrainer:
                        (y, perm, i32(start), i32(n), i32(h), bufs["pre"], w2, b2, bufs["term"], bufs["correct"],
                         bufs["dz"], bufs["dh"]))]
 
-    def _step_launch(self, x, perm, start: int, n: int, batch: int, bufs: dict, losses) -> Launch:
+    def _step_launch(self, bufs: dict, start: int, n: int, batch: int) -> Launch:
         """Gradients, the SGD step of every parameter, and ``losses[batch]``."""
-        i32, d, k, lr = np.int32, int(x.shape[1]), self.config.outputs, self._scalar(self.opt.lr)
-        g = GEOMETRY
+        x, perm, losses, i32, g = bufs["x"], bufs["perm"], bufs["losses"], np.int32, GEOMETRY
+        d, k, lr = int(x.shape[1]), self.config.outputs, self._scalar(self.opt.lr)
         if self.config.kind == "linear":
             w, b = self._params()
             blocks = _blocks(d, g["LINEAR_COLS"]) + 1  # one block per LINEAR_COLS pixels, one for b and the loss
@@ -200,42 +192,40 @@ class FusedTrainer:
                       (x, perm, i32(start), i32(n), i32(d), i32(h), bufs["pre"], bufs["dz"], bufs["dh"], bufs["term"],
                        lr, w1, b1, w2, b2, losses, i32(batch)))
 
-    def _row_buffers(self, rows: int) -> dict:
-        dev, t = self.device, self.config.dtype
+    def _record(self, old: _Graph | None, dl, scalars: tuple, rows: int, launches_of) -> _Graph:
+        """``old`` when it was recorded with the same arrays and ``scalars``, else a new graph of
+        ``launches_of(bufs)`` (which may add buffers), on buffers for ``rows`` rows: the row buffers,
+        ``dl``'s data as the kernels read it, and ``perm`` holding its rows in order."""
+        refs = (*self._params(), dl.x, dl.y)
+        if old is not None and old.matches(refs, scalars):
+            return old
+        dev, t, x, y = self.device, self.config.dtype, *self._data(dl)
         bufs = {"term": dev.empty(rows, t), "correct": dev.empty(rows, np.int32),
-                "dz": dev.empty(rows * self.config.outputs, t)}
+                "dz": dev.empty(rows * self.config.outputs, t), "x": x, "y": y, "perm": dev.empty(dl.n_rows, np.int32)}
         if self.config.kind == "simple_net":
             bufs.update(pre=dev.empty(rows * self.hidden, t), dh=dev.empty(rows * self.hidden, t))
-        return bufs
+        dev.upload(bufs["perm"], np.arange(dl.n_rows, dtype=np.int32))
+        bufs["launches"] = launches_of(bufs)
+        return _Graph(refs, scalars, dev.capture(bufs["launches"]), bufs)
 
     # -- training -------------------------------------------------------------------------------
-    def _train_key(self):
-        dl = self.train_dl
-        return (*self._params(), dl.x, dl.y), (float(self.opt.lr), dl.n_rows, dl.batch_size, len(dl))
-
     def _ensure_train(self) -> _Graph:
-        refs, scalars = self._train_key()
-        if self._train is not None and self._train.matches(refs, scalars):
-            return self._train
-        dl, dev = self.train_dl, self.device
-        x, y = self._data(dl)
-        bounds = [(start, min(start + dl.batch_size, dl.n_rows))
-                  for start in range(0, len(dl) * dl.batch_size, dl.batch_size)]
-        rows = max(stop - start for start, stop in bounds)
-        bufs = self._row_buffers(rows)
-        perm = dev.empty(dl.n_rows, np.int32)
-        dev.upload(perm, np.arange(dl.n_rows, dtype=np.int32))
-        self._perm_epoch = None
-        losses = dev.empty(len(bounds), self.config.dtype)
-        launches = []
-        for batch, (start, stop) in enumerate(bounds):
-            launches += self._row_launches(x, y, perm, start, stop - start, bufs)
-            launches.append(self._step_launch(x, perm, start, stop - start, batch, bufs, losses))
-        graph = dev.capture(launches)
-        self._train = _Graph(refs, scalars, graph, {**bufs, "x": x, "y": y, "perm": perm, "losses": losses,
-                                                    "sizes": [stop - start for start, stop in bounds],
-                                                    "launches": launches})
-        return self._train
+        dl = self.train_dl
+        starts = range(0, len(dl) * dl.batch_size, dl.batch_size)
+        sizes = [min(dl.batch_size, dl.n_rows - start) for start in starts]
+
+        def launches_of(bufs: dict) -> list[Launch]:
+            bufs.update(losses=self.device.empty(len(sizes), self.config.dtype), sizes=sizes)
+            launches = []
+            for batch, (start, n) in enumerate(zip(starts, sizes)):
+                launches += [*self._row_launches(bufs, start, n), self._step_launch(bufs, start, n, batch)]
+            return launches
+
+        scalars = (float(self.opt.lr), dl.n_rows, dl.batch_size, len(dl))
+        graph = self._record(self._train, dl, scalars, max(sizes), launches_of)
+        if graph is not self._train:
+            self._train, self._shuffled = graph, False  # a new perm buffer, holding the rows in order
+        return graph
 
     @property
     def launches_per_batch(self) -> int:
@@ -252,15 +242,10 @@ class FusedTrainer:
         :func:`numpy_mnist.learner.train_epoch` does (the whole epoch has run by then;
         :func:`numpy_mnist.training.fit` puts the last finished epoch's parameters back).
         """
-        g = self._ensure_train()
-        dl = self.train_dl
-        order_epoch = dl.epoch
-        if dl.shuffle:
-            self.device.upload(g.buffers["perm"], dl.order(order_epoch).astype(np.int32))
-            self._perm_epoch = order_epoch
-        elif self._perm_epoch is not None:
-            self.device.upload(g.buffers["perm"], np.arange(dl.n_rows, dtype=np.int32))
-            self._perm_epoch = None
+        g, dl = self._ensure_train(), self.train_dl
+        if dl.shuffle or self._shuffled:  # unshuffled, perm already holds the rows in order unless a shuffle ran
+            self.device.upload(g.buffers["perm"], dl.order(dl.epoch).astype(np.int32))
+            self._shuffled = dl.shuffle
         g.graph.replay()
         batch_losses = self.device.to_host(g.buffers["losses"]).tolist()
         return epoch_loss(batch_losses, g.buffers["sizes"], epoch=epoch)
@@ -270,26 +255,19 @@ class FusedTrainer:
         dl = self.valid_dl
         if dl is None:
             raise InputError("this FusedTrainer was built without a validation DataLoader")
-        refs, scalars = (*self._params(), dl.x, dl.y), (dl.n_rows,)
-        if self._valid is not None and self._valid.matches(refs, scalars):
-            return self._valid
-        dev, t, n = self.device, self.config.dtype, dl.n_rows
-        x, y = self._data(dl)
-        bufs = self._row_buffers(n)
-        perm = dev.empty(n, np.int32)
-        dev.upload(perm, np.arange(n, dtype=np.int32))
-        parts = _blocks(n, CHUNK)
-        part_term, part_correct, out = dev.empty(parts, t), dev.empty(parts, np.int32), dev.empty(2, t)
-        i32 = np.int32
-        launches = self._row_launches(x, y, perm, 0, n, bufs) + [
-            Launch(self.names["sum_chunks"], _blocks(parts, PARAM_BLOCK), PARAM_BLOCK,
-                   (bufs["term"], bufs["correct"], i32(n), i32(CHUNK), part_term, part_correct)),
-            Launch(self.names["sum_parts"], 1, 1, (part_term, part_correct, i32(parts), out)),
-        ]
-        graph = dev.capture(launches)
-        self._valid = _Graph(refs, scalars, graph, {**bufs, "x": x, "y": y, "perm": perm, "out": out,
-                                                    "part_term": part_term, "part_correct": part_correct,
-                                                    "launches": launches})
+        n, parts, t, i32 = dl.n_rows, _blocks(dl.n_rows, CHUNK), self.config.dtype, np.int32
+
+        def launches_of(bufs: dict) -> list[Launch]:
+            dev = self.device
+            bufs.update(part_term=dev.empty(parts, t), part_correct=dev.empty(parts, np.int32), out=dev.empty(2, t))
+            part_term, part_correct = bufs["part_term"], bufs["part_correct"]
+            return self._row_launches(bufs, 0, n) + [
+                Launch(self.names["sum_chunks"], _blocks(parts, PARAM_BLOCK), PARAM_BLOCK,
+                       (bufs["term"], bufs["correct"], i32(n), i32(CHUNK), part_term, part_correct)),
+                Launch(self.names["sum_parts"], 1, 1, (part_term, part_correct, i32(parts), bufs["out"])),
+            ]
+
+        self._valid = self._record(self._valid, dl, (n,), n, launches_of)
         return self._valid
 
     def validate(self) -> tuple[float, float]:
