@@ -89,7 +89,8 @@ def binary_cross_entropy(z, t):
     Its rounding differs from ours where the terms cancel: it averages ``softplus(z) - t z``
     (cancelling for a confident right answer) and takes ``log(1 + e^-|z|)`` as the log of a rounded
     ``1 + e^-|z|``, an absolute error of ``eps`` per term (ours uses ``log1p``); its derivative
-    ``(sigma(z) - t) / M`` cancels likewise.  Hence the floors of :func:`binary_cross_entropy_floors`.
+    ``(sigma(z) - t) / M`` cancels likewise.  Hence the floors of :func:`binary_cross_entropy_floors`,
+    the only twin whose rounding differs from ours (every other computes ours term by term).
     """
     return _torch().nn.functional.binary_cross_entropy_with_logits(z, t)
 
@@ -106,11 +107,6 @@ def binary_cross_entropy_floors(loss, z, t, value: float):
     value_floor = 2 * gamma(m + 4) * (loss.magnitude(z, t, value) + 1) + TINY64
     dz_floor = 2 * gamma(4) * (_host(sigmoid(tensor(z))) + np.abs(t)) / m + TINY64
     return value_floor, dz_floor
-
-
-#: The rounding floors of the loss twins whose rounding differs from ours where terms cancel, by
-#: twin; every other twin computes ours term by term (floor :data:`TINY64`).
-TWIN_FLOORS: dict[Callable, Callable] = {binary_cross_entropy: binary_cross_entropy_floors}
 
 
 def loss_twin(loss) -> Callable:
@@ -267,7 +263,7 @@ def loss_oracle(loss, z, t):
 
     ``mnist_loss`` averages positive terms and its derivative is elementwise; the twin of
     softmax cross-entropy computes ours term by term: their floor is :data:`TINY64`.  Binary
-    cross-entropy's twin rounds otherwise where terms cancel: :data:`TWIN_FLOORS`.
+    cross-entropy's twin rounds otherwise where terms cancel: :func:`binary_cross_entropy_floors`.
     """
     loss = losses.get_loss(loss)
     twin = loss_twin(loss)
@@ -276,10 +272,9 @@ def loss_oracle(loss, z, t):
     (dz,) = _torch().autograd.grad(value, [zt])
     value, dz = float(value.detach()), _host(dz)
     z, t = to_numpy(z, np.float64), to_numpy(t, np.float64)
-    floors = TWIN_FLOORS.get(twin)
-    if floors is None:
-        return value, dz, TINY64, np.full(z.shape, TINY64)
-    return (value, dz, *floors(loss, z, t, value))
+    if twin is binary_cross_entropy:
+        return (value, dz, *binary_cross_entropy_floors(loss, z, t, value))
+    return value, dz, TINY64, np.full(z.shape, TINY64)
 
 
 def assert_agree(name: str, ours, reference, floor=TINY64, rtol: float = TORCH_RTOL) -> GradReport:
