@@ -97,7 +97,7 @@ def loss_magnitude(loss: str | Loss, logits, targets, value: float) -> float:
     """The size of the terms ``loss`` (a :class:`~numpy_mnist.losses.Loss` or its name) sums, which
     sets the rounding noise of its differences: its own :attr:`~numpy_mnist.losses.Loss.magnitude`,
     on host float64 copies of ``logits`` and ``targets`` (arrays of any backend)."""
-    return get_loss(loss).magnitude(_host64(logits), to_numpy(targets), value)
+    return get_loss(loss).magnitude(to_numpy(logits, np.float64), to_numpy(targets), value)
 
 
 def rows_near_relu_kink(model, x, margin: float) -> np.ndarray:
@@ -106,16 +106,16 @@ def rows_near_relu_kink(model, x, margin: float) -> np.ndarray:
     A step ``h`` in ``w1`` or ``b1`` moves row ``n``'s pre-activations by at most
     ``h * (|x_n| + 1)`` (Cauchy-Schwarz, unit direction).  Models without a ReLU have no such rows.
     """
-    host = _host64(model.backend.to_host(x) if model.backend.owns(x) else x)
+    host = to_numpy(x, np.float64)
     if getattr(model, "kind", None) != "simple_net":
         return np.zeros(host.shape[0], dtype=bool)
-    w1, b1 = (_host64(model.backend.to_host(model.params[k])) for k in ("w1", "b1"))
+    w1, b1 = (to_numpy(model.params[k], np.float64) for k in ("w1", "b1"))
     return np.any(np.abs(host @ w1 + b1) < margin, axis=1)
 
 
 def kink_margin(x, h: float = DEFAULT_H) -> float:
     """The smallest safe distance from a ReLU kink for differences of step ``h`` on ``x``."""
-    return 2 * h * (1 + float(np.max(np.linalg.norm(_host64(x), axis=1), initial=0.0)))
+    return 2 * h * (1 + float(np.max(np.linalg.norm(to_numpy(x, np.float64), axis=1), initial=0.0)))
 
 
 def check_model(model, x, y, *, h: float = DEFAULT_H, rtol: float = DEFAULT_RTOL, torch_rtol: float = TORCH_RTOL,
@@ -132,7 +132,3 @@ def check_model(model, x, y, *, h: float = DEFAULT_H, rtol: float = DEFAULT_RTOL
     except NotImplementedError as exc:
         return ModelCheck(loss, fd, None, str(exc))
     return ModelCheck(loss, fd, pt, None)
-
-
-def _host64(a) -> np.ndarray:
-    return to_numpy(a, np.float64)
