@@ -265,13 +265,10 @@ def _unit(shape: tuple, flat: int) -> np.ndarray:
 def _terms(f, dout, backend) -> Callable[[np.ndarray], np.ndarray]:
     """``x -> the terms of the checked scalar``: ``[f(x)]``, or ``dout * f(x)``, as host float64."""
     dout64 = None if dout is None else _host64(dout)
-    wrap, unwrap = (lambda a: a), _host64
-    if backend is not None:
-        backend = get_backend(backend, "float64")
-        wrap, unwrap = (lambda a: backend.asarray(a, dtype="float64")), (lambda a: _host64(backend.to_host(a)))
+    backend = None if backend is None else get_backend(backend, "float64")
 
     def terms(a):
-        out = unwrap(f(wrap(a)))
+        out = _host64(f(a if backend is None else backend.asarray(a, dtype="float64")))
         if dout64 is None:
             if out.size != 1:
                 raise InputError(f"f returned shape {out.shape}: pass dout to check an array-valued function")
