@@ -47,6 +47,7 @@ __all__ = ["Backend", "BackendError", "BackendUnavailableError", "ForeignArrayEr
 
 #: The backends a user can choose (``--backend``), besides ``"auto"``.
 BACKEND_NAMES = ("numpy", "cupy", "array_api_strict")
+_CLASSES = {"numpy": NumpyBackend, "cupy": CupyBackend, "array_api_strict": StrictBackend, "torch": TorchBackend}
 
 
 def get_backend(name: str | Backend = "numpy", dtype: str = "float32") -> Backend:
@@ -66,15 +67,9 @@ def get_backend(name: str | Backend = "numpy", dtype: str = "float32") -> Backen
             return get_backend("cupy", dtype)
         except BackendUnavailableError:
             return get_backend("numpy", dtype)
-    if name == "numpy":
-        return NumpyBackend(dtype)
-    if name == "cupy":
-        return CupyBackend(dtype)
-    if name == "array_api_strict":
-        return StrictBackend(dtype)
-    if name == "torch":
-        return TorchBackend(dtype)
-    raise ValueError(f"unknown backend {name!r}: choose one of auto, {', '.join(BACKEND_NAMES)}")
+    if name not in _CLASSES:
+        raise ValueError(f"unknown backend {name!r}: choose one of auto, {', '.join(BACKEND_NAMES)}")
+    return _CLASSES[name](dtype)
 
 
 def available_backends(dtype: str = "float32") -> list[Backend]:
