@@ -181,6 +181,26 @@ def test_shuffled_epochs_replay_one_graph_with_the_order_refilled(where, sample,
     assert (trainer.device.to_host(graph.buffers["perm"]) == dl.order(2)).all()  # the third epoch's order
 
 
+def test_an_epoch_in_order_after_a_shuffled_one_reads_the_rows_in_order_again(where, sample):
+    """The order buffer holds the last shuffled epoch's order until it is refilled: a loader switched
+    to ``shuffle=False`` afterwards trains its next epoch in order, as the array path does."""
+    make, data_kind, lr, bs = MODELS["simple_net-bce"]
+    backend = where.backend("float64")
+    results = []
+    for fused in (True, False):
+        model = make(backend)
+        train_dl, _ = loaders(sample, data_kind, bs, backend, shuffle=True)
+        opt = SGD(model.params, lr)
+        trainer = FusedTrainer(model, train_dl, opt, device=where.device()) if fused else None
+        for epoch, shuffle in enumerate((True, False)):
+            train_dl.shuffle = shuffle
+            train_dl.set_epoch(epoch)
+            loss = trainer.train_epoch(epoch + 1) if fused else train_epoch(model, train_dl, opt, epoch=epoch + 1)
+        results.append((host(backend, model.params), loss))
+    assert_close(results[0][0], results[1][0], F64_RTOL)
+    assert results[0][1] == pytest.approx(results[1][1], rel=F64_RTOL)
+
+
 @pytest.mark.parametrize("name", ["linear1", "simple_net", "mlp10"])
 def test_two_runs_are_bitwise_identical(where, sample, name):
     first = trained(where, sample, name, "float32", fused=True, epochs=2, shuffle=True)
