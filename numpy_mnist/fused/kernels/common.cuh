@@ -78,6 +78,17 @@ NM_DEVICE double nm_fabs(double x) { return fabs(x); }
 NM_DEVICE float nm_fma(float a, float b, float c) { return fmaf(a, b, c); }
 NM_DEVICE double nm_fma(double a, double b, double c) { return fma(a, b, c); }
 
+// sum_r v[r * stride + c] over r = 0, 1, ..., n - 1 in that order: column c of an (n, stride) array
+// (a bias gradient: column k of dz, or column u of dh), or with stride 1 and c = 0 the batch's loss total.
+template <typename T>
+NM_DEVICE T column_sum(const T* __restrict__ v, int n, long long stride, int c)
+{
+    T total = T(0);
+    for (int r = 0; r < n; ++r)
+        total = total + v[r * stride + c];
+    return total;
+}
+
 // relu(h) = max(h, 0), as numpy_mnist.layers.relu (xp.maximum: a NaN stays NaN).
 template <typename T>
 NM_DEVICE T nm_relu(T h) { return h < T(0) ? T(0) : h; }

@@ -89,17 +89,10 @@ __global__ void linear_step(const T* __restrict__ x, const int* __restrict__ per
     __shared__ T dzs[LINEAR_ROW_TILE * K];
     const int tid = threadIdx.x;
     if ((int)blockIdx.x == nm_ceil_div(d, LINEAR_COLS)) {  // the last block: biases and loss
-        if (tid < K) {
-            T g = T(0);
-            for (int r = 0; r < n; ++r)
-                g = g + dz[r * K + tid];
-            b[tid] = b[tid] - g * lr;
-        } else if (tid == K) {
-            T total = T(0);
-            for (int r = 0; r < n; ++r)
-                total = total + term[r];
-            losses[batch] = total / T(n);
-        }
+        if (tid < K)
+            b[tid] = b[tid] - column_sum(dz, n, K, tid) * lr;
+        else if (tid == K)
+            losses[batch] = column_sum(term, n, 1, 0) / T(n);
         return;
     }
     const int j0 = blockIdx.x * LINEAR_COLS;

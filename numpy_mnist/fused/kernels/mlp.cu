@@ -136,10 +136,7 @@ NM_DEVICE void mlp_step_rest(int i, int n, int hidden, const T* __restrict__ pre
                              T* __restrict__ w2, T* __restrict__ b2, T* __restrict__ losses, int batch)
 {
     if (i < hidden) {
-        T g = T(0);
-        for (int r = 0; r < n; ++r)
-            g = g + dh[(long long)r * hidden + i];
-        b1[i] = b1[i] - g * lr;
+        b1[i] = b1[i] - column_sum(dh, n, hidden, i) * lr;
         return;
     }
     i -= hidden;
@@ -153,18 +150,11 @@ NM_DEVICE void mlp_step_rest(int i, int n, int hidden, const T* __restrict__ pre
     }
     i -= hidden * K;
     if (i < K) {
-        T g = T(0);
-        for (int r = 0; r < n; ++r)
-            g = g + dz[r * K + i];
-        b2[i] = b2[i] - g * lr;
+        b2[i] = b2[i] - column_sum(dz, n, K, i) * lr;
         return;
     }
-    if (i == K) {
-        T total = T(0);
-        for (int r = 0; r < n; ++r)
-            total = total + term[r];
-        losses[batch] = total / T(n);
-    }
+    if (i == K)
+        losses[batch] = column_sum(term, n, 1, 0) / T(n);
 }
 
 // Gradients and SGD steps, one thread per parameter, then the batch loss.  With H hidden units:
