@@ -150,6 +150,10 @@ def tensor(a, requires_grad: bool = False, dtype=None, device=None):
                         requires_grad=requires_grad)
 
 
+def _host(t) -> np.ndarray:
+    return t.detach().numpy().copy()
+
+
 def parameters(model, *, dtype=None, device=None, requires_grad: bool = True) -> dict:
     """Copies of ``model.params`` as leaf tensors, keyed alike (float64 unless ``dtype``)."""
     return {name: tensor(value, requires_grad, dtype, device) for name, value in model.params.items()}
@@ -182,7 +186,7 @@ def loss_and_grads(model, x, y, *, magnitudes: bool = False):
     z = forward(model, xt, params)
     loss = loss_twin(model.loss)(z, _targets(model, y))
     dz, *grads = torch.autograd.grad(loss, [z, *params.values()])
-    out = (float(loss.detach()), {k: g.numpy().copy() for k, g in zip(params, grads)})
+    out = (float(loss.detach()), {k: _host(g) for k, g in zip(params, grads)})
     if not magnitudes:
         return out
     # The magnitude network, driven by |dz| + 2/N: 2/N covers the rounding of the loss derivative
@@ -191,7 +195,7 @@ def loss_and_grads(model, x, y, *, magnitudes: bool = False):
     upstream = dz.abs() + 2.0 / z.shape[0]
     sizes = torch.autograd.grad((forward(model, xt.abs(), mags) * upstream).sum(), list(mags.values()))
     k = xt.shape[0] + sum(int(v.shape[0]) for v in model.params.values() if len(v.shape) == 2)
-    return out + ((k, {name: s.numpy().copy() for name, s in zip(params, sizes)}),)
+    return out + ((k, {name: _host(s) for name, s in zip(params, sizes)}),)
 
 
 def gamma32(k: int) -> float:
@@ -216,10 +220,6 @@ def compare_model(model, x, y, *, rtol: float = TORCH_RTOL) -> tuple[float, dict
 
 
 # -- single pieces, with their floors ---------------------------------------------------------------
-
-def _host(t) -> np.ndarray:
-    return t.detach().numpy().copy()
-
 
 def vjp(fn, inputs, dout):
     """``fn(*inputs)`` and the gradients of ``sum(dout * fn(*inputs))`` for every input, by autograd."""
@@ -349,8 +349,7 @@ def resnet18_loss_and_grads(model, x, y, masks) -> tuple[float, dict, dict]:
     torch = _torch()
     params, buffers = resnet18_state(model)
     masks = {k: torch.as_tensor(np.asarray(m)) for k, m in masks.items()}
-    loss = softmax_cross_entropy(resnet18(tensor(x), params, buffers=buffers, masks=masks),
-                                 torch.as_tensor(to_numpy(y)).to(torch.int64))
+    loss = softmax_cross_entropy(resnet18(tensor(x), params, buffers=buffers, masks=masks), _targets(model, y))
     grads = torch.autograd.grad(loss, list(params.values()))
     return (float(loss.detach()), {k: _host(g) for k, g in zip(params, grads)},
             {k: _host(b) for k, b in buffers.items()})
