@@ -10,7 +10,7 @@ from numpy_mnist.cli.options import seed
 from numpy_mnist.data import load_mnist_sample
 from numpy_mnist.files import check_folder_target, write_json
 from numpy_mnist.models import linear1
-from numpy_mnist.plots import plot_nudge
+from numpy_mnist.plots import nudge_figure, save_figure
 from numpy_mnist.why_not_accuracy import centre_pixel, nudge_one_weight
 
 
@@ -48,6 +48,6 @@ def run(args) -> int:
         write_json(args.out / "baseline.json", {"pixel_similarity": [r.as_dict() for r in results],
                                                "nudge": [r.__dict__ for r in rows],
                                                "nudge_sweep": [r.__dict__ for r in sweep]})
-        plot_nudge(sweep, args.out / "accuracy_vs_loss.png")
+        save_figure(nudge_figure(sweep), args.out / "accuracy_vs_loss.png")
         print(f"wrote {args.out / 'baseline.json'} and {args.out / 'accuracy_vs_loss.png'}")
     return 0

@@ -60,7 +60,7 @@ from numpy_mnist.losses import LOSSES
 from numpy_mnist.metrics import confusion_table, model_confusion_matrix
 from numpy_mnist.models import CLASSES_LR, MODEL_KINDS, linear1, linear10, mlp10, resnet18, simple_net
 from numpy_mnist.optim import SGD, Adam, OneCycle
-from numpy_mnist.plots import plot_class_weights, plot_confusion_matrix, plot_learning_curve
+from numpy_mnist.plots import class_weights_figure, confusion_matrix_figure, learning_curve_figure, save_figure
 from numpy_mnist.training import make_learner, quiet_numerics
 
 #: The models ``--model`` names: their kinds, the book's names (``linear`` is its ``linear1``).
@@ -224,9 +224,8 @@ def write_history(args, learner, warning=None) -> list[Path]:
     })
     written = [args.out / "history.json"]
     if args.plot:
-        written.append(plot_learning_curve(learner.history, args.out / "learning_curve.png",
-                                           title=f"{args.model} on {args.dataset}, lr {args.lr:g}, "
-                                                 f"batch {args.batch_size}"))
+        title = f"{args.model} on {args.dataset}, lr {args.lr:g}, batch {args.batch_size}"
+        written.append(save_figure(learning_curve_figure(learner.history, title), args.out / "learning_curve.png"))
     return written
 
 
@@ -359,10 +358,10 @@ def write_class_pictures(args, model, valid_dl, table) -> list[Path]:
     write_json(args.out / "confusion_matrix.json", cm.tolist())
     written = [args.out / "confusion_matrix.json"]
     if args.plot:
-        written.append(plot_confusion_matrix(cm, args.out / "confusion_matrix.png"))
+        written.append(save_figure(confusion_matrix_figure(cm), args.out / "confusion_matrix.png"))
         if args.model == "linear":
             weights = model.backend.to_host(model.params["weights"])
-            written.append(plot_class_weights(weights, args.out / "class_weights.png"))
+            written.append(save_figure(class_weights_figure(weights), args.out / "class_weights.png"))
     return written
 
 
