@@ -107,15 +107,11 @@ def _temporary_pattern(name: str) -> re.Pattern:
 
 
 def _running(pid: int) -> bool:
-    if pid == os.getpid():
-        return True
     try:
         os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
     except PermissionError:  # someone else's process: running
         return True
-    except OSError:  # pid out of range for this system
+    except (OSError, OverflowError):  # no such process, or a pid out of range for this system
         return False
     return True
 
