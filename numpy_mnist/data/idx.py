@@ -66,7 +66,7 @@ def read_idx(source: str | os.PathLike | bytes | bytearray | memoryview, *,
     name, raw = _read_source(source)
     if raw[:2] == _GZIP_MAGIC:
         return _parse(name, _Gunzip(name, raw), len(raw) * _MAX_DEFLATE_RATIO, max_bytes)
-    return _parse(name, _Plain(raw), math.inf, max_bytes)  # slicing allocates nothing
+    return _parse(name, io.BytesIO(raw), math.inf, max_bytes)  # a read returns at most what the file holds
 
 
 def _read_source(source) -> tuple[str, bytes | memoryview]:
@@ -119,20 +119,7 @@ def _parse(name: str, stream, most_possible: float, max_bytes: int) -> np.ndarra
                         f"found {len(data):,}")
     if stream.read(1):  # for gzip, reading to the end also checks the CRC-32 of the last member
         raise DataError(f"{name}: trailing bytes after the {expected:,} bytes of data of shape {shape}")
-    array = np.frombuffer(data, dtype=np.uint8).reshape(shape)
-    return array if array.flags.writeable else array.copy()
-
-
-class _Plain:
-    """The file's bytes, read in order."""
-
-    def __init__(self, raw) -> None:
-        self.raw, self.pos = memoryview(raw), 0
-
-    def read(self, n: int):
-        out = self.raw[self.pos:self.pos + n]
-        self.pos += len(out)
-        return out
+    return np.frombuffer(data, dtype=np.uint8).reshape(shape).copy()  # writable, and the caller's own
 
 
 class _Gunzip:
