@@ -19,8 +19,16 @@ from numpy_mnist.backends.host import to_numpy
 from numpy_mnist.errors import InputError, NumpyMnistError
 from numpy_mnist.files import atomic_write
 
-__all__ = ["class_weights_figure", "confusion_matrix_figure", "figure_png", "images_figure",
-           "learning_curve_figure", "nudge_figure", "pyplot", "save_figure"]
+__all__ = [
+    "class_weights_figure",
+    "confusion_matrix_figure",
+    "figure_png",
+    "images_figure",
+    "learning_curve_figure",
+    "nudge_figure",
+    "pyplot",
+    "save_figure",
+]
 
 
 def pyplot():
