@@ -198,8 +198,7 @@ def run(args) -> int:
     written = write_history(args, learner, warning)
     if spec.outputs > 1:
         written += write_class_pictures(args, model, valid_dl)
-    final = learner.history[-1]
-    print(f"final valid accuracy {final.accuracy:.4f}; wrote {', '.join(str(p) for p in written)}")
+    print(f"final valid accuracy {learner.history[-1].accuracy:.4f}; wrote {', '.join(str(p) for p in written)}")
     if warning is not None:
         print(f"numpy-mnist train: warning: {warning}", file=sys.stderr)
     return 0
