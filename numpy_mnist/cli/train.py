@@ -214,7 +214,8 @@ def write_history(args, learner, warning=None) -> list[Path]:
     written = [args.out / "history.json"]
     if args.plot:
         title = f"{args.model} on {args.dataset}, lr {args.lr:g}, batch {args.batch_size}"
-        written.append(save_figure(learning_curve_figure(learner.history, title), args.out / "learning_curve.png"))
+        with quiet_numerics():  # (a loss of 1e30 plots without NumPy's warnings)
+            written.append(save_figure(learning_curve_figure(learner.history, title), args.out / "learning_curve.png"))
     return written
 
 
@@ -302,11 +303,7 @@ def train(args, learner) -> bool:
         save()
         where = (f"; epoch {learner.epochs_done} saved to {args.save}, continue with --resume {args.save}"
                  if args.save else "")
-        wrote = ""
-        if learner.history:
-            with training.quiet_numerics():
-                paths = write_history(args, learner)
-            wrote = f"; wrote {', '.join(str(p) for p in paths)}"
+        wrote = f"; wrote {', '.join(str(p) for p in write_history(args, learner))}" if learner.history else ""
         print(f"numpy-mnist train: interrupted after {learner.epochs_done} finished epochs{where}{wrote}",
               file=sys.stderr)
         return False
