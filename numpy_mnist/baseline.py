@@ -37,9 +37,6 @@ class PixelSimilarity:
     accuracy_7: float
     accuracy: float
 
-    def as_dict(self) -> dict:
-        return dict(self.__dict__)
-
 
 def pixel_similarity(train_x, train_y, valid_x, valid_y, distance: str = "l1") -> PixelSimilarity:
     """Accuracy of "closer to the mean 3 than to the mean 7" on the validation set.

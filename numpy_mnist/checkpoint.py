@@ -149,17 +149,15 @@ def save_checkpoint(path, model, *, epoch: int, optimizer=None, history=(), run=
     groups = {"params": {name: model.backend.to_host(p) for name, p in model.params.items()},
               "buffers": {name: model.backend.to_host(b) for name, b in model.buffers.items()},
               "optimizer": optimizer.state_arrays() if optimizer is not None else {}}
-    arrays, values, offset = [], [], 0
+    arrays, chunks, offset = [], [], 0
     for group, named in groups.items():
         for name, value in named.items():
             value = np.asarray(value)
-            # (reshaped back: ascontiguousarray makes a 0-d array, Adam's step count, 1-d)
-            value = np.ascontiguousarray(value, dtype=value.dtype.newbyteorder("<")).reshape(value.shape)
-            values.append(value)
+            chunks.append(value.astype(value.dtype.newbyteorder("<"), copy=False).tobytes())  # C order
             arrays.append({"name": name, "group": group, "dtype": value.dtype.name, "shape": list(value.shape),
-                           "offset": offset, "nbytes": value.nbytes})
-            offset += value.nbytes
-    payload = b"".join(v.tobytes() for v in values)
+                           "offset": offset, "nbytes": len(chunks[-1])})
+            offset += len(chunks[-1])
+    payload = b"".join(chunks)
     header = {
         "library_version": __version__,
         "model": model.config(),

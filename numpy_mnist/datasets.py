@@ -41,7 +41,6 @@ class DatasetSpec:
     """
 
     name: str
-    description: str
     outputs: int
     losses: tuple[str, ...]
     batch_size: int
@@ -52,11 +51,10 @@ class DatasetSpec:
         return self.losses[0]
 
 
+#: The two tasks, as the module's docstring describes them.
 DATASETS: dict[str, DatasetSpec] = {
-    "sample": DatasetSpec("sample", "the book's 3s and 7s (MNIST_SAMPLE, bundled)", 1, ("mnist_loss", "bce"),
-                          batch_size=256, shuffle=False),
-    "mnist": DatasetSpec("mnist", "all ten digits (MNIST, 60,000 train / 10,000 test)", 10, ("cross_entropy",),
-                         batch_size=128, shuffle=True),
+    "sample": DatasetSpec("sample", 1, ("mnist_loss", "bce"), batch_size=256, shuffle=False),
+    "mnist": DatasetSpec("mnist", 10, ("cross_entropy",), batch_size=128, shuffle=True),
 }
 
 

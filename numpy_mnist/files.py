@@ -102,20 +102,12 @@ def _make_parent(path: Path) -> None:
         raise NotADirectoryError(errno.ENOTDIR, f"{blocker} is a file, not a folder") from None
 
 
-def _temporary_pattern(name: str) -> re.Pattern:
-    return re.compile(rf"\.{re.escape(name)}\.(?:(?P<pid>\d+)\.[0-9a-f]{{8}}|[A-Za-z0-9_]{{8}})\.tmp")
-
-
 def _running(pid: int) -> bool:
-    if pid == os.getpid():
-        return True
     try:
         os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
     except PermissionError:  # someone else's process: running
         return True
-    except OSError:  # pid out of range for this system
+    except (OSError, OverflowError):  # no such process, or a pid out of range for this system
         return False
     return True
 
@@ -126,7 +118,8 @@ def remove_stale_temporaries(path: str | os.PathLike) -> list[Path]:
     Only names of ``path``'s own pattern, and only those no running process can still be writing
     (see the module's docstring)."""
     path = Path(path)
-    pattern = _temporary_pattern(path.name)
+    # .<name>.<pid>.<8 hex digits>.tmp, or the older .<name>.XXXXXXXX.tmp (see the module's docstring)
+    pattern = re.compile(rf"\.{re.escape(path.name)}\.(?:(?P<pid>\d+)\.[0-9a-f]{{8}}|[A-Za-z0-9_]{{8}})\.tmp")
     removed = []
     try:
         entries = list(os.scandir(path.parent))

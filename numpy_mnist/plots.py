@@ -2,10 +2,10 @@
 weights and a confusion matrix.  matplotlib is the ``plot`` extra.  Arrays of any backend are brought
 to the host with :func:`numpy_mnist.backends.host.to_numpy`.
 
-Each picture has a builder, ``*_figure(...) -> matplotlib Figure``, and a ``plot_*(..., path)`` that
-saves it as a PNG (atomically).  :func:`images_figure` draws any set of 28x28 pictures (digits,
-mean images, weights, gradients); :func:`figure_png` turns a figure into PNG bytes, which is how
-the notebook shows them.
+Each picture has a builder, ``*_figure(...) -> matplotlib Figure``; :func:`save_figure` saves one as
+a PNG (atomically).  :func:`images_figure` draws any set of 28x28 pictures (digits, mean images,
+weights, gradients); :func:`figure_png` turns a figure into PNG bytes, which is how the notebook
+shows them.
 """
 
 from __future__ import annotations
@@ -26,10 +26,6 @@ __all__ = [
     "images_figure",
     "learning_curve_figure",
     "nudge_figure",
-    "plot_class_weights",
-    "plot_confusion_matrix",
-    "plot_learning_curve",
-    "plot_nudge",
     "pyplot",
     "save_figure",
 ]
@@ -72,9 +68,9 @@ def figure_png(fig, dpi: int = 120) -> bytes:
 SIGNED_LABEL = "value (red > 0, white = 0, blue < 0)"
 
 
-def images_figure(images, titles=None, *, ncols: int | None = None, cmap: str = "gray_r",
-                  symmetric: bool = False, shared: bool = True, title: str = "", colorbar: bool | None = None,
-                  size: float = 1.6, label: str = SIGNED_LABEL):
+def images_figure(images, titles=None, *, ncols: int | None = None, symmetric: bool = False, shared: bool = True,
+                  title: str = "", colorbar: bool | None = None, size: float = 1.6, label: str = SIGNED_LABEL,
+                  limit: float | None = None):
     """A row (or grid) of 28x28 pictures: digits, mean images, weight vectors, gradients.
 
     ``images`` is a sequence of arrays (of any backend) of 784 values each (any shape holding them, e.g. (784,),
@@ -82,25 +78,27 @@ def images_figure(images, titles=None, *, ncols: int | None = None, cmap: str = 
     ``symmetric=True`` the colour scale is diverging, linear and centred on 0 (red positive, blue negative,
     ``RdBu_r``, from -m to m), for weights and gradients, whose sign is the point: one scale for all
     pictures (``shared=True``, so that they compare), or each its own (``shared=False``, to see the shape
-    of a small one beside a large one).  A colour bar, labelled ``label``, shows the scale: by default
-    on symmetric pictures (one for a shared scale, one per picture otherwise), and not on others.
+    of a small one beside a large one).  ``m`` is the largest ``|value|`` (of all pictures, or of each),
+    unless ``limit`` sets it (larger values are then drawn at full colour).  A colour bar, labelled
+    ``label``, shows the scale: by default on symmetric pictures (one for a shared scale, one per
+    picture otherwise), and not on others.
     """
     pictures = _pictures(images)
     colorbar = symmetric if colorbar is None else colorbar
     titles = list(titles) if titles is not None else [""] * len(pictures)
     ncols = ncols or len(pictures)
     nrows = -(-len(pictures) // ncols)
-    shared_limit = max(float(abs(p).max()) for p in pictures) if shared else None
     own_bars = colorbar and not shared
+    limit = limit or (max(float(abs(p).max()) for p in pictures) if shared else None)
     fig, axes = pyplot().subplots(nrows, ncols, squeeze=False, figsize=_figure_size(size, nrows, ncols, colorbar,
                                                                                    own_bars))
     for ax in axes.flat:
         ax.set_axis_off()
-    images = [ax.imshow(p, **_colours(p, cmap, symmetric, shared_limit)) for ax, p in zip(axes.flat, pictures)]
+    drawn = [ax.imshow(p, **_scale(p, symmetric, limit)) for ax, p in zip(axes.flat, pictures)]
     for ax, text in zip(axes.flat, titles):
         ax.set_title(text, fontsize=9)
     if colorbar:
-        _colour_bars(fig, axes, images, own=own_bars, label=label if symmetric else None)
+        _colour_bars(fig, axes, drawn, own=own_bars, label=label if symmetric else None)
     if title:
         fig.suptitle(title)
     return fig
@@ -110,6 +108,14 @@ def _figure_size(size: float, nrows: int, ncols: int, colorbar: bool, own_bars: 
     """Inches: ``size`` per picture, and room for the colour bars (a third more per picture with its own)."""
     width = size * ncols * (1.35 if own_bars else 1) + (0.9 if colorbar and not own_bars else 0)
     return width, size * nrows + 0.3
+
+
+def _scale(picture, symmetric: bool, limit: float | None) -> dict:
+    """imshow's colour options: ``gray_r``, or a diverging scale from -m to m (``limit``, else the picture's)."""
+    if not symmetric:
+        return {"cmap": "gray_r"}
+    m = (limit or float(abs(picture).max())) or 1.0
+    return {"cmap": "RdBu_r", "vmin": -m, "vmax": m}
 
 
 def _colour_bars(fig, axes, images, *, own: bool, label: str | None) -> None:
@@ -123,14 +129,6 @@ def _colour_bars(fig, axes, images, *, own: bool, label: str | None) -> None:
         fig.text(0.5, 0.01, label, ha="center", fontsize=8)
 
 
-def _colours(picture, cmap: str, symmetric: bool, shared_limit: float | None) -> dict:
-    """imshow's colour options: the cmap, and for a symmetric scale its limits (shared, or the picture's)."""
-    if not symmetric:
-        return {"cmap": cmap}
-    limit = (shared_limit if shared_limit is not None else float(abs(picture).max())) or 1.0
-    return {"cmap": "RdBu_r" if cmap == "gray_r" else cmap, "vmin": -limit, "vmax": limit}
-
-
 def _pictures(images) -> list:
     """Each image as a (28, 28) float64 host array, or an :class:`InputError`."""
 
@@ -142,13 +140,8 @@ def _pictures(images) -> list:
     return [p.reshape(28, 28) for p in pictures]
 
 
-def plot_learning_curve(history, path: str | Path, title: str = "") -> Path:
-    """Train and valid loss (left axis) and valid accuracy (right axis) against the epoch."""
-    return save_figure(learning_curve_figure(history, title), path)
-
-
 def learning_curve_figure(history, title: str = ""):
-    """The figure of :func:`plot_learning_curve`."""
+    """Train and valid loss (left axis) and valid accuracy (right axis) against the epoch."""
     plt = pyplot()
     epochs = [r.epoch for r in history]
     fig, ax = plt.subplots(figsize=(7, 4))
@@ -166,13 +159,8 @@ def learning_curve_figure(history, title: str = ""):
     return fig
 
 
-def plot_nudge(rows, path: str | Path) -> Path:
-    """Accuracy (flat) and mnist_loss (moving) against the nudge of one weight."""
-    return save_figure(nudge_figure(rows), path)
-
-
 def nudge_figure(rows):
-    """The figure of :func:`plot_nudge`."""
+    """Accuracy (flat) and mnist_loss (moving) against the nudge of one weight."""
     plt = pyplot()
     deltas = [r.delta for r in rows]
     fig, (left, right) = plt.subplots(1, 2, figsize=(9, 3.5))
@@ -187,11 +175,6 @@ def nudge_figure(rows):
     return fig
 
 
-def plot_class_weights(weights, path: str | Path, title: str = "") -> Path:
-    """:func:`class_weights_figure`, saved as a PNG."""
-    return save_figure(class_weights_figure(weights, title), path)
-
-
 def class_weights_figure(weights, title: str = ""):
     """Each class's weight vector as a 28x28 picture, in a grid of 2 rows (2x5 for ten digits).
 
@@ -202,28 +185,13 @@ def class_weights_figure(weights, title: str = ""):
     that a handful of outliers do not wash out every picture.
     """
 
-    plt = pyplot()
     weights = to_numpy(weights, np.float64)
     if weights.ndim != 2 or weights.shape[0] != 28 * 28:
         raise InputError(f"weights must have shape (784, K), one column per class, got {weights.shape}")
     k = weights.shape[1]
-    cols = (k + 1) // 2
-    limit = float(np.percentile(np.abs(weights), 99.5)) or float(np.abs(weights).max()) or 1.0
-    fig, axes = plt.subplots(2, cols, figsize=(1.7 * cols + 0.8, 3.9), squeeze=False)
-    image = None
-    for i, ax in enumerate(axes.flat):
-        ax.set_axis_off()
-        if i < k:
-            image = ax.imshow(weights[:, i].reshape(28, 28), cmap="RdBu_r", vmin=-limit, vmax=limit)
-            ax.set_title(str(i))
-    fig.colorbar(image, ax=axes.ravel().tolist(), shrink=0.8, label="weight")
-    fig.suptitle(title or "weights of the linear model, one 28x28 picture per class")
-    return fig
-
-
-def plot_confusion_matrix(cm, path: str | Path, title: str = "") -> Path:
-    """:func:`confusion_matrix_figure`, saved as a PNG."""
-    return save_figure(confusion_matrix_figure(cm, title), path)
+    return images_figure(list(weights.T), [str(i) for i in range(k)], ncols=(k + 1) // 2, symmetric=True,
+                         limit=float(np.percentile(np.abs(weights), 99.5)), size=1.7, label="weight",
+                         title=title or "weights of the linear model, one 28x28 picture per class")
 
 
 def confusion_matrix_figure(cm, title: str = ""):

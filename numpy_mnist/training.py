@@ -73,33 +73,25 @@ def quiet_numerics():
         yield
 
 
-def snapshot(learner) -> dict:
-    """Copies of what an epoch changes: the model's parameters and buffers, the optimizer's arrays."""
-    model, xp = learner.model, learner.model.backend.xp
-    return {"params": {name: xp.asarray(p, copy=True) for name, p in model.params.items()},
-            "buffers": {name: xp.asarray(b, copy=True) for name, b in model.buffers.items()},
-            "optimizer": {name: np.array(a, copy=True) for name, a in learner.opt.state_arrays().items()}}
-
-
-def restore(learner, saved: dict) -> None:
-    """Write a :func:`snapshot` back, in place (the arrays others hold keep seeing the model's)."""
-    model = learner.model
-    for group, arrays in (("params", model.params), ("buffers", model.buffers)):
-        for name, value in saved[group].items():
-            arrays[name][...] = value
-    learner.opt.load_state_arrays(saved["optimizer"])
-
-
 @contextlib.contextmanager
 def restoring(learner):
     """On a :class:`~numpy_mnist.errors.DivergenceError` or Ctrl-C inside, put back the model and
     optimizer as they were on entry, then let the exception go on.  Half an epoch is no state to
-    keep: the end of the last finished epoch is what a checkpoint holds and a run resumes from."""
-    saved = snapshot(learner)
+    keep: the end of the last finished epoch is what a checkpoint holds and a run resumes from.
+
+    Copies are kept of what an epoch changes (the model's parameters and buffers, the optimizer's
+    arrays) and written back in place, so the arrays others hold keep seeing the model's."""
+    model, xp = learner.model, learner.model.backend.xp
+    saved = [(arrays, {name: xp.asarray(a, copy=True) for name, a in arrays.items()})
+             for arrays in (model.params, model.buffers)]
+    optimizer = {name: np.array(a, copy=True) for name, a in learner.opt.state_arrays().items()}
     try:
         yield
     except (DivergenceError, KeyboardInterrupt):
-        restore(learner, saved)
+        for arrays, copies in saved:
+            for name, value in copies.items():
+                arrays[name][...] = value
+        learner.opt.load_state_arrays(optimizer)
         raise
 
 

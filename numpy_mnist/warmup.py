@@ -111,10 +111,8 @@ def quadratic_mse_gradient(t, params, targets):
 
 
 def _backend(backend):
-    if backend is None or not isinstance(backend, str):
-        return backend
-
-    return get_backend(backend, "float64")
+    """A backend named by a string, in float64; a backend object (or None, the host) as it is."""
+    return get_backend(backend, "float64") if isinstance(backend, str) else backend
 
 
 def roller_coaster(seed: int = 0, backend: Any = None):

@@ -3,8 +3,9 @@
 MNIST is by Yann LeCun, Corinna Cortes and Christopher J.C. Burges (CC BY-SA 3.0); MNIST_SAMPLE
 is the 3s and 7s of it that fastai publishes as ``mnist_sample.tgz``.
 
-The PNGs are decoded with Pillow straight from the archive, in memory (nothing is extracted), and
-stored as uint8 arrays, each class sorted by its image index ``N`` (the ``N`` of ``N.png``)::
+The archive is unpacked into a temporary folder and read by ``numpy_mnist.data.book_folder``, the
+reader of the book's own folder (Pillow decodes the PNGs): uint8 arrays, each class sorted by its
+image index ``N`` (the ``N`` of ``N.png``)::
 
     train_images (12396, 28, 28) uint8    train_digits (12396,) uint8    train_indices (12396,) int32
     valid_images  (2038, 28, 28) uint8    valid_digits  (2038,) uint8    valid_indices  (2038,) int32
@@ -26,12 +27,15 @@ import argparse
 import hashlib
 import io
 import os
-import re
 import sys
 import tarfile
+import tempfile
 from pathlib import Path
 
 import numpy as np
+
+from numpy_mnist.data.book_folder import read_book_folder
+from numpy_mnist.files import atomic_write
 
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_SOURCE = REPO.parent / "shared" / "data" / "mnist_sample.tgz"
@@ -39,39 +43,13 @@ DEFAULT_OUT = REPO / "numpy_mnist" / "data" / "mnist_sample.npz"
 CREDIT = ("MNIST by Yann LeCun, Corinna Cortes and Christopher J.C. Burges, CC BY-SA 3.0; "
           "the 3s and 7s of fastai's MNIST_SAMPLE (mnist_sample.tgz), decoded from its PNGs.")
 
-_MEMBER = re.compile(r"(?:^|/)mnist_sample/(train|valid)/(3|7)/(\d+)\.png$")
-
 
 def read_archive(source: str | os.PathLike) -> dict[str, np.ndarray]:
-    """Decode every ``{train,valid}/{3,7}/N.png`` of the archive into the arrays listed above."""
-    from PIL import Image
-
-    found: dict[tuple[str, int], list[tuple[int, np.ndarray]]] = {}
-    with tarfile.open(source, "r:gz") as tar:
-        for member in tar:
-            match = _MEMBER.search(member.name)
-            if not member.isfile() or match is None:
-                continue
-            split, digit, index = match.group(1), int(match.group(2)), int(match.group(3))
-            with Image.open(io.BytesIO(tar.extractfile(member).read())) as image:
-                if image.mode != "L" or image.size != (28, 28):
-                    raise ValueError(f"{member.name}: expected 28x28 mode L, got {image.size} {image.mode}")
-                found.setdefault((split, digit), []).append((index, np.asarray(image, dtype=np.uint8)))
-    arrays: dict[str, np.ndarray] = {}
-    for split in ("train", "valid"):
-        images, digits, indices = [], [], []
-        for digit in (3, 7):
-            rows = sorted(found.get((split, digit), []), key=lambda row: row[0])
-            if not rows:
-                raise ValueError(f"{source}: no images in mnist_sample/{split}/{digit}/")
-            images += [image for _, image in rows]
-            digits += [digit] * len(rows)
-            indices += [index for index, _ in rows]
-        arrays[f"{split}_images"] = np.stack(images)
-        arrays[f"{split}_digits"] = np.asarray(digits, dtype=np.uint8)
-        arrays[f"{split}_indices"] = np.asarray(indices, dtype=np.int32)
-    arrays["credit"] = np.asarray(CREDIT)
-    return arrays
+    """Decode every ``mnist_sample/{train,valid}/{3,7}/N.png`` of the archive into the arrays listed above."""
+    with tempfile.TemporaryDirectory() as folder:
+        with tarfile.open(source, "r:gz") as tar:
+            tar.extractall(folder, filter="data")
+        return {**read_book_folder(folder), "credit": np.asarray(CREDIT)}
 
 
 def npz_bytes(arrays: dict[str, np.ndarray]) -> bytes:
@@ -90,12 +68,8 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"{args.source}: no such file (give --source PATH to mnist_sample.tgz)")
     arrays = read_archive(args.source)
     data = npz_bytes(arrays)
-    tmp = args.out.with_name(f".{args.out.name}.tmp")
-    with open(tmp, "wb") as f:
+    with atomic_write(args.out) as f:
         f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, args.out)
     counts = ", ".join(f"{key} {arrays[key].shape[0]}" for key in ("train_images", "valid_images"))
     print(f"wrote {args.out} ({len(data):,} bytes; {counts})")
     print(f"SAMPLE_SHA256 = \"{hashlib.sha256(data).hexdigest()}\"")

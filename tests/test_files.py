@@ -75,6 +75,7 @@ def test_only_abandoned_temporaries_of_the_same_target_are_removed(tmp_path):
     names = {
         f".ck.npz.{dead}.0123abcd.tmp": True,          # its writer is gone
         f".ck.npz.{alive}.0123abcd.tmp": False,        # its writer still runs: a concurrent write
+        f".ck.npz.{10**30}.0123abcd.tmp": True,        # no process id this system can have
         ".ck.npz.ab_c9XyZ.tmp": True,                  # the older naming, long untouched
         ".ck.npz.fresh123.tmp": False,                 # the older naming, just written
         f".other.npz.{dead}.0123abcd.tmp": False,      # another target's

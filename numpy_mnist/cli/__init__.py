@@ -75,17 +75,9 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def flags_of(parser: argparse.ArgumentParser, command: str) -> dict[str, str]:
-    """``{dest: long flag}`` of every option of the subcommand ``command`` (nested actions included)."""
-    flags, todo = {}, [parser]
-    while todo:
-        p = todo.pop()
-        for action in p._actions:
-            if isinstance(action, argparse._SubParsersAction):
-                todo += ([action.choices[command]] if p is parser else list(action.choices.values()))
-            elif action.option_strings and action.dest != "help":
-                flags.setdefault(action.dest, max(action.option_strings, key=len))
-    return flags
+def flags_of(parser: argparse.ArgumentParser) -> dict[str, str]:
+    """``{dest: long flag}`` of every option of ``parser`` (a command's own, from :func:`command_parser`)."""
+    return {a.dest: max(a.option_strings, key=len) for a in parser._actions if a.option_strings and a.dest != "help"}
 
 
 def say_with_flags(message: str, flags: dict[str, str]) -> str:
@@ -110,12 +102,13 @@ def command_parser(parser: argparse.ArgumentParser, args: argparse.Namespace) ->
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args, unknown = parser.parse_known_args(argv)
+    command = command_parser(parser, args)
     if unknown:  # said by the subcommand's own parser, which names its own --help
-        command_parser(parser, args).error(f"unrecognized arguments: {' '.join(unknown)}")
+        command.error(f"unrecognized arguments: {' '.join(unknown)}")
     try:
         return int(args.run(args) or 0)
     except USER_ERRORS as exc:
-        message = say_with_flags(str(exc), flags_of(parser, args.command))
+        message = say_with_flags(str(exc), flags_of(command))
     except MemoryError as exc:
         message = (f"not enough memory for this run ({exc or 'MemoryError'}): ask for less, e.g. a smaller "
                    "--hidden, --batch-size or --train-rows")

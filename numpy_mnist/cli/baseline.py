@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import asdict
 from pathlib import Path
 
 from numpy_mnist.backends import get_backend
@@ -10,7 +11,7 @@ from numpy_mnist.cli.options import seed
 from numpy_mnist.data import load_mnist_sample
 from numpy_mnist.files import check_folder_target, write_json
 from numpy_mnist.models import linear1
-from numpy_mnist.plots import plot_nudge
+from numpy_mnist.plots import nudge_figure, save_figure
 from numpy_mnist.why_not_accuracy import centre_pixel, nudge_one_weight
 
 
@@ -45,9 +46,9 @@ def run(args) -> int:
 
     if args.out is not None:
         sweep = nudge_one_weight(model, x, y, index=centre_pixel(), deltas=[d / 50 for d in range(-50, 51)])
-        write_json(args.out / "baseline.json", {"pixel_similarity": [r.as_dict() for r in results],
-                                               "nudge": [r.__dict__ for r in rows],
-                                               "nudge_sweep": [r.__dict__ for r in sweep]})
-        plot_nudge(sweep, args.out / "accuracy_vs_loss.png")
+        write_json(args.out / "baseline.json", {"pixel_similarity": [asdict(r) for r in results],
+                                               "nudge": [asdict(r) for r in rows],
+                                               "nudge_sweep": [asdict(r) for r in sweep]})
+        save_figure(nudge_figure(sweep), args.out / "accuracy_vs_loss.png")
         print(f"wrote {args.out / 'baseline.json'} and {args.out / 'accuracy_vs_loss.png'}")
     return 0

@@ -49,15 +49,12 @@ def _add_root(parser: argparse.ArgumentParser) -> None:
 
 
 def run_download(args: argparse.Namespace) -> int:
-
-    root = download_mnist(args.root, mirrors=args.mirror, progress=not args.quiet)
-    for name, status in verify_mnist(root).items():
-        print(f"{status:8} {root / name}")
-    return 0
+    """Fetch what is missing or wrong, then say what the folder holds, as ``data verify`` does."""
+    download_mnist(args.root, mirrors=args.mirror, progress=not args.quiet)
+    return run_verify(args)
 
 
 def run_path(args: argparse.Namespace) -> int:
-
     print(default_data_dir())
     return 0
 

@@ -66,14 +66,10 @@ def run(args) -> int:
         left_out = "1 image" if near.sum() == 1 else f"{int(near.sum())} images"
         print(f"  ({left_out} with a ReLU pre-activation within {margin:.1e} of 0 left out: "
               "a finite difference straddling the kink measures nothing)")
-    if check.pytorch is not None:
-        reference = f"PyTorch autograd (float64): tolerance {gc.TORCH_RTOL:.0e} relative"
-    else:
-        reference = f"PyTorch: {check.pytorch_missing}"
+    reference = (f"PyTorch autograd (float64): tolerance {gc.TORCH_RTOL:.0e} relative" if check.pytorch is not None
+                 else f"PyTorch: {check.pytorch_missing}")
     print(f"finite differences: central, step {h:g}, tolerance {gc.DEFAULT_RTOL:.0e} relative; {reference}")
-    print()
-    print(table(check))
-    print()
+    print(f"\n{table(check)}\n")
     if check.ok:
         versus = f" and with PyTorch (< {gc.TORCH_RTOL:.0e})" if check.pytorch is not None else ""
         print(f"OK: every gradient agrees with finite differences (< {gc.DEFAULT_RTOL:.0e}){versus}.")

@@ -3,41 +3,35 @@
 from __future__ import annotations
 
 import argparse
+import math
 
 #: The largest count any option takes (epochs, rows, widths): far beyond any run, yet a
 #: machine-sized integer everywhere it goes.
 MAX_COUNT = 2**31 - 1
 
 
-def positive_int(text: str) -> int:
+def _number(text: str, convert, fits, expected: str):
+    """``convert(text)`` when it parses and ``fits``, else argparse's error saying what was ``expected``."""
     try:
-        value = int(text)
+        value = convert(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
-    if not 1 <= value <= MAX_COUNT:
-        raise argparse.ArgumentTypeError(f"expected a positive integer up to {MAX_COUNT}, got {text!r}")
+        value = None
+    if value is None or not fits(value):
+        raise argparse.ArgumentTypeError(f"expected {expected}, got {text!r}")
     return value
+
+
+def positive_int(text: str) -> int:
+    return _number(text, int, lambda v: 1 <= v <= MAX_COUNT, f"a positive integer up to {MAX_COUNT}")
 
 
 def seed(text: str) -> int:
     """A random seed: an integer from 0 to 2**63 - 1 (NumPy's generators take no negative seed)."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number from 0 to 2**63-1, got {text!r}") from None
-    if not 0 <= value < 2**63:
-        raise argparse.ArgumentTypeError(f"expected a whole number from 0 to 2**63-1, got {text!r}")
-    return value
+    return _number(text, int, lambda v: 0 <= v < 2**63, "a whole number from 0 to 2**63-1")
 
 
 def positive_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}") from None
-    if not value > 0 or value == float("inf"):
-        raise argparse.ArgumentTypeError(f"expected a positive finite number, got {text!r}")
-    return value
+    return _number(text, float, lambda v: 0 < v < math.inf, "a positive finite number")
 
 
 def add_backend_options(parser: argparse.ArgumentParser) -> None:

@@ -58,13 +58,10 @@ from numpy_mnist.files import check_file_target, check_folder_target, write_json
 from numpy_mnist.learner import EpochRecord, StartRecord
 from numpy_mnist.losses import LOSSES
 from numpy_mnist.metrics import confusion_table, model_confusion_matrix
-from numpy_mnist.models import CLASSES_LR, MODEL_KINDS, linear1, linear10, mlp10, resnet18, simple_net
+from numpy_mnist.models import CLASSES_LR, MODEL_KINDS, linear1, linear10, resnet18, simple_net
 from numpy_mnist.optim import SGD, Adam, OneCycle
-from numpy_mnist.plots import plot_class_weights, plot_confusion_matrix, plot_learning_curve
+from numpy_mnist.plots import class_weights_figure, confusion_matrix_figure, learning_curve_figure, save_figure
 from numpy_mnist.training import make_learner, quiet_numerics
-
-#: The models ``--model`` names: their kinds, the book's names (``linear`` is its ``linear1``).
-MODELS = tuple(MODEL_KINDS)
 
 
 def register(subparsers) -> None:
@@ -75,7 +72,7 @@ def register(subparsers) -> None:
     p.add_argument("--data", type=Path, default=None, metavar="DIR",
                    help="folder of the four MNIST IDX files, for --dataset mnist (default: $NUMPY_MNIST_DATA, "
                         "else ~/.cache/numpy-mnist, where `numpy-mnist data download` puts them)")
-    p.add_argument("--model", choices=MODELS, default="simple_net",
+    p.add_argument("--model", choices=tuple(MODEL_KINDS), default="simple_net",
                    help="the book's linear1 or simple_net (784 -> hidden -> ReLU -> out), with 1 output for "
                         "sample and 10 for mnist")
     p.add_argument("--hidden", type=positive_int, default=30, help="simple_net's hidden width")
@@ -127,49 +124,44 @@ def register(subparsers) -> None:
 DEFAULT_EPOCHS = 40
 #: resnet18's width when --width is not given: the book's ResNet-18.
 RESNET_WIDTH = 64
-#: The book's ``fit_one_cycle(1, 0.1)`` run of the ResNet-18: its defaults, over the dataset's.
-RESNET_DEFAULTS = {"epochs": 1, "batch_size": 64, "shuffle": True, "loss": "cross_entropy"}
-#: Per-model defaults that override the dataset's (and :data:`DEFAULT_EPOCHS`).
-MODEL_DEFAULTS = {"resnet18": RESNET_DEFAULTS}
+#: The book's ``fit_one_cycle(1, 0.1)`` run of the ResNet-18: its defaults, over the dataset's (and
+#: :data:`DEFAULT_EPOCHS`).  Its loss is always cross_entropy.
+RESNET_DEFAULTS = {"epochs": 1, "batch_size": 64, "shuffle": True}
 
 
 def settle_defaults(args, spec) -> None:
-    """Fill in the defaults ``args`` left open, the one place they are decided: the model's own
-    (:data:`MODEL_DEFAULTS`) over the dataset's (loss, batch size, shuffling) over
+    """Fill in the defaults ``args`` left open, the one place they are decided: resnet18's own
+    (:data:`RESNET_DEFAULTS`) over the dataset's (loss, batch size, shuffling) over
     :data:`DEFAULT_EPOCHS`; refuse a loss that does not fit, and --width for a model without one.
     (The learning rate's default is the model's: :attr:`Model.default_lr`; resnet18's --width on
     --resume is the checkpoint's, filled in by :func:`resume_width`.)"""
 
-    own = MODEL_DEFAULTS.get(args.model, {})
-    if args.model == "resnet18":
-        if args.loss not in (None, own["loss"]):
-            raise InputError(f"--loss {args.loss} does not fit --model resnet18, which is trained with cross_entropy "
-                             "over its class logits: drop --loss")
-        args.loss = own["loss"]
-    else:
-        if args.width is not None:
-            raise InputError(f"--width sets resnet18's channels; --model {args.model} has none: drop --width"
-                             + (" (simple_net's width is --hidden)" if args.model == "simple_net" else ""))
-        args.loss = check_loss(spec, args.loss)
+    own = RESNET_DEFAULTS if args.model == "resnet18" else {}
+    if args.model == "resnet18" and args.loss not in (None, "cross_entropy"):
+        raise InputError(f"--loss {args.loss} does not fit --model resnet18, which is trained with cross_entropy "
+                         "over its class logits: drop --loss")
+    if args.model != "resnet18" and args.width is not None:
+        raise InputError(f"--width sets resnet18's channels; --model {args.model} has none: drop --width"
+                         + (" (simple_net's width is --hidden)" if args.model == "simple_net" else ""))
+    args.loss = "cross_entropy" if args.model == "resnet18" else check_loss(spec, args.loss)
     args.epochs = own.get("epochs", DEFAULT_EPOCHS) if args.epochs is None else args.epochs
     args.batch_size = own.get("batch_size", spec.batch_size) if args.batch_size is None else args.batch_size
     args.shuffle = own.get("shuffle", spec.shuffle) if args.shuffle is None else args.shuffle
 
 
 def build_model(args, backend, outputs: int = 1):
-
+    """The model ``--model`` names, with ``outputs`` logits (ten classes: ``linear`` starts at zero,
+    :func:`~numpy_mnist.models.linear10`)."""
     if args.model == "resnet18":
         if getattr(args, "width", None) is None:  # a command other than train, which settles --width
             raise InputError("--model resnet18 is for `numpy-mnist train` (its gradients are checked by the test "
                              "suite): pass --model linear or --model simple_net here")
         return resnet18(width=args.width, seed=args.seed, backend=backend, classes=max(outputs, 2))
-    if outputs > 1:
-        if args.model == "linear":
-            return linear10(seed=args.seed, backend=backend, classes=outputs)
-        return mlp10(hidden=args.hidden, seed=args.seed, backend=backend, classes=outputs)
     if args.model == "linear":
+        if outputs > 1:
+            return linear10(seed=args.seed, backend=backend, classes=outputs)
         return linear1(seed=args.seed, backend=backend, loss=args.loss)
-    return simple_net(hidden=args.hidden, seed=args.seed, backend=backend, loss=args.loss)
+    return simple_net(hidden=args.hidden, seed=args.seed, backend=backend, loss=args.loss, outputs=outputs)
 
 
 def build_optimizer(args, model, steps_per_epoch: int):
@@ -183,33 +175,30 @@ def build_optimizer(args, model, steps_per_epoch: int):
 
 
 def run(args) -> int:
-    spec, data, train_dl, valid_dl, model = prepare(args)
+    spec, data, train_dl, valid_dl, model, checkpoint = prepare(args)
     opt = build_optimizer(args, model, len(train_dl))
-    history, start = resume(args, model, opt)
+    history, start = resume(args, checkpoint, model, opt)
     learner = make_learner(model, train_dl, valid_dl, opt, history=history, start=start, fused=args.fused,
                            reference=args.reference)
 
-    table = EpochTable(quiet=args.quiet)
     rate = f"Adam, one-cycle to lr {args.lr:g} over {opt.schedule.total_steps} steps" if args.model == "resnet18" \
         else f"lr {args.lr:g}"
     name = f"ResNet18(width={model.width}, {model.outputs} classes)" if args.model == "resnet18" else repr(model)
-    table.header(f"{name} on {model.backend.device}, {spec.name}: {train_dl.n_rows} train / "
-                 f"{valid_dl.n_rows} valid rows, {rate}, batch {args.batch_size}"
-                 f"{', shuffled' if args.shuffle else ''}{', last partial batch dropped' if train_dl.drop_last else ''}"
-                 f"; {learner.path}")
+    say(args, f"{name} on {model.backend.device}, {spec.name}: {train_dl.n_rows} train / "
+              f"{valid_dl.n_rows} valid rows, {rate}, batch {args.batch_size}"
+              f"{', shuffled' if args.shuffle else ''}{', last partial batch dropped' if train_dl.drop_last else ''}"
+              f"; {learner.path}")
+    say(args, "  ".join(f"{c:>10}" for c in COLUMNS))
     if learner.history:
         print(f"resumed from epoch {learner.epochs_done} of {args.resume} (its epochs are in history.json); "
               f"training epochs {learner.epochs_done + 1} to {args.epochs}", flush=True)
-    if not train(args, learner, table):
+    if not train(args, learner):
         return 130
-    if not learner.history:
-        raise InputError("no epoch was trained: --epochs must exceed the checkpoint's epochs")
     warning = explain(args, data, learner)
     written = write_history(args, learner, warning)
     if spec.outputs > 1:
-        written += write_class_pictures(args, model, valid_dl, table)
-    final = learner.history[-1]
-    print(f"final valid accuracy {final.accuracy:.4f}; wrote {', '.join(str(p) for p in written)}")
+        written += write_class_pictures(args, model, valid_dl)
+    print(f"final valid accuracy {learner.history[-1].accuracy:.4f}; wrote {', '.join(str(p) for p in written)}")
     if warning is not None:
         print(f"numpy-mnist train: warning: {warning}", file=sys.stderr)
     return 0
@@ -224,9 +213,9 @@ def write_history(args, learner, warning=None) -> list[Path]:
     })
     written = [args.out / "history.json"]
     if args.plot:
-        written.append(plot_learning_curve(learner.history, args.out / "learning_curve.png",
-                                           title=f"{args.model} on {args.dataset}, lr {args.lr:g}, "
-                                                 f"batch {args.batch_size}"))
+        title = f"{args.model} on {args.dataset}, lr {args.lr:g}, batch {args.batch_size}"
+        with quiet_numerics():  # (a loss of 1e30 plots without NumPy's warnings)
+            written.append(save_figure(learning_curve_figure(learner.history, title), args.out / "learning_curve.png"))
     return written
 
 
@@ -242,9 +231,10 @@ def check_plotting(args) -> None:
 
 
 def prepare(args):
-    """Check the paths, load the data and build the model; fill in the defaults ``args`` left open.
+    """Check the paths, load the checkpoint to resume and the data, build the model; fill in the
+    defaults ``args`` left open.
 
-    Returns ``(spec, data, train_dl, valid_dl, model)``.
+    Returns ``(spec, data, train_dl, valid_dl, model, checkpoint)`` (``checkpoint`` None without --resume).
     """
 
     check_folder_target(args.out, "--out")
@@ -256,8 +246,9 @@ def prepare(args):
     check_plotting(args)
     spec = get_spec(args.dataset)
     settle_defaults(args, spec)
+    checkpoint = load_checkpoint(args.resume) if args.resume is not None else None
     if args.model == "resnet18":
-        args.width = resume_width(args)
+        args.width = resume_width(args, checkpoint)
     backend = get_backend(args.backend, args.dtype)
     data = load_dataset(spec.name, args.data, train_rows=args.train_rows, valid_rows=args.valid_rows,
                         seed=args.seed)
@@ -275,10 +266,10 @@ def prepare(args):
     valid_dl = DataLoader(data.valid_x, valid_y, args.batch_size, backend=backend)
     model = build_model(args, backend, spec.outputs)
     args.lr = model.default_lr if args.lr is None else args.lr
-    return spec, data, train_dl, valid_dl, model
+    return spec, data, train_dl, valid_dl, model, checkpoint
 
 
-def train(args, learner, table) -> bool:
+def train(args, learner) -> bool:
     """Train the epochs ``--epochs`` leaves, a table row and a checkpoint after each; False when
     Ctrl-C stopped the run (the last finished epoch saved), True otherwise.
 
@@ -299,7 +290,8 @@ def train(args, learner, table) -> bool:
 
     def on_epoch_end(record):
         rng_state[0] = _rng_state(model)
-        table.row(record)
+        say(args, "  ".join([f"{record.epoch:>10d}", *map(cell, (record.train_loss, record.valid_loss,
+                                                                  record.accuracy, record.seconds))]))
         save()
 
     try:
@@ -311,11 +303,7 @@ def train(args, learner, table) -> bool:
         save()
         where = (f"; epoch {learner.epochs_done} saved to {args.save}, continue with --resume {args.save}"
                  if args.save else "")
-        wrote = ""
-        if learner.history:
-            with training.quiet_numerics():
-                paths = write_history(args, learner)
-            wrote = f"; wrote {', '.join(str(p) for p in paths)}"
+        wrote = f"; wrote {', '.join(str(p) for p in write_history(args, learner))}" if learner.history else ""
         print(f"numpy-mnist train: interrupted after {learner.epochs_done} finished epochs{where}{wrote}",
               file=sys.stderr)
         return False
@@ -349,20 +337,20 @@ def explain(args, data, learner) -> str | None:
     return None if found is None else found.message
 
 
-def write_class_pictures(args, model, valid_dl, table) -> list[Path]:
+def write_class_pictures(args, model, valid_dl) -> list[Path]:
     """The test set's confusion matrix (printed, JSON, PNG) and, for the linear model, its weights."""
 
     with quiet_numerics():
         cm = model.backend.to_host(model_confusion_matrix(model, valid_dl))
-    table.print(f"confusion matrix of the {valid_dl.n_rows} validation (test) images:")
-    table.print(confusion_table(cm))
+    say(args, f"confusion matrix of the {valid_dl.n_rows} validation (test) images:")
+    say(args, confusion_table(cm))
     write_json(args.out / "confusion_matrix.json", cm.tolist())
     written = [args.out / "confusion_matrix.json"]
     if args.plot:
-        written.append(plot_confusion_matrix(cm, args.out / "confusion_matrix.png"))
+        written.append(save_figure(confusion_matrix_figure(cm), args.out / "confusion_matrix.png"))
         if args.model == "linear":
             weights = model.backend.to_host(model.params["weights"])
-            written.append(plot_class_weights(weights, args.out / "class_weights.png"))
+            written.append(save_figure(class_weights_figure(weights), args.out / "class_weights.png"))
     return written
 
 
@@ -378,29 +366,25 @@ def run_settings(args) -> dict:
     return {**settings, "epochs": args.epochs} if args.model == "resnet18" else settings
 
 
-def resume_width(args) -> int:
-    """resnet18's width: --width, else the --resume checkpoint's, else :data:`RESNET_WIDTH`.  A
+def resume_width(args, checkpoint) -> int:
+    """resnet18's width: --width, else the --resume ``checkpoint``'s, else :data:`RESNET_WIDTH`.  A
     --width other than the checkpoint's is refused, naming the flag."""
-    if args.resume is None:
+    saved = None if checkpoint is None or checkpoint.model.get("kind") != "resnet18" else checkpoint.model.get("width")
+    if saved is None:  # (a checkpoint of another model: load_into names it)
         return RESNET_WIDTH if args.width is None else args.width
-    checkpoint = load_checkpoint(args.resume)
-    saved = checkpoint.model.get("width") if checkpoint.model.get("kind") == "resnet18" else None
-    if saved is None:
-        return RESNET_WIDTH if args.width is None else args.width  # load_into names the other model
-    if args.width is not None and args.width != saved:
+    if args.width not in (None, saved):
         raise CheckpointError(f"{args.resume} holds a resnet18 of --width {saved} (not --width {args.width}): "
                               f"resume with --width {saved}, or drop --width")
     return int(saved)
 
 
-def resume(args, model, opt) -> tuple[list, object]:
-    """Load ``--resume`` into ``model`` and ``opt``; return its history and the untrained model's
-    :class:`~numpy_mnist.learner.StartRecord` (``([], None)`` without ``--resume``; the record is
-    None for a checkpoint written before it was saved)."""
+def resume(args, checkpoint, model, opt) -> tuple[list, object]:
+    """Load the --resume ``checkpoint`` into ``model`` and ``opt``; return its history and the untrained
+    model's :class:`~numpy_mnist.learner.StartRecord` (``([], None)`` without ``--resume``; the record
+    is None for a checkpoint written before it was saved)."""
 
-    if args.resume is None:
+    if checkpoint is None:
         return [], None
-    checkpoint = load_checkpoint(args.resume)
     try:
         checkpoint.load_into(model, opt)
     except CheckpointError as exc:
@@ -457,25 +441,13 @@ def cell(value: float, width: int = 10) -> str:
     return f"{value:>{width}.4f}"
 
 
-class EpochTable:
-    """Prints one aligned row per epoch, through tqdm so the progress bar stays intact; every
-    column keeps its width whatever the magnitude (:func:`cell`)."""
+#: The table's columns, one row per epoch, each column 10 characters wide whatever the magnitude (:func:`cell`).
+COLUMNS = ("epoch", "train_loss", "valid_loss", "accuracy", "seconds")
 
-    COLUMNS = ("epoch", "train_loss", "valid_loss", "accuracy", "seconds")
 
-    def __init__(self, quiet: bool = False) -> None:
-        self.quiet = quiet
+def say(args, line: str) -> None:
+    """Print ``line`` unless --quiet, through tqdm so that a progress bar stays intact."""
+    if not args.quiet:
+        from tqdm.auto import tqdm
 
-    def print(self, line: str) -> None:
-        if not self.quiet:
-            from tqdm.auto import tqdm
-
-            tqdm.write(line)
-
-    def header(self, title: str) -> None:
-        self.print(title)
-        self.print("  ".join(f"{c:>10}" for c in self.COLUMNS))
-
-    def row(self, r) -> None:
-        self.print("  ".join([f"{r.epoch:>10d}", cell(r.train_loss), cell(r.valid_loss), cell(r.accuracy),
-                              cell(r.seconds)]))
+        tqdm.write(line)

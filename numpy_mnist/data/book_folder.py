@@ -14,9 +14,10 @@ from pathlib import Path
 
 import numpy as np
 
+from numpy_mnist.data.sample import book_arrays
 from numpy_mnist.errors import DataError
 
-__all__ = ["load_book_folder"]
+__all__ = ["load_book_folder", "read_book_folder"]
 
 _NAME = re.compile(r"^(\d+)\.png$", re.IGNORECASE)
 
@@ -42,21 +43,25 @@ def load_book_folder(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray, n
         Pillow is missing, the layout is not there, a folder holds no image, a PNG has a name that
         is not a number, or cannot be decoded, or is not a 28x28 8-bit greyscale image.
     """
+    return book_arrays(read_book_folder(path))
+
+
+def read_book_folder(path: str | os.PathLike) -> dict[str, np.ndarray]:
+    """The book's PNG folders as the bundled sample's arrays, for each split: ``{split}_images``
+    uint8 ``(N, 28, 28)``, ``{split}_digits`` uint8 (3 or 7) and ``{split}_indices`` int32 (the
+    ``N`` of ``N.png``); 3s first, each class sorted by ``N``.  Raises as :func:`load_book_folder`."""
     try:
         from PIL import Image
     except ImportError:
         raise DataError("reading the book's PNG folders needs Pillow: pip install 'numpy-mnist[images]'") from None
     root = _find_root(Path(path))
-    out = []
+    arrays = {}
     for split in ("train", "valid"):
-        images, labels = [], []
-        for digit, label in ((3, 1.0), (7, 0.0)):
-            for png in _pngs(root / split / str(digit)):
-                images.append(_decode(Image, png))
-                labels.append(label)
-        x = np.stack(images).reshape(len(images), -1).astype(np.float32) / np.float32(255)
-        out += [x, np.asarray(labels, dtype=np.float32).reshape(-1, 1)]
-    return tuple(out)
+        rows = [(digit, n, png) for digit in (3, 7) for n, png in _pngs(root / split / str(digit))]
+        arrays[f"{split}_images"] = np.stack([_decode(Image, png) for _, _, png in rows])
+        arrays[f"{split}_digits"] = np.asarray([digit for digit, _, _ in rows], dtype=np.uint8)
+        arrays[f"{split}_indices"] = np.asarray([n for _, n, _ in rows], dtype=np.int32)
+    return arrays
 
 
 def _find_root(path: Path) -> Path:
@@ -67,8 +72,8 @@ def _find_root(path: Path) -> Path:
                     "and valid/7 in it, or in a mnist_sample folder inside it)")
 
 
-def _pngs(folder: Path) -> list[Path]:
-    """The PNGs of ``folder``, sorted by their integer names."""
+def _pngs(folder: Path) -> list[tuple[int, Path]]:
+    """The PNGs of ``folder`` with their integer names ``N``, sorted by them."""
     numbered = []
     for file in folder.iterdir():
         if file.suffix.lower() != ".png":
@@ -79,7 +84,7 @@ def _pngs(folder: Path) -> list[Path]:
         numbered.append((int(match.group(1)), file))
     if not numbered:
         raise DataError(f"{folder}: no N.png images in it")
-    return [file for _, file in sorted(numbered)]
+    return sorted(numbered)
 
 
 def _decode(Image, png: Path) -> np.ndarray:

@@ -64,9 +64,17 @@ def read_idx(source: str | os.PathLike | bytes | bytearray | memoryview, *,
         names the file and the problem.
     """
     name, raw = _read_source(source)
-    if raw[:2] == _GZIP_MAGIC:
-        return _parse(name, _Gunzip(name, raw), len(raw) * _MAX_DEFLATE_RATIO, max_bytes)
-    return _parse(name, _Plain(raw), math.inf, max_bytes)  # slicing allocates nothing
+    if raw[:2] != _GZIP_MAGIC:
+        return _parse(name, io.BytesIO(raw), math.inf, max_bytes)  # a read returns at most what the file holds
+    # gzip decompresses only as far as asked (so memory stays within what _parse reads), reads files
+    # of several members, skips zero padding after the end, and checks each member's CRC-32 and length.
+    try:
+        return _parse(name, gzip.GzipFile(fileobj=io.BytesIO(raw)), len(raw) * _MAX_DEFLATE_RATIO, max_bytes)
+    except EOFError:
+        raise DataError(f"{name}: truncated gzip stream (the compressed data ends early)") from None
+    except (OSError, zlib.error) as exc:  # gzip.BadGzipFile is an OSError
+        what = "garbage after the gzip data" if "Not a gzipped file" in str(exc) else f"corrupt gzip data ({exc})"
+        raise DataError(f"{name}: {what}") from None
 
 
 def _read_source(source) -> tuple[str, bytes | memoryview]:
@@ -119,36 +127,4 @@ def _parse(name: str, stream, most_possible: float, max_bytes: int) -> np.ndarra
                         f"found {len(data):,}")
     if stream.read(1):  # for gzip, reading to the end also checks the CRC-32 of the last member
         raise DataError(f"{name}: trailing bytes after the {expected:,} bytes of data of shape {shape}")
-    array = np.frombuffer(data, dtype=np.uint8).reshape(shape)
-    return array if array.flags.writeable else array.copy()
-
-
-class _Plain:
-    """The file's bytes, read in order."""
-
-    def __init__(self, raw) -> None:
-        self.raw, self.pos = memoryview(raw), 0
-
-    def read(self, n: int):
-        out = self.raw[self.pos:self.pos + n]
-        self.pos += len(out)
-        return out
-
-
-class _Gunzip:
-    """A gzip file's decompressed bytes, read in order by :mod:`gzip`, which decompresses only as far
-    as asked (so memory stays within what the caller reads), reads files of several members, skips
-    zero padding after the end, and checks each member's CRC-32 and length at its end."""
-
-    def __init__(self, name: str, raw) -> None:
-        self.name, self.file = name, gzip.GzipFile(fileobj=io.BytesIO(raw))
-
-    def read(self, n: int) -> bytes:
-        """The next ``n`` bytes (fewer at the end of the data)."""
-        try:
-            return self.file.read(n)
-        except EOFError:
-            raise DataError(f"{self.name}: truncated gzip stream (the compressed data ends early)") from None
-        except (OSError, zlib.error) as exc:  # gzip.BadGzipFile is an OSError
-            what = "garbage after the gzip data" if "Not a gzipped file" in str(exc) else f"corrupt gzip data ({exc})"
-            raise DataError(f"{self.name}: {what}") from None
+    return np.frombuffer(data, dtype=np.uint8).reshape(shape).copy()  # writable, and the caller's own

@@ -97,9 +97,7 @@ class DataLoader:
 
 
 def _rows(a, name: str) -> int:
-    shape = getattr(a, "shape", None)
-    if shape is None:
-        shape = np.shape(a)
+    shape = np.shape(a)  # ``a.shape`` where ``a`` has one (an array of any backend), else NumPy's reading
     if len(shape) == 0:
         raise InputError(f"{name} must have a row axis, got a scalar")
     return int(shape[0])

@@ -4,9 +4,9 @@ MNIST is by Yann LeCun, Corinna Cortes and Christopher J.C. Burges, licensed CC 
 
 The four canonical archives are fetched from the mirrors torchvision uses, checked against their
 published MD5 and SHA-256, and kept in a data folder: ``$NUMPY_MNIST_DATA`` if set, otherwise
-``$XDG_CACHE_HOME/numpy-mnist`` (``~/.cache/numpy-mnist``).  A download is written to a temporary
-file beside its target, checked, fsynced and only then renamed into place, so the folder never
-holds a half-written or unverified archive.
+``$XDG_CACHE_HOME/numpy-mnist`` (``~/.cache/numpy-mnist``).  A download is held in memory (10 MB
+at most), checked, and only then written atomically (a temporary file beside its target, fsynced,
+renamed into place), so the folder never holds a half-written or unverified archive.
 """
 
 from __future__ import annotations
@@ -142,18 +142,18 @@ def verify_mnist(root: str | os.PathLike | None = None) -> dict[str, str]:
 def _check(path: Path, sums: FileSums) -> str:
     if not path.is_file():
         return "missing"
-    md5, sha256 = hashlib.md5(usedforsecurity=False), hashlib.sha256()
     try:
-        with open(path, "rb") as f:
-            while chunk := f.read(1 << 20):
-                md5.update(chunk)
-                sha256.update(chunk)
+        return _mismatch(path.read_bytes(), sums) or "ok"
     except OSError as exc:
         return f"unreadable ({exc.strerror or exc})"
-    if (md5.hexdigest(), sha256.hexdigest()) == (sums.md5, sums.sha256):
-        return "ok"
-    return (f"checksum mismatch: sha256 {sha256.hexdigest()}, expected {sums.sha256} "
-            f"(md5 {md5.hexdigest()}, expected {sums.md5})")
+
+
+def _mismatch(data: bytes, sums: FileSums) -> str | None:
+    """What differs between ``data``'s MD5 and SHA-256 and the published ones, or None."""
+    md5, sha256 = hashlib.md5(data, usedforsecurity=False).hexdigest(), hashlib.sha256(data).hexdigest()
+    if (md5, sha256) == (sums.md5, sums.sha256):
+        return None
+    return f"checksum mismatch: sha256 {sha256}, expected {sums.sha256} (md5 {md5}, expected {sums.md5})"
 
 
 def download_mnist(root: str | os.PathLike | None = None, mirrors: list[str] | tuple[str, ...] | None = None,
@@ -200,34 +200,22 @@ def download_mnist(root: str | os.PathLike | None = None, mirrors: list[str] | t
 
 
 def _fetch(url: str, target: Path, sums: FileSums, progress: bool, timeout: float) -> None:
-    """Download ``url`` into ``target`` through :func:`~numpy_mnist.files.atomic_write`.
-
-    A truncated or wrong download raises inside the atomic write, so its temporary file is removed
-    and ``target`` is never touched; only a complete, verified file is renamed into place.
-    """
+    """Download ``url`` (at most the expected bytes, in memory) and, only when it is complete and
+    its sums are the published ones, write it to ``target`` through
+    :func:`~numpy_mnist.files.atomic_write`; a truncated or wrong download never touches ``target``."""
     from tqdm import tqdm
 
     try:
         request = urllib.request.Request(url, headers={"User-Agent": f"numpy-mnist/{__version__}"})
-        with atomic_write(target) as f, urllib.request.urlopen(request, timeout=timeout) as response:
-            md5, sha256, received = hashlib.md5(usedforsecurity=False), hashlib.sha256(), 0
-            announced = response.length  # Content-Length, if the server sent one
+        with urllib.request.urlopen(request, timeout=timeout) as response:
+            data, announced = bytearray(), response.length  # Content-Length, if the server sent one
             with tqdm(total=announced or sums.size, unit="B", unit_scale=True, unit_divisor=1024,
                       desc=target.name, disable=not progress, leave=False) as bar:
                 while chunk := response.read(1 << 16):
-                    received += len(chunk)
-                    if received > sums.size:
+                    data += chunk
+                    if len(data) > sums.size:
                         raise DataError(f"{url}: more than the expected {sums.size:,} bytes")
-                    f.write(chunk)
-                    md5.update(chunk)
-                    sha256.update(chunk)
                     bar.update(len(chunk))
-            if received < sums.size:  # http.client returns b"" on a connection closed early; no error
-                promised = f" ({announced:,} announced)" if announced else ""
-                raise DataError(f"{url}: truncated download, {received:,} of {sums.size:,} bytes{promised}")
-            if md5.hexdigest() != sums.md5 or sha256.hexdigest() != sums.sha256:
-                raise ChecksumError(f"{url}: checksum mismatch for {target.name}: sha256 {sha256.hexdigest()}, "
-                                    f"expected {sums.sha256} (md5 {md5.hexdigest()}, expected {sums.md5})")
     except urllib.error.HTTPError as exc:
         exc.close()  # an HTTPError is also an open response
         raise DataError(f"{url}: HTTP {exc.code} {exc.reason}") from None
@@ -237,3 +225,11 @@ def _fetch(url: str, target: Path, sums: FileSums, progress: bool, timeout: floa
         raise DataError(f"{url}: not a usable URL ({exc})") from None
     except (http.client.HTTPException, OSError) as exc:
         raise DataError(f"{url}: transfer failed ({type(exc).__name__}: {exc})") from None
+    if len(data) < sums.size:  # http.client returns b"" on a connection closed early; no error
+        promised = f" ({announced:,} announced)" if announced else ""
+        raise DataError(f"{url}: truncated download, {len(data):,} of {sums.size:,} bytes{promised}")
+    mismatch = _mismatch(bytes(data), sums)
+    if mismatch:
+        raise ChecksumError(f"{url}: {target.name}: {mismatch}")
+    with atomic_write(target) as f:
+        f.write(data)

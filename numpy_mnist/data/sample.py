@@ -19,7 +19,7 @@ import numpy as np
 
 from numpy_mnist.errors import ChecksumError, DataError
 
-__all__ = ["load_mnist_sample", "load_sample_indices", "SAMPLE_FILE", "SAMPLE_SHA256"]
+__all__ = ["load_mnist_sample", "load_sample_indices", "book_arrays", "SAMPLE_FILE", "SAMPLE_SHA256"]
 
 #: The bundled file, and its SHA-256 as printed by ``scripts/build_sample.py``.
 SAMPLE_FILE = Path(__file__).with_name("mnist_sample.npz")
@@ -44,13 +44,18 @@ def load_mnist_sample() -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]
     DataError
         The bundled file is missing.
     """
-    arrays = _read_bundle()
+    return book_arrays(_read_bundle())
+
+
+def book_arrays(arrays: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """``(train_x, train_y, valid_x, valid_y)`` of the bundle's arrays (``{split}_images`` uint8,
+    ``{split}_digits`` 3 or 7): ``x = images / 255`` as float32 ``(N, 784)``, ``y`` float32 ``(N, 1)``,
+    1.0 for a 3 and 0.0 for a 7."""
     out = []
     for split in ("train", "valid"):
         images = arrays[f"{split}_images"]
-        x = images.reshape(len(images), -1).astype(np.float32) / np.float32(255)
-        y = (arrays[f"{split}_digits"] == 3).astype(np.float32).reshape(-1, 1)
-        out += [x, y]
+        out += [images.reshape(len(images), -1).astype(np.float32) / np.float32(255),
+                (arrays[f"{split}_digits"] == 3).astype(np.float32).reshape(-1, 1)]
     return tuple(out)
 
 
