@@ -6,9 +6,9 @@
   of ``linear1`` must read every image at least once, so the streaming pass is a floor for it.
 * **Matrix-product rate**: FLOP/s (``2 n^3`` per product) of a large square float32 matrix product
   on the device, the ceiling for the epochs' products.
-* **BLAS floor** (CPU, a diagnostic): the epoch's own matrix products alone, with the epoch's
-  shapes, batch by batch, and nothing else: what is left of an epoch once Python and the elementwise
-  work are gone.
+* **BLAS floor** (CPU): the epoch's own matrix products alone, with the epoch's shapes, batch by
+  batch, and nothing else: what is left of an epoch once Python and the elementwise work are gone
+  (for the ResNet-18, its convolutions' products with the network's own im2col shapes and layout).
 
 Together they give each epoch a hardware bound, ``max(flops / rate, bytes / bandwidth)``.
 """
@@ -17,7 +17,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from numpy_mnist.bench.timing import EventTrial, Trial, time_interleaved
+from numpy_mnist.bench.resnet import conv_floor
+from numpy_mnist.bench.timing import Trial, cupy_trial, time_interleaved, torch_cuda_trial
 
 __all__ = ["cpu_references", "gpu_references", "blas_floor", "hardware_bound_s"]
 
@@ -58,12 +59,12 @@ def gpu_references(x: np.ndarray, engines, *, warmups: int = 2, repeats: int = 9
     if gpu.framework == "numpy-mnist":
         import cupy
 
-        via, put, trial = "CuPy", cupy.asarray, EventTrial.cupy_events
+        via, put, trial = "CuPy", cupy.asarray, cupy_trial
         free = cupy.get_default_memory_pool().free_all_blocks
     else:
         import torch
 
-        via, trial, free = "torch", EventTrial.torch_events, torch.cuda.empty_cache
+        via, trial, free = "torch", torch_cuda_trial, torch.cuda.empty_cache
 
         def put(a):
             return torch.from_numpy(a).cuda()
@@ -80,7 +81,11 @@ def blas_floor(workload, x: np.ndarray) -> Trial:
     Same calls, shapes and memory layout as the model code (linear1: ``x @ w``, ``x.T @ dz``;
     simple_net: ``x @ w1``, ``a @ w2``, ``a.T @ dz``, ``dz @ w2.T``, ``x.T @ dh``), with fixed
     parameters and upstream gradients: the part of an epoch no Python or elementwise tuning can cut.
+    For the ResNet-18, its convolutions' products over the batches its trials time
+    (:func:`~numpy_mnist.bench.resnet.conv_floor`).
     """
+    if workload.model == "resnet18":
+        return Trial(conv_floor(workload, workload.timed_batches(x.shape[0])))
     rng = np.random.default_rng(0)
 
     def normal(*shape):

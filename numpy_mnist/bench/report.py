@@ -63,7 +63,8 @@ def _header(results: dict) -> list[str]:
                    f"(load average {m.get('load_average', {}).get('start')} at the start)")
     return out + [
         f"- Data: {d['source']}: {d['rows']:,} x {d['columns']} {d['dtype']} ({d['bytes'] / 1e6:.1f} MB); "
-        "batch 256, no shuffle; an epoch is forward + backward + SGD step over every batch, validation excluded",
+        "batch 256, no shuffle; an epoch is forward + backward + SGD step over every batch, validation excluded "
+        "(the ResNet-18's: under the epoch table)",
         f"- Timing: {t['warmups']} warm-ups, then {t['repeats']} repeats, {t['method']}; medians"
         + (" (quick run)" if results.get("quick") else ""),
     ]
@@ -91,11 +92,27 @@ def _epochs(results: dict) -> list[str]:
     floors = [(row["model"], row["blas_floor"]["median_s"], row["median_s"]) for row in results["epochs"]
               if "blas_floor" in row]
     if floors:
-        out += ["", "BLAS floor (the epoch's matrix products alone, batch by batch, NumPy): "
-                + "; ".join(f"{m} {_ms(f)} ms ({f / e:.0%} of its epoch)" for m, f, e in floors) + "."]
+        out += ["", "BLAS floor (the epoch's matrix products alone, batch by batch, NumPy; the ResNet-18's: its "
+                "convolutions' products): " + "; ".join(f"{m} {_ms(f)} ms (the epoch {e / f:.2f}x it)"
+                                                        for m, f, e in floors) + "."]
     return out + ["", "*x streaming pass*: epoch time over one read of the training data on the same device. "
                   "*x hardware bound*: over max(matrix-product FLOPs / measured FLOP/s, data bytes / measured "
-                  "bandwidth)."]
+                  "bandwidth)."] + _resnet(results.get("resnet18"))
+
+
+def _resnet(facts: dict | None) -> list[str]:
+    if facts is None:
+        return []
+    n, steps = facts["batches_timed"], facts["epoch_batches"]
+    timed = "whole epochs" if n == steps else f"the first {n} of its {steps} batches, scaled to the epoch"
+    out = ["", f"ResNet-18 (width {facts['width']}): batch {facts['batch_size']}, {steps} batches, the last partial "
+           f"one dropped, no shuffle, dropout on, cross-entropy over 2 classes; {facts['optimizer']}; timed on "
+           f"{timed}, after a warm-up of {facts['warmup_batches']} batches."]
+    if "peak_memory" in facts:
+        mem = facts["peak_memory"]
+        out[-1] += (f"  Peak memory of the NumPy epoch: {mem['bytes'] / 1e6:,.0f} MB ({mem['how']}); the whole "
+                    f"process's peak resident memory, PyTorch included: {mem['process_max_rss_bytes'] / 1e6:,.0f} MB.")
+    return out
 
 
 def _targets(results: dict) -> list[str]:
@@ -111,11 +128,11 @@ def _targets(results: dict) -> list[str]:
         if tg["measured"] is None and tg["met"] is None:
             unmeasured.setdefault(_not_measured(tg), []).append(tg)
             continue
-        goal = tg["goal"] + (f" (floor {tg['floor']:g}x)" if "floor" in tg else "")
+        goal = tg["goal"] + "".join(f" ({name} {tg[name]:g}x)" for name in ("floor", "stretch") if name in tg)
         if tg["measured"] is None:  # a statement: the note says it
             measured = tg["note"] or "-"
         else:
-            measured = f"{tg['measured']:.3g} ms" if tg["unit"] == "ms" else _ratio(tg["measured"])
+            measured = _ratio(tg["measured"]) if tg["unit"] == "x" else f"{tg['measured']:.3g} {tg['unit']}"
         out.append(f"| {tg['what']} | {goal} | {measured} | {_met(tg)} |")
     if len(out) == 7:
         out.append("| (none measured on this machine) | | | |")
@@ -146,7 +163,8 @@ def _not_measured(target: dict) -> str:
 def _met(target: dict) -> str:
     """"met", "stated" (a goal that is a statement), or "not met" with the floor's state and the known reason."""
     if target["met"] is not False:
-        return "stated" if target["goal"] == "stated" else "met"
+        stretch = {True: ", the stretch too", False: ", not the stretch"}.get(target.get("stretch_held"), "")
+        return "stated" if target["goal"] == "stated" else f"met{stretch}"
     held = target.get("floor_held")
     floor = "" if held is None else (f" (at or above the {target['floor']:g}x floor)" if held
                                      else f" (under the {target['floor']:g}x floor)")

@@ -15,7 +15,7 @@ from numpy_mnist.bench.data import BenchData, grow_rows
 from numpy_mnist.bench.engines import Workload
 from numpy_mnist.bench.timing import time_interleaved
 
-__all__ = ["Series", "FULL_SWEEP", "QUICK_SWEEP", "run_sweep", "crossover"]
+__all__ = ["Series", "FULL_SWEEP", "QUICK_SWEEP", "run_sweep", "time_trials", "crossover"]
 
 
 @dataclass(frozen=True)
@@ -83,14 +83,20 @@ def run_sweep(engines, data: BenchData, series=FULL_SWEEP, *, warmups: int = 1, 
 def time_point(engines, workload: Workload, data: BenchData, **timing) -> dict:
     """One epoch of ``workload`` on ``data``, timed on every engine, interleaved per framework."""
     trials = {e.key: e.prepare(workload, data.x, data.y) for e in engines}
-    framework = {e.key: e.framework for e in engines}
-    timed = time_interleaved(trials, group_of=framework.get, **timing)
-    del trials
+    timed = time_trials(trials, engines, {e.key: e.framework for e in engines}.get, **timing)
+    return {"rows": data.rows, "data": data.source, **workload.as_dict(),
+            "engines": {key: m.as_dict() for key, m in timed.items()}}
+
+
+def time_trials(trials: dict, engines, framework_of, **timing) -> dict:
+    """``trials`` timed interleaved, grouped by ``framework_of(key)``; then every trial dropped and the engines'
+    device memory given back."""
+    timed = time_interleaved(trials, group_of=framework_of, **timing)
+    trials.clear()
     for e in engines:
         e.release()
     gc.collect()
-    return {"rows": data.rows, "data": data.source, **workload.as_dict(),
-            "engines": {key: m.as_dict() for key, m in timed.items()}}
+    return timed
 
 
 def crossover(points: list[dict], engines) -> dict:

@@ -1,7 +1,8 @@
 """``numpy-mnist bench``: time one training epoch on every engine, against PyTorch and the hardware.
 
 Prints a Markdown report (epoch times, speed-ups over PyTorch eager, multiples of a streaming pass
-over the data, the speed targets); with ``--out`` also writes it, a JSON file with every figure and
+over the data, the speed targets), and one epoch of the book's ResNet-18 against PyTorch with its
+convolutions' matrix products as a floor; with ``--out`` also writes it, a JSON file with every figure and
 the machine, and PNG plots.  ``--quick`` takes well under a minute on a 2-core CPU; ``--sweep`` adds
 batch size, hidden width and dataset size sweeps (minutes, unattended).
 """
@@ -30,6 +31,11 @@ def register(subparsers) -> None:
                    help="also sweep batch size (64..8192), hidden width (30..4096) and rows (12,396..10^6)")
     p.add_argument("--no-whole-runs", dest="whole_runs", action="store_false",
                    help="skip the whole `numpy-mnist train` runs, NumPy against CuPy (they run only on a GPU)")
+    p.add_argument("--no-resnet", dest="resnet", action="store_false",
+                   help="leave out the ResNet-18 rows (one epoch of it: about a minute per engine on 2 cores)")
+    p.add_argument("--resnet-batches", type=positive_int, default=None, metavar="N",
+                   help="time the ResNet-18 on the first N batches of its epoch, scaled to the epoch "
+                        "(default: 12 with --quick, else the whole epoch)")
     p.add_argument("--repeats", type=positive_int, default=None, help="timed repeats per measurement")
     p.add_argument("--warmups", type=positive_int, default=None, help="untimed runs before timing")
     p.add_argument("--wait-quiet", type=positive_float, default=None, metavar="CORES",
@@ -45,7 +51,8 @@ def run(args) -> int:
     if args.wait_quiet is not None:
         wait_for_quiet(args.wait_quiet, log=log)
     config = BenchConfig(quick=args.quick, engines=tuple(args.engines), sweep=args.sweep, repeats=args.repeats,
-                         warmups=args.warmups, whole_runs=args.whole_runs)
+                         warmups=args.warmups, whole_runs=args.whole_runs, resnet=args.resnet,
+                         resnet_batches=args.resnet_batches)
     results = run_bench(config, log=log)
     print(markdown(results), end="")
     if args.out is not None:
