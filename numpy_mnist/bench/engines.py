@@ -38,7 +38,7 @@ PyTorch is optional: without it, its engines report "torch not installed".
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 
 from numpy_mnist import torch_twin
 from numpy_mnist.backends import BackendUnavailableError, get_backend
@@ -106,9 +106,7 @@ class Workload:
         return 4.0 * rows * pixels * self.hidden + 6.0 * rows * self.hidden
 
     def as_dict(self) -> dict:
-        sizes = {"simple_net": {"hidden": self.hidden}, "resnet18": {"width": self.width, "batches": self.batches}}
-        return {"model": self.model, **sizes.get(self.model, {}), "batch_size": self.batch_size, "lr": self.lr,
-                "name": self.name}
+        return {**asdict(self), "lr": self.lr, "name": self.name}
 
 
 class Engine:
@@ -184,7 +182,6 @@ class NumpyMnistEngine(Engine):
 
 def book_model(workload: Workload, backend):
     """numpy-mnist's model of ``workload`` (seed 0) on ``backend``: every engine starts from it."""
-
     if workload.model == "linear1":
         return linear1(seed=0, backend=backend)
     return simple_net(hidden=workload.hidden, seed=0, backend=backend)

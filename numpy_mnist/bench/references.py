@@ -20,7 +20,7 @@ import numpy as np
 from numpy_mnist.bench.resnet import conv_floor
 from numpy_mnist.bench.timing import Trial, cupy_trial, time_interleaved, torch_cuda_trial
 
-__all__ = ["cpu_references", "gpu_references", "blas_floor", "hardware_bound_s"]
+__all__ = ["references", "blas_floor", "hardware_bound_s"]
 
 
 def _references(x: np.ndarray, put, trial, names: tuple[str, str], *, warmups: int, repeats: int,
@@ -44,18 +44,17 @@ def _references(x: np.ndarray, put, trial, names: tuple[str, str], *, warmups: i
                                          "flop_per_s": 2.0 * matmul_n**3 / mm.median_s}}
 
 
-def cpu_references(x: np.ndarray, *, warmups: int = 2, repeats: int = 9, matmul_n: int = 2048) -> dict:
-    """The streaming pass over ``x`` and the float32 matrix-product rate, on the CPU with NumPy."""
+def references(x: np.ndarray, engines, cfg) -> dict:
+    """The streaming pass over ``x`` and the float32 matrix-product rate (``cfg.matmul_n_cpu``, ``cfg.matmul_n_gpu``):
+    ``{"cpu": ...}`` with NumPy, and ``"gpu"`` on the GPU of the first GPU engine among ``engines`` (all available;
+    CuPy's, or PyTorch's) where there is one."""
     names = ("x @ ones (BLAS matrix-vector product, all BLAS threads)", "sum over rows (NumPy reduction, one thread)")
-    return {"device": "cpu", **_references(x, np.asarray, Trial, names, warmups=warmups, repeats=repeats,
-                                           matmul_n=matmul_n, matmul_timing=(1, max(3, repeats // 2)))}
-
-
-def gpu_references(x: np.ndarray, engines, *, warmups: int = 2, repeats: int = 9, matmul_n: int = 8192) -> dict | None:
-    """As :func:`cpu_references`, on the GPU of the first GPU engine that runs (CuPy's, or PyTorch's)."""
-    gpu = next((e for e in engines if e.is_gpu and e.unavailable() is None), None)
+    refs = {"cpu": {"device": "cpu", **_references(x, np.asarray, Trial, names, warmups=cfg.warmups,
+                                                    repeats=cfg.repeats, matmul_n=cfg.matmul_n_cpu,
+                                                    matmul_timing=(1, max(3, cfg.repeats // 2)))}}
+    gpu = next((e for e in engines if e.is_gpu), None)
     if gpu is None:
-        return None
+        return refs
     if gpu.framework == "numpy-mnist":
         import cupy
 
@@ -69,10 +68,11 @@ def gpu_references(x: np.ndarray, engines, *, warmups: int = 2, repeats: int = 9
         def put(a):
             return torch.from_numpy(a).cuda()
     names = ("x @ ones (cuBLAS)", f"sum over rows ({via} reduction)")
-    refs = _references(x, put, trial, names, warmups=warmups, repeats=repeats, matmul_n=matmul_n,
-                       matmul_timing=(2, repeats))
+    refs["gpu"] = {"device": "gpu", "via": via.lower(), **_references(
+        x, put, trial, names, warmups=cfg.warmups, repeats=cfg.repeats, matmul_n=cfg.matmul_n_gpu,
+        matmul_timing=(2, cfg.repeats))}
     free()
-    return {"device": "gpu", "via": via.lower(), **refs}
+    return refs
 
 
 def blas_floor(workload, x: np.ndarray) -> Trial:

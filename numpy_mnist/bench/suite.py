@@ -8,10 +8,10 @@ import resource
 import time
 from dataclasses import dataclass, replace
 
-from numpy_mnist.bench.data import BenchData, grow_rows, training_data
+from numpy_mnist.bench.data import BenchData, training_data
 from numpy_mnist.bench.engines import ENGINE_KEYS, WARM_BATCHES, Workload, make_engines
-from numpy_mnist.bench.machine import CpuActivity, load_average, machine_info, numpy_blas_threads
-from numpy_mnist.bench.references import blas_floor, cpu_references, gpu_references, hardware_bound_s
+from numpy_mnist.bench.machine import CpuActivity, machine_info, numpy_blas_threads
+from numpy_mnist.bench.references import blas_floor, hardware_bound_s, references
 from numpy_mnist.bench.resnet import traced_peak_bytes
 from numpy_mnist.bench.sweep import FULL_SWEEP, QUICK_SWEEP, run_sweep, time_trials
 from numpy_mnist.bench.targets import evaluate_targets
@@ -37,9 +37,8 @@ class BenchConfig:
     ``sweep`` adds the sweep; ``whole_runs`` the whole ``numpy-mnist train`` runs (on a GPU only);
     ``resnet`` the ResNet-18 rows, timed on the first ``resnet_batches`` batches of its epoch and
     scaled to the epoch (``None``: whole epochs; a quick run times 12), at ``resnet_width`` (tests
-    take tiny ones); ``rows`` trains on the first rows only and ``data`` replaces the training set
-    (tests); ``blocks`` and ``settle_s``: the turns each library takes, and the pause between (see
-    :mod:`.timing`).
+    take tiny ones); ``data`` replaces the training set (tests); ``blocks`` and ``settle_s``: the
+    turns each library takes, and the pause between (see :mod:`.timing`).
     """
 
     quick: bool = False
@@ -49,7 +48,6 @@ class BenchConfig:
     repeats: int | None = None
     series: tuple | None = None
     point_budget_s: float | None = None
-    rows: int | None = None
     matmul_n_cpu: int | None = None
     matmul_n_gpu: int | None = None
     data: BenchData | None = None
@@ -68,23 +66,18 @@ class BenchConfig:
 def run_bench(config: BenchConfig | None = None, log=print) -> dict:
     """Run the benchmark; return every figure as a JSON-ready dict (see :mod:`numpy_mnist.bench.report`)."""
     cfg = (config or BenchConfig()).resolved()
-    started, load_start, activity = time.perf_counter(), load_average(), CpuActivity().start()
+    started, activity = time.perf_counter(), CpuActivity().start()
     blas = numpy_blas_threads()
     engines = make_engines(cfg.engines, torch_threads=blas["threads"])
     unavailable = {e.key: why for e in engines if (why := e.unavailable()) is not None}
     available = [e for e in engines if e.key not in unavailable]
     data = cfg.data or training_data()
-    if cfg.rows is not None and cfg.rows < data.rows:
-        data = grow_rows(data, cfg.rows)
     log(f"data: {data.source}, {data.rows:,} x {data.x.shape[1]} {data.x.dtype}")
     for key, why in unavailable.items():
         log(f"engine {key} unavailable: {why}")
 
     log("references: streaming pass and matrix-product rate")
-    refs = {"cpu": cpu_references(data.x, warmups=cfg.warmups, repeats=cfg.repeats, matmul_n=cfg.matmul_n_cpu)}
-    gpu_ref = gpu_references(data.x, available, warmups=cfg.warmups, repeats=cfg.repeats, matmul_n=cfg.matmul_n_gpu)
-    if gpu_ref is not None:
-        refs["gpu"] = gpu_ref
+    refs = references(data.x, available, cfg)
     # before machine_info: PyTorch's threads are set now
     epochs = time_epochs(BOOK_WORKLOADS, available, data, refs, cfg, cfg.warmups, cfg.repeats, log)
     results = {
@@ -110,14 +103,11 @@ def run_bench(config: BenchConfig | None = None, log=print) -> dict:
         results["resnet18"] = resnet_facts(resnet, available, data)
     if cfg.sweep:
         log(f"sweep: {len(cfg.series)} series")
-        results["sweep"] = run_sweep(available, data, cfg.series, warmups=1, max_repeats=min(cfg.repeats, 9),
-                                     point_budget_s=cfg.point_budget_s, settle_s=cfg.settle_s, log=log)
+        results["sweep"] = run_sweep(available, data, cfg, log=log)
     if cfg.whole_runs:
         results["whole_runs"] = run_whole_runs(log=log)
     results["targets"] = evaluate_targets(results)
     results["elapsed_s"] = time.perf_counter() - started
-    results["machine"]["load_average"] = {"start": load_start, "end": load_average(),
-                                          "note": "1, 5 and 15 minute load averages: other work on the machine"}
     results["machine"]["other_programs"] = activity.stop()
     return results
 

@@ -60,24 +60,23 @@ QUICK_SWEEP = (
 )
 
 
-def run_sweep(engines, data: BenchData, series=FULL_SWEEP, *, warmups: int = 1, max_repeats: int = 9,
-              min_repeats: int = 3, point_budget_s: float = 3.0, settle_s: float = 0.5, log=print) -> dict:
-    """Time every point of every series on every engine; return the figures and the crossovers."""
-    available = [e for e in engines if e.unavailable() is None]
-    timing = {"warmups": warmups, "repeats": max_repeats, "budget_s": point_budget_s, "min_repeats": min_repeats,
-              "settle_s": settle_s}
+def run_sweep(engines, data: BenchData, cfg, log=print) -> dict:
+    """Time every point of every series of ``cfg.series`` on every engine (each available); return the figures
+    and the crossovers.  Repeats: as many as fit in ``cfg.point_budget_s`` per point, from 3 to 9."""
+    timing = {"warmups": 1, "repeats": min(cfg.repeats, 9), "budget_s": cfg.point_budget_s, "min_repeats": 3,
+              "settle_s": cfg.settle_s}
     out = []
-    for s in series:
+    for s in cfg.series:
         points = []
         for value in s.values:
             workload, rows = s.workload(value)
-            point = time_point(available, workload, data if rows is None else grow_rows(data, rows), **timing)
+            point = time_point(engines, workload, data if rows is None else grow_rows(data, rows), **timing)
             points.append({"value": value, **point})
             log(f"  {s.name} = {value:>9,}: " + ", ".join(f"{k} {m['median_s'] * 1e3:9.2f} ms"
                                                          for k, m in point["engines"].items()))
         out.append({"axis": s.axis, "model": s.model, "name": s.name, "points": points,
                     "crossover": crossover(points, engines)})
-    return {"series": out, "engines": [e.describe() for e in available]}
+    return {"series": out, "engines": [e.describe() for e in engines]}
 
 
 def time_point(engines, workload: Workload, data: BenchData, **timing) -> dict:

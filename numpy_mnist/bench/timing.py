@@ -112,23 +112,18 @@ def time_interleaved(trials: dict, *, warmups: int, repeats: int, budget_s: floa
     settle = settle_s if len(groups) > 1 else None  # one group: nothing to wait for between turns
     results = {key: Measurement(warmups=warmups) for key in trials}
     blocks = max(1, blocks)
-    plans: dict[object, list[int]] = {}
+    plans: dict[object, list[int]] = {}  # each group's timed rounds per turn
     for block in range(blocks):
         for name, keys in groups.items():
-            if block == 0:  # the warm-ups, and from the last of them, this group's rounds per turn
-                round_s = _untimed(trials, keys, warmups, settle)
-                plans[name] = _split(_rounds(repeats, round_s, budget_s, len(groups), min_repeats), blocks)
+            if block == 0:  # the warm-ups, and from the last of them, this group's rounds, spread evenly over the turns
+                rounds = _rounds(repeats, _untimed(trials, keys, warmups, settle), budget_s, len(groups), min_repeats)
+                plans[name] = [rounds // blocks + (b < rounds % blocks) for b in range(blocks)]
             elif plans[name][block] and settle is not None:
                 _untimed(trials, keys, 1, settle)  # wake this library's threads, warm the caches again
-            _timed(trials, keys, plans[name][block], results)
+            for _ in range(plans[name][block]):
+                for k in keys:
+                    results[k].times_s.append(trials[k].timed())
     return results
-
-
-def _timed(trials: dict, keys: list, rounds: int, results: dict) -> None:
-    """``rounds`` timed rounds, each trial of ``keys`` once per round, into ``results``."""
-    for _ in range(rounds):
-        for k in keys:
-            results[k].times_s.append(trials[k].timed())
 
 
 def _untimed(trials: dict, keys: list, rounds: int, settle_s: float | None) -> float:
@@ -146,9 +141,3 @@ def _rounds(repeats: int, round_s: float, budget_s: float | None, groups: int, m
     if budget_s is None or round_s <= 0:
         return max(repeats, 1)
     return max(min(repeats, int(budget_s / groups / round_s)), min(min_repeats, repeats), 1)
-
-
-def _split(rounds: int, blocks: int) -> list[int]:
-    """``rounds`` spread over ``blocks`` turns as evenly as they go (trailing turns may get none)."""
-    used = min(blocks, rounds)
-    return [rounds // used + (b < rounds % used) for b in range(used)] + [0] * (blocks - used)
