@@ -3,7 +3,7 @@
 Prints a Markdown report (epoch times, speed-ups over PyTorch eager, multiples of a streaming pass
 over the data, the speed targets), and one epoch of the book's ResNet-18 against PyTorch with its
 convolutions' matrix products as a floor; with ``--out`` also writes it, a JSON file with every figure and
-the machine, and PNG plots.  ``--quick`` takes well under a minute on a 2-core CPU; ``--sweep`` adds
+the machine, and PNG plots.  ``--quick`` takes a minute or two on a 2-core CPU; ``--sweep`` adds
 batch size, hidden width and dataset size sweeps (minutes, unattended).
 """
 
@@ -21,7 +21,8 @@ from numpy_mnist.cli.options import positive_float, positive_int
 def register(subparsers) -> None:
     p = subparsers.add_parser("bench", help="benchmark one training epoch: numpy-mnist vs PyTorch, CPU vs GPU",
                               description=__doc__)
-    p.add_argument("--quick", action="store_true", help="fewer repeats and a smaller sweep: under a minute")
+    p.add_argument("--quick", action="store_true",
+                   help="fewer repeats, a smaller sweep and 12 ResNet-18 batches: a minute or two")
     p.add_argument("--out", type=Path, default=None,
                    help="write bench.md, bench.json and PNG plots into this folder")
     p.add_argument("--engines", nargs="+", choices=ENGINES, default=ENGINES, metavar="ENGINE",
@@ -36,7 +37,8 @@ def register(subparsers) -> None:
     p.add_argument("--resnet-batches", type=positive_int, default=None, metavar="N",
                    help="time the ResNet-18 on the first N batches of its epoch, scaled to the epoch "
                         "(default: 12 with --quick, else the whole epoch)")
-    p.add_argument("--repeats", type=positive_int, default=None, help="timed repeats per measurement")
+    p.add_argument("--repeats", type=positive_int, default=None,
+                   help="timed repeats per measurement (the ResNet-18's: at most 3)")
     p.add_argument("--warmups", type=positive_int, default=None, help="untimed runs before timing")
     p.add_argument("--wait-quiet", type=positive_float, default=None, metavar="CORES",
                    help="first wait (up to 30 minutes) until other programs use at most CORES CPU cores")
