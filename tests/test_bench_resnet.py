@@ -59,3 +59,34 @@ def test_both_sides_train_the_prefix_of_the_epoch_they_are_asked_for():
     theirs = torch_trainer(workload, x, y, "cpu")(2)()
     assert math.isfinite(ours) and len(theirs) == 2 and all(math.isfinite(v) for v in theirs)
     assert workload.timed_batches(200) == 2 and Workload("resnet18", batch_size=64).timed_batches(200) == 3
+
+
+def test_a_prefix_of_the_epoch_is_scaled_to_the_whole_epoch(monkeypatch):
+    """A clock that moves one second per timed run: 1 of 4 batches timed reads as a 4 s epoch, floor too."""
+    import itertools
+    import time
+
+    from numpy_mnist.bench.data import BenchData
+    from numpy_mnist.bench.suite import BenchConfig, time_epochs
+    from numpy_mnist.bench.timing import Trial
+
+    class Engine:
+        key, label, framework, is_gpu = "numpy", "numpy-mnist NumPy", "numpy-mnist", False
+
+        def runs(self, workload):
+            return True
+
+        def prepare(self, workload, x, y):
+            return Trial(lambda: None)
+
+        def release(self):
+            pass
+
+    x, y = synthetic_like(300)
+    refs = {"cpu": {"stream": {"seconds": 1.0, "GB_per_s": 1.0}, "matmul": {"flop_per_s": 1.0}}}
+    clock = itertools.count()
+    monkeypatch.setattr(time, "perf_counter", lambda: float(next(clock)))
+    workload = Workload("resnet18", batch_size=64, width=2, batches=1)
+    [row] = time_epochs((workload,), [Engine()], BenchData(x, y, "t", real=False), refs,
+                        BenchConfig(settle_s=0.0), 1, 3, log=lambda line: None)
+    assert row["times_s"] == [4.0, 4.0, 4.0] and row["blas_floor"]["median_s"] == 4.0
