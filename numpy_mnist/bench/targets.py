@@ -75,8 +75,10 @@ TARGETS = (
     Target("cpu_resnet18_vs_torch", "CPU: ResNet-18 epoch against PyTorch eager", _RESNET, "torch-cpu", "numpy",
            (">=", 1), stretch=1.3),
     Target("cpu_resnet18_vs_floor", "CPU: ResNet-18 epoch over its convolutions' matrix products alone", _RESNET,
-           "numpy", FLOOR, ("<=", 1.6), why_unmet="the gathering of each convolution's slices (im2col, twice) and "
-           "their adding back (col2im), batch norms and elementwise layers cost more than the products leave"),
+           "numpy", FLOOR, ("<=", 1.6), why_unmet="profiled at width 64 on 2 cores, a batch spends about a quarter "
+           "of its time in Adam's step (11 M parameters, elementwise on one NumPy thread) and most of the rest beyond "
+           "the products in gathering each convolution's slices (im2col, twice), adding them back (col2im) and the "
+           "batch norms"),
     *(Target(f"gpu_{m}_vs_torch", f"GPU: {m} epoch, numpy-mnist CuPy (array path) against PyTorch CUDA eager", row,
              "torch-cuda", "cupy", (">=", 3), why_unmet=_LAUNCHES) for m, row, _ in _BOOK),
     *(Target(f"fused_{m}_epoch", f"GPU: {row} epoch, numpy-mnist fused CUDA graph", row, "fused-graph", None,
