@@ -1,7 +1,7 @@
 #!/usr/bin/env python
 """The full benchmark (references, the book's sizes, the sweep, whole runs) into benchmarks/results/.
 
-    python benchmarks/run.py                  # about 5-10 minutes on a 2-core CPU
+    python benchmarks/run.py                  # about 20 minutes on a 2-core CPU (whole ResNet-18 epochs)
     python benchmarks/run.py --wait-quiet 0.2 # first wait until other programs use <= 0.2 cores
 
 It is ``numpy-mnist bench --sweep --out benchmarks/results`` followed by any further options.

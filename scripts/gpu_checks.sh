@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Every GPU claim of the project in one run, on a machine with an NVIDIA GPU and CuPy: the GPU tests,
 # the CuPy-parametrized suite, the book's run on both backends, the ResNet-18's epoch on CuPy, and the
-# quick bench.
+# quick bench (with its ResNet-18 rows).
 #
 #   scripts/gpu_checks.sh OUTDIR
 #
@@ -48,6 +48,8 @@ done
 # The book's "Going Deeper" ResNet-18, one epoch on CuPy (the run benchmarks/results/resnet18 holds on NumPy).
 step "train --model resnet18 --backend cupy" python -m numpy_mnist train --model resnet18 --backend cupy --no-plot \
     --out "$out/train-resnet18-cupy"
+# The quick bench: the book's models on every engine, and the ResNet-18 rows (NumPy, CuPy, PyTorch CPU and
+# CUDA eager, the first 12 batches of the epoch scaled to it) with their GPU goals.
 step "bench --quick" python -m numpy_mnist bench --quick --no-plot --out "$out/bench"
 cp "$out/bench/bench.md" "$out/bench/bench.json" "$out/" 2>/dev/null
 if [ "$status" -eq 0 ]; then

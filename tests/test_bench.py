@@ -37,7 +37,8 @@ def synthetic_like(rows: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
 def tiny_config(**changes) -> BenchConfig:
     x, y = synthetic_like(300, seed=1)
     settings = dict(quick=True, whole_runs=False, warmups=1, repeats=2, matmul_n_cpu=32, matmul_n_gpu=64,
-                    data=BenchData(x, y, "synthetic test data", real=False), settle_s=0.0)
+                    data=BenchData(x, y, "synthetic test data", real=False), settle_s=0.0, resnet_width=2,
+                    resnet_batches=1)
     settings.update(changes)
     return BenchConfig(**settings)
 
@@ -61,7 +62,7 @@ def results():
 def test_json_has_every_figure_and_the_machine(results):
     back = json.loads(json.dumps(results))  # JSON-ready as it is
     for key in ("schema", "created", "machine", "timing", "data", "engines", "unavailable", "references",
-                "epochs", "targets", "sweep", "whole_runs", "elapsed_s"):
+                "epochs", "resnet18", "targets", "sweep", "whole_runs", "elapsed_s"):
         assert key in back
     m = back["machine"]
     assert m["cpu"] and m["cores"]["logical"] >= 1 and m["gpu"]["name"] == NO_GPU
@@ -69,7 +70,7 @@ def test_json_has_every_figure_and_the_machine(results):
         assert isinstance(m["versions"][lib], str) and m["versions"][lib]
     assert m["versions"]["cupy"] == "cupy not installed"
     assert m["numpy_blas_threads"]["threads"] >= 1 and m["numpy_blas_threads"]["how"].startswith("threadpoolctl")
-    assert "other_programs" in m and "load_average" in m
+    assert set(m["other_programs"]["load_average"]) == {"start", "end"}
     stream = back["references"]["cpu"]["stream"]
     assert stream["bytes"] == 300 * 784 * 4 and stream["seconds"] > 0 and stream["best_method"] in stream["methods"]
     assert back["references"]["cpu"]["matmul"]["flop_per_s"] > 0
@@ -79,23 +80,46 @@ def test_json_has_every_figure_and_the_machine(results):
 def test_epochs_cover_both_models_on_every_cpu_engine(results):
     assert set(results["unavailable"]) == {"cupy", "torch-cuda", "fused-graph", "torch-cuda-graph"}
     assert {(r["model"], r["engine"]) for r in results["epochs"]} == {
-        (m, k) for m in ("linear1", "simple_net(30)") for k in ("numpy", "torch-cpu")}
+        (m, k) for m in ("linear1", "simple_net(30)", "resnet18") for k in ("numpy", "torch-cpu")}
     for row in results["epochs"]:
-        assert row["repeats"] == 2 and row["warmups"] == 1 and len(row["times_s"]) == 2
+        assert row["repeats"] == 2 and len(row["times_s"]) == 2
+        assert row["warmups"] == 1
         assert row["median_s"] > 0 and row["x_stream"] > 0 and row["x_hardware_bound"] > 0
         assert ("blas_floor" in row) == (row["engine"] == "numpy")
 
 
+def test_the_resnet_rows_say_how_they_were_timed_and_what_memory_the_numpy_epoch_took(results):
+    facts = results["resnet18"]
+    assert (facts["width"], facts["batch_size"], facts["epoch_batches"], facts["batches_timed"]) == (2, 64, 4, 1)
+    memory = facts["peak_memory"]
+    assert memory["bytes"] == memory["traced_bytes"] + memory["data_bytes"] + 300 * 4 and memory["traced_bytes"] > 0
+    assert memory["process_max_rss_bytes"] > memory["traced_bytes"]
+    text = markdown(results)
+    assert "ResNet-18 (width 2): batch 64, 4 batches, the last partial one dropped" in text
+    assert "timed on the first 1 of its 4 batches, scaled to the epoch" in text
+    assert markdown({**results, "resnet18": {**facts, "batches_timed": 4}}).count("timed on whole epochs") == 1
+
 def test_every_target_is_reported_and_the_gpu_ones_say_no_gpu_was_found(results):
     targets = {t["key"]: t for t in results["targets"]}
-    cpu = ("cpu_linear1_vs_torch", "cpu_simple_net_vs_torch", "cpu_linear1_vs_stream")
+    cpu = ("cpu_linear1_vs_torch", "cpu_simple_net_vs_torch", "cpu_linear1_vs_stream", "cpu_resnet18_vs_torch",
+           "cpu_resnet18_vs_floor")
     assert list(targets)[:len(cpu)] == list(cpu)
-    for key in cpu:
+    for key in (*cpu, "cpu_resnet18_memory"):
         assert targets[key]["measured"] > 0 and isinstance(targets[key]["met"], bool)
-        assert (targets[key]["note"] == "") == targets[key]["met"]  # an unmet CPU goal says why, a met one nothing
+    for key in cpu[:3] + cpu[4:]:  # an unmet CPU goal says why, a met one nothing
+        assert (targets[key]["note"] == "") == targets[key]["met"]
     assert targets["cpu_linear1_vs_torch"]["floor"] == 2.2 and targets["cpu_simple_net_vs_torch"]["floor"] == 1.6
-    gpu = [t for t in results["targets"] if t["key"] not in cpu]
-    assert len(gpu) == 10 + 2 + 2  # ten epoch targets, two whole runs, two crossovers
+    resnet = [r for r in results["epochs"] if r["model"] == "resnet18"]
+    times = {r["engine"]: r["median_s"] for r in resnet}
+    assert targets["cpu_resnet18_vs_torch"]["measured"] == times["torch-cpu"] / times["numpy"]
+    assert targets["cpu_resnet18_vs_torch"]["stretch"] == 1.3
+    assert targets["cpu_resnet18_vs_floor"]["measured"] == times["numpy"] / resnet[0]["blas_floor"]["median_s"]
+    memory = targets["cpu_resnet18_memory"]
+    assert (memory["measured"], memory["unit"], memory["goal"]) == (results["resnet18"]["peak_memory"]["bytes"] / 1e9,
+                                                                    "GB", "< 2 GB")
+    gpu = [t for t in results["targets"] if not t["key"].startswith("cpu_")]
+    assert len(gpu) == 12 + 2 + 2  # twelve epoch targets (two of the ResNet-18), two whole runs, two crossovers
+    assert {"gpu_resnet18_vs_numpy", "gpu_resnet18_vs_torch"} <= {t["key"] for t in gpu}
     for t in gpu:
         assert t["met"] is None and t["measured"] is None and t["note"].startswith(NO_GPU), t
 
@@ -121,9 +145,12 @@ def test_markdown_is_well_formed_and_names_targets_by_what_they_are(results):
     assert len(epochs) == 2 + len(results["epochs"]) and all(line.count("|") == 7 for line in epochs)
     goals = _table(text, "| goal | wanted | this run | met? |")
     measured = [t for t in results["targets"] if t["measured"] is not None]
-    assert len(goals) == 2 + len(measured) == 2 + 3
+    assert len(goals) == 2 + len(measured) == 2 + 6
     assert goals[2].startswith("| CPU: linear1 epoch against PyTorch eager | >= 4x (floor 2.2x) |")
-    assert all(re.search(r"\| (met|not met(\W.*)?) \|$", row) for row in goals[2:]), goals
+    assert goals[5].startswith("| CPU: ResNet-18 epoch against PyTorch eager | >= 1x (stretch 1.3x) |")
+    assert goals[7].startswith("| CPU: ResNet-18 peak memory of the NumPy epoch at batch 64 | < 2 GB | 0.")
+    assert all(re.search(r"\| (met(, the stretch too|, not the stretch)?|not met(\W.*)?) \|$", row)
+               for row in goals[2:]), goals
     gpu = len(results["targets"]) - len(measured)
     assert f"- GPU goals: not measured, no GPU found ({gpu} goals)." in text.splitlines()
     assert "## Targets" not in text and "no GPU found |" not in text.split("## Goals")[1].split("## ")[0]
@@ -145,6 +172,8 @@ def test_an_unmet_goal_says_why_and_whether_the_floor_holds(results):
     assert _met({**slow, "floor_held": False}) == "not met (under the 2.2x floor): why"
     assert _met({**slow, "met": True}) == "met"
     assert _met({**slow, "goal": "stated", "met": True}) == "stated"
+    assert _met({**slow, "met": True, "stretch_held": False}) == "met, not the stretch"
+    assert _met({**slow, "met": True, "stretch_held": True}) == "met, the stretch too"
 
 
 def test_goals_not_measured_for_another_reason_get_a_line_each(results):
@@ -153,7 +182,7 @@ def test_goals_not_measured_for_another_reason_get_a_line_each(results):
     text = markdown({**results, "targets": targets})
     assert ("- CPU: linear1 epoch against PyTorch eager: not measured: an engine it needs did not run: torch-cpu "
             "(not among --engines).") in text.splitlines()
-    assert len(_table(text, "| goal | wanted | this run | met? |")) == 2 + 2
+    assert len(_table(text, "| goal | wanted | this run | met? |")) == 2 + 5
 
 
 def test_results_are_written_as_markdown_json_and_png(results, tmp_path):
@@ -196,13 +225,34 @@ def test_cli_quick_prints_the_table_and_writes_files(tmp_path, capsys, monkeypat
     x, y = synthetic_like(260, seed=2)
     monkeypatch.setattr(suite, "training_data", lambda: BenchData(x, y, "synthetic test data", real=False))
     code = main(["bench", "--quick", "--engines", "numpy", "--repeats", "1", "--warmups", "1",
-                 "--out", str(tmp_path), "--no-plot", "--no-whole-runs"])
+                 "--out", str(tmp_path), "--no-plot", "--no-whole-runs", "--no-resnet"])
     out = capsys.readouterr().out
     assert code == 0
     assert "| linear1 | numpy-mnist NumPy |" in out and "| simple_net(30) | numpy-mnist NumPy |" in out
     assert "| CPU: linear1 epoch in streaming passes over the training data | <= 2x |" in out
     assert "- CPU: linear1 epoch against PyTorch eager: not measured: an engine it needs did not run" in out
     assert sorted(p.name for p in tmp_path.iterdir()) == ["bench.json", "bench.md"]
+    assert "| resnet18 |" not in out and "- CPU: ResNet-18 epoch over its convolutions' matrix products alone: not " \
+        "measured: the ResNet-18 rows were not run (--no-resnet)." in out
+
+
+def test_cli_options_reach_the_config(monkeypatch, capsys):
+    import numpy_mnist.cli.bench as cli
+    from numpy_mnist.cli import main
+
+    seen = []
+
+    def fake_run(config, log):
+        seen.append(config)
+        raise SystemExit(0)
+
+    monkeypatch.setattr(cli, "run_bench", fake_run)
+    for argv in (["--quick", "--resnet-batches", "5"], ["--no-resnet", "--no-whole-runs"]):
+        with pytest.raises(SystemExit):
+            main(["bench", *argv])
+    assert (seen[0].quick, seen[0].resnet, seen[0].resnet_batches, seen[0].whole_runs) == (True, True, 5, True)
+    assert (seen[1].resnet, seen[1].whole_runs) == (False, False)
+    assert BenchConfig(quick=True).resolved().resnet_batches == 12 and BenchConfig().resolved().resnet_batches is None
 
 
 def test_cli_refuses_an_unknown_engine(capsys):
@@ -304,8 +354,8 @@ def test_machine_facts_come_from_threadpoolctl(monkeypatch):
 
 def test_the_bench_imports_without_a_cycle_and_every_function_is_used():
     """Each bench module imports only modules listed before it; every top-level function is used somewhere."""
-    order = ["timing", "machine", "data", "engines", "references", "sweep", "whole_runs", "targets", "report",
-             "suite"]
+    order = ["timing", "machine", "data", "resnet", "engines", "references", "sweep", "whole_runs", "targets",
+             "report", "suite"]
     folder = ROOT / "numpy_mnist" / "bench"
     assert sorted(p.stem for p in folder.glob("*.py")) == sorted(order + ["__init__"])
     trees = {p.stem: ast.parse(p.read_text()) for p in folder.glob("*.py")}
@@ -328,8 +378,6 @@ def test_no_issue_numbers_in_the_bench_or_its_results():
 
 
 def test_an_event_trial_reads_the_device_clock_around_the_work():
-    from numpy_mnist.bench.timing import EventTrial
-
     calls = []
 
     class Event:
@@ -339,10 +387,12 @@ def test_an_event_trial_reads_the_device_clock_around_the_work():
         def synchronize(self):
             calls.append("wait for the end")
 
-    trial = EventTrial(lambda: calls.append("run"), lambda: calls.append("synchronize"), Event,
-                       lambda start, end: 0.25)
+    trial = Trial(lambda: calls.append("run"), lambda: calls.append("synchronize"), warm=lambda: calls.append("warm"),
+                  events=(Event, lambda start, end: 0.25))
     assert trial.timed() == 0.25
     assert calls == ["synchronize", "record", "run", "record", "wait for the end"]
+    calls.clear()
+    assert trial.timed(warm=True) == 0.25 and calls[2] == "warm"
 
 
 def test_the_references_measure_any_array_library_alike():

@@ -68,3 +68,10 @@ def test_a_required_gpu_fails_a_run_in_which_nothing_ran_on_it(env_without_gpu):
                           capture_output=True, text=True, timeout=120)
     assert done.returncode == 1 and "1 passed" in done.stdout, done.stdout + done.stderr
     assert "0 tests passed on the GPU" in done.stdout
+
+
+def test_the_gpu_checks_bench_keeps_the_resnet_rows():
+    """The bench step times the ResNet-18 on CuPy and PyTorch CUDA too: nothing in its call leaves it out."""
+    script = (ROOT / "scripts" / "gpu_checks.sh").read_text()
+    bench = [line for line in script.splitlines() if "numpy_mnist bench" in line]
+    assert len(bench) == 1 and "--quick" in bench[0] and "--no-resnet" not in bench[0]

@@ -8,15 +8,10 @@
     write_results(results, "runs/bench")
 
 Read in this order: :mod:`~.timing` (interleaving, warm-ups, medians, device synchronization),
-:mod:`~.engines` (one epoch per engine), :mod:`~.references` (streaming pass, matrix-product rate),
-:mod:`~.suite` (the run), :mod:`~.targets`, :mod:`~.report`; beside them :mod:`~.sweep`,
-:mod:`~.whole_runs`, :mod:`~.machine` and :mod:`~.data`.  Timing lives here and never in a unit test.
-
-Size: about 980 lines of code, about 1,550 with docstrings and blank lines.  The aim is 1,000 in
-all; what keeps it longer is the docstrings, which say what every figure means and how it is
-measured, over six engines (two of them CUDA-graph captures), the physical references on two
-devices, the sweep, whole runs, the targets table and the report; none of them can go without a
-figure the bench reports.
+:mod:`~.engines` (one epoch per engine; :mod:`~.resnet` for the ResNet-18's), :mod:`~.references`
+(streaming pass, matrix-product rate, BLAS floors), :mod:`~.suite` (the run), :mod:`~.targets`,
+:mod:`~.report`; beside them :mod:`~.sweep`, :mod:`~.whole_runs`, :mod:`~.machine` and
+:mod:`~.data`.  Timing lives here and never in a unit test.
 """
 
 from numpy_mnist.bench.report import markdown, write_results

@@ -4,11 +4,14 @@ An epoch is the book's ``train_epoch``: for every batch of the training set, in 
 shuffling), the forward pass, the loss, the backward pass and the SGD step.  Validation is not
 part of it.  Every engine trains the same model (``linear1`` or ``simple_net``) on the same rows
 with the same batch size and learning rate, in float32; the data are put on the device once,
-before timing, and the batch losses are read back once per epoch.
+before timing, and the batch losses are read back once per epoch.  The ResNet-18 (a
+:class:`Workload` of model ``resnet18``) is trained with Adam and the one-cycle schedule instead,
+on ``numpy``, ``cupy``, ``torch-cpu`` and ``torch-cuda`` only (:mod:`~numpy_mnist.bench.resnet`).
 
 Every engine has one shape (:class:`Engine`): a ``key``, a ``label``, the ``framework`` whose
-threads it uses, ``is_gpu``; ``unavailable()`` says why it cannot run here; ``prepare(workload, x,
-y)`` returns the :class:`~numpy_mnist.bench.timing.Trial` of one epoch.
+threads it uses, ``is_gpu``; ``unavailable()`` says why it cannot run here; ``runs(workload)``
+whether it trains that model; ``prepare(workload, x, y)`` returns the
+:class:`~numpy_mnist.bench.timing.Trial` of one epoch.
 
 ``numpy`` / ``cupy``
     numpy-mnist's reference :func:`numpy_mnist.learner.train_epoch`: what ``numpy-mnist train``
@@ -35,31 +38,40 @@ PyTorch is optional: without it, its engines report "torch not installed".
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 
 from numpy_mnist import torch_twin
 from numpy_mnist.backends import BackendUnavailableError, get_backend
+from numpy_mnist.bench import resnet
 from numpy_mnist.bench.machine import torch_or_reason
-from numpy_mnist.bench.timing import EventTrial, Trial
+from numpy_mnist.bench.timing import Trial, cupy_trial, torch_cuda_trial
 from numpy_mnist.data.loader import DataLoader
 from numpy_mnist.learner import train_epoch
-from numpy_mnist.models import MLP, LinearModel, linear1, simple_net
+from numpy_mnist.models import MLP, LinearModel, ResNet18, linear1, simple_net
 from numpy_mnist.optim import SGD
 from numpy_mnist.training import quiet_numerics
 
 __all__ = ["Workload", "Engine", "ENGINE_KEYS", "make_engines", "book_model"]
 
-#: The book's learning rates, as the models state them (1.0 for linear1, 0.1 for simple_net).
-LEARNING_RATES = {"linear1": LinearModel.book_lr, "simple_net": MLP.book_lr}
+#: The models' learning rates (1.0 for linear1, 0.1 for simple_net; resnet18's one-cycle peak 0.1).
+LEARNING_RATES = {"linear1": LinearModel.book_lr, "simple_net": MLP.book_lr, "resnet18": ResNet18.book_lr}
+#: The batches a ResNet-18 trial trains when it warms up (not a whole epoch).
+WARM_BATCHES = 2
 
 
 @dataclass(frozen=True)
 class Workload:
-    """What one epoch trains: a model (``linear1``, or ``simple_net`` with ``hidden`` units), a batch size."""
+    """What one epoch trains: ``linear1``, ``simple_net`` with ``hidden`` units or ``resnet18`` of ``width``.
+
+    ``batches`` (resnet18 only): train the first ``batches`` batches of the epoch and scale the time
+    to the whole epoch (``None``: every batch).
+    """
 
     model: str = "linear1"
     hidden: int = 30
     batch_size: int = 256
+    width: int = 64
+    batches: int | None = None
 
     def __post_init__(self) -> None:
         if self.model not in LEARNING_RATES:
@@ -71,36 +83,41 @@ class Workload:
 
     @property
     def name(self) -> str:
-        return "linear1" if self.model == "linear1" else f"simple_net({self.hidden})"
+        return f"simple_net({self.hidden})" if self.model == "simple_net" else self.model
+
+    def timed_batches(self, rows: int) -> int:
+        """The batches a ResNet-18 trial times: ``batches``, at most the epoch's ``rows // batch_size``."""
+        return min(self.batches or rows, rows // self.batch_size)
 
     def flops(self, rows: int, pixels: int = 784) -> float:
         """Floating-point operations of one epoch's matrix products (2 per multiply-add).
 
         linear1: ``x @ w`` and ``x.T @ dz``.  simple_net: ``x @ w1``, ``a @ w2``, ``a.T @ dz``,
-        ``dz @ w2.T`` and ``x.T @ dh`` (no ``dx`` for the images).  Elementwise work is left out:
-        it is a few operations per activation, against ``pixels`` per activation for the products.
+        ``dz @ w2.T`` and ``x.T @ dh`` (no ``dx`` for the images).  resnet18: the convolutions'
+        three products each (:func:`~numpy_mnist.bench.resnet.conv_products`), every full batch.
+        Elementwise work is left out: a few operations per activation, against hundreds per
+        activation for the products.
         """
+        if self.model == "resnet18":
+            per_batch = sum(6.0 * m * k * f for m, k, f in resnet.conv_products(self.width, self.batch_size))
+            return rows // self.batch_size * per_batch
         if self.model == "linear1":
             return 4.0 * rows * pixels
         return 4.0 * rows * pixels * self.hidden + 6.0 * rows * self.hidden
 
     def as_dict(self) -> dict:
-        return {"model": self.model, "hidden": self.hidden if self.model == "simple_net" else None,
-                "batch_size": self.batch_size, "lr": self.lr, "name": self.name}
+        return {**asdict(self), "lr": self.lr, "name": self.name}
 
 
 class Engine:
     """A way of training one epoch (see the module's docstring for the shape every engine has)."""
 
     key = label = framework = ""
-    is_gpu = False
+    is_gpu = graph = False
 
-    def unavailable(self) -> str | None:
-        """Why this engine cannot run here (``None`` when it can)."""
-        raise NotImplementedError
-
-    def prepare(self, workload: Workload, x, y) -> Trial:
-        raise NotImplementedError
+    def runs(self, workload: Workload) -> bool:
+        """Whether this engine trains ``workload``'s model (the CUDA graphs: the book's two only)."""
+        return not (self.graph and workload.model == "resnet18")
 
     def release(self) -> None:
         """Give back device memory held between workloads (a no-op on the CPU)."""
@@ -110,18 +127,25 @@ class Engine:
                 "device": "gpu" if self.is_gpu else "cpu"}
 
 
+def _resnet_runs(trainer, workload: Workload, rows: int):
+    """``(run, warm)`` of a ResNet-18 trial: the timed batches, and the warm-up's few."""
+    batches = workload.timed_batches(rows)
+    return trainer(batches), trainer(min(WARM_BATCHES, batches))
+
+
 class NumpyMnistEngine(Engine):
-    """numpy-mnist on ``numpy`` or ``cupy``: its reference ``train_epoch``, or (``fused``) its CUDA graph."""
+    """numpy-mnist on ``numpy`` or ``cupy``: its reference ``train_epoch``, or (``graph``) its fused CUDA graph."""
 
     framework = "numpy-mnist"
 
-    def __init__(self, backend: str, fused: bool = False) -> None:
-        self.is_gpu, self.fused = backend == "cupy", fused
-        self.key = "fused-graph" if fused else backend
-        self.label = "numpy-mnist fused CUDA graph" if fused else f"numpy-mnist {'CuPy' if self.is_gpu else 'NumPy'}"
+    def __init__(self, backend: str, graph: bool = False) -> None:
+        self.is_gpu, self.graph = backend == "cupy", graph
+        self.key = "fused-graph" if graph else backend
+        self.label = "numpy-mnist fused CUDA graph" if graph else f"numpy-mnist {'CuPy' if self.is_gpu else 'NumPy'}"
         self._backend, self._why = None, None
 
     def unavailable(self) -> str | None:
+        """Why this engine cannot run here (``None`` when it can)."""
         if self._backend is None and self._why is None:
             try:
                 self._backend = get_backend("cupy" if self.is_gpu else "numpy", "float32")
@@ -132,21 +156,23 @@ class NumpyMnistEngine(Engine):
     def prepare(self, workload: Workload, x, y) -> Trial:
         if self.unavailable() is not None:
             raise RuntimeError(self._why)
-        bk = self._backend
-        loader = DataLoader(x, y, workload.batch_size, shuffle=False, backend=bk)
-        model = book_model(workload, bk)
-        opt = SGD(model.params, workload.lr)
-        if self.fused:
-            from numpy_mnist.fused.trainer import FusedTrainer
-
-            run = FusedTrainer(model, loader, opt).train_epoch  # compiles and records here
+        bk, warm = self._backend, None
+        if workload.model == "resnet18":
+            run, warm = _resnet_runs(resnet.numpy_mnist_trainer(workload, x, y, bk), workload, x.shape[0])
         else:
-            def run():
-                with quiet_numerics():
-                    return train_epoch(model, loader, opt)
-        if self.is_gpu:  # CUDA events on the GPU, the host's clock otherwise
-            return EventTrial.cupy_events(run, bk.synchronize)
-        return Trial(run, bk.synchronize)
+            loader = DataLoader(x, y, workload.batch_size, shuffle=False, backend=bk)
+            model = book_model(workload, bk)
+            opt = SGD(model.params, workload.lr)
+            if self.graph:
+                from numpy_mnist.fused.trainer import FusedTrainer
+
+                run = FusedTrainer(model, loader, opt).train_epoch  # compiles and records here
+            else:
+                def run():
+                    with quiet_numerics():
+                        return train_epoch(model, loader, opt)
+        # CUDA events on the GPU, the host's clock otherwise
+        return cupy_trial(run, bk.synchronize, warm) if self.is_gpu else Trial(run, bk.synchronize, warm=warm)
 
     def release(self) -> None:
         if self.is_gpu and self._backend is not None:
@@ -156,7 +182,6 @@ class NumpyMnistEngine(Engine):
 
 def book_model(workload: Workload, backend):
     """numpy-mnist's model of ``workload`` (seed 0) on ``backend``: every engine starts from it."""
-
     if workload.model == "linear1":
         return linear1(seed=0, backend=backend)
     return simple_net(hidden=workload.hidden, seed=0, backend=backend)
@@ -198,6 +223,7 @@ class TorchEngine(Engine):
         self.label = "PyTorch CUDA-graph replay" if graph else f"PyTorch eager {'CUDA' if self.is_gpu else 'CPU'}"
 
     def unavailable(self) -> str | None:
+        """Why this engine cannot run here (``None`` when it can)."""
         torch, why = torch_or_reason()
         if torch is None:
             return why
@@ -210,14 +236,18 @@ class TorchEngine(Engine):
 
         if self.threads is not None and not self.is_gpu:
             torch.set_num_threads(self.threads)
-        params, step, batches = torch_book_loop(workload, x, y, torch.device(self.device))
-        if self.graph:
-            return EventTrial.torch_events(_captured_epoch(params, step, batches))
+        if workload.model == "resnet18":
+            run, warm = _resnet_runs(resnet.torch_trainer(workload, x, y, self.device), workload, x.shape[0])
+        else:
+            params, step, batches = torch_book_loop(workload, x, y, torch.device(self.device))
+            if self.graph:
+                return torch_cuda_trial(_captured_epoch(params, step, batches))
+            warm = None
 
-        def run():
-            return torch.stack([step(xb, yb) for xb, yb in batches]).tolist()
+            def run():
+                return torch.stack([step(xb, yb) for xb, yb in batches]).tolist()
 
-        return EventTrial.torch_events(run) if self.is_gpu else Trial(run)
+        return torch_cuda_trial(run, warm) if self.is_gpu else Trial(run, warm=warm)
 
     def release(self) -> None:
         if self.is_gpu:
@@ -265,5 +295,5 @@ def make_engines(keys=ENGINE_KEYS, *, torch_threads: int | None = None) -> list[
     if unknown:
         raise ValueError(f"unknown engine(s) {', '.join(unknown)}: choose from {', '.join(ENGINE_KEYS)}")
     engines = [NumpyMnistEngine("numpy"), TorchEngine("cpu", threads=torch_threads), NumpyMnistEngine("cupy"),
-               TorchEngine("cuda"), NumpyMnistEngine("cupy", fused=True), TorchEngine("cuda", graph=True)]
+               TorchEngine("cuda"), NumpyMnistEngine("cupy", graph=True), TorchEngine("cuda", graph=True)]
     return [e for e in engines if e.key in keys]

@@ -42,12 +42,6 @@ def cpu_model() -> str:
     return names[0] if names else platform.processor() or platform.machine() or "unknown CPU"
 
 
-def cpu_cores() -> dict:
-    """Logical CPUs in the machine and those this process may run on."""
-    usable = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    return {"logical": os.cpu_count(), "usable": usable}
-
-
 def _numpy_blas() -> dict | None:
     """threadpoolctl's record of the BLAS NumPy loaded (``None`` without a BLAS)."""
     found = [info for info in threadpool_info() if info.get("user_api") == "blas"]
@@ -62,7 +56,7 @@ def numpy_blas_threads() -> dict:
     """
     blas = _numpy_blas()
     if blas is None:
-        return {"threads": cpu_cores()["usable"], "how": "assumed one per usable CPU: threadpoolctl found no BLAS"}
+        return {"threads": os.cpu_count(), "how": "assumed one per CPU: threadpoolctl found no BLAS"}
     return {"threads": int(blas["num_threads"]), "how": f"threadpoolctl ({blas['internal_api']})"}
 
 
@@ -87,35 +81,24 @@ def gpu_info() -> dict:
     return {"name": NO_GPU, "why": reasons}
 
 
-def library_versions() -> dict:
-    blas = _numpy_blas()
-    torch, why = torch_or_reason()
+def machine_info() -> dict:
+    """Everything a reader needs to place the figures: CPU, cores, GPU, library versions, threads."""
+    blas, (torch, why) = _numpy_blas(), torch_or_reason()
     try:
         import cupy
 
         cupy_version = cupy.__version__
     except ImportError:
         cupy_version = "cupy not installed"
-    return {"python": platform.python_version(), "numpy": np.__version__,
-            "numpy_blas": f"{blas['internal_api']} {blas['version']}" if blas else "unknown",
-            "torch": torch.__version__ if torch is not None else why, "cupy": cupy_version,
-            "numpy_mnist": __version__}
-
-
-def machine_info() -> dict:
-    """Everything a reader needs to place the figures: CPU, cores, GPU, versions, threads."""
-    torch, _ = torch_or_reason()
-    return {"cpu": cpu_model(), "cores": cpu_cores(), "platform": platform.platform(), "gpu": gpu_info(),
-            "versions": library_versions(), "numpy_blas_threads": numpy_blas_threads(),
-            "numpy_elementwise_threads": 1, "torch_threads": torch.get_num_threads() if torch is not None else None,
-            "argv": sys.argv}
-
-
-def load_average() -> list[float] | None:
-    try:
-        return [round(v, 2) for v in os.getloadavg()]
-    except (AttributeError, OSError):
-        return None
+    usable = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    versions = {"python": platform.python_version(), "numpy": np.__version__,
+                "numpy_blas": f"{blas['internal_api']} {blas['version']}" if blas else "unknown",
+                "torch": torch.__version__ if torch is not None else why, "cupy": cupy_version,
+                "numpy_mnist": __version__}
+    return {"cpu": cpu_model(), "cores": {"logical": os.cpu_count(), "usable": usable},
+            "platform": platform.platform(), "gpu": gpu_info(), "versions": versions,
+            "numpy_blas_threads": numpy_blas_threads(), "numpy_elementwise_threads": 1,
+            "torch_threads": torch.get_num_threads() if torch is not None else None, "argv": sys.argv}
 
 
 class CpuActivity:
@@ -123,11 +106,12 @@ class CpuActivity:
 
     The machine's busy CPU time (from ``/proc/stat``) minus this process's own CPU time, divided by
     the wall time: the number of cores other programs used meanwhile.  On a shared machine this is
-    what makes timings wander; the report warns when it is not small.
+    what makes timings wander; the report warns when it is not small.  Beside it, the 1, 5 and 15
+    minute load averages at the start and the end.
     """
 
     def start(self) -> "CpuActivity":
-        self._start = _cpu_snapshot()
+        self._start, self._load = _cpu_snapshot(), _load_average()
         return self
 
     def stop(self) -> dict | None:
@@ -137,7 +121,16 @@ class CpuActivity:
         wall = end[0] - start[0]
         others = max(0.0, (end[1] - start[1]) - (end[2] - start[2])) / wall
         return {"other_programs_cores": round(others, 3), "wall_s": round(wall, 1),
-                "note": "CPU cores other programs kept busy during the run, on average"}
+                "load_average": {"start": self._load, "end": _load_average()},
+                "note": "CPU cores other programs kept busy during the run, on average; 1, 5 and 15 minute load "
+                        "averages"}
+
+
+def _load_average() -> list[float] | None:
+    try:
+        return [round(v, 2) for v in os.getloadavg()]
+    except (AttributeError, OSError):
+        return None
 
 
 def _cpu_snapshot() -> tuple[float, float, float] | None:

@@ -6,9 +6,9 @@
   of ``linear1`` must read every image at least once, so the streaming pass is a floor for it.
 * **Matrix-product rate**: FLOP/s (``2 n^3`` per product) of a large square float32 matrix product
   on the device, the ceiling for the epochs' products.
-* **BLAS floor** (CPU, a diagnostic): the epoch's own matrix products alone, with the epoch's
-  shapes, batch by batch, and nothing else: what is left of an epoch once Python and the elementwise
-  work are gone.
+* **BLAS floor** (CPU): the epoch's own matrix products alone, with the epoch's shapes, batch by
+  batch, and nothing else: what is left of an epoch once Python and the elementwise work are gone
+  (for the ResNet-18, its convolutions' products with the network's own im2col shapes and layout).
 
 Together they give each epoch a hardware bound, ``max(flops / rate, bytes / bandwidth)``.
 """
@@ -17,9 +17,10 @@ from __future__ import annotations
 
 import numpy as np
 
-from numpy_mnist.bench.timing import EventTrial, Trial, time_interleaved
+from numpy_mnist.bench.resnet import conv_floor
+from numpy_mnist.bench.timing import Trial, cupy_trial, time_interleaved, torch_cuda_trial
 
-__all__ = ["cpu_references", "gpu_references", "blas_floor", "hardware_bound_s"]
+__all__ = ["references", "blas_floor", "hardware_bound_s"]
 
 
 def _references(x: np.ndarray, put, trial, names: tuple[str, str], *, warmups: int, repeats: int,
@@ -43,35 +44,35 @@ def _references(x: np.ndarray, put, trial, names: tuple[str, str], *, warmups: i
                                          "flop_per_s": 2.0 * matmul_n**3 / mm.median_s}}
 
 
-def cpu_references(x: np.ndarray, *, warmups: int = 2, repeats: int = 9, matmul_n: int = 2048) -> dict:
-    """The streaming pass over ``x`` and the float32 matrix-product rate, on the CPU with NumPy."""
+def references(x: np.ndarray, engines, cfg) -> dict:
+    """The streaming pass over ``x`` and the float32 matrix-product rate (``cfg.matmul_n_cpu``, ``cfg.matmul_n_gpu``):
+    ``{"cpu": ...}`` with NumPy, and ``"gpu"`` on the GPU of the first GPU engine among ``engines`` (all available;
+    CuPy's, or PyTorch's) where there is one."""
     names = ("x @ ones (BLAS matrix-vector product, all BLAS threads)", "sum over rows (NumPy reduction, one thread)")
-    return {"device": "cpu", **_references(x, np.asarray, Trial, names, warmups=warmups, repeats=repeats,
-                                           matmul_n=matmul_n, matmul_timing=(1, max(3, repeats // 2)))}
-
-
-def gpu_references(x: np.ndarray, engines, *, warmups: int = 2, repeats: int = 9, matmul_n: int = 8192) -> dict | None:
-    """As :func:`cpu_references`, on the GPU of the first GPU engine that runs (CuPy's, or PyTorch's)."""
-    gpu = next((e for e in engines if e.is_gpu and e.unavailable() is None), None)
+    refs = {"cpu": {"device": "cpu", **_references(x, np.asarray, Trial, names, warmups=cfg.warmups,
+                                                    repeats=cfg.repeats, matmul_n=cfg.matmul_n_cpu,
+                                                    matmul_timing=(1, max(3, cfg.repeats // 2)))}}
+    gpu = next((e for e in engines if e.is_gpu), None)
     if gpu is None:
-        return None
+        return refs
     if gpu.framework == "numpy-mnist":
         import cupy
 
-        via, put, trial = "CuPy", cupy.asarray, EventTrial.cupy_events
+        via, put, trial = "CuPy", cupy.asarray, cupy_trial
         free = cupy.get_default_memory_pool().free_all_blocks
     else:
         import torch
 
-        via, trial, free = "torch", EventTrial.torch_events, torch.cuda.empty_cache
+        via, trial, free = "torch", torch_cuda_trial, torch.cuda.empty_cache
 
         def put(a):
             return torch.from_numpy(a).cuda()
     names = ("x @ ones (cuBLAS)", f"sum over rows ({via} reduction)")
-    refs = _references(x, put, trial, names, warmups=warmups, repeats=repeats, matmul_n=matmul_n,
-                       matmul_timing=(2, repeats))
+    refs["gpu"] = {"device": "gpu", "via": via.lower(), **_references(
+        x, put, trial, names, warmups=cfg.warmups, repeats=cfg.repeats, matmul_n=cfg.matmul_n_gpu,
+        matmul_timing=(2, cfg.repeats))}
     free()
-    return {"device": "gpu", "via": via.lower(), **refs}
+    return refs
 
 
 def blas_floor(workload, x: np.ndarray) -> Trial:
@@ -80,7 +81,11 @@ def blas_floor(workload, x: np.ndarray) -> Trial:
     Same calls, shapes and memory layout as the model code (linear1: ``x @ w``, ``x.T @ dz``;
     simple_net: ``x @ w1``, ``a @ w2``, ``a.T @ dz``, ``dz @ w2.T``, ``x.T @ dh``), with fixed
     parameters and upstream gradients: the part of an epoch no Python or elementwise tuning can cut.
+    For the ResNet-18, its convolutions' products over the batches its trials time
+    (:func:`~numpy_mnist.bench.resnet.conv_floor`).
     """
+    if workload.model == "resnet18":
+        return Trial(conv_floor(workload, workload.timed_batches(x.shape[0])))
     rng = np.random.default_rng(0)
 
     def normal(*shape):

@@ -27,6 +27,15 @@ def _ratio(value: float | None) -> str:
     return "-" if value is None else f"{value:.2f}x"
 
 
+def _table(header: str, rows) -> list[str]:
+    """A Markdown table: ``header``'s cells split at ``|``, the first left-aligned, the rest right-aligned unless
+    they start with ``<``; one line per row of cells."""
+    cells = header.split("|")
+    return ["", "| " + " | ".join(c.lstrip("<") for c in cells) + " |",
+            "|---|" + "|".join("---" if c.startswith("<") else "---:" for c in cells[1:]) + "|",
+            *("| " + " | ".join(str(c) for c in row) + " |" for row in rows)]
+
+
 def markdown(results: dict) -> str:
     """The report as Markdown: machine, references, the epoch table with its ratios, goals, sweep."""
     sections = (_header, _references, _epochs, _targets, _whole_runs, _unavailable, _sweep)
@@ -39,7 +48,8 @@ def markdown(results: dict) -> str:
 def _header(results: dict) -> list[str]:
     m, d, t = results["machine"], results["data"], results["timing"]
     v, gpu, blas = m["versions"], m["gpu"]["name"], m["numpy_blas_threads"]
-    busy = (m.get("other_programs") or {}).get("other_programs_cores")
+    others = m.get("other_programs") or {}
+    busy = others.get("other_programs_cores")
     out = ["# numpy-mnist benchmark: one training epoch", ""]
     if gpu == NO_GPU:
         out += ["> **No GPU found** on this machine: only the CPU engines ran; the GPU rows, GPU goals",
@@ -60,10 +70,11 @@ def _header(results: dict) -> list[str]:
     ]
     if busy is not None:
         out.append(f"- Other programs meanwhile: {busy:.2f} CPU cores busy on average "
-                   f"(load average {m.get('load_average', {}).get('start')} at the start)")
+                   f"(load average {others['load_average']['start']} at the start)")
     return out + [
         f"- Data: {d['source']}: {d['rows']:,} x {d['columns']} {d['dtype']} ({d['bytes'] / 1e6:.1f} MB); "
-        "batch 256, no shuffle; an epoch is forward + backward + SGD step over every batch, validation excluded",
+        "batch 256, no shuffle; an epoch is forward + backward + SGD step over every batch, validation excluded "
+        "(the ResNet-18's: under the epoch table)",
         f"- Timing: {t['warmups']} warm-ups, then {t['repeats']} repeats, {t['method']}; medians"
         + (" (quick run)" if results.get("quick") else ""),
     ]
@@ -71,82 +82,77 @@ def _header(results: dict) -> list[str]:
 
 def _references(results: dict) -> list[str]:
     refs = results["references"]
-    out = ["", "## Physical references (same run)", "",
-           "| device | streaming pass over the data | bandwidth | float32 matrix product |", "|---|---:|---:|---:|"]
-    for dev, ref in refs.items():
-        s, mm = ref["stream"], ref["matmul"]
-        out.append(f"| {dev.upper()} | {_ms(s['seconds'])} ms ({s['best_method']}) | {s['GB_per_s']:.1f} GB/s "
-                   f"| {mm['flop_per_s'] / 1e9:.1f} GFLOP/s (n = {mm['n']}) |")
-    return out + ["", "The streaming pass is the fastest of: " + "; ".join(
-        f"{dev.upper()} {name}: {_ms(m['median_s'])} ms" for dev, ref in refs.items()
-        for name, m in ref["stream"]["methods"].items()) + "."]
+    rows = [(dev.upper(), f"{_ms(ref['stream']['seconds'])} ms ({ref['stream']['best_method']})",
+             f"{ref['stream']['GB_per_s']:.1f} GB/s", f"{ref['matmul']['flop_per_s'] / 1e9:.1f} GFLOP/s "
+             f"(n = {ref['matmul']['n']})") for dev, ref in refs.items()]
+    return ["", "## Physical references (same run)",
+            *_table("device|streaming pass over the data|bandwidth|float32 matrix product", rows),
+            "", "The streaming pass is the fastest of: " + "; ".join(
+                f"{dev.upper()} {name}: {_ms(m['median_s'])} ms" for dev, ref in refs.items()
+                for name, m in ref["stream"]["methods"].items()) + "."]
 
 
 def _epochs(results: dict) -> list[str]:
-    out = ["", "## One epoch at the book's sizes", "",
-           "| model | engine | epoch (ms) | speed-up vs PyTorch eager CPU | x streaming pass | x hardware bound |",
-           "|---|---|---:|---:|---:|---:|"]
-    out += [f"| {row['model']} | {row['label']} | {_ms(row['median_s'])} | {_ratio(row['speedup_vs_torch_cpu'])} "
-            f"| {_ratio(row['x_stream'])} | {_ratio(row['x_hardware_bound'])} |" for row in results["epochs"]]
-    floors = [(row["model"], row["blas_floor"]["median_s"], row["median_s"]) for row in results["epochs"]
-              if "blas_floor" in row]
+    rows = [(r["model"], r["label"], _ms(r["median_s"]), _ratio(r["speedup_vs_torch_cpu"]), _ratio(r["x_stream"]),
+             _ratio(r["x_hardware_bound"])) for r in results["epochs"]]
+    out = ["", "## One epoch at the book's sizes, and of the ResNet-18", *_table(
+        "model|<engine|epoch (ms)|speed-up vs PyTorch eager CPU|x streaming pass|x hardware bound", rows)]
+    floors = [f"{r['model']} {_ms(f)} ms (the epoch {r['median_s'] / f:.2f}x it)" for r in results["epochs"]
+              if (f := r.get("blas_floor", {}).get("median_s"))]
     if floors:
-        out += ["", "BLAS floor (the epoch's matrix products alone, batch by batch, NumPy): "
-                + "; ".join(f"{m} {_ms(f)} ms ({f / e:.0%} of its epoch)" for m, f, e in floors) + "."]
+        out += ["", "BLAS floor (the epoch's matrix products alone, batch by batch, NumPy; the ResNet-18's: its "
+                "convolutions' products): " + "; ".join(floors) + "."]
     return out + ["", "*x streaming pass*: epoch time over one read of the training data on the same device. "
                   "*x hardware bound*: over max(matrix-product FLOPs / measured FLOP/s, data bytes / measured "
-                  "bandwidth)."]
+                  "bandwidth)."] + _resnet(results.get("resnet18"))
+
+
+def _resnet(facts: dict | None) -> list[str]:
+    if facts is None:
+        return []
+    n, steps = facts["batches_timed"], facts["epoch_batches"]
+    timed = "whole epochs" if n == steps else f"the first {n} of its {steps} batches, scaled to the epoch"
+    out = ["", f"ResNet-18 (width {facts['width']}): batch {facts['batch_size']}, {steps} batches, the last partial "
+           f"one dropped, no shuffle, dropout on, cross-entropy over 2 classes; {facts['optimizer']}; timed on "
+           f"{timed}, after a warm-up of {facts['warmup_batches']} batches."]
+    if "peak_memory" in facts:
+        mem = facts["peak_memory"]
+        out[-1] += (f"  Peak memory of the NumPy epoch: {mem['bytes'] / 1e6:,.0f} MB ({mem['how']}); the whole "
+                    f"process's peak resident memory, PyTorch included: {mem['process_max_rss_bytes'] / 1e6:,.0f} MB.")
+    return out
 
 
 def _targets(results: dict) -> list[str]:
     """The project's own speed goals: each measured one beside its goal, met or not (and why not, where
-    known); those this machine could not measure grouped by reason, one line each (no GPU: the GPU goals)."""
-    out = ["", "## Goals", "",
-           "The project's own speed goals, against this run's medians: *A against B* is B's time over A's (how many "
-           "times faster A is); an epoch *in streaming passes* is its time over one streaming pass.  A goal not "
-           "met is a measurement, not a failed run.", "",
-           "| goal | wanted | this run | met? |", "|---|---|---:|---|"]
-    unmeasured: dict[str, list[dict]] = {}
+    known); those not measured one line each, except the GPU goals on a machine without a GPU: one line."""
+    rows, unmeasured, no_gpu = [], [], 0
     for tg in results["targets"]:
         if tg["measured"] is None and tg["met"] is None:
-            unmeasured.setdefault(_not_measured(tg), []).append(tg)
+            note = tg["note"] or "not measured in this run"
+            no_gpu += note.startswith(NO_GPU)
+            unmeasured += [] if note.startswith(NO_GPU) else [f"- {tg['what']}: not measured: {note}."]
             continue
-        goal = tg["goal"] + (f" (floor {tg['floor']:g}x)" if "floor" in tg else "")
+        goal = tg["goal"] + "".join(f" ({name} {tg[name]:g}x)" for name in ("floor", "stretch") if name in tg)
         if tg["measured"] is None:  # a statement: the note says it
             measured = tg["note"] or "-"
         else:
-            measured = f"{tg['measured']:.3g} ms" if tg["unit"] == "ms" else _ratio(tg["measured"])
-        out.append(f"| {tg['what']} | {goal} | {measured} | {_met(tg)} |")
-    if len(out) == 7:
-        out.append("| (none measured on this machine) | | | |")
-    return out + _unmeasured_lines(unmeasured)
-
-
-def _unmeasured_lines(unmeasured: dict[str, list[dict]]) -> list[str]:
-    """One line for the GPU goals on a machine without a GPU; one per other goal not measured."""
-    lines = []
-    for why, group in unmeasured.items():
-        if why == _NO_GPU_GOALS:
-            lines.append(f"- {why} ({len(group)} goal{'s' if len(group) > 1 else ''}).")
-        else:
-            lines += [f"- {tg['what']}: not measured: {why}." for tg in group]
-    return [""] + lines if lines else []
-
-
-#: The one line for every goal that needs a GPU, on a machine without one.
-_NO_GPU_GOALS = "GPU goals: not measured, no GPU found"
-
-
-def _not_measured(target: dict) -> str:
-    """Why a goal has no value, grouped: every goal that needs a GPU on a machine without one shares one line."""
-    note = target["note"] or "not measured in this run"
-    return _NO_GPU_GOALS if note.startswith(NO_GPU) else note
+            measured = _ratio(tg["measured"]) if tg["unit"] == "x" else f"{tg['measured']:.3g} {tg['unit']}"
+        rows.append((tg["what"], goal, measured, _met(tg)))
+    if no_gpu:
+        unmeasured.insert(0, f"- GPU goals: not measured, no GPU found ({no_gpu} goal{'s' if no_gpu > 1 else ''}).")
+    return ["", "## Goals", "",
+            "The project's own speed goals, against this run's medians: *A against B* is B's time over A's (how many "
+            "times faster A is); an epoch *in streaming passes* is its time over one streaming pass.  A goal not "
+            "met is a measurement, not a failed run.",
+            *_table("goal|<wanted|this run|<met?", rows or [("(none measured on this machine)", "", "", "")])] + (
+        ["", *unmeasured] if unmeasured else [])
 
 
 def _met(target: dict) -> str:
     """"met", "stated" (a goal that is a statement), or "not met" with the floor's state and the known reason."""
     if target["met"] is not False:
-        return "stated" if target["goal"] == "stated" else "met"
+        stretch = {True: ", the stretch too", False: ", not the stretch"}.get(target.get("stretch_held"), "")
+        return "stated" if target["goal"] == "stated" else f"met{stretch}"
     held = target.get("floor_held")
     floor = "" if held is None else (f" (at or above the {target['floor']:g}x floor)" if held
                                      else f" (under the {target['floor']:g}x floor)")
@@ -154,21 +160,18 @@ def _met(target: dict) -> str:
 
 
 def _whole_runs(results: dict) -> list[str]:
-    runs = results.get("whole_runs")
-    if not runs:
-        return []
-    out = ["", "## Whole runs (`numpy-mnist train`, training time = the history's epoch seconds summed)", "",
-           "| command | NumPy: training (wall) s | CuPy: training (wall) s | NumPy / CuPy | accuracy NumPy, CuPy |",
-           "|---|---:|---:|---:|---|"]
-    for run in runs:
+    def seconds(run: dict | None) -> str:
+        return "-" if run is None else f"{run['training_s']:.3g} ({run['wall_s']:.3g})"
+
+    rows = []
+    for run in results.get("whole_runs") or []:
         a, b = run["runs"].get("numpy"), run["runs"].get("cupy")
         acc = f"{a['accuracy']:.4f}, {b['accuracy']:.4f}" if a and b else (run["note"] or "-")
-        out.append(f"| `{run['command']}` | {_seconds(a)} | {_seconds(b)} | {_ratio(run.get('speedup'))} | {acc} |")
-    return out
-
-
-def _seconds(run: dict | None) -> str:
-    return "-" if run is None else f"{run['training_s']:.3g} ({run['wall_s']:.3g})"
+        rows.append((f"`{run['command']}`", seconds(a), seconds(b), _ratio(run.get("speedup")), acc))
+    if not rows:
+        return []
+    return ["", "## Whole runs (`numpy-mnist train`, training time = the history's epoch seconds summed)", *_table(
+        "command|NumPy: training (wall) s|CuPy: training (wall) s|NumPy / CuPy|<accuracy NumPy, CuPy", rows)]
 
 
 def _unavailable(results: dict) -> list[str]:
@@ -180,15 +183,14 @@ def _unavailable(results: dict) -> list[str]:
 def _sweep(results: dict) -> list[str]:
     if "sweep" not in results:
         return []
-    out = ["", "## Sweep (median ms per epoch)", ""]
+    out = ["", "## Sweep (median ms per epoch)"]
     labels = {e["key"]: e["label"] for e in results["engines"]}
     for s in results["sweep"]["series"]:
         keys = list(s["points"][0]["engines"]) if s["points"] else []
-        out += [f"### {s['axis']} ({s['model']})", "",
-                f"| {s['axis']} | " + " | ".join(labels.get(k, k) for k in keys) + " |", "|---:|" + "---:|" * len(keys)]
-        out += [f"| {p['value']:,} | " + " | ".join(_ms(p["engines"][k]["median_s"]) for k in keys) + " |"
-                for p in s["points"]]
-        out += ["", f"Crossover: {s['crossover']['statement']}.", ""]
+        rows = [(f"{p['value']:,}", *(_ms(p["engines"][k]["median_s"]) for k in keys)) for p in s["points"]]
+        header = "|".join([s["axis"], *(labels.get(k, k) for k in keys)])
+        out += ["", f"### {s['axis']} ({s['model']})", *_table(header, rows), "",
+                f"Crossover: {s['crossover']['statement']}."]
     return out
 
 
@@ -208,7 +210,8 @@ def write_results(results: dict, out_dir, *, plots: bool = True) -> list[Path]:
 
 
 def plot_epoch_times(results: dict, path) -> Path:
-    """Bars: one epoch at the book's sizes, per model and engine, log scale, with the CPU streaming pass."""
+    """Bars: one epoch at the book's sizes and of the ResNet-18, per model and engine, log scale, with the CPU
+    streaming pass."""
 
     models = list(dict.fromkeys(r["model"] for r in results["epochs"]))
     labels = list(dict.fromkeys(r["label"] for r in results["epochs"]))
@@ -221,7 +224,7 @@ def plot_epoch_times(results: dict, path) -> Path:
     stream = results["references"]["cpu"]["stream"]["seconds"] * 1e3
     ax.axhline(stream, color="black", linestyle="--", linewidth=1, label="CPU streaming pass")
     ax.set_xticks([j + width * (len(labels) - 1) / 2 for j in range(len(models))], models)
-    ax.set_title(f"One epoch, batch 256 — GPU: {results['machine']['gpu']['name']}")
+    ax.set_title(f"One epoch (resnet18: batch 64, else 256) — GPU: {results['machine']['gpu']['name']}")
     return _finish(fig, ax, path, axis="y")
 
 

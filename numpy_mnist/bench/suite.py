@@ -1,34 +1,44 @@
-"""The benchmark run: references, one epoch at the book's sizes on every engine, sweep, whole runs, targets."""
+"""The benchmark run: references, one epoch at the book's sizes and of the ResNet-18 on every engine, sweep,
+whole runs, targets."""
 
 from __future__ import annotations
 
 import datetime
-import gc
+import resource
 import time
 from dataclasses import dataclass, replace
 
-from numpy_mnist.bench.data import BenchData, grow_rows, training_data
-from numpy_mnist.bench.engines import ENGINE_KEYS, Workload, make_engines
-from numpy_mnist.bench.machine import CpuActivity, load_average, machine_info, numpy_blas_threads
-from numpy_mnist.bench.references import blas_floor, cpu_references, gpu_references, hardware_bound_s
-from numpy_mnist.bench.sweep import FULL_SWEEP, QUICK_SWEEP, run_sweep
+from numpy_mnist.bench.data import BenchData, training_data
+from numpy_mnist.bench.engines import ENGINE_KEYS, WARM_BATCHES, Workload, make_engines
+from numpy_mnist.bench.machine import CpuActivity, machine_info, numpy_blas_threads
+from numpy_mnist.bench.references import blas_floor, hardware_bound_s, references
+from numpy_mnist.bench.resnet import traced_peak_bytes
+from numpy_mnist.bench.sweep import FULL_SWEEP, QUICK_SWEEP, run_sweep, time_trials
 from numpy_mnist.bench.targets import evaluate_targets
-from numpy_mnist.bench.timing import time_interleaved
 from numpy_mnist.bench.whole_runs import run_whole_runs
 
 __all__ = ["BenchConfig", "run_bench", "BOOK_WORKLOADS"]
 
 #: The book's two models at its batch size.
 BOOK_WORKLOADS = (Workload("linear1"), Workload("simple_net", hidden=30))
+#: What ``None`` stands for in a :class:`BenchConfig`, in a full run and in a quick one.
+DEFAULTS = {False: {"warmups": 2, "repeats": 21, "series": FULL_SWEEP, "point_budget_s": 3.0, "matmul_n_cpu": 2048,
+                    "matmul_n_gpu": 8192},
+            True: {"warmups": 2, "repeats": 9, "series": QUICK_SWEEP, "point_budget_s": 1.0, "matmul_n_cpu": 1024,
+                   "matmul_n_gpu": 4096, "resnet_batches": 12}}
+#: The most repeats of a ResNet-18 epoch (a minute each on a 2-core CPU).
+RESNET_REPEATS = 3
 
 
 @dataclass
 class BenchConfig:
-    """How much to measure.  ``quick`` is the under-a-minute version; ``None`` takes its default.
+    """How much to measure.  ``quick`` is the version of a minute or two; ``None`` takes its default.
 
     ``sweep`` adds the sweep; ``whole_runs`` the whole ``numpy-mnist train`` runs (on a GPU only);
-    ``rows`` trains on the first rows only and ``data`` replaces the training set (tests); ``blocks``
-    and ``settle_s``: the turns each library takes, and the pause between (see :mod:`.timing`).
+    ``resnet`` the ResNet-18 rows, timed on the first ``resnet_batches`` batches of its epoch and
+    scaled to the epoch (``None``: whole epochs; a quick run times 12), at ``resnet_width`` (tests
+    take tiny ones); ``data`` replaces the training set (tests); ``blocks`` and ``settle_s``: the
+    turns each library takes, and the pause between (see :mod:`.timing`).
     """
 
     quick: bool = False
@@ -38,49 +48,38 @@ class BenchConfig:
     repeats: int | None = None
     series: tuple | None = None
     point_budget_s: float | None = None
-    rows: int | None = None
     matmul_n_cpu: int | None = None
     matmul_n_gpu: int | None = None
     data: BenchData | None = None
     whole_runs: bool = True
+    resnet: bool = True
+    resnet_batches: int | None = None
+    resnet_width: int = 64
     blocks: int = 3
     settle_s: float = 0.5
 
     def resolved(self) -> "BenchConfig":
-        quick = self.quick
-
-        def pick(value, default):
-            return default if value is None else value
-
-        return replace(self, engines=tuple(self.engines), warmups=pick(self.warmups, 2),
-                       repeats=pick(self.repeats, 9 if quick else 21),
-                       series=pick(self.series, QUICK_SWEEP if quick else FULL_SWEEP),
-                       point_budget_s=pick(self.point_budget_s, 1.0 if quick else 3.0),
-                       matmul_n_cpu=pick(self.matmul_n_cpu, 1024 if quick else 2048),
-                       matmul_n_gpu=pick(self.matmul_n_gpu, 4096 if quick else 8192))
+        defaults = {k: v for k, v in DEFAULTS[self.quick].items() if getattr(self, k) is None}
+        return replace(self, engines=tuple(self.engines), **defaults)
 
 
 def run_bench(config: BenchConfig | None = None, log=print) -> dict:
     """Run the benchmark; return every figure as a JSON-ready dict (see :mod:`numpy_mnist.bench.report`)."""
     cfg = (config or BenchConfig()).resolved()
-    started, load_start, activity = time.perf_counter(), load_average(), CpuActivity().start()
+    started, activity = time.perf_counter(), CpuActivity().start()
     blas = numpy_blas_threads()
     engines = make_engines(cfg.engines, torch_threads=blas["threads"])
     unavailable = {e.key: why for e in engines if (why := e.unavailable()) is not None}
     available = [e for e in engines if e.key not in unavailable]
     data = cfg.data or training_data()
-    if cfg.rows is not None and cfg.rows < data.rows:
-        data = grow_rows(data, cfg.rows)
     log(f"data: {data.source}, {data.rows:,} x {data.x.shape[1]} {data.x.dtype}")
     for key, why in unavailable.items():
         log(f"engine {key} unavailable: {why}")
 
     log("references: streaming pass and matrix-product rate")
-    refs = {"cpu": cpu_references(data.x, warmups=cfg.warmups, repeats=cfg.repeats, matmul_n=cfg.matmul_n_cpu)}
-    gpu_ref = gpu_references(data.x, available, warmups=cfg.warmups, repeats=cfg.repeats, matmul_n=cfg.matmul_n_gpu)
-    if gpu_ref is not None:
-        refs["gpu"] = gpu_ref
-    epochs = book_epochs(available, data, refs, cfg, log)  # before machine_info: PyTorch's threads are set now
+    refs = references(data.x, available, cfg)
+    # before machine_info: PyTorch's threads are set now
+    epochs = time_epochs(BOOK_WORKLOADS, available, data, refs, cfg, cfg.warmups, cfg.repeats, log)
     results = {
         "schema": 1,
         "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
@@ -97,46 +96,69 @@ def run_bench(config: BenchConfig | None = None, log=print) -> dict:
         "references": refs,
         "epochs": epochs,
     }
+    if cfg.resnet:
+        resnet = Workload("resnet18", batch_size=64, width=cfg.resnet_width, batches=cfg.resnet_batches)
+        repeats = min(cfg.repeats, RESNET_REPEATS)
+        results["epochs"] += time_epochs((resnet,), available, data, refs, cfg, 1, repeats, log)
+        results["resnet18"] = resnet_facts(resnet, available, data)
     if cfg.sweep:
         log(f"sweep: {len(cfg.series)} series")
-        results["sweep"] = run_sweep(available, data, cfg.series, warmups=1, max_repeats=min(cfg.repeats, 9),
-                                     point_budget_s=cfg.point_budget_s, settle_s=cfg.settle_s, log=log)
+        results["sweep"] = run_sweep(available, data, cfg, log=log)
     if cfg.whole_runs:
         results["whole_runs"] = run_whole_runs(log=log)
     results["targets"] = evaluate_targets(results)
     results["elapsed_s"] = time.perf_counter() - started
-    results["machine"]["load_average"] = {"start": load_start, "end": load_average(),
-                                          "note": "1, 5 and 15 minute load averages: other work on the machine"}
     results["machine"]["other_programs"] = activity.stop()
     return results
 
 
-def book_epochs(engines, data: BenchData, refs: dict, cfg: BenchConfig, log=print) -> list[dict]:
-    """One epoch of each book workload on each engine, and the BLAS floor, all timed interleaved: the table's rows."""
-    log(f"one epoch at the book's sizes: {len(BOOK_WORKLOADS)} models x {len(engines)} engines, "
-        f"{cfg.warmups} warm-ups + {cfg.repeats} interleaved repeats")
+def time_epochs(workloads, engines, data: BenchData, refs: dict, cfg: BenchConfig, warmups: int, repeats: int,
+                log=print) -> list[dict]:
+    """One epoch of each workload on each engine that runs it, and its BLAS floor, timed interleaved: the table's
+    rows.  A ResNet-18 timed on a prefix of its epoch's batches is scaled to the whole epoch."""
+    log(f"one epoch of {', '.join(w.name for w in workloads)} on {len(engines)} engines, "
+        f"{warmups} warm-ups + {repeats} interleaved repeats")
     trials = {}
-    for w in BOOK_WORKLOADS:
-        trials.update({(w.name, e.key): e.prepare(w, data.x, data.y) for e in engines})
+    for w in workloads:
+        trials.update({(w.name, e.key): e.prepare(w, data.x, data.y) for e in engines if e.runs(w)})
         trials[(w.name, "blas-floor")] = blas_floor(w, data.x)
     framework = {e.key: e.framework for e in engines}
-    timed = time_interleaved(trials, warmups=cfg.warmups, repeats=cfg.repeats, blocks=cfg.blocks,
-                             settle_s=cfg.settle_s, group_of=lambda key: framework.get(key[1], "numpy-mnist"))
-    del trials
-    for e in engines:
-        e.release()
-    gc.collect()
+    timed = time_trials(trials, engines, lambda key: framework.get(key[1], "numpy-mnist"), warmups=warmups,
+                        repeats=repeats, blocks=cfg.blocks, settle_s=cfg.settle_s)
     rows = []
-    for w in BOOK_WORKLOADS:
-        torch_cpu = timed.get((w.name, "torch-cpu"))
-        for e in engines:
-            m, ref = timed[(w.name, e.key)], refs["gpu" if e.is_gpu else "cpu"]
-            rows.append({"model": w.name, "workload": w.as_dict(), "engine": e.key, "label": e.label,
-                         "device": "gpu" if e.is_gpu else "cpu", **m.as_dict(),
-                         "x_stream": m.median_s / ref["stream"]["seconds"],
-                         "x_hardware_bound": m.median_s / hardware_bound_s(w, data.rows, data.x.nbytes, ref),
-                         "speedup_vs_torch_cpu": torch_cpu.median_s / m.median_s if torch_cpu else None})
-            if e.key == "numpy":
-                rows[-1]["blas_floor"] = timed[(w.name, "blas-floor")].as_dict()
-        log(f"  {w.name}: " + ", ".join(f"{e.key} {timed[(w.name, e.key)].median_s * 1e3:.2f} ms" for e in engines))
+    for w in workloads:
+        scale = data.rows // w.batch_size / w.timed_batches(data.rows) if w.model == "resnet18" else 1.0
+        ran = {key: m.scaled(scale) for (name, key), m in timed.items() if name == w.name}
+        log(f"  {w.name}: " + ", ".join(f"{key} {m.median_s * 1e3:.2f} ms" for key, m in ran.items()))
+        rows += [_epoch_row(w, e, ran, refs["gpu" if e.is_gpu else "cpu"], data) for e in engines if e.runs(w)]
     return rows
+
+
+def _epoch_row(w: Workload, e, ran: dict, ref: dict, data: BenchData) -> dict:
+    """The table's row of ``w`` on engine ``e``, from the measurements ``ran`` by engine key and the device's
+    references ``ref``."""
+    m, torch_cpu = ran[e.key], ran.get("torch-cpu")
+    row = {"model": w.name, "workload": w.as_dict(), "engine": e.key, "label": e.label,
+           "device": "gpu" if e.is_gpu else "cpu", **m.as_dict(), "x_stream": m.median_s / ref["stream"]["seconds"],
+           "x_hardware_bound": m.median_s / hardware_bound_s(w, data.rows, data.x.nbytes, ref),
+           "speedup_vs_torch_cpu": torch_cpu.median_s / m.median_s if torch_cpu else None}
+    if e.key == "numpy":
+        row["blas_floor"] = ran["blas-floor"].as_dict()
+    return row
+
+
+def resnet_facts(workload: Workload, engines, data: BenchData) -> dict:
+    """How the ResNet-18 rows were timed, and the NumPy epoch's peak memory (see :func:`~.resnet.traced_peak_bytes`)."""
+    steps = data.rows // workload.batch_size
+    facts = {**workload.as_dict(), "epoch_batches": steps, "batches_timed": workload.timed_batches(data.rows),
+             "warmup_batches": WARM_BATCHES, "optimizer": "fastai Adam + one-cycle (PyTorch: AdamW + OneCycleLR)"}
+    numpy = next((e for e in engines if e.key == "numpy"), None)
+    if numpy is not None:
+        few = replace(workload, batches=WARM_BATCHES)
+        traced = traced_peak_bytes(lambda: numpy.prepare(few, data.x, data.y).run())
+        facts["peak_memory"] = {
+            "bytes": traced + data.x.nbytes + data.y.nbytes, "traced_bytes": traced, "data_bytes": data.x.nbytes,
+            "how": f"tracemalloc's peak while building the model and training {WARM_BATCHES} batches (model, "
+                   "optimizer, activations, gradients), plus the training set",
+            "process_max_rss_bytes": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024}
+    return facts

@@ -15,7 +15,7 @@ from numpy_mnist.bench.data import BenchData, grow_rows
 from numpy_mnist.bench.engines import Workload
 from numpy_mnist.bench.timing import time_interleaved
 
-__all__ = ["Series", "FULL_SWEEP", "QUICK_SWEEP", "run_sweep", "crossover"]
+__all__ = ["Series", "FULL_SWEEP", "QUICK_SWEEP", "run_sweep", "time_trials", "crossover"]
 
 
 @dataclass(frozen=True)
@@ -60,37 +60,42 @@ QUICK_SWEEP = (
 )
 
 
-def run_sweep(engines, data: BenchData, series=FULL_SWEEP, *, warmups: int = 1, max_repeats: int = 9,
-              min_repeats: int = 3, point_budget_s: float = 3.0, settle_s: float = 0.5, log=print) -> dict:
-    """Time every point of every series on every engine; return the figures and the crossovers."""
-    available = [e for e in engines if e.unavailable() is None]
-    timing = {"warmups": warmups, "repeats": max_repeats, "budget_s": point_budget_s, "min_repeats": min_repeats,
-              "settle_s": settle_s}
+def run_sweep(engines, data: BenchData, cfg, log=print) -> dict:
+    """Time every point of every series of ``cfg.series`` on every engine (each available); return the figures
+    and the crossovers.  Repeats: as many as fit in ``cfg.point_budget_s`` per point, from 3 to 9."""
+    timing = {"warmups": 1, "repeats": min(cfg.repeats, 9), "budget_s": cfg.point_budget_s, "min_repeats": 3,
+              "settle_s": cfg.settle_s}
     out = []
-    for s in series:
+    for s in cfg.series:
         points = []
         for value in s.values:
             workload, rows = s.workload(value)
-            point = time_point(available, workload, data if rows is None else grow_rows(data, rows), **timing)
+            point = time_point(engines, workload, data if rows is None else grow_rows(data, rows), **timing)
             points.append({"value": value, **point})
             log(f"  {s.name} = {value:>9,}: " + ", ".join(f"{k} {m['median_s'] * 1e3:9.2f} ms"
                                                          for k, m in point["engines"].items()))
         out.append({"axis": s.axis, "model": s.model, "name": s.name, "points": points,
                     "crossover": crossover(points, engines)})
-    return {"series": out, "engines": [e.describe() for e in available]}
+    return {"series": out, "engines": [e.describe() for e in engines]}
 
 
 def time_point(engines, workload: Workload, data: BenchData, **timing) -> dict:
     """One epoch of ``workload`` on ``data``, timed on every engine, interleaved per framework."""
     trials = {e.key: e.prepare(workload, data.x, data.y) for e in engines}
-    framework = {e.key: e.framework for e in engines}
-    timed = time_interleaved(trials, group_of=framework.get, **timing)
-    del trials
+    timed = time_trials(trials, engines, {e.key: e.framework for e in engines}.get, **timing)
+    return {"rows": data.rows, "data": data.source, **workload.as_dict(),
+            "engines": {key: m.as_dict() for key, m in timed.items()}}
+
+
+def time_trials(trials: dict, engines, framework_of, **timing) -> dict:
+    """``trials`` timed interleaved, grouped by ``framework_of(key)``; then every trial dropped and the engines'
+    device memory given back."""
+    timed = time_interleaved(trials, group_of=framework_of, **timing)
+    trials.clear()
     for e in engines:
         e.release()
     gc.collect()
-    return {"rows": data.rows, "data": data.source, **workload.as_dict(),
-            "engines": {key: m.as_dict() for key, m in timed.items()}}
+    return timed
 
 
 def crossover(points: list[dict], engines) -> dict:

@@ -21,7 +21,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Callable
 
-__all__ = ["Measurement", "Trial", "EventTrial", "time_interleaved"]
+__all__ = ["Measurement", "Trial", "cupy_trial", "torch_cuda_trial", "time_interleaved"]
 
 
 @dataclass
@@ -35,6 +35,10 @@ class Measurement:
     def median_s(self) -> float:
         return statistics.median(self.times_s)
 
+    def scaled(self, factor: float) -> "Measurement":
+        """Every repeat times ``factor`` (a prefix of an epoch's batches scaled to the whole epoch)."""
+        return Measurement([t * factor for t in self.times_s], self.warmups)
+
     def as_dict(self) -> dict:
         t = self.times_s
         q1, q3 = (t[0], t[0]) if len(t) < 2 else statistics.quantiles(t, n=4, method="inclusive")[::2]
@@ -46,52 +50,51 @@ class Trial:
     """Something to time: ``run()`` does the work (asynchronously on a GPU), ``synchronize()`` waits.
 
     :meth:`timed` synchronizes, reads the host's clock, runs, synchronizes again and reads the
-    clock: no clock is ever read while device work is still queued.
+    clock: no clock is ever read while device work is still queued.  With ``events``, a pair
+    ``(new_event, elapsed_s)``, it reads the device's own clock instead: CUDA events recorded on the
+    stream that runs the work.  ``warm()`` is what an untimed run runs (``run`` unless given: a
+    ResNet-18 trial warms up on two batches, not a whole epoch).
     """
 
-    def __init__(self, run: Callable[[], object], synchronize: Callable[[], None] | None = None) -> None:
-        self.run = run
+    def __init__(self, run: Callable[[], object], synchronize: Callable[[], None] | None = None, *,
+                 warm: Callable[[], object] | None = None, events: tuple | None = None) -> None:
+        self.run, self.warm, self.events = run, warm or run, events
         self.synchronize = synchronize or (lambda: None)
 
-    def timed(self) -> float:
+    def timed(self, warm: bool = False) -> float:
+        work = self.warm if warm else self.run
         self.synchronize()
-        start = time.perf_counter()
-        self.run()
-        self.synchronize()
-        return time.perf_counter() - start
-
-
-class EventTrial(Trial):
-    """A GPU trial timed by the device's own clock: CUDA events recorded on the stream that runs the work."""
-
-    def __init__(self, run, synchronize, new_event, elapsed_s) -> None:
-        super().__init__(run, synchronize)
-        self.new_event, self.elapsed_s = new_event, elapsed_s
-
-    def timed(self) -> float:
-        self.synchronize()
-        start, end = self.new_event(), self.new_event()
+        if self.events is None:
+            start = time.perf_counter()
+            work()
+            self.synchronize()
+            return time.perf_counter() - start
+        new_event, elapsed_s = self.events
+        start, end = new_event(), new_event()
         start.record()
-        self.run()
+        work()
         end.record()
         end.synchronize()
-        return self.elapsed_s(start, end)
+        return elapsed_s(start, end)
 
-    @classmethod
-    def cupy_events(cls, run, synchronize=None) -> "EventTrial":
-        """Timed with ``cupy.cuda.Event`` (``synchronize``: the current stream's, by default)."""
-        import cupy
 
-        return cls(run, synchronize or cupy.cuda.get_current_stream().synchronize, cupy.cuda.Event,
-                   lambda start, end: cupy.cuda.get_elapsed_time(start, end) / 1e3)
+def cupy_trial(run, synchronize=None, warm=None) -> Trial:
+    """Timed with ``cupy.cuda.Event`` (``synchronize``: the current stream's, by default)."""
+    import cupy
 
-    @classmethod
-    def torch_events(cls, run) -> "EventTrial":
-        """Timed with ``torch.cuda.Event`` on PyTorch's current stream."""
-        import torch
+    return Trial(run, synchronize or cupy.cuda.get_current_stream().synchronize, warm=warm,
+                 events=(cupy.cuda.Event, lambda start, end: cupy.cuda.get_elapsed_time(start, end) / 1e3))
 
-        return cls(run, torch.cuda.synchronize, lambda: torch.cuda.Event(enable_timing=True),
-                   lambda start, end: start.elapsed_time(end) / 1e3)
+
+def torch_cuda_trial(run, warm=None) -> Trial:
+    """Timed with ``torch.cuda.Event`` on PyTorch's current stream."""
+    import torch
+
+    def new_event():
+        return torch.cuda.Event(enable_timing=True)
+
+    return Trial(run, torch.cuda.synchronize, warm=warm,
+                 events=(new_event, lambda start, end: start.elapsed_time(end) / 1e3))
 
 
 def time_interleaved(trials: dict, *, warmups: int, repeats: int, budget_s: float | None = None,
@@ -109,23 +112,18 @@ def time_interleaved(trials: dict, *, warmups: int, repeats: int, budget_s: floa
     settle = settle_s if len(groups) > 1 else None  # one group: nothing to wait for between turns
     results = {key: Measurement(warmups=warmups) for key in trials}
     blocks = max(1, blocks)
-    plans: dict[object, list[int]] = {}
+    plans: dict[object, list[int]] = {}  # each group's timed rounds per turn
     for block in range(blocks):
         for name, keys in groups.items():
-            if block == 0:  # the warm-ups, and from the last of them, this group's rounds per turn
-                round_s = _untimed(trials, keys, warmups, settle)
-                plans[name] = _split(_rounds(repeats, round_s, budget_s, len(groups), min_repeats), blocks)
+            if block == 0:  # the warm-ups, and from the last of them, this group's rounds, spread evenly over the turns
+                rounds = _rounds(repeats, _untimed(trials, keys, warmups, settle), budget_s, len(groups), min_repeats)
+                plans[name] = [rounds // blocks + (b < rounds % blocks) for b in range(blocks)]
             elif plans[name][block] and settle is not None:
                 _untimed(trials, keys, 1, settle)  # wake this library's threads, warm the caches again
-            _timed(trials, keys, plans[name][block], results)
+            for _ in range(plans[name][block]):
+                for k in keys:
+                    results[k].times_s.append(trials[k].timed())
     return results
-
-
-def _timed(trials: dict, keys: list, rounds: int, results: dict) -> None:
-    """``rounds`` timed rounds, each trial of ``keys`` once per round, into ``results``."""
-    for _ in range(rounds):
-        for k in keys:
-            results[k].times_s.append(trials[k].timed())
 
 
 def _untimed(trials: dict, keys: list, rounds: int, settle_s: float | None) -> float:
@@ -134,7 +132,7 @@ def _untimed(trials: dict, keys: list, rounds: int, settle_s: float | None) -> f
         time.sleep(settle_s)
     round_s = 0.0
     for _ in range(rounds):
-        round_s = sum(trials[k].timed() for k in keys)
+        round_s = sum(trials[k].timed(warm=True) for k in keys)
     return round_s
 
 
@@ -143,9 +141,3 @@ def _rounds(repeats: int, round_s: float, budget_s: float | None, groups: int, m
     if budget_s is None or round_s <= 0:
         return max(repeats, 1)
     return max(min(repeats, int(budget_s / groups / round_s)), min(min_repeats, repeats), 1)
-
-
-def _split(rounds: int, blocks: int) -> list[int]:
-    """``rounds`` spread over ``blocks`` turns as evenly as they go (trailing turns may get none)."""
-    used = min(blocks, rounds)
-    return [rounds // used + (b < rounds % used) for b in range(used)] + [0] * (blocks - used)

@@ -42,7 +42,7 @@ WHOLE_RUNS = (
 )
 
 
-def run_whole(argv, backend: str, extra=()) -> dict:
+def run_whole(argv, backend: str) -> dict:
     """Run ``numpy-mnist train argv --backend backend`` (quiet, no plots, into a temporary folder) in a
     process of its own, as a user would.
 
@@ -51,10 +51,9 @@ def run_whole(argv, backend: str, extra=()) -> dict:
     one line, as a :class:`~numpy_mnist.errors.NumpyMnistError`.
     """
     with tempfile.TemporaryDirectory() as out:
-        command = [sys.executable, "-m", "numpy_mnist", "train", *argv, "--backend", backend, "--quiet",
-                   "--no-plot", "--out", out, *extra]
         start = time.perf_counter()
-        done = subprocess.run(command, capture_output=True, text=True)
+        done = subprocess.run([sys.executable, "-m", "numpy_mnist", "train", *argv, "--backend", backend, "--quiet",
+                               "--no-plot", "--out", out], capture_output=True, text=True)
         wall = time.perf_counter() - start
         if done.returncode == 2:
             raise NumpyMnistError(done.stderr.strip().splitlines()[-1])
@@ -66,26 +65,20 @@ def run_whole(argv, backend: str, extra=()) -> dict:
             "epochs": len(history), "accuracy": history[-1]["accuracy"]}
 
 
-def run_whole_runs(runs=WHOLE_RUNS, *, log=print, extra=(), backends=None) -> list[dict]:
-    """Every whole run on NumPy, then on CuPy (skipped, with the reason, where CuPy has no GPU).
-
-    ``backends`` maps the two roles, ``"numpy"`` and ``"cupy"``, to the backends that play them
-    (tests let NumPy play both).
-    """
-
-    backends = backends or {"numpy": "numpy", "cupy": "cupy"}
+def run_whole_runs(runs=WHOLE_RUNS, *, log=print) -> list[dict]:
+    """Every whole run on NumPy, then on CuPy (skipped, with the reason, where CuPy has no GPU)."""
     why_not = None
     try:
-        get_backend(backends["cupy"])
+        get_backend("cupy")
     except BackendUnavailableError as exc:
         why_not = f"{NO_GPU} ({exc})" if "not installed" not in str(exc) else NO_GPU
     out = []
     for run in runs:
         entry = {"key": run.key, "command": run.command, "goal": run.goal, "runs": {}, "note": why_not or ""}
         try:
-            for role in () if why_not else ("numpy", "cupy"):
-                log(f"whole run: {run.command} --backend {backends[role]}")
-                entry["runs"][role] = run_whole(run.argv, backends[role], extra)
+            for backend in () if why_not else ("numpy", "cupy"):
+                log(f"whole run: {run.command} --backend {backend}")
+                entry["runs"][backend] = run_whole(run.argv, backend)
         except USER_ERRORS as exc:  # the CLI's own one-line errors, backend errors among them
             entry["note"] = str(exc)
         if len(entry["runs"]) == 2:
