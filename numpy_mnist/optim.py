@@ -184,10 +184,14 @@ class Adam:
             p = self.params[name]
             if name not in self.no_decay:
                 p *= 1 - lr * self.wd
-            self.m[name] = b1 * self.m[name] + (1 - b1) * g
-            self.v[name] = b2 * self.v[name] + (1 - b2) * (g * g)
-            root = array_namespace(p).sqrt(self.v[name] / (1 - b2**t))
-            p -= (lr / (1 - b1**t)) * self.m[name] / (root + self.eps)
+            m, v = self.m[name], self.v[name]  # updated in place: no new arrays of the model's size
+            m *= b1
+            m += (1 - b1) * g
+            v *= b2
+            v += (1 - b2) * (g * g)
+            root = array_namespace(p).sqrt(v / (1 - b2**t))
+            root += self.eps
+            p -= (lr / (1 - b1**t)) * m / root
 
     def state(self) -> dict:
         return {"name": "adam", "lr": self.lr, "betas": [self.beta1, self.beta2], "eps": self.eps, "wd": self.wd,
