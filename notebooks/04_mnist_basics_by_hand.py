@@ -860,14 +860,22 @@ print(max_pool2d_backward(np.ones((1, 1, 1, 1)), tie, kernel=2, stride=2, paddin
 # %% [markdown]
 # ### Training it live, at an eighth of the width
 #
-# The book's model has 64 channels in its first stage and an epoch takes minutes on a CPU. At
-# width 8 (every channel count divided by 8, 64 times fewer multiplications in each convolution)
-# the same network trains here in seconds, built and trained exactly as
-# `numpy-mnist train --model resnet18 --width 8` does: the 3s and 7s as class labels (1 for a 3),
-# shuffled batches of 64 with the last partial batch dropped, one epoch of Adam (the batch norms
-# left out of the weight decay) under a one-cycle schedule peaking at the book's learning rate 0.1.
+# The book's model has 64 channels in its first stage and an epoch takes minutes on a CPU. At width
+# 8 (every channel count divided by 8, so 64 times fewer multiplications in every convolution but
+# the first, whose input is the one grey channel) the same network trains here in seconds, built and
+# trained exactly as `numpy-mnist train --model resnet18 --width 8` does: the 3s and 7s as class
+# labels (1 for a 3), shuffled batches of 64 with the last partial batch dropped, one epoch of Adam
+# (the batch norms left out of the weight decay) under a one-cycle schedule peaking at the book's
+# learning rate 0.1.
+#
+# The matrix products at this width are small (the largest, the stem's, multiplies 12544 x 49 by
+# 49 x 8), too small to split between threads: on a two-core machine shared with other work, NumPy's
+# BLAS on two threads made this epoch many times slower than on one, as its threads waited for each
+# other. So the cell runs it on one (`threadpoolctl`, the library that asks the BLAS itself).
 
 # %%
+from threadpoolctl import threadpool_limits
+
 from numpy_mnist.models import resnet18, resnet18_shapes
 from numpy_mnist.optim import Adam, OneCycle
 from numpy_mnist.training import fit, make_learner
@@ -883,7 +891,8 @@ res_learn = make_learner(resnet, res_train, res_valid, opt)
 sizes = {width: sum(int(np.prod(shape)) for shape in resnet18_shapes(width).values()) for width in (8, 64)}
 print(f"ResNet-18 of width {resnet.width}: {sizes[8]:,} parameters (the book's width 64: {sizes[64]:,}); "
       f"{len(res_train)} steps of Adam, one-cycle to lr {resnet.default_lr:g}, batch 64")
-res_history = fit(res_learn, 1)
+with threadpool_limits(limits=1, user_api="blas"):
+    res_history = fit(res_learn, 1)
 print(f"untrained: valid accuracy {res_learn.start.accuracy:.4f} (chance {chance_accuracy(valid_y):.4f}); after one "
       f"epoch: {res_history[-1].accuracy:.4f}, valid loss {res_history[-1].valid_loss:.4f}, "
       f"in {res_history[-1].seconds:.1f} s")
