@@ -924,8 +924,8 @@ show(fig)
 # ### The full width: the committed run
 #
 # The book's own width, 64, was trained once with the command below and its output committed under
-# `benchmarks/results/resnet18/` with the machine it ran on. The figures here are read from that
-# run's files, not typed in.
+# `benchmarks/results/resnet18/`, whose README describes the machine and how busy it was. The
+# figures here are read from that run's files, not typed in.
 
 # %%
 import json
@@ -940,8 +940,10 @@ if (committed / "history.json").is_file():
     last = full["epochs"][-1]
     print(f"command: {command}")
     print(f"width 64: valid accuracy {full['start']['accuracy']:.4f} untrained, {last['accuracy']:.4f} after "
-          f"{last['epoch']} epoch (the book: 0.997), the epoch in {last['seconds']:.0f} s "
-          "on the machine its README describes")
+          f"{last['epoch']} epoch (the book: 0.997), the epoch in {last['seconds']:.0f} s")
+    for row in notes.splitlines():  # the README's own figures for the whole command
+        if row.startswith(("| wall time", "| CPU time")):
+            print("  " + ": ".join(cell.strip() for cell in row.strip("|").split("|")))
     print(f"width {resnet.width}, above: {res_history[-1].accuracy:.4f} in {res_history[-1].seconds:.1f} s")
 else:
     print(f"The committed run is not here ({committed}): it is in the repository, "

@@ -115,6 +115,7 @@ def assert_shows_going_deeper(text: str, with_torch: bool) -> None:
     final = history["epochs"][-1]
     assert f"{final['accuracy']:.4f} after {final['epoch']} epoch" in text
     assert f"the epoch in {final['seconds']:.0f} s" in text
+    assert "  CPU time: " in text and "  wall time, whole command: " in text
 
 
 def hide_torch(folder: Path) -> Path:
