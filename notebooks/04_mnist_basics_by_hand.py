@@ -25,10 +25,10 @@
 # Read it beside the book: the sections follow the chapter, from the first look at the data and the
 # book's SGD warm-up (the gradient of $x^2$, a roller coaster's speed fitted step by step) to the
 # book's ResNet-18 (its convolution, batch norm and max-pool by hand, trained live at a small width)
-# and the closing exercise with all ten digits, and each names the book's sections it goes with. Everything
-# runs offline on a fresh install (from a clone, `pip install -e ".[notebook]"`): the book's 3s and
-# 7s ship inside the package. The ten-digit section needs the full MNIST (`numpy-mnist data
-# download`) and says so when it is missing.
+# and the closing exercise with all ten digits, and each names the book's sections it goes with.
+# Everything runs offline on a fresh install (from a clone, `pip install -e ".[notebook]"`): the
+# book's 3s and 7s ship inside the package. The ten-digit section needs the full MNIST
+# (`numpy-mnist data download`) and says so when it is missing.
 #
 # The arrays here are NumPy's, on the CPU; a late section times the same training on every backend
 # this machine has (CuPy on a GPU, where there is one). The last one hands the derivations over to
