@@ -9,6 +9,7 @@ comparison.
 """
 
 import importlib.util
+import json
 import os
 import re
 import sys
@@ -26,6 +27,15 @@ BUDGET_S = 120
 BOOK_FIGURES = ("0.9168", "0.9854", "0.4333", "0.2333", "the gradient at 3: 6\n", "the gradient: 6, 8, 20\n")
 BOOK_LR_LOSS = re.compile(r"^lr 1e-05, step (\d+): loss ([0-9.e+]+)$", re.MULTILINE)
 BIG_LR_LOSS = re.compile(r"^lr 0\.001, step (\d+): loss ([0-9.e+]+)$", re.MULTILINE)
+#: The committed full-width ResNet-18 run the "Going deeper" section quotes.
+RESNET_RUN = REPO / "benchmarks" / "results" / "resnet18"
+#: Going deeper: the headings of its parts, in order, after simple_net and before the ten digits.
+GOING_DEEPER = ("## Going deeper", "### The convolution as shifted matrix products",
+                "### Batch norm's backward, derived", "### Checked live: convolution, batch norm and max-pool",
+                "### Training it live", "### The full width: the committed run")
+DEEP_CHECK = "conv2d, batch_norm and max_pool2d: every backward agrees with finite differences"
+LIVE_RESNET = re.compile(r"^untrained: valid accuracy ([0-9.]+) \(chance ([0-9.]+)\); after one epoch: ([0-9.]+),",
+                         re.MULTILINE)
 
 
 @pytest.fixture
@@ -84,6 +94,30 @@ def assert_shows_the_warmup(text: str) -> None:
     assert all(later > earlier for earlier, later in zip(big, big[1:])), big
 
 
+def assert_shows_going_deeper(text: str, with_torch: bool) -> None:
+    """The ResNet-18 section: the convolution and batch norm's backward equal their spelled-out forms, the
+    three backward passes agree with finite differences (and PyTorch where it ran), the live run learns,
+    and the full-width figures are the committed run's."""
+    tiny = [float(e) for e in re.findall(r"differs from conv2d by at most ([0-9.e+-]+)", text)]
+    tiny += [float(e) for e in re.findall(r"\|dx by the Jacobian - batch_norm_backward\| <= ([0-9.e+-]+)", text)]
+    assert len(tiny) == 4 and max(tiny) < 1e-12, tiny
+    assert "MISMATCH" not in text
+    if with_torch:
+        assert DEEP_CHECK + " and with PyTorch autograd" in text
+    else:
+        assert DEEP_CHECK + " (PyTorch is not installed: the comparison with its autograd was skipped)" in text
+    assert "[[0. 1.]\n [0. 0.]]" in text  # a tie: the first maximum in row-major order takes the gradient
+    [(start, chance, trained)] = [tuple(map(float, found)) for found in LIVE_RESNET.findall(text)]
+    assert abs(start - chance) < 0.1 and trained > 0.95, (start, chance, trained)
+    history = json.loads((RESNET_RUN / "history.json").read_text())
+    command = "numpy-mnist train --model resnet18 --out benchmarks/results/resnet18"
+    assert command in (RESNET_RUN / "README.md").read_text() and f"command: /usr/bin/time -v {command}" in text
+    final = history["epochs"][-1]
+    assert f"{final['accuracy']:.4f} after {final['epoch']} epoch" in text
+    assert f"the epoch in {final['seconds']:.0f} s" in text
+    assert "  CPU time: " in text and "  wall time, whole command: " in text
+
+
 def hide_torch(folder: Path) -> Path:
     """A folder whose ``torch`` module fails to import, as PyTorch does where it is not installed."""
     folder.mkdir()
@@ -119,17 +153,18 @@ def test_the_notebook_runs_from_a_clean_kernel_and_shows_the_book(jupyter, tmp_p
     text = outputs_text(nb)
     assert all(figure in text for figure in BOOK_FIGURES), [f for f in BOOK_FIGURES if f not in text]
     assert_shows_the_warmup(text)
+    assert_shows_going_deeper(text, with_torch=full and importlib.util.find_spec("torch") is not None)
     kernel_python = text.split("kernel python: ")[1].split()[0]
     assert Path(kernel_python).resolve() == Path(sys.executable).resolve()
     pytorch_lines = [line for line in text.splitlines() if "pytorch" in line.lower()]
     if full:
         assert "Skipping the ten digits" not in text
-        assert count_pictures(nb) >= 12  # the ten digits' confusion matrix and weights too
+        assert count_pictures(nb) >= 13  # the ten digits' confusion matrix and weights too
         if importlib.util.find_spec("torch") is not None:
             assert "vs PyTorch autograd" in text and "1e-10 against PyTorch" in text
     else:
         assert "Skipping the ten digits: the full MNIST is not on this machine" in text
-        assert count_pictures(nb) >= 10
+        assert count_pictures(nb) >= 11
         # without PyTorch, no line claims a comparison with it: at most that it is not installed
         assert all("not installed" in line for line in pytorch_lines), pytorch_lines
         assert "PyTorch is not installed" in text
@@ -154,10 +189,23 @@ def test_the_committed_notebook_has_its_outputs(jupyter):
     nbformat.validate(committed)
     code_cells = [c for c in committed.cells if c.cell_type == "code"]
     assert all(c.execution_count is not None and c.outputs for c in code_cells), "commit it executed, with outputs"
-    assert count_pictures(committed) >= 10
+    assert count_pictures(committed) >= 13
     widths = picture_widths(committed)  # readable: full-width figures 900 px, the two mean digits 500
     assert min(widths) >= 480 and sum(w >= 880 for w in widths) == len(widths) - 1, widths
     text = outputs_text(committed)
     assert all(figure in text for figure in BOOK_FIGURES)
     assert_shows_the_warmup(text)
+    assert_shows_going_deeper(text, with_torch=True)
     assert os.path.getsize(NOTEBOOK) < 2_000_000
+
+
+def test_going_deeper_sits_at_the_books_place(jupyter):
+    """The ResNet-18 section follows simple_net, as the book's "Going Deeper" does, its parts in order."""
+    nbformat, _ = jupyter
+    markdown = [cell.source for cell in nbformat.read(NOTEBOOK, as_version=4).cells if cell.cell_type == "markdown"]
+    headings = [line for source in markdown for line in source.splitlines() if line.startswith("#")]
+    deeper = [next(i for i, h in enumerate(headings) if h.startswith(part)) for part in GOING_DEEPER]
+    assert deeper == sorted(deeper)
+    assert headings.index("## Adding a nonlinearity: `simple_net`") < deeper[0]
+    assert deeper[-1] < headings.index("## Further research: all ten digits")
+    assert "*In the book: Going Deeper.*" in "\n".join(markdown)
