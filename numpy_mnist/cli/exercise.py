@@ -1,6 +1,6 @@
 """``numpy-mnist exercise``: derive the backward functions yourself, and find out where they are wrong.
 
-  numpy-mnist exercise new [DIR]               write DIR/my_gradients.py: six functions to fill in
+  numpy-mnist exercise new [DIR]               write DIR/my_gradients.py: nine functions to fill in
   numpy-mnist exercise check FILE              check each one; one row per function, with hints
   numpy-mnist exercise check FILE --train      then train simple_net with yours, beside the reference
 
@@ -19,9 +19,8 @@ from pathlib import Path
 
 from numpy_mnist.cli.options import positive_float, positive_int
 from numpy_mnist.exercise.checker import DEFAULT_EXAMPLES, RTOL, check_file
-from numpy_mnist.exercise.functions import TRAINING_FUNCTIONS
+from numpy_mnist.exercise.functions import EXERCISES, TRAINING_FUNCTIONS, write_starter
 from numpy_mnist.exercise.sandbox import DEFAULT_TIMEOUT, Sandbox
-from numpy_mnist.exercise.starter import write_starter
 from numpy_mnist.exercise.training import (
     CURVE_HEADER,
     PART_RTOL,
@@ -67,7 +66,7 @@ def register(subparsers) -> None:
 def run_new(args) -> int:
     check_folder_target(args.dir, "the folder")
     path = write_starter(args.dir, force=args.force)
-    print(f"wrote {path}: six backward functions to write, in the book's order.")
+    print(f"wrote {path}: {len(EXERCISES)} backward functions to write, in the book's order.")
     print(f"Fill them in one at a time and check them with: numpy-mnist exercise check {path}")
     return 0
 
@@ -110,7 +109,7 @@ def _row(r) -> tuple[str, ...]:
     if not r.implemented:
         return (r.name, r.status + (f" ({r.note})" if r.note else ""), "-", "-", "-")
     exact = _error(r.worst) if r.what in (None, "values") else (r.what if r.what != "call" else _HOW.get(r.how, "-"))
-    return (r.name, r.status, exact, _error(r.fd_worst) if r.fd_worst else "-", str(r.examples))
+    return (r.name, r.status, exact, _error(r.fd_worst), str(r.examples))
 
 
 #: A failed call in the table's error column: what the function did.

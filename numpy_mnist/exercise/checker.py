@@ -2,18 +2,19 @@
 
 For every exercise (:mod:`~numpy_mnist.exercise.functions`) that the learner's file implements:
 
-1. hypothesis draws inputs: random shapes (batches of 1 to 8 rows) and values, including the extremes
+1. hypothesis draws inputs (the exercise's ``draw``): random shapes and values, including the extremes
    that break naive code (|z| from 15 to 750 for the sigmoid and the losses, where ``1 - sigmoid(z)``
-   rounds to 0 and ``exp`` overflows) and keeping the ReLU's inputs at least 1e-3 from its kink;
+   rounds to 0 and ``exp`` overflows), the ReLU's inputs at least 1e-3 from its kink, odd image sizes,
+   strides and paddings, and max-pooling's inputs from a small set of integers (tied maxima);
 2. the learner's function runs on them in the sandbox (:mod:`~numpy_mnist.exercise.sandbox`);
 3. its answer must be float arrays of the right shapes, finite, and agree in float64 with the
-   reference, with central finite differences of the forward, and with PyTorch's autograd when it is
-   installed (:func:`comparisons`), all to one tolerance, :data:`TOLERANCE`: ``|a - r| <= RTOL *
-   max(|a|, |r|) + floor``, ``RTOL = 1e-6``.  The floors and their reasons are stated once, in
-   :class:`numpy_mnist.gradcheck.Tolerance`: against the reference and PyTorch Higham's rounding
-   bound (negligible for an elementwise function, so ``sigmoid(z) * (1 - sigmoid(z))`` fails where
-   ``1 - sigmoid(z)`` has lost its digits: the slope at z = 40 is 4e-18, not 0); against finite
-   differences their own noise;
+   reference, with central finite differences of the forward (where no tie makes them a blend of two
+   slopes), and with PyTorch's autograd when it is installed (:func:`comparisons`), all to one
+   tolerance, :data:`TOLERANCE`: ``|a - r| <= RTOL * max(|a|, |r|) + floor``, ``RTOL = 1e-6``.  The
+   floors and their reasons are stated once, in :class:`numpy_mnist.gradcheck.Tolerance`: against the
+   reference and PyTorch Higham's rounding bound (negligible for an elementwise function, so
+   ``sigmoid(z) * (1 - sigmoid(z))`` fails where ``1 - sigmoid(z)`` has lost its digits: the slope at
+   z = 40 is 4e-18, not 0); against finite differences their own noise;
 4. a failure is shrunk by hypothesis to the smallest input that still fails, and the comparison on
    it gives a hint (:mod:`~numpy_mnist.exercise.hints`).
 
@@ -28,17 +29,17 @@ import os
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Iterator
+from types import SimpleNamespace
+from typing import Iterator
 
 import numpy as np
 
 from numpy_mnist import gradcheck as gc
-from numpy_mnist import layers, losses, torch_twin
+from numpy_mnist import torch_twin
 from numpy_mnist.errors import NumpyMnistError
 from numpy_mnist.exercise import hints
 from numpy_mnist.exercise.functions import EXERCISES, Exercise, get_exercise
 from numpy_mnist.exercise.sandbox import DEFAULT_TIMEOUT, CallFailed, Foreign, Sandbox
-from numpy_mnist.model_check import loss_magnitude
 
 __all__ = ["Example", "Failure", "FunctionResult", "CheckReport", "check_file", "judge", "comparisons",
            "TOLERANCE", "RTOL", "DEFAULT_EXAMPLES"]
@@ -48,8 +49,6 @@ TOLERANCE = gc.TOLERANCE
 RTOL = TOLERANCE.rtol
 #: Examples hypothesis draws per function: the test suite's ``fast`` profile.
 DEFAULT_EXAMPLES = 25
-_ELEMENTWISE = {"sigmoid_backward": (layers.sigmoid, torch_twin.sigmoid),
-                "relu_backward": (layers.relu, lambda t: t.relu())}
 
 
 @dataclass(frozen=True)
@@ -60,8 +59,8 @@ class Example:
     kwargs: dict = field(default_factory=dict)
 
     def describe(self, names: tuple[str, ...]) -> str:
-        parts = [f"{name} = {_show(value)}" for name, value in zip(names, self.args)]
-        return ", ".join(parts + [f"{k}={v!r}" for k, v in self.kwargs.items()])
+        shown = [f"{name} = {_show(value)}" for name, value in zip(names, self.args)]
+        return ", ".join(shown + [f"{k}={v!r}" for k, v in self.kwargs.items()])
 
 
 def _show(a) -> str:
@@ -77,8 +76,7 @@ class Failure(Exception):
     ``"type"``, ``"NaN"``, ``"call"``); ``hints``, every ``(key, sentence)`` that explains it, most
     telling first; ``errors``, the worst relative errors so far (against the reference and PyTorch,
     against finite differences); ``sticky``: it hung or crashed, and calling again would do so again;
-    ``how``: for a failed call, :attr:`CallFailed.kind` (``"raised"``, ``"forked"``, ``"timeout"``, ...);
-    ``output``: what the call printed."""
+    ``how``: for a failed call, :attr:`CallFailed.kind`; ``output``: what the call printed."""
 
     def __init__(self, problem: str, what: str, hints=(), errors=(math.inf, 0.0), *, sticky: bool = False,
                  how: str | None = None, output: str = "") -> None:
@@ -90,27 +88,25 @@ class Failure(Exception):
 
 @dataclass(frozen=True)
 class FunctionResult:
-    """One row of the table."""
+    """One row of the table: ``status`` "to do", "pass" or "FAIL"; the worst relative errors (against
+    the reference and PyTorch, against finite differences); for a failure its problem, ``what`` failed,
+    the hint, the input shown and how it was ``found`` ("shrunk": the smallest failing input hypothesis
+    found, or "first"), ``sticky`` (it hung or crashed: ``--train`` leaves it out) and ``how`` a call
+    failed; ``output``, what it printed (on the input shown, else the first call that printed)."""
 
     name: str
-    status: str  # "to do", "pass" or "FAIL"
+    status: str
     examples: int = 0
-    #: Worst relative errors against the reference (and PyTorch), and against finite differences.
     worst: float | None = None
     fd_worst: float | None = None
     problem: str | None = None
-    #: What failed: "values", "shape", "type", "NaN" or "call" (it raised, hung or crashed).
     what: str | None = None
     hint: str | None = None
     example: str | None = None
-    #: How ``example`` was found: "shrunk" (the smallest failing input hypothesis found) or "first".
     found: str | None = None
     note: str | None = None
-    #: It hung or crashed: calling it again would only do so again (``--train`` leaves it out).
     sticky: bool = False
-    #: For a failed call, what it did: "raised", "forked", "modified", "timeout" or "crashed".
     how: str | None = None
-    #: What the function printed: on the input shown, else the first call that printed ("" for nothing).
     output: str = ""
 
     @property
@@ -124,12 +120,12 @@ class FunctionResult:
 
 @dataclass(frozen=True)
 class CheckReport:
-    """The whole check: one :class:`FunctionResult` per exercise, and what was compared with."""
+    """The whole check: one :class:`FunctionResult` per exercise; ``torch_missing``, why PyTorch was
+    not used (None when it was)."""
 
     path: Path
     results: list[FunctionResult]
     examples: int
-    #: Why PyTorch was not used, or None when it was.
     torch_missing: str | None
 
     @property
@@ -144,79 +140,34 @@ class CheckReport:
 
 # -- the truth for one input --------------------------------------------------------------------------
 
-@dataclass(frozen=True)
-class _Piece:
-    """Output ``index`` as a slope: of ``f`` (NumPy; ``twin`` in PyTorch) at ``at``, upstream ``dout``
-    (None for a scalar ``f``), ``scale`` the size of ``f``'s terms (the finite difference's noise)."""
-
-    index: int
-    f: Callable
-    twin: Callable
-    at: np.ndarray
-    dout: np.ndarray | None
-    scale: object
-
-
 def _reference(ex: Exercise, example: Example) -> tuple:
     out = ex.reference(*example.args, **example.kwargs)
     return tuple(out) if isinstance(out, tuple) else (out,)
 
 
-def _pieces(ex: Exercise, example: Example) -> tuple[list[_Piece], tuple]:
-    """The forward whose slope each output is, and per output the sizes of the terms each right entry
-    is summed from (the magnitude network: the same sums on absolute values)."""
-    if ex.name in _ELEMENTWISE:
-        (dout, x), (f, twin) = example.args, _ELEMENTWISE[ex.name]
-        return [_Piece(0, f, twin, x, dout, np.abs(dout * f(x)))], (np.abs(ex.reference(np.abs(dout), x)),)
-    if ex.name == "linear_backward":
-        return _linear_pieces(*example.args, need_dx=example.kwargs.get("need_dx", True))
-    z, t = example.args
-    loss, twin = losses.get_loss(ex.loss), torch_twin.LOSSES[ex.loss]
-    # log(sum_k exp(z_k - max z)) takes the log of a sum whose largest term is 1: its rounding error is
-    # eps absolute even where a confident row's loss is 1e-7, so the terms' size is >= 1.
-    scale = loss_magnitude(ex.loss, z, t, float(loss.forward(z, t))) + (1.0 if loss.multiclass else 0.0)
-    piece = _Piece(0, lambda z_: loss.forward(z_, t), lambda zt: twin(zt, _torch_targets(t, loss.multiclass)),
-                   z, None, scale)
-    return [piece], (loss.gradient_magnitude(z, t),)
-
-
-def _linear_pieces(dout, x, w, *, need_dx: bool):
-    ad, ax, aw = np.abs(dout), np.abs(x), np.abs(w)
-    scale = float(np.sum(ad * (ax @ aw)))  # what the outputs are summed from
-    b = np.zeros(w.shape[1])
-    t = torch_twin.tensor
-    pieces = [_Piece(1, lambda w_: x @ w_, lambda wt: t(x) @ wt, w, dout, scale),
-              _Piece(2, lambda b_: x @ w + b_, lambda bt: t(x) @ t(w) + bt, b, dout, scale)]
-    if need_dx:
-        pieces.insert(0, _Piece(0, lambda x_: x_ @ w, lambda xt: xt @ t(w), x, dout, scale))
-    return pieces, (ad @ aw.T, ax.T @ ad, np.sum(ad, axis=0))
-
-
-def _torch_targets(t, multiclass: bool):
-    import torch
-
-    return torch.as_tensor(np.asarray(t, dtype=np.int64)) if multiclass else torch_twin.tensor(t)
-
-
 def comparisons(name: str, example: Example, outputs: tuple, *, use_torch: bool = False) -> Iterator[gc.GradReport]:
     """Every comparison of the learner's ``outputs`` (float64 arrays, None where the reference has
     None) for ``example``, to :data:`TOLERANCE`: with the reference (``method`` ``"reference"``), with
-    central finite differences (``"full"``), and with PyTorch's autograd (``"pytorch"``)."""
+    central finite differences (``"full"`` or ``"directional"``), and with PyTorch's autograd
+    (``"pytorch"``)."""
     ex = get_exercise(name)
-    pieces, sizes = _pieces(ex, example)
-    # Every sum here has at most twice the largest dimension of an input terms, and a few more operations.
-    k = 4 + 2 * max(max(np.shape(a), default=1) for a in example.args)
-    floors = [TOLERANCE.rounding_floor(s, k) for s in sizes]
-    for out, a, r, floor in zip(ex.outputs, outputs, _reference(ex, example), floors):
-        if r is not None:
-            yield gc.compare(out, a, r, rtol=RTOL, atol=floor, method="reference")
-    for p in pieces:
-        options = gc.GradCheckOptions(ex.outputs[p.index], p.scale, tolerance=TOLERANCE)
-        yield gc.check_gradient(p.f, p.at, outputs[p.index], dout=p.dout, options=options)
-    for p in pieces if use_torch else ():
-        _, (grad,) = torch_twin.vjp(p.twin, [p.at], 1.0 if p.dout is None else p.dout)
-        yield gc.compare(ex.outputs[p.index], outputs[p.index], grad, rtol=RTOL, atol=floors[p.index],
-                         method="pytorch")
+    task = ex.task(*example.args, **example.kwargs)
+    # Every sum here has fewer terms than twice the largest input has entries, and a few more operations.
+    k = 4 + 2 * max(np.size(a) for a in example.args)
+    floors = [TOLERANCE.rounding_floor(s, k) if s is not None else None for s in task.sizes]
+    present = [i for i, r in enumerate(_reference(ex, example)) if r is not None]
+    for i, r in zip(present, (_reference(ex, example)[i] for i in present)):
+        yield gc.compare(ex.outputs[i], outputs[i], r, rtol=RTOL, atol=floors[i], method="reference")
+    for i in present if ex.smooth(*example.args, **example.kwargs) else ():
+        def f(v, i=i):
+            return task.f(*task.at[:i], v, *task.at[i + 1:])
+
+        yield gc.check_gradient(f, task.at[i], outputs[i], dout=task.dout,
+                                options=gc.GradCheckOptions(ex.outputs[i], task.scale, tolerance=TOLERANCE))
+    if use_torch:
+        _, grads = torch_twin.vjp(task.twin, list(task.at), 1.0 if task.dout is None else task.dout)
+        for i in present:
+            yield gc.compare(ex.outputs[i], outputs[i], grads[i], rtol=RTOL, atol=floors[i], method="pytorch")
 
 
 # -- judging one answer -------------------------------------------------------------------------------
@@ -233,7 +184,7 @@ def judge(name: str, example: Example, value, *, use_torch: bool = False) -> tup
         fd = report.method in ("full", "directional")
         errors[fd] = max(errors[fd], report.rel_error)
         if not report.ok:
-            raise _value_failure(ex, example, outputs[ex.outputs.index(report.name)], report, tuple(errors))
+            raise _value_failure(ex, example, outputs, right, report, tuple(errors))
     return errors[0], errors[1]
 
 
@@ -277,38 +228,27 @@ def _check_arrays(ex: Exercise, example: Example, outputs: tuple, right: tuple) 
         if r is None and a is not None:
             raise Failure(f"{ex.name} returned an array for {out} with need_dx=False", "type",
                           [("need_dx", "with need_dx=False return None for dx: nothing upstream needs it")])
-        if r is None:
-            continue
-        if a is None:
+        if a is None and r is not None:
             raise Failure(f"{ex.name} returned None for {out}", "type",
                           [("none", f"{out} must be an array of shape {tuple(r.shape)}, like {like}")])
-        if a.shape != r.shape:
+        if r is not None and a.shape != r.shape:
             raise Failure(f"{ex.name} returned {out} of shape {a.shape}, not {r.shape}", "shape",
                           [("shape", hints.shape_hint(out, a.shape, r.shape, like, a, r))])
-        if not np.isfinite(a).all():
+        if r is not None and not np.isfinite(a).all():
             i = tuple(int(k) for k in np.argwhere(~np.isfinite(a))[0])
-            overflow = hints.overflow_hint(ex.name, example.args[_z_index(ex) or 0])
+            overflow = hints.overflow_hint(ex.overflow, example.args[ex.z or 0])
             raise Failure(f"{ex.name} returned {a[i]} in {out} at entry {i}; the right value is {r[i]:.6g}", "NaN",
                           [("overflow", overflow)] if overflow else [])
 
 
-def _z_index(ex: Exercise) -> int | None:
-    """The argument holding the input z of a sigmoid, for the precision and overflow hints."""
-    return {"sigmoid_backward": 1, "mnist_loss_backward": 0, "binary_cross_entropy_backward": 0}.get(ex.name)
-
-
-def _value_failure(ex: Exercise, example: Example, a, report: gc.GradReport, errors: tuple) -> Failure:
-    if report.method == "pytorch":
-        return Failure(f"{ex.name}: {report.name} disagrees with PyTorch's autograd: {report}", "values", (), errors)
+def _value_failure(ex: Exercise, example: Example, outputs, right, report: gc.GradReport, errors) -> Failure:
     if report.method != "reference":
-        return Failure(f"{ex.name}: {report.name} disagrees with central finite differences: {report}", "values",
-                       (), errors)
-    index = ex.outputs.index(report.name)
-    r = _reference(ex, example)[index]
-    z = _z_index(ex)
-    mistakes = [(wrong, sentence) for i, wrong, sentence in hints.MISTAKES[ex.name](*example.args) if i == index]
-    found = hints.value_hints(report.name, a, r, mistakes=mistakes, n=int(np.shape(example.args[0])[0]),
-                              mean=ex.loss is not None, inputs=None if z is None else example.args[z])
+        against = "PyTorch's autograd" if report.method == "pytorch" else "central finite differences"
+        return Failure(f"{ex.name}: {report.name} disagrees with {against}: {report}", "values", (), errors)
+    i = ex.outputs.index(report.name)
+    mistakes = [(wrong, sentence) for j, wrong, sentence in ex.slips(*example.args, **example.kwargs) if j == i]
+    found = hints.value_hints(report.name, outputs[i], right[i], mistakes=mistakes, n=len(example.args[0]),
+                              mean=ex.mean, inputs=None if ex.z is None else example.args[ex.z])
     return Failure(f"{ex.name}: {report.name} is off by {report.rel_error:.1e} relative at entry {report.index}: "
                    f"yours {report.analytic:.6g}, right {report.numeric:.6g}", "values", found, errors)
 
@@ -316,7 +256,7 @@ def _value_failure(ex: Exercise, example: Example, a, report: gc.GradReport, err
 # -- the inputs ---------------------------------------------------------------------------------------
 
 def _strategy(ex: Exercise):
-    """The hypothesis strategy of :class:`Example` for ``ex``."""
+    """The hypothesis strategy of :class:`Example` for ``ex``: its ``draw`` given the helpers it uses."""
     from hypothesis import strategies as st
     from hypothesis.extra import numpy as hnp
 
@@ -331,33 +271,27 @@ def _strategy(ex: Exercise):
     logits = st.one_of(floats(-6, 6), signed(15, 750), st.sampled_from([40.0, -40.0, 750.0, -750.0]))
 
     @st.composite
-    def draw(draw):
-        n, d, k = draw(st.integers(1, 8)), draw(st.integers(1, 6)), draw(st.integers(2, 6))
+    def example(draw):
+        def arrays(elements, dtype=np.float64, unique=False):
+            return lambda shape: draw(hnp.arrays(dtype, shape, elements=elements, unique=unique))
 
-        def arrays(shape, elements, dtype=np.float64):
-            return draw(hnp.arrays(dtype, shape, elements=elements))
+        d = SimpleNamespace(int=lambda lo, hi: draw(st.integers(lo, hi)), bool=lambda: draw(st.booleans()),
+                            floats=arrays(floats(-3, 3)), distinct=arrays(floats(-3, 3), unique=True),
+                            logits=arrays(logits), away_from_0=arrays(signed(1e-3, 10)),
+                            choice=lambda shape, values: arrays(st.sampled_from(values))(shape),
+                            integers=lambda shape, lo, hi: arrays(st.integers(lo, hi), np.int64)(shape))
+        return Example(*ex.draw(d))
 
-        if ex.name in _ELEMENTWISE:
-            x = logits if ex.name == "sigmoid_backward" else signed(1e-3, 10)
-            return Example((arrays((n, d), floats(-3, 3)), arrays((n, d), x)))
-        if ex.name == "linear_backward":
-            dout, x, w = (arrays(s, floats(-3, 3)) for s in ((n, k), (n, d), (d, k)))
-            return Example((dout, x, w), {"need_dx": draw(st.booleans())})
-        if losses.get_loss(ex.loss).multiclass:
-            return Example((arrays((n, k), logits), arrays((n,), st.integers(0, k - 1), np.int64)))
-        return Example((arrays((n, 1), logits), arrays((n, 1), st.sampled_from([0.0, 1.0]))))
-
-    return draw()
+    return example()
 
 
 def _parts(ex: Exercise, example: Example) -> Iterator[Example]:
-    """Single entries (elementwise functions), then single rows, of a multi-row ``example``."""
+    """Single entries (``shrink`` 2), then single rows (``shrink`` 1 or 2), of a larger ``example``."""
     first = np.asarray(example.args[0])
-    if ex.name == "linear_backward" or first.size <= 1:
+    if ex.shrink == 0 or first.size <= 1:
         return
-    if ex.name in _ELEMENTWISE:
-        for i in np.ndindex(first.shape):
-            yield Example(tuple(np.asarray(a)[i][None, None] for a in example.args), example.kwargs)
+    for i in np.ndindex(first.shape) if ex.shrink == 2 else ():
+        yield Example(tuple(np.asarray(a)[i][None, None] for a in example.args), example.kwargs)
     for row in range(first.shape[0] if first.shape[0] > 1 else 0):
         yield Example(tuple(np.asarray(a)[row:row + 1] for a in example.args), example.kwargs)
 
@@ -371,29 +305,6 @@ def check_file(path: str | Path, *, examples: int = DEFAULT_EXAMPLES, timeout: f
     Raises :class:`~numpy_mnist.exercise.sandbox.LearnerFileError` when the file cannot be loaded, and
     a :class:`~numpy_mnist.errors.NumpyMnistError` when hypothesis is missing.
     """
-    given, settings = _hypothesis(examples)
-    stack = contextlib.ExitStack()
-    torch_missing = None if use_torch else "not asked for"
-    if use_torch and not torch_twin.available():
-        torch_missing = "not installed"
-    box = sandbox if sandbox is not None else Sandbox(path, timeout=timeout)
-    try:
-        box.start()
-        stack.enter_context(_storage_elsewhere())
-        results = []
-        for e in EXERCISES:
-            def test(attempt, e=e):
-                settings(given(_strategy(e))(lambda example: attempt(example)))()
-
-            results.append(_check_one(_Run(box, e, torch_missing is None), test))
-    finally:
-        stack.close()
-        if sandbox is None:
-            box.close()
-    return CheckReport(Path(path), results, examples, torch_missing)
-
-
-def _hypothesis(examples: int):
     try:
         from hypothesis import HealthCheck, Phase, Verbosity, given, settings
     except ImportError:
@@ -402,7 +313,16 @@ def _hypothesis(examples: int):
                       suppress_health_check=list(HealthCheck), verbosity=Verbosity.quiet,
                       report_multiple_bugs=False, print_blob=False,
                       phases=[Phase.explicit, Phase.generate, Phase.shrink])
-    return given, chosen
+    torch_missing = "not asked for" if not use_torch else None if torch_twin.available() else "not installed"
+    with contextlib.ExitStack() as stack:
+        box = sandbox if sandbox is not None else stack.enter_context(Sandbox(path, timeout=timeout))
+        box.start()
+        stack.enter_context(_storage_elsewhere())
+        results = []
+        for ex in EXERCISES:
+            run = _Run(box, ex, torch_missing is None)
+            results.append(_check_one(run, chosen(given(_strategy(ex))(run.attempt))))
+    return CheckReport(Path(path), results, examples, torch_missing)
 
 
 @contextlib.contextmanager
@@ -412,8 +332,7 @@ def _storage_elsewhere():
     unless the user chose one (``HYPOTHESIS_STORAGE_DIRECTORY``)."""
     from hypothesis import configuration
 
-    chosen = getattr(configuration, "__hypothesis_home_directory", None)
-    if chosen is not None or os.getenv("HYPOTHESIS_STORAGE_DIRECTORY"):
+    if getattr(configuration, "__hypothesis_home_directory", None) or os.getenv("HYPOTHESIS_STORAGE_DIRECTORY"):
         yield
         return
     with tempfile.TemporaryDirectory(prefix="numpy-mnist-hypothesis-") as folder:
@@ -454,21 +373,19 @@ class _Run:
     def run(self, example: Example) -> Failure | None:
         """Call and judge one example; its failure, or None."""
         self.examples += 1
-        ex = self.ex
         try:
-            value = self.box.call(ex.name, example.args, example.kwargs, arg_names=ex.inputs)
+            value = self.box.call(self.ex.name, example.args, example.kwargs, arg_names=self.ex.inputs)
         except CallFailed as failed:
             self.todo = self.examples == 1 and failed.exception == "NotImplementedError"
-            failure = Failure(failed.message, "call", _exception_hints(ex, example, failed), sticky=failed.sticky,
+            failure = Failure(failed.message, "call", _exception_hints(self.ex, example, failed), sticky=failed.sticky,
                               how=failed.kind, output=failed.output)
         else:
             try:
-                errors, failure = judge(ex.name, example, value, use_torch=self.use_torch), None
+                errors, failure = judge(self.ex.name, example, value, use_torch=self.use_torch), None
             except Failure as failed:
                 errors, failure = failed.errors, failed
-            self.worst, self.fd_worst = max(self.worst, errors[0]), max(self.fd_worst, errors[1])
-            if failure is not None:
                 failure.output = self.box.output
+            self.worst, self.fd_worst = max(self.worst, errors[0]), max(self.fd_worst, errors[1])
         self.output = self.output or (failure.output if failure is not None else self.box.output)
         if failure is not None:
             failure.example = example
@@ -487,29 +404,28 @@ class _Run:
         if failure is not None:
             fields.update(problem=failure.problem, what=failure.what, example=failure.example.describe(self.ex.inputs),
                           hint=_choose_hint(failure.hints, self.first.hints if self.first else ()), how=failure.how)
-        shown = failure.output if failure is not None and failure.output else self.output
-        fields.setdefault("output", shown)
+        fields.setdefault("output", failure.output if failure is not None and failure.output else self.output)
         return FunctionResult(self.ex.name, status, self.examples, self.worst, self.fd_worst, **fields)
 
 
-def _check_one(run: _Run, test: Callable) -> FunctionResult:
+def _check_one(run: _Run, test) -> FunctionResult:
     from hypothesis.errors import Flaky
 
-    ex = run.ex
-    kind = run.box.defined.get(ex.name, "missing")
+    name = run.ex.name
+    kind = run.box.defined.get(name, "missing")
     if kind != "function":
-        return (FunctionResult(ex.name, "to do", note="not defined in the file") if kind == "missing" else
-                FunctionResult(ex.name, "FAIL", problem=f"{ex.name} is defined but is not a function", what="type"))
+        return (FunctionResult(name, "to do", note="not defined in the file") if kind == "missing" else
+                FunctionResult(name, "FAIL", problem=f"{name} is defined but is not a function", what="type"))
     try:
-        test(run.attempt)
+        test()
     except _ToDo:
-        return FunctionResult(ex.name, "to do")
+        return FunctionResult(name, "to do")
     except Failure as failure:
         if run.sticky is not None:
             return run.result("FAIL", run.sticky, found="first", sticky=True)
         return run.result("FAIL", run.smallest(failure), found="shrunk")
     except Flaky:
-        return run.result("FAIL", what="call", problem=f"{ex.name} fails on some runs and not on others for the "
+        return run.result("FAIL", what="call", problem=f"{name} fails on some runs and not on others for the "
                           "same input (does it use random numbers or keep state between calls?)")
     return run.result("pass")
 
