@@ -23,7 +23,6 @@ hypothesis is imported only here (``pip install 'numpy-mnist[exercise]'``), PyTo
 
 from __future__ import annotations
 
-import contextlib
 import math
 import os
 import tempfile
@@ -39,10 +38,10 @@ from numpy_mnist import torch_twin
 from numpy_mnist.errors import NumpyMnistError
 from numpy_mnist.exercise import hints
 from numpy_mnist.exercise.functions import EXERCISES, Exercise, get_exercise
-from numpy_mnist.exercise.sandbox import DEFAULT_TIMEOUT, CallFailed, Foreign, Sandbox
+from numpy_mnist.exercise.sandbox import CallFailed, Foreign, Sandbox
 
-__all__ = ["Example", "Failure", "FunctionResult", "CheckReport", "check_file", "judge", "comparisons",
-           "TOLERANCE", "RTOL", "DEFAULT_EXAMPLES"]
+__all__ = ["Example", "Failure", "FunctionResult", "CheckReport", "check_file", "judge", "checked_outputs",
+           "comparisons", "TOLERANCE", "RTOL", "DEFAULT_EXAMPLES"]
 
 #: The one tolerance of every comparison: :data:`numpy_mnist.gradcheck.TOLERANCE`.
 TOLERANCE = gc.TOLERANCE
@@ -177,8 +176,7 @@ def judge(name: str, example: Example, value, *, use_torch: bool = False) -> tup
     reference and PyTorch, against finite differences), or :class:`Failure` with its hints."""
     ex = get_exercise(name)
     right = _reference(ex, example)
-    outputs = _unpack(ex, value, right)
-    _check_arrays(ex, example, outputs, right)
+    outputs = checked_outputs(ex, example, value, right)
     errors = [0.0, 0.0]
     for report in comparisons(name, example, outputs, use_torch=use_torch):
         fd = report.method in ("full", "directional")
@@ -188,8 +186,16 @@ def judge(name: str, example: Example, value, *, use_torch: bool = False) -> tup
     return errors[0], errors[1]
 
 
+def checked_outputs(ex: Exercise, example: Example, value, right: tuple | None = None) -> tuple:
+    """The learner's ``value`` for ``example`` as a tuple of float64 arrays (None exactly where the
+    reference's ``right`` answer has None), each of the right shape and finite; else a :class:`Failure`."""
+    right = _reference(ex, example) if right is None else right
+    outputs = _unpack(ex, value, right)
+    _check_arrays(ex, example, outputs, right)
+    return outputs
+
+
 def _unpack(ex: Exercise, value, right: tuple) -> tuple:
-    """The learner's outputs as a tuple of float64 arrays (or None), or a :class:`Failure`."""
     n = len(ex.outputs)
     if n > 1 and not (isinstance(value, (tuple, list)) and len(value) == n):
         raise Failure(f"{ex.name} returned {_what(value)}; it must return {n} things, ({', '.join(ex.outputs)})",
@@ -298,15 +304,14 @@ def _parts(ex: Exercise, example: Example) -> Iterator[Example]:
 
 # -- the check ----------------------------------------------------------------------------------------
 
-def check_file(path: str | Path, *, examples: int = DEFAULT_EXAMPLES, timeout: float = DEFAULT_TIMEOUT,
-               use_torch: bool = True, sandbox: Sandbox | None = None) -> CheckReport:
-    """Check every exercise in the learner's file; a :class:`CheckReport`.
+def check_file(box: Sandbox, *, examples: int = DEFAULT_EXAMPLES, use_torch: bool = True) -> CheckReport:
+    """Check every exercise in the learner's file, running in ``box``; a :class:`CheckReport`.
 
     Raises :class:`~numpy_mnist.exercise.sandbox.LearnerFileError` when the file cannot be loaded, and
     a :class:`~numpy_mnist.errors.NumpyMnistError` when hypothesis is missing.
     """
     try:
-        from hypothesis import HealthCheck, Phase, Verbosity, given, settings
+        from hypothesis import HealthCheck, Phase, Verbosity, configuration, given, settings
     except ImportError:
         raise NumpyMnistError("exercise check needs hypothesis: pip install 'numpy-mnist[exercise]'") from None
     chosen = settings(max_examples=examples, deadline=None, database=None, derandomize=True,
@@ -314,33 +319,18 @@ def check_file(path: str | Path, *, examples: int = DEFAULT_EXAMPLES, timeout: f
                       report_multiple_bugs=False, print_blob=False,
                       phases=[Phase.explicit, Phase.generate, Phase.shrink])
     torch_missing = "not asked for" if not use_torch else None if torch_twin.available() else "not installed"
-    with contextlib.ExitStack() as stack:
-        box = sandbox if sandbox is not None else stack.enter_context(Sandbox(path, timeout=timeout))
-        box.start()
-        stack.enter_context(_storage_elsewhere())
-        results = []
-        for ex in EXERCISES:
-            run = _Run(box, ex, torch_missing is None)
-            results.append(_check_one(run, chosen(given(_strategy(ex))(run.attempt))))
-    return CheckReport(Path(path), results, examples, torch_missing)
-
-
-@contextlib.contextmanager
-def _storage_elsewhere():
-    """hypothesis's storage (``database=None`` keeps no examples, but hypothesis still caches what it
-    reads of the source in ``.hypothesis/``) in a temporary folder, not in the folder the check runs in;
-    unless the user chose one (``HYPOTHESIS_STORAGE_DIRECTORY``)."""
-    from hypothesis import configuration
-
-    if getattr(configuration, "__hypothesis_home_directory", None) or os.getenv("HYPOTHESIS_STORAGE_DIRECTORY"):
-        yield
-        return
+    box.start()
+    # database=None keeps no examples, but hypothesis still caches what it reads of the source: in a
+    # temporary folder, not the one the check runs in, unless the user chose one.
+    chosen_home = getattr(configuration, "__hypothesis_home_directory", None)
     with tempfile.TemporaryDirectory(prefix="numpy-mnist-hypothesis-") as folder:
-        configuration.set_hypothesis_home_dir(folder)
+        configuration.set_hypothesis_home_dir(chosen_home or os.getenv("HYPOTHESIS_STORAGE_DIRECTORY") or folder)
         try:
-            yield
+            runs = [_Run(box, ex, torch_missing is None) for ex in EXERCISES]
+            results = [_check_one(run, chosen(given(_strategy(run.ex))(run.attempt))) for run in runs]
         finally:
-            configuration.set_hypothesis_home_dir(None)
+            configuration.set_hypothesis_home_dir(chosen_home)
+    return CheckReport(box.path, results, examples, torch_missing)
 
 
 class _ToDo(Exception):
@@ -374,7 +364,7 @@ class _Run:
         """Call and judge one example; its failure, or None."""
         self.examples += 1
         try:
-            value = self.box.call(self.ex.name, example.args, example.kwargs, arg_names=self.ex.inputs)
+            value = self.box.call(self.ex.name, example.args, example.kwargs)
         except CallFailed as failed:
             self.todo = self.examples == 1 and failed.exception == "NotImplementedError"
             failure = Failure(failed.message, "call", _exception_hints(self.ex, example, failed), sticky=failed.sticky,
