@@ -21,7 +21,7 @@ from pathlib import Path
 from numpy_mnist.cli.options import positive_float, positive_int
 from numpy_mnist.errors import InputError
 from numpy_mnist.exercise.checker import DEFAULT_EXAMPLES, RTOL, check_file
-from numpy_mnist.exercise.functions import EXERCISES, STARTER_NAME, TRAINING_FUNCTIONS, starter_source
+from numpy_mnist.exercise.functions import EXERCISES, STARTER_NAME, TRAINING_FUNCTIONS, get_exercise, starter_source
 from numpy_mnist.exercise.sandbox import DEFAULT_TIMEOUT, Sandbox
 from numpy_mnist.exercise.training import (
     CURVE_HEADER,
@@ -105,8 +105,9 @@ def table(rows) -> str:
 def _row(r) -> tuple[str, ...]:
     if not r.implemented:
         return (r.name, r.status + (f" ({r.note})" if r.note else ""), "-", "-", "-")
+    what, how = (r.failure.what, r.failure.how) if r.failure else (None, None)
     worst = f"{r.worst:.1e}"
-    error = {None: worst, "values": worst, "call": _HOW.get(r.how, r.how or "-")}.get(r.what, r.what)
+    error = {None: worst, "values": worst, "call": _HOW.get(how, how or "-")}.get(what, what)
     return (r.name, r.status, error, f"{r.fd_worst:.1e}", str(r.examples))
 
 
@@ -115,9 +116,11 @@ def detail(result) -> str:
     only that."""
     if result.status != "FAIL":
         return f"{result.name} passes, and it printed something:\n" + printed(result.output)
+    failure = result.failure
     found = "smallest failing input hypothesis found" if result.found == "shrunk" else "input"
-    return "\n".join([result.problem, *([f"  {found}: {result.example}"] if result.example else []),
-                      *([f"  hint: {result.hint}"] if result.hint else []),
+    shown = failure.example.describe(get_exercise(result.name).inputs) if failure.example else None
+    return "\n".join([failure.problem, *([f"  {found}: {shown}"] if shown else []),
+                      *([f"  hint: {failure.hint}"] if failure.hint else []),
                       *([printed(result.output)] if result.output else [])])
 
 

@@ -11,13 +11,6 @@
 =====================================  ===============================================================
 """
 
-from numpy_mnist.exercise.functions import (
-    EXERCISE_NAMES,
-    EXERCISES,
-    STARTER_NAME,
-    Exercise,
-    starter_source,
-    write_starter,
-)
+from numpy_mnist.exercise.functions import EXERCISE_NAMES, EXERCISES, STARTER_NAME, Exercise, starter_source
 
-__all__ = ["EXERCISES", "EXERCISE_NAMES", "Exercise", "STARTER_NAME", "starter_source", "write_starter"]
+__all__ = ["EXERCISES", "EXERCISE_NAMES", "Exercise", "STARTER_NAME", "starter_source"]

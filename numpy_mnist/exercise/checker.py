@@ -23,7 +23,6 @@ hypothesis is imported only here (``pip install 'numpy-mnist[exercise]'``), PyTo
 
 from __future__ import annotations
 
-import math
 import os
 import tempfile
 from dataclasses import dataclass, field
@@ -38,7 +37,7 @@ from numpy_mnist import torch_twin
 from numpy_mnist.errors import NumpyMnistError
 from numpy_mnist.exercise import hints
 from numpy_mnist.exercise.functions import EXERCISES, Exercise, get_exercise
-from numpy_mnist.exercise.sandbox import CallFailed, Foreign, Sandbox
+from numpy_mnist.exercise.sandbox import Failure, Foreign, Sandbox
 
 __all__ = ["Example", "Failure", "FunctionResult", "CheckReport", "check_file", "judge", "checked_outputs",
            "comparisons", "TOLERANCE", "RTOL", "DEFAULT_EXAMPLES"]
@@ -70,42 +69,21 @@ def _show(a) -> str:
                                     floatmode="maxprec").split())
 
 
-class Failure(Exception):
-    """One input's failure: ``problem`` in one line; ``what`` failed (``"values"``, ``"shape"``,
-    ``"type"``, ``"NaN"``, ``"call"``); ``hints``, every ``(key, sentence)`` that explains it, most
-    telling first; ``errors``, the worst relative errors so far (against the reference and PyTorch,
-    against finite differences); ``sticky``: it hung or crashed, and calling again would do so again;
-    ``how``: for a failed call, :attr:`CallFailed.kind`; ``output``: what the call printed."""
-
-    def __init__(self, problem: str, what: str, hints=(), errors=(math.inf, 0.0), *, sticky: bool = False,
-                 how: str | None = None, output: str = "") -> None:
-        super().__init__(problem)
-        self.problem, self.what, self.hints, self.errors, self.sticky = problem, what, tuple(hints), errors, sticky
-        self.how, self.output = how, output
-        self.example: Example | None = None
-
-
 @dataclass(frozen=True)
 class FunctionResult:
     """One row of the table: ``status`` "to do", "pass" or "FAIL"; the worst relative errors (against
-    the reference and PyTorch, against finite differences); for a failure its problem, ``what`` failed,
-    the hint, the input shown and how it was ``found`` ("shrunk": the smallest failing input hypothesis
-    found, or "first"), ``sticky`` (it hung or crashed: ``--train`` leaves it out) and ``how`` a call
-    failed; ``output``, what it printed (on the input shown, else the first call that printed)."""
+    the reference and PyTorch, against finite differences); the ``failure`` shown, and how it was
+    ``found`` ("shrunk": the smallest failing input hypothesis found, or "first"); ``output``, what it
+    printed (on the input shown, else the first call that printed)."""
 
     name: str
     status: str
     examples: int = 0
-    worst: float | None = None
-    fd_worst: float | None = None
-    problem: str | None = None
-    what: str | None = None
-    hint: str | None = None
-    example: str | None = None
+    worst: float = 0.0
+    fd_worst: float = 0.0
+    failure: Failure | None = None
     found: str | None = None
     note: str | None = None
-    sticky: bool = False
-    how: str | None = None
     output: str = ""
 
     @property
@@ -115,6 +93,11 @@ class FunctionResult:
     @property
     def ok(self) -> bool:
         return self.status == "pass"
+
+    @property
+    def sticky(self) -> bool:
+        """It hung or crashed: calling it again would only do so again (``--train`` leaves it out)."""
+        return self.failure is not None and self.failure.sticky
 
 
 @dataclass(frozen=True)
@@ -365,10 +348,9 @@ class _Run:
         self.examples += 1
         try:
             value = self.box.call(self.ex.name, example.args, example.kwargs)
-        except CallFailed as failed:
+        except Failure as failed:
             self.todo = self.examples == 1 and failed.exception == "NotImplementedError"
-            failure = Failure(failed.message, "call", _exception_hints(self.ex, example, failed), sticky=failed.sticky,
-                              how=failed.kind, output=failed.output)
+            failure, failed.hints = failed, tuple(_exception_hints(self.ex, example, failed))
         else:
             try:
                 errors, failure = judge(self.ex.name, example, value, use_torch=self.use_torch), None
@@ -390,12 +372,12 @@ class _Run:
                 return found if found.what == failure.what else failure
         return failure
 
-    def result(self, status: str, failure: Failure | None = None, **fields) -> FunctionResult:
+    def result(self, status: str, failure: Failure | None = None, found: str | None = None) -> FunctionResult:
         if failure is not None:
-            fields.update(problem=failure.problem, what=failure.what, example=failure.example.describe(self.ex.inputs),
-                          hint=_choose_hint(failure.hints, self.first.hints if self.first else ()), how=failure.how)
-        fields.setdefault("output", failure.output if failure is not None and failure.output else self.output)
-        return FunctionResult(self.ex.name, status, self.examples, self.worst, self.fd_worst, **fields)
+            failure.hint = _choose_hint(failure.hints, self.first.hints if self.first else ())
+        output = failure.output if failure is not None and failure.output else self.output
+        return FunctionResult(self.ex.name, status, self.examples, self.worst, self.fd_worst, failure, found, None,
+                              output)
 
 
 def _check_one(run: _Run, test) -> FunctionResult:
@@ -405,18 +387,18 @@ def _check_one(run: _Run, test) -> FunctionResult:
     kind = run.box.defined.get(name, "missing")
     if kind != "function":
         return (FunctionResult(name, "to do", note="not defined in the file") if kind == "missing" else
-                FunctionResult(name, "FAIL", problem=f"{name} is defined but is not a function", what="type"))
+                FunctionResult(name, "FAIL", failure=Failure(f"{name} is defined but is not a function", "type")))
     try:
         test()
     except _ToDo:
         return FunctionResult(name, "to do")
     except Failure as failure:
         if run.sticky is not None:
-            return run.result("FAIL", run.sticky, found="first", sticky=True)
+            return run.result("FAIL", run.sticky, found="first")
         return run.result("FAIL", run.smallest(failure), found="shrunk")
     except Flaky:
-        return run.result("FAIL", what="call", problem=f"{name} fails on some runs and not on others for the "
-                          "same input (does it use random numbers or keep state between calls?)")
+        return run.result("FAIL", Failure(f"{name} fails on some runs and not on others for the same input (does it "
+                                          "use random numbers or keep state between calls?)", "call"))
     return run.result("pass")
 
 
@@ -428,12 +410,12 @@ def _choose_hint(shown: tuple, first: tuple) -> str | None:
     return chosen[0] if chosen else None
 
 
-def _exception_hints(ex: Exercise, example: Example, failed: CallFailed) -> list:
-    if failed.kind != "raised":
+def _exception_hints(ex: Exercise, example: Example, failed: Failure) -> list:
+    if failed.how != "raised":
         return []
     if failed.exception == "MemoryError":
         return [("memory", hints.memory_hint(ex.inputs, example.args))]
     shapes = {name: tuple(np.shape(a)) for name, a in zip(ex.inputs, example.args)}
     results = {name: tuple(r.shape) for name, r in zip(ex.outputs, _reference(ex, example)) if r is not None}
-    hint = hints.exception_hint(failed.message, shapes, results)
+    hint = hints.exception_hint(failed.problem, shapes, results)
     return [("exception", hint)] if hint else []

@@ -18,35 +18,25 @@ This module imports NumPy, the reference and its PyTorch twins (which import PyT
 from __future__ import annotations
 
 import textwrap
+from collections import namedtuple
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Callable
 
 import numpy as np
 
 from numpy_mnist import layers, losses, torch_twin
-from numpy_mnist.errors import InputError
-from numpy_mnist.files import atomic_write
 from numpy_mnist.gradcheck import TOLERANCE
 
 __all__ = ["Exercise", "Task", "EXERCISES", "EXERCISE_NAMES", "get_exercise", "TRAINING_FUNCTIONS", "STARTER_NAME",
-           "starter_source", "write_starter"]
+           "starter_source"]
 
 
-@dataclass(frozen=True)
-class Task:
-    """What an exercise's outputs are the slopes of: ``f(*at)`` (NumPy) and ``twin(*at)`` (PyTorch
-    tensors), output ``i`` the gradient with respect to ``at[i]`` of ``sum(dout * f)`` (``dout`` None:
-    ``f`` is a scalar); ``scale``, the size of ``f``'s terms (the finite difference's noise, None: the
-    sum of ``|dout * f|``); ``sizes``, per output the sizes of the terms its right entries are summed
-    from (the same sums on absolute values)."""
-
-    f: Callable
-    twin: Callable
-    at: tuple
-    dout: object
-    scale: object
-    sizes: tuple
+#: What an exercise's outputs are the slopes of: ``f(*at)`` (NumPy) and ``twin(*at)`` (PyTorch tensors),
+#: output ``i`` the gradient with respect to ``at[i]`` of ``sum(dout * f)`` (``dout`` None: ``f`` is a
+#: scalar); ``scale``, the size of ``f``'s terms (the finite difference's noise; None: the sum of
+#: ``|dout * f|``); ``sizes``, per output the sizes of the terms its right entries are summed from
+#: (the same sums on absolute values).
+Task = namedtuple("Task", "f twin at dout scale sizes")
 
 
 @dataclass(frozen=True)
@@ -500,17 +490,3 @@ def starter_source() -> str:
     quotes = '"' * 3
     return _HEADER + "".join(f"\n\ndef {e.name}({e.signature}):\n{textwrap.indent(quotes + e.doc + quotes, '    ')}\n"
                              f'    raise NotImplementedError("{e.name}: not written yet")\n' for e in EXERCISES)
-
-
-def write_starter(folder: str | Path, *, force: bool = False) -> Path:
-    """Write ``folder/my_gradients.py``; refuse to overwrite an existing file unless ``force``."""
-    folder = Path(folder)
-    if folder.exists() and not folder.is_dir():
-        raise InputError(f"{folder} is a file, not a folder: give the folder to write {STARTER_NAME} into")
-    path = folder / STARTER_NAME
-    if path.exists() and not force:
-        raise InputError(f"{path} already exists and holds your work: check it with `numpy-mnist exercise "
-                         f"check {path}`, or pass --force to start over")
-    with atomic_write(path, "w") as f:
-        f.write(starter_source())
-    return path

@@ -9,7 +9,7 @@ answer.  Whatever goes wrong comes back as one line:
 * the file cannot be loaded (syntax error, failing import, an import that never ends):
   :class:`LearnerFileError`, a :class:`~numpy_mnist.errors.NumpyMnistError` (exit status 2);
 * a call raises, writes into an argument, returns something that is not arrays, takes longer than
-  the time limit, or its process dies: :class:`CallFailed`, whose ``message`` names the problem and,
+  the time limit, or its process dies: :class:`Failure`, whose ``problem`` names it and,
   for an exception, the line of the learner's file it came from.
 
 ``check --train`` calls the learner's functions there too, batch by batch.  A call that timed out
@@ -41,6 +41,7 @@ from __future__ import annotations
 import contextlib
 import importlib.util
 import io
+import math
 import multiprocessing
 import os
 import shutil
@@ -62,7 +63,7 @@ try:
 except ImportError:  # not a POSIX system: no limits to set
     resource = None
 
-__all__ = ["Sandbox", "CallFailed", "LearnerFileError", "Foreign", "DEFAULT_TIMEOUT", "MEMORY_LIMIT",
+__all__ = ["Sandbox", "Failure", "LearnerFileError", "Foreign", "DEFAULT_TIMEOUT", "MEMORY_LIMIT",
            "FILE_LIMIT", "CPU_LIMIT", "OUTPUT_LIMIT"]
 
 #: Seconds one call of a learner's function may take (its inputs are a few dozen numbers).
@@ -85,20 +86,25 @@ class LearnerFileError(NumpyMnistError):
     """The learner's file cannot be loaded: it does not parse, its import fails, or never ends."""
 
 
-class CallFailed(Exception):
-    """A call of the learner's function gave no usable answer: ``kind`` is ``"raised"`` (``exception``
-    holds the exception's type name), ``"modified"`` (it wrote into an argument), ``"forked"`` (it
-    started a process of its own), ``"timeout"`` or ``"crashed"``; ``message`` says it in one line;
-    ``output`` is what the call printed.  A timeout or a crash is *sticky*: calling again would only
-    wait or crash again."""
+class Failure(Exception):
+    """One input's failure, in one line (``problem``): ``what`` failed (``"values"``, ``"shape"``,
+    ``"type"``, ``"NaN"``, or ``"call"``: it gave no usable answer); ``hints``, every ``(key, sentence)``
+    that explains it, most telling first; ``errors``, the worst relative errors so far (against the
+    reference and PyTorch, against finite differences); for a call, ``how`` it failed: ``"raised"``
+    (``exception``: the type's name), ``"modified"`` (it wrote into an argument), ``"forked"`` (it
+    started a process of its own), ``"timeout"`` or ``"crashed"``; ``output``, what it printed.  A
+    timeout or a crash is *sticky*: calling again would only wait or crash again.  The checker adds
+    the ``example`` it failed on and the ``hint`` it chose."""
 
-    def __init__(self, kind: str, message: str, exception: str | None = None, output: str = "") -> None:
-        super().__init__(message)
-        self.kind, self.message, self.exception, self.output = kind, message, exception, output
+    def __init__(self, problem: str, what: str, hints=(), errors=(math.inf, 0.0), *, how: str | None = None,
+                 exception: str | None = None, output: str = "") -> None:
+        super().__init__(problem)
+        self.problem, self.what, self.hints, self.errors = problem, what, tuple(hints), errors
+        self.how, self.exception, self.output, self.example, self.hint = how, exception, output, None, None
 
     @property
     def sticky(self) -> bool:
-        return self.kind in ("timeout", "crashed")
+        return self.how in ("timeout", "crashed")
 
 
 @dataclass(frozen=True)
@@ -146,8 +152,8 @@ class Sandbox:
             reply = self._ask(None, self.import_timeout, f"importing it did not finish within {self.import_timeout:g} "
                               "s (code at the top level that never ends?)",
                               "the process running your file ended ({}) while importing it")
-        except CallFailed as failed:
-            raise LearnerFileError(f"{self.path.name}: {failed.message}") from None
+        except Failure as failed:
+            raise LearnerFileError(f"{self.path.name}: {failed.problem}") from None
         if reply[0] == "import-failed":
             self.close()
             raise LearnerFileError(f"{reply[1]}; nothing was checked: fix it and check again")
@@ -170,7 +176,7 @@ class Sandbox:
     def call(self, name: str, args: tuple, kwargs: dict | None = None):
         """``name(*args, **kwargs)`` in the child; its return value (arrays, or :class:`Foreign`).
 
-        Raises :class:`CallFailed` when it raised, wrote into an argument, forked, timed out or crashed.
+        Raises :class:`Failure` when it raised, wrote into an argument, forked, timed out or crashed.
         """
         self.start()
         kind, value, message, self.output = self._ask(
@@ -178,11 +184,11 @@ class Sandbox:
             f"{name} did not return within {self.timeout:g} s (an endless loop?)",
             f"{name} ended the process running your file ({{}})")
         if kind != "ok":
-            raise CallFailed(kind, message, exception=value, output=self.output)
+            raise Failure(message, "call", how=kind, exception=value, output=self.output)
         return value
 
     def _ask(self, message, timeout: float, timed_out: str, crashed: str):
-        """Send ``message`` (None: none) and wait for the child's answer; :class:`CallFailed` when
+        """Send ``message`` (None: none) and wait for the child's answer; :class:`Failure` when
         none comes within ``timeout`` s (``timed_out``), or the child died or garbled its answer
         (``crashed``, ``{}`` filled with how it ended).  Either way that child is ended."""
         try:
@@ -191,12 +197,12 @@ class Sandbox:
             answered = self._conn.poll(timeout)
             reply = self._conn.recv() if answered else None
         except (EOFError, OSError):
-            raise CallFailed("crashed", crashed.format(self._end(wait=5))) from None
+            raise Failure(crashed.format(self._end(wait=5)), "call", how="crashed") from None
         except Exception:  # the channel carried something that is not an answer: end that child
-            raise CallFailed("crashed", crashed.format(f"its answers were garbled, {self._end()}")) from None
+            raise Failure(crashed.format(f"its answers were garbled, {self._end()}"), "call", how="crashed") from None
         if not answered:
             self._end()
-            raise CallFailed("timeout", timed_out)
+            raise Failure(timed_out, "call", how="timeout")
         return reply
 
     def _end(self, wait: float = 0.0) -> str:
@@ -314,7 +320,7 @@ def _child_main(conn, path: str, folder: str) -> None:
 
 
 def _call(module, path: str, name: str, args: tuple, kwargs: dict) -> tuple:
-    """``(kind, value or exception type, message)`` of one call, kind as :attr:`CallFailed.kind` or "ok"."""
+    """``(kind, value or exception type, message)`` of one call, kind as :attr:`Failure.how` or "ok"."""
     before, forks = [np.array(a, copy=True) for a in args], len(_FORKS)
     try:
         reply = ("ok", portable(getattr(module, name)(*args, **kwargs)), "")

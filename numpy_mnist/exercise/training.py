@@ -22,9 +22,9 @@ from typing import Callable, Mapping
 
 from numpy_mnist.data import DataLoader, load_mnist_sample
 from numpy_mnist.errors import DivergenceError
-from numpy_mnist.exercise.checker import Example, Failure, checked_outputs
+from numpy_mnist.exercise.checker import Example, checked_outputs
 from numpy_mnist.exercise.functions import TRAINING_FUNCTIONS, get_exercise
-from numpy_mnist.exercise.sandbox import CallFailed
+from numpy_mnist.exercise.sandbox import Failure
 from numpy_mnist.learner import Learner
 from numpy_mnist.models import MLP, simple_net
 from numpy_mnist.optim import SGD
@@ -57,7 +57,7 @@ def reference_functions() -> dict[str, Callable]:
 
 def called_in(box, name: str) -> Callable:
     """The learner's function ``name``, called in ``box`` (a Sandbox); its answer as arrays checked for
-    type and shape, else :class:`~numpy_mnist.exercise.sandbox.CallFailed` or :class:`Failure`."""
+    type and shape, else a :class:`~numpy_mnist.exercise.sandbox.Failure`."""
     def call(*args, **kwargs):
         outputs = checked_outputs(get_exercise(name), Example(args, kwargs), box.call(name, args, kwargs))
         return outputs if len(outputs) > 1 else outputs[0]
@@ -130,7 +130,7 @@ def side_by_side(box, config: TrainConfig, *, on_epoch: Callable | None = None) 
         reference.fit(1)
         try:
             record = yours.one_epoch() if ending == "trained" else None
-        except (CallFailed, Failure) as failed:
+        except Failure as failed:
             record, ending = None, f"your run stopped in epoch {epoch}: {failed}"
         except DivergenceError:
             record, ending = None, (f"your run diverged in epoch {epoch}: its training loss became NaN or infinite "
