@@ -26,7 +26,6 @@ from __future__ import annotations
 import os
 import tempfile
 from dataclasses import dataclass, field
-from pathlib import Path
 from types import SimpleNamespace
 from typing import Iterator
 
@@ -105,9 +104,7 @@ class CheckReport:
     """The whole check: one :class:`FunctionResult` per exercise; ``torch_missing``, why PyTorch was
     not used (None when it was)."""
 
-    path: Path
     results: list[FunctionResult]
-    examples: int
     torch_missing: str | None
 
     @property
@@ -313,7 +310,7 @@ def check_file(box: Sandbox, *, examples: int = DEFAULT_EXAMPLES, use_torch: boo
             results = [_check_one(run, chosen(given(_strategy(run.ex))(run.attempt))) for run in runs]
         finally:
             configuration.set_hypothesis_home_dir(chosen_home)
-    return CheckReport(box.path, results, examples, torch_missing)
+    return CheckReport(results, torch_missing)
 
 
 class _ToDo(Exception):

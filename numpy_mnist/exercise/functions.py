@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from typing import Callable
 
 import numpy as np
+from numpy.lib.stride_tricks import sliding_window_view
 
 from numpy_mnist import layers, losses, torch_twin
 from numpy_mnist.gradcheck import TOLERANCE
@@ -229,14 +230,12 @@ def _pool_task(dout, x, *, kernel=3, stride=2, padding=1):
 
 
 def _pool_slips(dout, x, *, kernel=3, stride=2, padding=1):
-    out = layers.max_pool2d(x, kernel=kernel, stride=stride, padding=padding)
     x_pad = np.pad(x, ((0, 0), (0, 0), (padding, padding), (padding, padding)), constant_values=-np.inf)
+    windows = sliding_window_view(x_pad, (kernel, kernel), axis=(2, 3))[:, :, ::stride, ::stride]
+    ties = (windows == windows.max(axis=(4, 5), keepdims=True)) * dout[..., None, None]
     every = np.zeros_like(x_pad)
-    for a in range(kernel):
-        for b in range(kernel):
-            window = (..., slice(a, a + stride * (out.shape[2] - 1) + 1, stride),
-                      slice(b, b + stride * (out.shape[3] - 1) + 1, stride))
-            every[window] += np.where(x_pad[window] == out, dout, 0.0)
+    for a, b in np.ndindex(kernel, kernel):
+        every[:, :, a:a + stride * dout.shape[2]:stride, b:b + stride * dout.shape[3]:stride] += ties[..., a, b]
     every = every[:, :, padding:padding + x.shape[2], padding:padding + x.shape[3]]
     return [(0, every, "you sent a window's gradient to every entry equal to its maximum; where several tie, only "
                        "the first (in row-major order) is the max, as in PyTorch: the gradient must not be copied")]
