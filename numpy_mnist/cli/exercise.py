@@ -175,20 +175,21 @@ def train(args, report, box) -> bool:
         print("(no PNG of the curves: matplotlib is not installed; pip install 'numpy-mnist[plot]')")
     else:
         print(f"wrote {plot_curves(result.reference, result.yours, args.out / 'exercise_training.png')}")
-    return result.finished and result.part is None
+    return result.ending == "trained" and result.part is None
 
 
 def outcome(result) -> list[str]:
     """The lines after the curves: final accuracies, how the learner's run ended, where the runs part."""
     yours = f"{result.yours[-1].accuracy:.4f}" if result.yours else "-"
     lines = [f"final valid accuracy: reference {result.reference[-1].accuracy:.4f}, yours {yours}"]
-    if not result.finished:
+    if result.ending != "trained":
         lines = [lines[0] + f" (after {len(result.yours)} of {len(result.reference)} epochs)", result.ending]
     if result.part is not None:
         r, y = result.reference[result.part - 1], result.yours[result.part - 1]
         lines.append(f"the runs part in epoch {result.part}: valid loss {y.valid_loss:.6f} against the reference's "
                      f"{r.valid_loss:.6f} (train loss {y.train_loss:.6f} against {r.train_loss:.6f})")
     elif result.yours:
-        lines.append(f"the runs agree to {PART_RTOL:.0e} relative in every epoch"
-                     f"{'' if result.finished else ' they share'}: your gradients train exactly like the reference's")
+        shared = "" if result.ending == "trained" else " they share"
+        lines.append(f"the runs agree to {PART_RTOL:.0e} relative in every epoch{shared}: your gradients train "
+                     "exactly like the reference's")
     return lines

@@ -36,7 +36,7 @@ from numpy_mnist import torch_twin
 from numpy_mnist.errors import NumpyMnistError
 from numpy_mnist.exercise import hints
 from numpy_mnist.exercise.functions import EXERCISES, Exercise, get_exercise
-from numpy_mnist.exercise.sandbox import Failure, Foreign, Sandbox
+from numpy_mnist.exercise.sandbox import Failure, Sandbox
 
 __all__ = ["Example", "Failure", "FunctionResult", "CheckReport", "check_file", "judge", "checked_outputs",
            "comparisons", "TOLERANCE", "RTOL", "DEFAULT_EXAMPLES"]
@@ -199,13 +199,12 @@ def _as_array(ex: Exercise, out: str, a, r):
 
 
 def _what(value) -> str:
-    if isinstance(value, Foreign):
-        return f"a {value.type_name} ({value.text})"
+    """What the learner returned, in words (the sandbox describes anything but arrays and sequences)."""
     if isinstance(value, np.ndarray):
         return f"an array of shape {value.shape}"
     if isinstance(value, (tuple, list)):
         return f"a {type(value).__name__} of length {len(value)}"
-    return "None" if value is None else f"a {type(value).__name__} ({value!r})"
+    return "None" if value is None else value if isinstance(value, str) else f"a {type(value).__name__} ({value!r})"
 
 
 def _check_arrays(ex: Exercise, example: Example, outputs: tuple, right: tuple) -> None:

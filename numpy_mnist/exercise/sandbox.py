@@ -50,7 +50,6 @@ import sys
 import tempfile
 import traceback
 import warnings
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -63,7 +62,7 @@ try:
 except ImportError:  # not a POSIX system: no limits to set
     resource = None
 
-__all__ = ["Sandbox", "Failure", "LearnerFileError", "Foreign", "DEFAULT_TIMEOUT", "MEMORY_LIMIT",
+__all__ = ["Sandbox", "Failure", "LearnerFileError", "DEFAULT_TIMEOUT", "MEMORY_LIMIT",
            "FILE_LIMIT", "CPU_LIMIT", "OUTPUT_LIMIT"]
 
 #: Seconds one call of a learner's function may take (its inputs are a few dozen numbers).
@@ -105,14 +104,6 @@ class Failure(Exception):
     @property
     def sticky(self) -> bool:
         return self.how in ("timeout", "crashed")
-
-
-@dataclass(frozen=True)
-class Foreign:
-    """What the learner returned where arrays were expected, described: its type and a short repr."""
-
-    type_name: str
-    text: str
 
 
 class Sandbox:
@@ -174,7 +165,7 @@ class Sandbox:
         self.close()
 
     def call(self, name: str, args: tuple, kwargs: dict | None = None):
-        """``name(*args, **kwargs)`` in the child; its return value (arrays, or :class:`Foreign`).
+        """``name(*args, **kwargs)`` in the child; its return value (arrays, or what it is in words: :func:`portable`).
 
         Raises :class:`Failure` when it raised, wrote into an argument, forked, timed out or crashed.
         """
@@ -341,14 +332,15 @@ def _call(module, path: str, name: str, args: tuple, kwargs: dict) -> tuple:
 
 
 def portable(value):
-    """``value`` as it may cross the pipe: arrays, tuples/lists of them, None and numbers as they
-    are; anything else as a :class:`Foreign` description."""
-    if value is None or isinstance(value, (np.ndarray, np.generic, bool, int, float)):
+    """``value`` as it may cross the pipe: arrays, tuples and lists of them, and None as they are;
+    anything else described in words (``"a float (1.5)"``), so that no type of the learner's own
+    reaches the checker."""
+    if value is None or isinstance(value, np.ndarray):
         return value
     if isinstance(value, (tuple, list)) and len(value) <= 16:
-        return type(value)(portable(v) for v in value)
-    text = repr(value) if not isinstance(value, (tuple, list)) else f"{len(value)} items"
-    return Foreign(type(value).__name__, text[:60])
+        return (tuple if isinstance(value, tuple) else list)(portable(v) for v in value)
+    text = f"{len(value)} items" if isinstance(value, (tuple, list)) else repr(value)
+    return f"a {type(value).__name__} ({text[:60]})"
 
 
 def describe_exception(exc: BaseException, path: str) -> str:

@@ -17,6 +17,7 @@ Functions the learner has not written yet are taken from the reference (and said
 from __future__ import annotations
 
 import dataclasses
+from collections import namedtuple
 from dataclasses import dataclass, field
 from typing import Callable, Mapping
 
@@ -102,19 +103,9 @@ def curve_row(reference, yours=None, *, parts: bool = False) -> str:
             f"{reference.accuracy:>8.4f}  {mine}" + ("  <- the runs part" if parts else ""))
 
 
-@dataclass(frozen=True)
-class SideBySide:
-    """Both runs: their histories, how the learner's ended ("trained", or why it stopped early, in one
-    line), and the first epoch where they part."""
-
-    reference: list
-    yours: list
-    ending: str
-    part: int | None
-
-    @property
-    def finished(self) -> bool:
-        return self.ending == "trained"
+#: Both runs: their histories, how the learner's ended ("trained", or why it stopped early, in one
+#: line), and the first epoch where they part (None: nowhere).
+SideBySide = namedtuple("SideBySide", "reference yours ending part")
 
 
 def side_by_side(box, config: TrainConfig, *, on_epoch: Callable | None = None) -> SideBySide:
