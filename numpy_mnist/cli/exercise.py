@@ -27,8 +27,6 @@ from numpy_mnist.exercise.training import (
     CURVE_HEADER,
     PART_RTOL,
     TrainConfig,
-    curve_row,
-    first_parting,
     plot_curves,
     side_by_side,
 )
@@ -163,13 +161,7 @@ def train(args, report, box) -> bool:
           f"reference backward functions, and with yours ({', '.join(usable)})"
           + (f"; the reference's {', '.join(borrowed)} stands in for yours (to do or unusable)" if borrowed else ""))
     print(CURVE_HEADER)
-    parted = []
-
-    def on_epoch(reference, yours):
-        parted.append(yours is not None and not any(parted) and first_parting([reference], [yours]) is not None)
-        print(curve_row(reference, yours, parts=parted[-1]), flush=True)
-
-    result = side_by_side(box, config, on_epoch=on_epoch)
+    result = side_by_side(box, config, show=lambda row: print(row, flush=True))
     print("\n" + "\n".join(outcome(result)))
     if importlib.util.find_spec("matplotlib") is None:
         print("(no PNG of the curves: matplotlib is not installed; pip install 'numpy-mnist[plot]')")

@@ -108,15 +108,13 @@ def curve_row(reference, yours=None, *, parts: bool = False) -> str:
 SideBySide = namedtuple("SideBySide", "reference yours ending part")
 
 
-def side_by_side(box, config: TrainConfig, *, on_epoch: Callable | None = None) -> SideBySide:
-    """The reference run and the learner's (its functions called in ``box``, a Sandbox), epoch by epoch.
-
-    ``on_epoch(reference_record, yours_record_or_None)`` is called after each epoch.  The learner's
-    run may end early: an exception or a wrong shape in one of its functions, a NaN loss, a time-out.
-    """
+def side_by_side(box, config: TrainConfig, *, show: Callable = lambda row: None) -> SideBySide:
+    """The reference run and the learner's (its functions called in ``box``, a Sandbox), epoch by epoch,
+    each epoch's :func:`curve_row` passed to ``show``.  The learner's run may end early: an exception
+    or a wrong shape in one of its functions, a NaN loss, a time-out."""
     reference = make_learner(reference_functions(), config)
     yours = make_learner({**reference_functions(), **{n: called_in(box, n) for n in config.learner_functions}}, config)
-    ending = "trained"
+    ending, part = "trained", None
     for epoch in range(1, config.epochs + 1):
         reference.fit(1)
         try:
@@ -126,9 +124,10 @@ def side_by_side(box, config: TrainConfig, *, on_epoch: Callable | None = None) 
         except DivergenceError:
             record, ending = None, (f"your run diverged in epoch {epoch}: its training loss became NaN or infinite "
                                     "(gradients that are far too large?)")
-        if on_epoch is not None:
-            on_epoch(reference.history[-1], record)
-    return SideBySide(reference.history, yours.history, ending, first_parting(reference.history, yours.history))
+        parts = part is None and record is not None and first_parting(reference.history[-1:], [record]) is not None
+        part = epoch if parts else part
+        show(curve_row(reference.history[-1], record, parts=parts))
+    return SideBySide(reference.history, yours.history, ending, part)
 
 
 def plot_curves(reference: list, yours: list, path):
