@@ -8,14 +8,14 @@ answer.  Whatever goes wrong comes back as one line:
 
 * the file cannot be loaded (syntax error, failing import, an import that never ends):
   :class:`LearnerFileError`, a :class:`~numpy_mnist.errors.NumpyMnistError` (exit status 2);
-* a call raises, writes into an argument, returns something that is not arrays, takes longer than
-  the time limit, or its process dies: :class:`Failure`, whose ``problem`` names it and,
-  for an exception, the line of the learner's file it came from.
+* a call raises, writes into an argument, forks, takes longer than the time limit, or its process
+  dies: :class:`Failure`, whose ``problem`` names it and, for an exception, the line of the
+  learner's file it came from; what it returns that is not arrays comes back described in words.
 
 ``check --train`` calls the learner's functions there too, batch by batch.  A call that timed out
-or crashed leaves no process: the next call starts a
-fresh one (and imports the file again).  In the child every NumPy floating-point warning is
-silenced: an overflow shows up in the result (NaN, inf, or a lost digit), which the checker reports.
+or crashed leaves no process: the next call starts a fresh one (and imports the file again).  In
+the child every NumPy floating-point warning is silenced: an overflow shows up in the result (NaN,
+inf, or a lost digit), which the checker reports.
 
 What the child may do (:func:`_confine`, set before the learner's file is imported):
 
