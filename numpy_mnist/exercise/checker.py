@@ -346,7 +346,8 @@ class _Run:
             value = self.box.call(self.ex.name, example.args, example.kwargs)
         except Failure as failed:
             self.todo = self.examples == 1 and failed.exception == "NotImplementedError"
-            failure, failed.hints = failed, tuple(_exception_hints(self.ex, example, failed))
+            results = {out: r.shape for out, r in zip(self.ex.outputs, _reference(self.ex, example)) if r is not None}
+            failure, failed.hints = failed, tuple(hints.call_hints(failed, self.ex.inputs, example.args, results))
         else:
             try:
                 errors, failure = judge(self.ex.name, example, value, use_torch=self.use_torch), None
@@ -404,14 +405,3 @@ def _choose_hint(shown: tuple, first: tuple) -> str | None:
     first_keys = {key for key, _ in first}
     chosen = [s for key, s in shown if key in first_keys] + [s for _, s in shown] + [s for _, s in first]
     return chosen[0] if chosen else None
-
-
-def _exception_hints(ex: Exercise, example: Example, failed: Failure) -> list:
-    if failed.how != "raised":
-        return []
-    if failed.exception == "MemoryError":
-        return [("memory", hints.memory_hint(ex.inputs, example.args))]
-    shapes = {name: tuple(np.shape(a)) for name, a in zip(ex.inputs, example.args)}
-    results = {name: tuple(r.shape) for name, r in zip(ex.outputs, _reference(ex, example)) if r is not None}
-    hint = hints.exception_hint(failed.problem, shapes, results)
-    return [("exception", hint)] if hint else []

@@ -23,7 +23,7 @@ import numpy as np
 from numpy_mnist.exercise.sandbox import MEMORY_LIMIT
 from numpy_mnist.gradcheck import TOLERANCE
 
-__all__ = ["close", "shape_hint", "value_hints", "overflow_hint", "exception_hint", "memory_hint", "PRECISION_EDGE"]
+__all__ = ["close", "shape_hint", "value_hints", "overflow_hint", "call_hints", "PRECISION_EDGE"]
 
 #: Inputs at least this large in magnitude are where ``1 - sigmoid(z)`` loses its digits (float64).
 PRECISION_EDGE = 15.0
@@ -87,22 +87,21 @@ def overflow_hint(fix: str | None, inputs) -> str | None:
     return f"exp overflows past 709 (here |z| = {largest:.4g}): {fix}" if fix and largest >= 709 else None
 
 
-def memory_hint(names, args) -> str:
-    """For a ``MemoryError`` raised inside the learner's code: the sandbox's memory limit, and how small
-    the inputs were."""
+def call_hints(failure, names, args, results: dict[str, tuple]) -> list[tuple[str, str]]:
+    """For a call that raised (``failure``, a :class:`~numpy_mnist.exercise.sandbox.Failure`) on
+    ``args`` (named ``names``): a ``MemoryError`` against the sandbox's memory limit, and a shape
+    error against the shapes in and the ``results`` wanted."""
     given = ", ".join(f"{k} is {tuple(np.shape(v))}" for k, v in zip(names, args))
-    return (f"it ran out of memory (MemoryError): the sandbox lets your function allocate at most "
-            f"{MEMORY_LIMIT / 2**30:g} GiB, and inputs like these ({given}) need a few kilobytes; look for an "
-            "array sized by something other than the inputs' shapes")
-
-
-def exception_hint(message: str, shapes: dict[str, tuple], results: dict[str, tuple]) -> str | None:
-    """For a shape error raised inside the learner's code: the shapes in and the shapes wanted."""
-    if not any(word in message for word in ("shape", "broadcast", "matmul", "dimension", "aligned")):
-        return None
-    given = ", ".join(f"{k} is {v}" for k, v in shapes.items())
-    wanted = ", ".join(f"{k} {v}" for k, v in results.items())
-    return f"the shapes do not fit: here {given}; the result must be {wanted}"
+    if failure.how != "raised":
+        return []
+    if failure.exception == "MemoryError":
+        return [("memory", f"it ran out of memory (MemoryError): the sandbox lets your function allocate at most "
+                           f"{MEMORY_LIMIT / 2**30:g} GiB, and inputs like these ({given}) need a few kilobytes; look "
+                           "for an array sized by something other than the inputs' shapes")]
+    if any(word in failure.problem for word in ("shape", "broadcast", "matmul", "dimension", "aligned")):
+        wanted = ", ".join(f"{k} {v}" for k, v in results.items())
+        return [("exception", f"the shapes do not fit: here {given}; the result must be {wanted}")]
+    return []
 
 
 def _factor(a: np.ndarray, r: np.ndarray) -> float | None:
