@@ -170,31 +170,39 @@ def checked_outputs(ex: Exercise, example: Example, value, right: tuple | None =
     """The learner's ``value`` for ``example`` as a tuple of float64 arrays (None exactly where the
     reference's ``right`` answer has None), each of the right shape and finite; else a :class:`Failure`."""
     right = _reference(ex, example) if right is None else right
-    outputs = _unpack(ex, value, right)
-    _check_arrays(ex, example, outputs, right)
-    return outputs
-
-
-def _unpack(ex: Exercise, value, right: tuple) -> tuple:
     n = len(ex.outputs)
     if n > 1 and not (isinstance(value, (tuple, list)) and len(value) == n):
         raise Failure(f"{ex.name} returned {_what(value)}; it must return {n} things, ({', '.join(ex.outputs)})",
                       "type")
     if n == 1 and value is None:
         raise Failure(f"{ex.name} returned None; it must return a NumPy array: did you forget `return`?", "type")
-    return tuple(_as_array(ex, out, a, r) for out, a, r in zip(ex.outputs, tuple(value) if n > 1 else (value,), right))
+    return tuple(_checked(ex, example, *row) for row in zip(ex.outputs, ex.like, value if n > 1 else (value,), right))
 
 
-def _as_array(ex: Exercise, out: str, a, r):
-    """One output as a float64 array (or None), or a :class:`Failure`."""
-    if a is None:
+def _checked(ex: Exercise, example: Example, out: str, like: str, a, r):
+    """One output ``a`` against the right one ``r``: there (or None exactly where ``r`` is), a float array
+    of ``r``'s shape, finite; as float64, else a :class:`Failure`."""
+    if r is None and a is not None:
+        raise Failure(f"{ex.name} returned an array for {out} with need_dx=False", "type",
+                      [("need_dx", "with need_dx=False return None for dx: nothing upstream needs it")])
+    if r is None:
         return None
+    if a is None:
+        raise Failure(f"{ex.name} returned None for {out}", "type",
+                      [("none", f"{out} must be an array of shape {tuple(r.shape)}, like {like}")])
     if not isinstance(a, np.ndarray):
-        shape = f" of shape {tuple(r.shape)}" if r is not None else ""
-        raise Failure(f"{ex.name} returned {_what(a)} for {out}; it must be a NumPy array{shape}", "type")
+        raise Failure(f"{ex.name} returned {_what(a)} for {out}; it must be a NumPy array of shape {r.shape}", "type")
     if not np.issubdtype(a.dtype, np.floating):
         raise Failure(f"{ex.name} returned {out} of dtype {a.dtype}; it must hold floating-point numbers like "
                       "its inputs (float64 here)", "type")
+    if a.shape != r.shape:
+        raise Failure(f"{ex.name} returned {out} of shape {a.shape}, not {r.shape}", "shape",
+                      [("shape", hints.shape_hint(out, a.shape, r.shape, like, a, r))])
+    if not np.isfinite(a).all():
+        i = tuple(int(k) for k in np.argwhere(~np.isfinite(a))[0])
+        overflow = hints.overflow_hint(ex.overflow, example.args[ex.z or 0])
+        raise Failure(f"{ex.name} returned {a[i]} in {out} at entry {i}; the right value is {r[i]:.6g}", "NaN",
+                      [("overflow", overflow)] if overflow else [])
     return a.astype(np.float64, copy=False)
 
 
@@ -205,25 +213,6 @@ def _what(value) -> str:
     if isinstance(value, (tuple, list)):
         return f"a {type(value).__name__} of length {len(value)}"
     return "None" if value is None else value if isinstance(value, str) else f"a {type(value).__name__} ({value!r})"
-
-
-def _check_arrays(ex: Exercise, example: Example, outputs: tuple, right: tuple) -> None:
-    """Each output is there (or None exactly where it must be), of the right shape, and finite."""
-    for out, like, a, r in zip(ex.outputs, ex.like, outputs, right):
-        if r is None and a is not None:
-            raise Failure(f"{ex.name} returned an array for {out} with need_dx=False", "type",
-                          [("need_dx", "with need_dx=False return None for dx: nothing upstream needs it")])
-        if a is None and r is not None:
-            raise Failure(f"{ex.name} returned None for {out}", "type",
-                          [("none", f"{out} must be an array of shape {tuple(r.shape)}, like {like}")])
-        if r is not None and a.shape != r.shape:
-            raise Failure(f"{ex.name} returned {out} of shape {a.shape}, not {r.shape}", "shape",
-                          [("shape", hints.shape_hint(out, a.shape, r.shape, like, a, r))])
-        if r is not None and not np.isfinite(a).all():
-            i = tuple(int(k) for k in np.argwhere(~np.isfinite(a))[0])
-            overflow = hints.overflow_hint(ex.overflow, example.args[ex.z or 0])
-            raise Failure(f"{ex.name} returned {a[i]} in {out} at entry {i}; the right value is {r[i]:.6g}", "NaN",
-                          [("overflow", overflow)] if overflow else [])
 
 
 def _value_failure(ex: Exercise, example: Example, outputs, right, report: gc.GradReport, errors) -> Failure:
