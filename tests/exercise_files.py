@@ -42,11 +42,55 @@ def softmax_cross_entropy_backward(logits, labels):
     p = e / e.sum(axis=1, keepdims=True)
     onehot = labels[:, None] == np.arange(k)
     return (p - onehot) / n
+
+
+def _pad(x, padding, value):
+    return np.pad(x, ((0, 0), (0, 0), (padding, padding), (padding, padding)), constant_values=value)
+
+
+def conv2d_backward(dout, x, w, *, stride=1, padding=0):
+    x_pad = _pad(x, padding, 0.0)
+    dx_pad = np.zeros_like(x_pad)
+    dw = np.zeros_like(w)
+    oh, ow = dout.shape[2:]
+    for a in range(w.shape[2]):
+        for b in range(w.shape[3]):
+            rows, cols = slice(a, a + stride * (oh - 1) + 1, stride), slice(b, b + stride * (ow - 1) + 1, stride)
+            dw[:, :, a, b] = np.einsum("nfij,ncij->fc", dout, x_pad[:, :, rows, cols])
+            dx_pad[:, :, rows, cols] += np.einsum("nfij,fc->ncij", dout, w[:, :, a, b])
+    return dx_pad[:, :, padding:padding + x.shape[2], padding:padding + x.shape[3]], dw
+
+
+def batch_norm_backward(dout, x, gamma, *, eps=1e-5):
+    axes = (0, 2, 3)
+    m = x.size // x.shape[1]
+    mean = x.mean(axis=axes, keepdims=True)
+    sigma = np.sqrt(x.var(axis=axes, keepdims=True) + eps)
+    xhat = (x - mean) / sigma
+    dbeta = dout.sum(axis=axes)
+    dgamma = (dout * xhat).sum(axis=axes)
+    dx = gamma[None, :, None, None] / (m * sigma) * (
+        m * dout - dbeta[None, :, None, None] - xhat * dgamma[None, :, None, None])
+    return dx, dgamma, dbeta
+
+
+def max_pool2d_backward(dout, x, *, kernel=3, stride=2, padding=1):
+    x_pad = _pad(x, padding, -np.inf)
+    dx_pad = np.zeros_like(x_pad)
+    n, c, oh, ow = dout.shape
+    for i in range(oh):
+        for j in range(ow):
+            rows, cols = slice(i * stride, i * stride + kernel), slice(j * stride, j * stride + kernel)
+            window = x_pad[:, :, rows, cols].reshape(n, c, -1)
+            chosen = np.arange(window.shape[2]) == window.argmax(axis=2)[..., None]
+            dx_pad[:, :, rows, cols] += (chosen * dout[:, :, i, j, None]).reshape(n, c, kernel, kernel)
+    return dx_pad[:, :, padding:padding + x.shape[2], padding:padding + x.shape[3]]
 '''
 
 #: The reference functions themselves, imported into the learner's file.
 REFERENCE = '''\
 from numpy_mnist.layers import linear_backward, relu_backward, sigmoid_backward
+from numpy_mnist.layers import batch_norm_backward, conv2d_backward, max_pool2d_backward
 from numpy_mnist.losses import (binary_cross_entropy_backward, mnist_loss_backward,
                                 softmax_cross_entropy_backward)
 '''
@@ -77,6 +121,17 @@ WRONG = {
     "softmax overflows": (slip("e = np.exp(logits - logits.max(axis=1, keepdims=True))", "e = np.exp(logits)"),
                           "softmax_cross_entropy_backward", "exp overflows"),
     "db not summed": (slip("db = dout.sum(axis=0)", "db = dout"), "linear_backward", "sum over the batch axis"),
+    "conv kernel flipped": (slip("dout, w[:, :, a, b])", "dout, w[:, :, -1 - a, -1 - b])"), "conv2d_backward",
+                            "dx used the kernel flipped"),
+    "conv dw transposed": (slip("x.shape[3]], dw", "x.shape[3]], np.swapaxes(dw, 2, 3)"), "conv2d_backward",
+                           "transpose"),
+    "batch norm without the mean's term": (slip("m * dout - dbeta[None, :, None, None] - xhat", "m * dout - xhat"),
+                                           "batch_norm_backward", "the mean's term is missing"),
+    "batch norm without the variance's term": (slip(" - xhat * dgamma[None, :, None, None])", ")"),
+                                               "batch_norm_backward", "the variance's term is missing"),
+    "max-pool to every tied maximum": (slip("np.arange(window.shape[2]) == window.argmax(axis=2)[..., None]",
+                                            "window == window.max(axis=2)[..., None]"), "max_pool2d_backward",
+                                       "to every entry equal to its maximum"),
 }
 
 

@@ -19,11 +19,15 @@ def load(path):
     return module
 
 
+def parameters(function):
+    return [(p.name, p.kind, p.default) for p in inspect.signature(function).parameters.values()]
+
+
 def test_registered():
     assert "exercise" in SUBCOMMANDS
 
 
-def test_new_writes_the_six_functions_in_the_books_order(tmp_path, capsys):
+def test_new_writes_the_nine_functions_in_the_books_order(tmp_path, capsys):
     assert main(["exercise", "new", str(tmp_path)]) == 0
     path = tmp_path / STARTER_NAME
     assert str(path) in capsys.readouterr().out
@@ -31,12 +35,13 @@ def test_new_writes_the_six_functions_in_the_books_order(tmp_path, capsys):
     functions = [node for node in ast.parse(text).body if isinstance(node, ast.FunctionDef)]
     assert [f.name for f in functions] == list(EXERCISE_NAMES) == [
         "sigmoid_backward", "mnist_loss_backward", "linear_backward", "relu_backward",
-        "binary_cross_entropy_backward", "softmax_cross_entropy_backward"]
+        "binary_cross_entropy_backward", "softmax_cross_entropy_backward", "conv2d_backward", "batch_norm_backward",
+        "max_pool2d_backward"]
     module = load(path)
     for exercise in EXERCISES:
         mine = getattr(module, exercise.name)
-        # the reference's signature, parameter for parameter
-        assert inspect.signature(mine).parameters.keys() == inspect.signature(exercise.reference).parameters.keys()
+        # the reference's signature, parameter for parameter: names, kinds and defaults
+        assert parameters(mine) == parameters(exercise.reference)
         doc = inspect.getdoc(mine)
         assert "returns" in doc and "(N," in doc  # what to compute, the shapes in and out
         with pytest.raises(NotImplementedError):
@@ -46,7 +51,7 @@ def test_new_writes_the_six_functions_in_the_books_order(tmp_path, capsys):
 def test_the_docstrings_do_not_give_the_answer():
     for exercise in EXERCISES:
         for formula in ("sigmoid(x) * (1 - sigmoid(x))", "dout @ w.T", "x.T @ dout", "softmax(z) - onehot",
-                        "(sigmoid(z) - t)", "x > 0, dout"):
+                        "(sigmoid(z) - t)", "x > 0, dout", "M dout", "sum_i dout", "xhat * dgamma", "::-1"):
             assert formula not in exercise.doc
 
 

@@ -60,7 +60,8 @@ def test_written_functions_pass_while_the_rest_are_to_do(capsys, tmp_path):
     table = rows(out)
     assert table["sigmoid_backward"][1] == "pass"
     assert table["relu_backward"][1] == "to do (not defined in the file)"
-    assert "1 of 6 pass, 5 to do" in out and "next, mnist_loss_backward" in out
+    assert f"1 of {len(EXERCISE_NAMES)} pass, {len(EXERCISE_NAMES) - 1} to do" in out
+    assert "next, mnist_loss_backward" in out
 
 
 @pytest.mark.parametrize("slip", list(WRONG))

@@ -29,6 +29,16 @@ LIN_X = np.array([[1.0, 2.0, 3.0], [-1.0, 0.5, 0.25], [0.3, -0.2, 1.5]])
 W_SQUARE = np.array([[0.1, 0.2, -0.3], [0.3, -0.4, 0.2], [0.5, 0.6, 0.7]])
 DOUT3 = np.array([[1.0, -2.0, 0.5], [0.5, 0.25, -1.0], [-0.3, 0.8, 1.2]])
 
+RNG = np.random.default_rng(0)
+#: A 5 x 7 image of 3 channels, 2 filters of 3 x 3, stride 2, padding 1 (a 3 x 4 output).
+CONV = Example((RNG.normal(size=(2, 2, 3, 4)), RNG.normal(size=(2, 3, 5, 7)), RNG.normal(size=(2, 3, 3, 3))),
+               {"stride": 2, "padding": 1})
+BN_X, BN_GAMMA, BN_DOUT = RNG.normal(size=(3, 2, 2, 3)), np.array([0.7, -1.3]), RNG.normal(size=(3, 2, 2, 3))
+#: Distinct values: no window has a tie, so finite differences see the max-pool's slope.
+POOL = Example((RNG.normal(size=(2, 2, 3, 4)), RNG.permutation(2 * 2 * 5 * 7).reshape(2, 2, 5, 7) / 10.0))
+#: Values from {0, 1, 2}: most windows hold tied maxima.
+POOL_TIES = Example((RNG.normal(size=(2, 2, 3, 4)), RNG.integers(0, 3, size=(2, 2, 5, 7)).astype(float)))
+
 MODERATE = {
     "sigmoid_backward": Example((DOUT, X)),
     "mnist_loss_backward": Example((Z, T)),
@@ -36,6 +46,9 @@ MODERATE = {
     "relu_backward": Example((DOUT, X_RELU)),
     "binary_cross_entropy_backward": Example((Z, T)),
     "softmax_cross_entropy_backward": Example((SOFT_Z, LABELS)),
+    "conv2d_backward": CONV,
+    "batch_norm_backward": Example((BN_DOUT, BN_X, BN_GAMMA)),
+    "max_pool2d_backward": POOL,
 }
 #: Where the right slope is tiny (sigmoid'(40) = 4e-18) or the naive exp overflows.
 LARGE = {
@@ -113,6 +126,40 @@ def softmax(z):
 
 ONEHOT = (LABELS[:, None] == np.arange(3)).astype(float)
 RIGHT_LIN = layers.linear_backward(DOUT, LIN_X, W)
+RIGHT_CONV = layers.conv2d_backward(*CONV.args, **CONV.kwargs)
+
+
+def conv_dx(kernel):
+    """dx of the convolution written by its index formula, with any kernel."""
+    dout, s, p = CONV.args[0], 2, 1
+    dx_pad = np.zeros((2, 3, 7, 9))
+    for a in range(3):
+        for b in range(3):
+            dx_pad[:, :, a:a + 2 * s + 1:s, b:b + 3 * s + 1:s] += np.einsum("nfij,fc->ncij", dout, kernel[:, :, a, b])
+    return dx_pad[:, :, p:-p, p:-p]
+
+
+def batch_norm_dx(mean_term: bool, variance_term: bool):
+    """Batch norm's dx = gamma / (M sigma) (M dout - sum dout - xhat sum(dout xhat)), either sum left out."""
+    axes, m = (0, 2, 3), 3 * 2 * 3
+    sigma = np.sqrt(BN_X.var(axis=axes, keepdims=True) + 1e-5)
+    xhat = (BN_X - BN_X.mean(axis=axes, keepdims=True)) / sigma
+    inner = m * BN_DOUT - mean_term * BN_DOUT.sum(axis=axes, keepdims=True)
+    inner = inner - variance_term * xhat * (BN_DOUT * xhat).sum(axis=axes, keepdims=True)
+    return BN_GAMMA[None, :, None, None] / (m * sigma) * inner, *layers.batch_norm_backward(BN_DOUT, BN_X, BN_GAMMA)[1:]
+
+
+def pool_to_every_tie():
+    """Each window's dout added to every entry equal to the window's maximum (3 x 3 windows, stride 2, padding 1)."""
+    dout, x = POOL_TIES.args
+    x_pad = np.pad(x, ((0, 0), (0, 0), (1, 1), (1, 1)), constant_values=-np.inf)
+    dx_pad = np.zeros_like(x_pad)
+    for i in range(dout.shape[2]):
+        for j in range(dout.shape[3]):
+            window = x_pad[:, :, 2 * i:2 * i + 3, 2 * j:2 * j + 3]
+            top = window.max(axis=(2, 3), keepdims=True)
+            dx_pad[:, :, 2 * i:2 * i + 3, 2 * j:2 * j + 3] += (window == top) * dout[:, :, i:i + 1, j:j + 1]
+    return dx_pad[:, :, 1:-1, 1:-1]
 
 SLIPS = [
     ("sigmoid_backward", MODERATE["sigmoid_backward"], DOUT, "σ′ is missing: you passed dout through unchanged"),
@@ -159,6 +206,23 @@ SLIPS = [
     ("linear_backward", Example((DOUT3, LIN_X, W_SQUARE)),
      (DOUT3 @ W_SQUARE.T, (LIN_X.T @ DOUT3).T, DOUT3.sum(axis=0)),
      "your dw is exactly the transpose of the right one"),
+    # the ResNet's layers: a kernel flipped or transposed, a sum of batch norm left out, ties sent every gradient
+    ("conv2d_backward", CONV, (conv_dx(CONV.args[2][:, :, ::-1, ::-1]), RIGHT_CONV[1]),
+     "dx used the kernel flipped (rotated by 180°)"),
+    ("conv2d_backward", CONV, (conv_dx(CONV.args[2].transpose(0, 1, 3, 2)), RIGHT_CONV[1]),
+     "dx used the kernel transposed (its rows and columns swapped)"),
+    ("conv2d_backward", CONV, (RIGHT_CONV[0], RIGHT_CONV[1][:, :, ::-1, ::-1]),
+     "your dw is the right one flipped (rotated by 180°)"),
+    ("conv2d_backward", CONV, (RIGHT_CONV[0], RIGHT_CONV[1].transpose(0, 1, 3, 2)),
+     "your dw is the right one transposed (its rows and columns swapped)"),
+    ("batch_norm_backward", MODERATE["batch_norm_backward"], batch_norm_dx(False, True),
+     "the mean's term is missing: every x_j moves the channel's mean"),
+    ("batch_norm_backward", MODERATE["batch_norm_backward"], batch_norm_dx(True, False),
+     "the variance's term is missing: every x_j moves the channel's variance"),
+    ("batch_norm_backward", MODERATE["batch_norm_backward"], batch_norm_dx(False, False),
+     "both sums are missing"),
+    ("max_pool2d_backward", POOL_TIES, pool_to_every_tie(), "you sent a window's gradient to every entry equal to its "
+                                                            "maximum"),
     # precision: right for moderate z, its digits lost where sigmoid(z) rounds to 1
     ("sigmoid_backward", Example((np.array([[1.0, 0.5]]), np.array([[0.3, 40.0]]))),
      np.array([[1.0, 0.5]]) * sig(np.array([[0.3, 40.0]])) * (1 - sig(np.array([[0.3, 40.0]]))),
@@ -170,6 +234,21 @@ SLIPS = [
 def test_each_value_hint_comes_from_its_cause(name, example, value, sentence):
     found = sentences(name, example, value)
     assert any(sentence in s for s in found), found
+
+
+@pytest.mark.parametrize("name, example, value, sentence", SLIPS, ids=[s[3][:40] for s in SLIPS])
+def test_each_slip_sentence_names_only_its_own_cause(name, example, value, sentence):
+    """No other slip's sentence fits the wrong answer: each sentence is told apart from its neighbours'."""
+    own = [s for s in sentences(name, example, value) if any(s.startswith(t[3]) for t in SLIPS if t[0] == name)]
+    assert all(sentence in s for s in own), own
+
+
+def test_the_max_pool_checks_see_ties_and_the_reference_passes_them():
+    """The tie example has tied maxima, and the right answer passes there (finite differences stand aside)."""
+    dout, x = POOL_TIES.args
+    assert len(np.unique(x)) < x.size
+    judge("max_pool2d_backward", POOL_TIES, right("max_pool2d_backward", POOL_TIES))
+    assert not np.allclose(pool_to_every_tie(), right("max_pool2d_backward", POOL_TIES))
 
 
 def test_the_mean_and_the_layer_get_their_own_one_over_n_sentence():
@@ -201,7 +280,7 @@ SHAPES = [
     ("sigmoid_backward", Example((np.ones((1, 2)), np.array([[750.0, 1.0]]))), np.array([[np.nan, 0.2]]),
      "exp overflows past 709 (here |z| = 750): write the sigmoid and its slope with exp(-|z|)"),
     ("softmax_cross_entropy_backward", Example((np.array([[800.0, 0.0]]), np.array([0]))), np.array([[np.nan, 0.0]]),
-     "exp overflows past 709 (here a logit of 800): softmax does not change when the same number is taken"),
+     "exp overflows past 709 (here |z| = 800): softmax does not change when the same number is taken"),
 ]
 
 

@@ -1,6 +1,6 @@
 """``numpy-mnist exercise``: derive the backward functions yourself, and find out where they are wrong.
 
-  numpy-mnist exercise new [DIR]               write DIR/my_gradients.py: six functions to fill in
+  numpy-mnist exercise new [DIR]               write DIR/my_gradients.py: nine functions to fill in
   numpy-mnist exercise check FILE              check each one; one row per function, with hints
   numpy-mnist exercise check FILE --train      then train simple_net with yours, beside the reference
 
@@ -15,45 +15,45 @@ written and every written one passes (with --train: and your run trains like the
 from __future__ import annotations
 
 import argparse
+import importlib.util
 from pathlib import Path
 
 from numpy_mnist.cli.options import positive_float, positive_int
+from numpy_mnist.errors import InputError
 from numpy_mnist.exercise.checker import DEFAULT_EXAMPLES, RTOL, check_file
-from numpy_mnist.exercise.functions import TRAINING_FUNCTIONS
+from numpy_mnist.exercise.functions import EXERCISES, STARTER_NAME, TRAINING_FUNCTIONS, get_exercise, starter_source
 from numpy_mnist.exercise.sandbox import DEFAULT_TIMEOUT, Sandbox
-from numpy_mnist.exercise.starter import write_starter
 from numpy_mnist.exercise.training import (
     CURVE_HEADER,
     PART_RTOL,
     TrainConfig,
-    curve_row,
-    first_parting,
     plot_curves,
     side_by_side,
 )
-from numpy_mnist.files import check_folder_target
+from numpy_mnist.files import atomic_write, check_folder_target
+
+#: A failed call in the table's error column: what the function did.
+_HOW = {"modified": "wrote into input", "timeout": "hung"}
+#: Lines of a function's printed output shown, and characters of each.
+_OUTPUT_LINES, _OUTPUT_WIDTH = 6, 120
 
 
 def register(subparsers) -> None:
     p = subparsers.add_parser("exercise", help="write the backward functions yourself: a starter file, a "
                                                "checker with hints, training with yours",
                               description=__doc__)
-    actions = p.add_subparsers(dest="action", metavar="ACTION", parser_class=type(p))
-    actions.required = True
-
-    new = actions.add_parser("new", help="write the starter file my_gradients.py")
+    actions = p.add_subparsers(dest="action", metavar="ACTION", parser_class=type(p), required=True)
+    new = actions.add_parser("new", help=f"write the starter file {STARTER_NAME}")
     new.add_argument("dir", nargs="?", type=Path, default=Path("."), metavar="DIR",
-                     help="folder to write my_gradients.py into")
-    new.add_argument("--force", action="store_true", help="overwrite an existing my_gradients.py")
+                     help=f"folder to write {STARTER_NAME} into")
+    new.add_argument("--force", action="store_true", help=f"overwrite an existing {STARTER_NAME}")
     new.set_defaults(run=run_new)
-
     check = actions.add_parser("check", help="check your backward functions; --train trains with them")
-    check.add_argument("file", type=Path, metavar="FILE", help="your my_gradients.py")
+    check.add_argument("file", type=Path, metavar="FILE", help=f"your {STARTER_NAME}")
     check.add_argument("--examples", type=positive_int, default=DEFAULT_EXAMPLES,
                        help="inputs hypothesis draws per function (before shrinking a failure)")
     check.add_argument("--timeout", type=positive_float, default=DEFAULT_TIMEOUT, metavar="SECONDS",
-                       help="time limit of one call of your function (the import gets 30 s or more, an epoch "
-                            "of --train 12 times this)")
+                       help="time limit of one call of your function (the import gets 30 s or more)")
     check.add_argument("--torch", action=argparse.BooleanOptionalAction, default=True,
                        help="compare with PyTorch's autograd too, when it is installed (--no-torch skips it)")
     check.add_argument("--train", action="store_true",
@@ -65,9 +65,13 @@ def register(subparsers) -> None:
 
 
 def run_new(args) -> int:
-    check_folder_target(args.dir, "the folder")
-    path = write_starter(args.dir, force=args.force)
-    print(f"wrote {path}: six backward functions to write, in the book's order.")
+    path = check_folder_target(args.dir, "the folder") / STARTER_NAME
+    if path.exists() and not args.force:
+        raise InputError(f"{path} already exists and holds your work: check it with `numpy-mnist exercise "
+                         f"check {path}`, or pass --force to start over")
+    with atomic_write(path, "w") as f:
+        f.write(starter_source())
+    print(f"wrote {path}: {len(EXERCISES)} backward functions to write, in the book's order.")
     print(f"Fill them in one at a time and check them with: numpy-mnist exercise check {path}")
     return 0
 
@@ -76,52 +80,33 @@ def run_check(args) -> int:
     if args.train:
         check_folder_target(args.out, "--out")
     with Sandbox(args.file, timeout=args.timeout) as box:
-        report = check_file(args.file, examples=args.examples, timeout=args.timeout, use_torch=args.torch,
-                            sandbox=box)
-        against = "the reference, central finite differences"
-        against += (" and PyTorch's autograd" if report.torch_missing is None
-                    else f" (PyTorch: {report.torch_missing})")
-        print(f"checking {args.file}: {args.examples} inputs per function drawn by hypothesis, each compared "
-              f"in float64 with {against}; tolerance {RTOL:.0e} relative")
-        print()
-        print(table(report))
+        report = check_file(box, examples=args.examples, use_torch=args.torch)
+        torch = " and PyTorch's autograd" if report.torch_missing is None else f" (PyTorch: {report.torch_missing})"
+        print(f"checking {args.file}: {args.examples} inputs per function drawn by hypothesis, each compared in "
+              f"float64 with the reference, central finite differences{torch}; tolerance {RTOL:.0e} relative\n")
+        header = ("function", "status", "rel. error vs reference" + (", PyTorch" if not report.torch_missing else ""),
+                  "vs finite differences", "inputs")
+        print(table([header, *map(_row, report.results)]))
         details = [detail(r) for r in report.results if r.status == "FAIL" or r.output]
-        if details:
-            print()
-            print("\n\n".join(details))
-        print()
+        print("\n" + "\n\n".join(details) + "\n" if details else "")
         print(summary(report, args.file, args.train))
-        code = 0 if report.ok else 1
-        if args.train:
-            trained = train(args, report, box)
-            code = code if trained else 1
-    return code
+        trained = train(args, report, box) if args.train else True
+    return 0 if report.ok and trained else 1
 
 
-def table(report) -> str:
-    torch = "" if report.torch_missing is not None else ", PyTorch"
-    header = ("function", "status", f"rel. error vs reference{torch}", "vs finite differences", "inputs")
-    rows = [_row(r) for r in report.results]
-    widths = [max(len(row[i]) for row in [header, *rows]) for i in range(len(header))]
-    return "\n".join("  ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip() for row in [header, *rows])
+def table(rows) -> str:
+    """Rows of cells as left-aligned columns two spaces apart."""
+    widths = [max(map(len, column)) for column in zip(*rows)]
+    return "\n".join("  ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip() for row in rows)
 
 
 def _row(r) -> tuple[str, ...]:
     if not r.implemented:
         return (r.name, r.status + (f" ({r.note})" if r.note else ""), "-", "-", "-")
-    exact = _error(r.worst) if r.what in (None, "values") else (r.what if r.what != "call" else _HOW.get(r.how, "-"))
-    return (r.name, r.status, exact, _error(r.fd_worst) if r.fd_worst else "-", str(r.examples))
-
-
-#: A failed call in the table's error column: what the function did.
-_HOW = {"raised": "raised", "forked": "forked", "modified": "wrote into input", "timeout": "hung",
-        "crashed": "crashed"}
-#: Lines of a function's printed output shown, and characters of each.
-_OUTPUT_LINES, _OUTPUT_WIDTH = 6, 120
-
-
-def _error(value) -> str:
-    return "-" if value is None else f"{value:.1e}"
+    what, how = (r.failure.what, r.failure.how) if r.failure else (None, None)
+    worst = f"{r.worst:.1e}"
+    error = {None: worst, "values": worst, "call": _HOW.get(how, how or "-")}.get(what, what)
+    return (r.name, r.status, error, f"{r.fd_worst:.1e}", str(r.examples))
 
 
 def detail(result) -> str:
@@ -129,43 +114,34 @@ def detail(result) -> str:
     only that."""
     if result.status != "FAIL":
         return f"{result.name} passes, and it printed something:\n" + printed(result.output)
-    lines = [result.problem]
-    if result.example is not None:
-        found = ("smallest failing input hypothesis found" if result.found == "shrunk"
-                 else "input")
-        lines.append(f"  {found}: {result.example}")
-    if result.hint:
-        lines.append(f"  hint: {result.hint}")
-    if result.output:
-        lines.append(printed(result.output))
-    return "\n".join(lines)
+    failure = result.failure
+    found = "smallest failing input hypothesis found" if result.found == "shrunk" else "input"
+    shown = failure.example.describe(get_exercise(result.name).inputs) if failure.example else None
+    return "\n".join([failure.problem, *([f"  {found}: {shown}"] if shown else []),
+                      *([f"  hint: {failure.hint}"] if failure.hint else []),
+                      *([printed(result.output)] if result.output else [])])
 
 
 def printed(output: str) -> str:
     """What a function printed, a few lines of it, indented under "it printed:"."""
     lines = output.splitlines()
-    more = lines.pop() if lines and lines[-1].startswith("[... ") else None
-    shown = [line if len(line) <= _OUTPUT_WIDTH else f"{line[:_OUTPUT_WIDTH]} [... {len(line) - _OUTPUT_WIDTH:,} "
-             "more characters of this line]" for line in lines[:_OUTPUT_LINES]]
-    if len(lines) > _OUTPUT_LINES:
-        shown.append(f"[... {len(lines) - _OUTPUT_LINES:,} more lines]")
-    return "\n".join(["  it printed:"] + [f"    {line}" for line in shown + ([more] if more else [])])
+    more = [lines.pop()] if lines and lines[-1].startswith("[... ") else []
+    shown = [line[:_OUTPUT_WIDTH] + (f" [... {len(line) - _OUTPUT_WIDTH:,} more characters of this line]"
+                                     if len(line) > _OUTPUT_WIDTH else "") for line in lines[:_OUTPUT_LINES]]
+    shown += [f"[... {len(lines) - _OUTPUT_LINES:,} more lines]"] if len(lines) > _OUTPUT_LINES else []
+    return "\n".join(["  it printed:"] + [f"    {line}" for line in shown + more])
 
 
 def summary(report, path: Path, training: bool) -> str:
-    implemented = report.implemented
     todo = [r.name for r in report.results if not r.implemented]
-    failing = [r.name for r in implemented if not r.ok]
-    if not implemented:
+    failing = [r.name for r in report.implemented if not r.ok]
+    if not report.implemented:
         return (f"nothing written yet: all {len(report.results)} functions are to do. Start with {todo[0]} "
                 f"(its docstring says what to compute), then check again.")
-    passing = len(implemented) - len(failing)
-    counts = f"{passing} of {len(report.results)} pass" + (f", {len(failing)} fail" if failing else "") + (
-        f", {len(todo)} to do" if todo else "")
-    if failing:
-        return f"{counts}: fix {failing[0]} first."
-    if todo:
-        return f"{counts}: well done so far; next, {todo[0]}."
+    counts = (f"{len(report.implemented) - len(failing)} of {len(report.results)} pass"
+              + (f", {len(failing)} fail" if failing else "") + (f", {len(todo)} to do" if todo else ""))
+    if failing or todo:
+        return f"{counts}: fix {failing[0]} first." if failing else f"{counts}: well done so far; next, {todo[0]}."
     then = "" if training else f" Now train with them: numpy-mnist exercise check {path} --train"
     return f"{counts}: every backward function agrees with the reference.{then}"
 
@@ -174,52 +150,38 @@ def train(args, report, box) -> bool:
     """The --train part; True when the learner's run trained like the reference's."""
     by_name = {r.name: r for r in report.results}
     usable = [n for n in TRAINING_FUNCTIONS if by_name[n].implemented and not by_name[n].sticky]
-    print()
+    borrowed = [n for n in TRAINING_FUNCTIONS if n not in usable]
     if not usable:
-        print(f"--train: none of {', '.join(TRAINING_FUNCTIONS)} is usable yet (to do, or it hangs or "
+        print(f"\n--train: none of {', '.join(TRAINING_FUNCTIONS)} is usable yet (to do, or it hangs or "
               "crashes): nothing of yours to train with.")
         return False
     config = TrainConfig(epochs=args.epochs, learner_functions=tuple(usable))
-    borrowed = [n for n in TRAINING_FUNCTIONS if n not in usable]
-    print(f"training the book's simple_net (784 -> {config.hidden} -> ReLU -> 1, mnist_loss, lr {config.lr:g}, "
+    print(f"\ntraining the book's simple_net (784 -> {config.hidden} -> ReLU -> 1, mnist_loss, lr {config.lr:g}, "
           f"batch {config.batch_size}, {config.epochs} epochs, float64) twice from the same start: with the "
           f"reference backward functions, and with yours ({', '.join(usable)})"
           + (f"; the reference's {', '.join(borrowed)} stands in for yours (to do or unusable)" if borrowed else ""))
     print(CURVE_HEADER)
-    parted = []
-
-    def on_epoch(reference, yours):
-        parts = yours is not None and not parted and first_parting([reference], [yours]) is not None
-        parted.extend([True] if parts else [])
-        print(curve_row(reference, yours, parts=parts), flush=True)
-
-    result = side_by_side(box, config, epoch_timeout=12 * args.timeout, on_epoch=on_epoch)
-    print()
-    print("\n".join(outcome(result)))
-    _plot(args, result)
-    return result.finished and result.part is None
+    result = side_by_side(box, config, show=lambda row: print(row, flush=True))
+    print("\n" + "\n".join(outcome(result)))
+    if importlib.util.find_spec("matplotlib") is None:
+        print("(no PNG of the curves: matplotlib is not installed; pip install 'numpy-mnist[plot]')")
+    else:
+        print(f"wrote {plot_curves(result.reference, result.yours, args.out / 'exercise_training.png')}")
+    return result.ending == "trained" and result.part is None
 
 
 def outcome(result) -> list[str]:
     """The lines after the curves: final accuracies, how the learner's run ended, where the runs part."""
     yours = f"{result.yours[-1].accuracy:.4f}" if result.yours else "-"
     lines = [f"final valid accuracy: reference {result.reference[-1].accuracy:.4f}, yours {yours}"]
-    if not result.finished:
+    if result.ending != "trained":
         lines = [lines[0] + f" (after {len(result.yours)} of {len(result.reference)} epochs)", result.ending]
     if result.part is not None:
         r, y = result.reference[result.part - 1], result.yours[result.part - 1]
         lines.append(f"the runs part in epoch {result.part}: valid loss {y.valid_loss:.6f} against the reference's "
                      f"{r.valid_loss:.6f} (train loss {y.train_loss:.6f} against {r.train_loss:.6f})")
     elif result.yours:
-        lines.append(f"the runs agree to {PART_RTOL:.0e} relative in every epoch"
-                     f"{'' if result.finished else ' they share'}: your gradients train exactly like the reference's")
+        shared = "" if result.ending == "trained" else " they share"
+        lines.append(f"the runs agree to {PART_RTOL:.0e} relative in every epoch{shared}: your gradients train "
+                     "exactly like the reference's")
     return lines
-
-
-def _plot(args, result) -> None:
-    try:
-        import matplotlib  # noqa: F401
-    except ImportError:
-        print("(no PNG of the curves: matplotlib is not installed; pip install 'numpy-mnist[plot]')")
-        return
-    print(f"wrote {plot_curves(result.reference, result.yours, args.out / 'exercise_training.png')}")

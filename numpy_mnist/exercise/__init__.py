@@ -1,8 +1,8 @@
 """Derive it yourself: exercises that check a learner's own backward functions, then train with them.
 
 =====================================  ===============================================================
-:mod:`~numpy_mnist.exercise.functions`  the six exercises, in the book's order, and their references
-:mod:`~numpy_mnist.exercise.starter`    ``exercise new``: the starter file ``my_gradients.py``
+:mod:`~numpy_mnist.exercise.functions`  the nine exercises, in the book's order, a table of what each
+                                        is and how it is checked; ``exercise new``'s starter file
 :mod:`~numpy_mnist.exercise.sandbox`    the learner's file run in a child process, with a time limit
 :mod:`~numpy_mnist.exercise.checker`    ``exercise check``: hypothesis inputs, reference, finite
                                         differences, PyTorch; one row per function
@@ -11,7 +11,6 @@
 =====================================  ===============================================================
 """
 
-from numpy_mnist.exercise.functions import EXERCISE_NAMES, EXERCISES, Exercise
-from numpy_mnist.exercise.starter import STARTER_NAME, starter_source, write_starter
+from numpy_mnist.exercise.functions import EXERCISE_NAMES, EXERCISES, STARTER_NAME, Exercise, starter_source
 
-__all__ = ["EXERCISES", "EXERCISE_NAMES", "Exercise", "STARTER_NAME", "starter_source", "write_starter"]
+__all__ = ["EXERCISES", "EXERCISE_NAMES", "Exercise", "STARTER_NAME", "starter_source"]

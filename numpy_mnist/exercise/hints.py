@@ -4,11 +4,11 @@ Given the learner's array ``a`` and the right one ``r`` for the same inputs, a f
 mistakes apart without guessing at the code:
 
 * the shape: is it the transposed shape, or the batch axis left in (or summed away)?
-* a known slip (:data:`MISTAKES`): is ``a`` exactly what it computes (σ′ left out, the ReLU mask
-  inverted, softmax without the one-hot)?
+* a known slip (each exercise's ``slips``): is ``a`` exactly what it computes (σ′ left out, the ReLU
+  mask inverted, softmax without the one-hot, a kernel flipped, a batch-norm sum left out)?
 * a constant factor: is ``a = c r`` for one number ``c``?  Then ``c = -1`` is a flipped sign,
   ``c = N`` a missing ``1/N`` of the mean, ``c = 1/N`` one too many;
-* a transpose: is ``a = r.T``?
+* a transpose: is ``a`` the right one with its last two axes swapped?
 * precision: is ``a`` right wherever the input is moderate and wrong only where ``|z|`` is large
   (``1 - sigmoid(z)`` rounding to 0)?
 
@@ -20,12 +20,10 @@ from __future__ import annotations
 
 import numpy as np
 
-from numpy_mnist import layers
 from numpy_mnist.exercise.sandbox import MEMORY_LIMIT
 from numpy_mnist.gradcheck import TOLERANCE
 
-__all__ = ["close", "shape_hint", "value_hints", "overflow_hint", "exception_hint", "memory_hint", "MISTAKES",
-           "PRECISION_EDGE"]
+__all__ = ["close", "shape_hint", "value_hints", "overflow_hint", "call_hints", "PRECISION_EDGE"]
 
 #: Inputs at least this large in magnitude are where ``1 - sigmoid(z)`` loses its digits (float64).
 PRECISION_EDGE = 15.0
@@ -48,8 +46,8 @@ def close(a, b) -> bool:
 def shape_hint(output: str, got: tuple, want: tuple, like: str, a=None, r=None) -> str:
     """``"your dw is (1, 3); it must be (3, 1), like w"`` and what the difference suggests."""
     text = f"your {output} is {got}; it must be {want}, like {like}"
-    if len(got) == 2 and got == want[::-1]:
-        if a is not None and r is not None and close(a, np.asarray(r).T):
+    if len(got) >= 2 and got[:-2] + got[:-3:-1] == want:
+        if a is not None and r is not None and close(a, np.swapaxes(r, -1, -2)):
             return text + ": yours is exactly its transpose"
         return text + ": the transposed shape (check which operand of each product is transposed)"
     if len(got) == len(want) + 1 and got[1:] == want:
@@ -77,39 +75,33 @@ def value_hints(output: str, a, r, *, mistakes=(), n: int = 1, mean: bool = Fals
         found.append(("precision", precision))
     if (factor := _factor(a, r)) is not None:
         found.append(_factor_sentence(output, factor, n, mean))
-    if a.ndim == 2 and a.shape[0] == a.shape[1] > 1 and close(a, r.T):
+    if a.ndim >= 2 and a.shape[-2] == a.shape[-1] > 1 and close(a, np.swapaxes(r, -1, -2)):
         found.append(("transpose", f"your {output} is exactly the transpose of the right one"))
     return found
 
 
-def overflow_hint(function: str, inputs) -> str | None:
-    """For a NaN or inf where the right answer is finite: the input large enough to overflow ``exp``."""
+def overflow_hint(fix: str | None, inputs) -> str | None:
+    """For a NaN or inf where the right answer is finite: the input large enough to overflow ``exp``,
+    and ``fix``, the exercise's way around it."""
     largest = float(np.max(np.abs(np.asarray(inputs, dtype=np.float64)), initial=0.0))
-    if largest < 709:
-        return None
-    if function == "softmax_cross_entropy_backward":
-        return (f"exp overflows past 709 (here a logit of {largest:.4g}): softmax does not change when the same "
-                "number is taken from every logit of a row, so take each row's largest first")
-    return (f"exp overflows past 709 (here |z| = {largest:.4g}): write the sigmoid and its slope with "
-            "exp(-|z|), which never exceeds 1")
+    return f"exp overflows past 709 (here |z| = {largest:.4g}): {fix}" if fix and largest >= 709 else None
 
 
-def memory_hint(names, args) -> str:
-    """For a ``MemoryError`` raised inside the learner's code: the sandbox's memory limit, and how small
-    the inputs were."""
+def call_hints(failure, names, args, results: dict[str, tuple]) -> list[tuple[str, str]]:
+    """For a call that raised (``failure``, a :class:`~numpy_mnist.exercise.sandbox.Failure`) on
+    ``args`` (named ``names``): a ``MemoryError`` against the sandbox's memory limit, and a shape
+    error against the shapes in and the ``results`` wanted."""
     given = ", ".join(f"{k} is {tuple(np.shape(v))}" for k, v in zip(names, args))
-    return (f"it ran out of memory (MemoryError): the sandbox lets your function allocate at most "
-            f"{MEMORY_LIMIT / 2**30:g} GiB, and inputs like these ({given}) need a few kilobytes; look for an "
-            "array sized by something other than the inputs' shapes")
-
-
-def exception_hint(message: str, shapes: dict[str, tuple], results: dict[str, tuple]) -> str | None:
-    """For a shape error raised inside the learner's code: the shapes in and the shapes wanted."""
-    if not any(word in message for word in ("shape", "broadcast", "matmul", "dimension", "aligned")):
-        return None
-    given = ", ".join(f"{k} is {v}" for k, v in shapes.items())
-    wanted = ", ".join(f"{k} {v}" for k, v in results.items())
-    return f"the shapes do not fit: here {given}; the result must be {wanted}"
+    if failure.how != "raised":
+        return []
+    if failure.exception == "MemoryError":
+        return [("memory", f"it ran out of memory (MemoryError): the sandbox lets your function allocate at most "
+                           f"{MEMORY_LIMIT / 2**30:g} GiB, and inputs like these ({given}) need a few kilobytes; look "
+                           "for an array sized by something other than the inputs' shapes")]
+    if any(word in failure.problem for word in ("shape", "broadcast", "matmul", "dimension", "aligned")):
+        wanted = ", ".join(f"{k} {v}" for k, v in results.items())
+        return [("exception", f"the shapes do not fit: here {given}; the result must be {wanted}")]
+    return []
 
 
 def _factor(a: np.ndarray, r: np.ndarray) -> float | None:
@@ -157,58 +149,3 @@ def _precision_hint(a: np.ndarray, r: np.ndarray, z: np.ndarray) -> str | None:
     return (f"right for moderate inputs, but it loses its digits at large |z| (at z = {z[i]:.6g}: yours "
             f"{a[i]:.6g}, right {r[i]:.6g}): 1 - sigmoid(z) rounds to 0 once sigmoid(z) rounds to 1; "
             "write the slope so that nothing is taken from a number close to 1 (sigmoid(-z) = 1 - sigmoid(z))")
-
-
-# -- known slips, by exercise: (output index, what the slip computes, the sentence) ------------------
-
-def _onehot(labels, k: int) -> np.ndarray:
-    return (np.asarray(labels)[:, None] == np.arange(k)).astype(np.float64)
-
-
-def _sigmoid_slips(dout, x):
-    return [(0, dout, "σ′ is missing: you passed dout through unchanged; multiply it by the sigmoid's slope at x"),
-            (0, dout * layers.sigmoid(x), "you multiplied dout by σ(x), the sigmoid's value; it needs σ′(x), "
-                                          "its slope"),
-            (0, layers.sigmoid_derivative(x), "dout is missing: multiply the slope by the gradient arriving from "
-                                              "above")]
-
-
-def _mnist_loss_slips(z, t):
-    s, m = 1 - 2 * t, z.size
-    return [(0, s / m, "σ′ is missing: each entry of the mean moves with the sigmoid's slope at its logit"),
-            (0, s * layers.sigmoid(z) / m, "you used σ(z), the sigmoid's value, where its slope σ′(z) belongs"),
-            (0, (layers.sigmoid(z) - t) / m, "that is binary cross-entropy's gradient; mnist_loss is the mean of "
-                                             "σ(z) for a 7 and 1 - σ(z) for a 3")]
-
-
-def _linear_slips(dout, x, w):
-    return [(0, dout @ w, "dx used w where its transpose belongs (the shapes only fit because w is square)")
-            ] if w.shape[0] == w.shape[1] else []
-
-
-def _relu_slips(dout, x):
-    return [(0, np.where(x > 0, 0.0, dout), "the ReLU mask is inverted: the gradient must flow where x > 0 and "
-                                            "stop where x < 0"),
-            (0, np.where(dout > 0, dout, 0.0), "you masked by the sign of dout; the mask comes from the input x"),
-            (0, (x > 0).astype(np.float64), "dout is missing: the mask must multiply the gradient from above")]
-
-
-def _bce_slips(z, t):
-    slope = layers.sigmoid_derivative(z) / z.size
-    return [(0, (1 - 2 * t) * slope, "that is mnist_loss's gradient, not binary cross-entropy's"),
-            (0, (layers.sigmoid(z) - t) * slope, "an extra σ′ factor: on logits, the log cancels the sigmoid's "
-                                                 "slope")]
-
-
-def _softmax_slips(z, labels):
-    n, k = z.shape
-    return [(0, layers.softmax(z) / n, "the one-hot subtraction is missing: the right class's logit also appears "
-                                       "on its own in the loss (-z_y), which adds -1 to its slope"),
-            (0, -_onehot(labels, k) / n, "the softmax part is missing: log(sum_j exp z_j) changes with every "
-                                         "logit")]
-
-
-#: ``name -> (*args) -> [(output index, wrong array, sentence)]``: what the common slips compute.
-MISTAKES = {"sigmoid_backward": _sigmoid_slips, "mnist_loss_backward": _mnist_loss_slips,
-            "linear_backward": _linear_slips, "relu_backward": _relu_slips,
-            "binary_cross_entropy_backward": _bce_slips, "softmax_cross_entropy_backward": _softmax_slips}

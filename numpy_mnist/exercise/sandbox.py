@@ -8,14 +8,14 @@ answer.  Whatever goes wrong comes back as one line:
 
 * the file cannot be loaded (syntax error, failing import, an import that never ends):
   :class:`LearnerFileError`, a :class:`~numpy_mnist.errors.NumpyMnistError` (exit status 2);
-* a call raises, writes into an argument, returns something that is not arrays, takes longer than
-  the time limit, or its process dies: :class:`CallFailed`, whose ``message`` names the problem and,
-  for an exception, the line of the learner's file it came from.
+* a call raises, writes into an argument, forks, takes longer than the time limit, or its process
+  dies: :class:`Failure`, whose ``problem`` names it and, for an exception, the line of the
+  learner's file it came from; what it returns that is not arrays comes back described in words.
 
-``check --train`` trains there too (:meth:`Sandbox.train`): simple_net with the learner's functions,
-one message per epoch.  A call that timed out or crashed leaves no process: the next call starts a
-fresh one (and imports the file again).  In the child every NumPy floating-point warning is
-silenced: an overflow shows up in the result (NaN, inf, or a lost digit), which the checker reports.
+``check --train`` calls the learner's functions there too, batch by batch.  A call that timed out
+or crashed leaves no process: the next call starts a fresh one (and imports the file again).  In
+the child every NumPy floating-point warning is silenced: an overflow shows up in the result (NaN,
+inf, or a lost digit), which the checker reports.
 
 What the child may do (:func:`_confine`, set before the learner's file is imported):
 
@@ -36,11 +36,12 @@ the network, and can start programs (``subprocess``) whose own forks no hook see
 not trust in a container or a virtual machine.
 """
 
-
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import io
+import math
 import multiprocessing
 import os
 import shutil
@@ -49,16 +50,19 @@ import sys
 import tempfile
 import traceback
 import warnings
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from numpy_mnist.errors import DivergenceError, NumpyMnistError
-from numpy_mnist.exercise.functions import EXERCISE_NAMES
-from numpy_mnist.exercise.training import TrainConfig, reference_functions, train
+from numpy_mnist.errors import NumpyMnistError
+from numpy_mnist.exercise.functions import EXERCISE_NAMES, get_exercise
 
-__all__ = ["Sandbox", "CallFailed", "LearnerFileError", "Foreign", "DEFAULT_TIMEOUT", "MEMORY_LIMIT",
+try:
+    import resource
+except ImportError:  # not a POSIX system: no limits to set
+    resource = None
+
+__all__ = ["Sandbox", "Failure", "LearnerFileError", "DEFAULT_TIMEOUT", "MEMORY_LIMIT",
            "FILE_LIMIT", "CPU_LIMIT", "OUTPUT_LIMIT"]
 
 #: Seconds one call of a learner's function may take (its inputs are a few dozen numbers).
@@ -81,44 +85,34 @@ class LearnerFileError(NumpyMnistError):
     """The learner's file cannot be loaded: it does not parse, its import fails, or never ends."""
 
 
-class CallFailed(Exception):
-    """A call of the learner's function gave no usable answer.
+class Failure(Exception):
+    """One input's failure, in one line (``problem``): ``what`` failed (``"values"``, ``"shape"``,
+    ``"type"``, ``"NaN"``, or ``"call"``: it gave no usable answer); ``hints``, every ``(key, sentence)``
+    that explains it, most telling first; ``errors``, the worst relative errors so far (against the
+    reference and PyTorch, against finite differences); for a call, ``how`` it failed: ``"raised"``
+    (``exception``: the type's name), ``"modified"`` (it wrote into an argument), ``"forked"`` (it
+    started a process of its own), ``"timeout"`` or ``"crashed"``; ``output``, what it printed.  A
+    timeout or a crash is *sticky*: calling again would only wait or crash again.  The checker adds
+    the ``example`` it failed on and the ``hint`` it chose."""
 
-    ``kind`` is ``"raised"`` (``exception`` holds the exception's type name), ``"modified"`` (it wrote
-    into an argument), ``"forked"`` (it started a process of its own), ``"timeout"`` or
-    ``"crashed"``; ``message`` says it in one line.  A timeout or
-    a crash is *sticky*: calling again would only wait or crash again.
-    """
-
-    def __init__(self, kind: str, message: str, exception: str | None = None, detail: str = "",
-                 output: str = "") -> None:
-        super().__init__(message)
-        self.kind = kind
-        self.message = message
-        self.exception = exception
-        #: For a crash: how the process ended, in words.
-        self.detail = detail
-        #: What the call printed (the first :data:`OUTPUT_LIMIT` characters, and how many more).
-        self.output = output
+    def __init__(self, problem: str, what: str, hints=(), errors=(math.inf, 0.0), *, how: str | None = None,
+                 exception: str | None = None, output: str = "") -> None:
+        super().__init__(problem)
+        self.problem, self.what, self.hints, self.errors = problem, what, tuple(hints), errors
+        self.how, self.exception, self.output, self.example, self.hint = how, exception, output, None, None
 
     @property
     def sticky(self) -> bool:
-        return self.kind in ("timeout", "crashed")
-
-
-@dataclass(frozen=True)
-class Foreign:
-    """What the learner returned where arrays were expected, described: its type and a short repr."""
-
-    type_name: str
-    text: str
+        return self.how in ("timeout", "crashed")
 
 
 class Sandbox:
     """The learner's file, imported in a child process; :meth:`call` its functions there.
 
     Use as a context manager (or call :meth:`close`) so the child ends with the check.
-    ``defined`` maps each exercise name to ``"function"``, ``"missing"`` or ``"not callable"``.
+    ``defined`` maps each exercise name to ``"function"``, ``"missing"`` or ``"not callable"``;
+    ``output`` is what the last call printed (the first :data:`OUTPUT_LIMIT` characters, and how
+    many more).
     """
 
     def __init__(self, path: str | Path, *, timeout: float = DEFAULT_TIMEOUT,
@@ -131,33 +125,26 @@ class Sandbox:
         self.timeout = float(timeout)
         self.import_timeout = float(import_timeout) if import_timeout is not None else max(30.0, 4 * self.timeout)
         self.defined: dict[str, str] = {}
-        #: What the last call printed (the first :data:`OUTPUT_LIMIT` characters, and how many more).
         self.output = ""
-        self._process = None
-        self._conn = None
-        self._folder: str | None = None
-
-    # -- the child's life ------------------------------------------------------------------------------
+        self._process = self._conn = self._folder = None
 
     def start(self) -> None:
         """Start the child and import the file there (no-op when running); :class:`LearnerFileError`."""
         if self._process is not None:
             return
         context = multiprocessing.get_context("spawn")
-        parent, child = context.Pipe()
+        self._conn, child = context.Pipe()
         self._folder = tempfile.mkdtemp(prefix="numpy-mnist-sandbox-")
-        process = context.Process(target=_child_main, args=(child, str(self.path.resolve()), self._folder),
-                                  daemon=True, name="numpy-mnist exercise sandbox")
-        process.start()
-        self._process, self._conn = process, parent
+        self._process = context.Process(target=_child_main, args=(child, str(self.path.resolve()), self._folder),
+                                        daemon=True, name="numpy-mnist exercise sandbox")
+        self._process.start()
         child.close()
         try:
-            reply = self._receive(self.import_timeout, f"importing it did not finish within {self.import_timeout:g} s "
-                                                       "(code at the top level that never ends?)")
-        except CallFailed as failed:
-            message = (failed.message if failed.kind == "timeout"
-                       else f"the process running your file ended ({failed.message}) while importing it")
-            raise LearnerFileError(f"{self.path.name}: {message}") from None
+            reply = self._ask(None, self.import_timeout, f"importing it did not finish within {self.import_timeout:g} "
+                              "s (code at the top level that never ends?)",
+                              "the process running your file ended ({}) while importing it")
+        except Failure as failed:
+            raise LearnerFileError(f"{self.path.name}: {failed.problem}") from None
         if reply[0] == "import-failed":
             self.close()
             raise LearnerFileError(f"{reply[1]}; nothing was checked: fix it and check again")
@@ -165,24 +152,10 @@ class Sandbox:
 
     def close(self) -> None:
         """End the child (politely, then by force)."""
-        process, conn = self._process, self._conn
-        self._process = self._conn = None
-        if process is not None:
-            try:
-                conn.send(("exit",))
-            except (OSError, ValueError):
-                pass
-            process.join(timeout=1)
-            if process.is_alive():
-                process.kill()
-                process.join()
-            conn.close()
-        self._remove_folder()
-
-    def _remove_folder(self) -> None:
-        if self._folder is not None:
-            shutil.rmtree(self._folder, ignore_errors=True)
-            self._folder = None
+        if self._process is not None:
+            with contextlib.suppress(OSError, ValueError):
+                self._conn.send(("exit",))
+        self._end(wait=1)
 
     def __enter__(self) -> Sandbox:
         self.start()
@@ -191,98 +164,58 @@ class Sandbox:
     def __exit__(self, *exc) -> None:
         self.close()
 
-    def call(self, name: str, args: tuple, kwargs: dict | None = None, *, arg_names: tuple[str, ...] = ()):
-        """``name(*args, **kwargs)`` in the child; its return value (arrays, or :class:`Foreign`).
+    def call(self, name: str, args: tuple, kwargs: dict | None = None):
+        """``name(*args, **kwargs)`` in the child; its return value (arrays, or what it is in words: :func:`portable`).
 
-        Raises :class:`CallFailed` when it raised, wrote into an argument, timed out or crashed.
+        Raises :class:`Failure` when it raised, wrote into an argument, forked, timed out or crashed.
         """
         self.start()
-        try:
-            reply = self._request(("call", name, args, kwargs or {}), self.timeout,
-                                  f"{name} did not return within {self.timeout:g} s (an endless loop?)")
-        except CallFailed as failed:
-            if failed.kind != "crashed":
-                raise
-            raise CallFailed("crashed", f"{name} ended the process running your file ({failed.message})") from None
-        self.output = reply[-1]
-        if reply[0] == "raised":
-            raise CallFailed("raised", f"{name} raised {reply[2]}", exception=reply[1], output=self.output)
-        if reply[0] == "forked":
-            raise CallFailed("forked", f"{name} started a process of its own (os.fork): the sandbox ended it "
-                                       "at once; a backward function needs none", output=self.output)
-        if reply[0] == "modified":
-            arg = arg_names[reply[1]] if reply[1] < len(arg_names) else f"argument {reply[1] + 1}"
-            raise CallFailed("modified", f"{name} wrote into its argument {arg}: a backward function must "
-                                         "leave its inputs alone and return new arrays", output=self.output)
-        return reply[1]
+        kind, value, message, self.output = self._ask(
+            ("call", name, args, kwargs or {}), self.timeout,
+            f"{name} did not return within {self.timeout:g} s (an endless loop?)",
+            f"{name} ended the process running your file ({{}})")
+        if kind != "ok":
+            raise Failure(message, "call", how=kind, exception=value, output=self.output)
+        return value
 
-    def train(self, config: dict, *, epoch_timeout: float):
-        """Train with the learner's functions in the child (:func:`_train_in_child`); yield its messages.
-
-        Yields ``("epoch", record dict)`` per epoch, then one of ``("trained",)``, ``("raised",
-        message)``, ``("diverged", message)``, or ``("failed", message)`` when an epoch takes longer
-        than ``epoch_timeout`` or the child dies.
-        """
-        timed_out = f"an epoch of training with your functions did not end within {epoch_timeout:g} s"
+    def _ask(self, message, timeout: float, timed_out: str, crashed: str):
+        """Send ``message`` (None: none) and wait for the child's answer; :class:`Failure` when
+        none comes within ``timeout`` s (``timed_out``), or the child died or garbled its answer
+        (``crashed``, ``{}`` filled with how it ended).  Either way that child is ended."""
         try:
-            self.start()
-            reply = self._request(("train", config), epoch_timeout, timed_out)
-            while reply[0] == "epoch":
-                yield reply
-                reply = self._receive(epoch_timeout, timed_out)
-            yield reply
-        except CallFailed as failed:
-            crashed = f"the process running your file ended ({failed.message})"
-            yield ("failed", crashed if failed.kind == "crashed" else failed.message)
-
-    def _request(self, message, timeout: float, timed_out: str):
-        try:
-            self._conn.send(message)
-        except (OSError, ValueError):
-            raise CallFailed("crashed", self._reap()) from None
-        return self._receive(timeout, timed_out)
-
-    def _receive(self, timeout: float, timed_out: str):
-        """The child's next message; :class:`CallFailed` (``message`` how it ended, for a crash)."""
-        if not self._conn.poll(timeout):
-            self._process.kill()
-            self._reap()
-            raise CallFailed("timeout", timed_out)
-        try:
-            return self._conn.recv()
+            if message:
+                self._conn.send(message)
+            answered = self._conn.poll(timeout)
+            reply = self._conn.recv() if answered else None
         except (EOFError, OSError):
-            how = self._reap()
-            raise CallFailed("crashed", how, detail=how) from None
+            raise Failure(crashed.format(self._end(wait=5)), "call", how="crashed") from None
         except Exception:  # the channel carried something that is not an answer: end that child
-            self._process.kill()
-            how = f"its answers were garbled, {self._reap()}"
-            raise CallFailed("crashed", how, detail=how) from None
+            raise Failure(crashed.format(f"its answers were garbled, {self._end()}"), "call", how="crashed") from None
+        if not answered:
+            self._end()
+            raise Failure(timed_out, "call", how="timeout")
+        return reply
 
-    def _reap(self) -> str:
-        """Forget a child that died or was killed; its exit in words."""
-        process, conn = self._process, self._conn
-        self._process = self._conn = None
-        process.join(timeout=5)
-        if conn is not None:
+    def _end(self, wait: float = 0.0) -> str:
+        """End the child after ``wait`` seconds, by force if need be, and remove its folder; its exit in words."""
+        process, conn, self._process = self._process, self._conn, None
+        if process is not None:
+            process.join(timeout=wait)
+            process.kill()
+            process.join()
             conn.close()
-        self._remove_folder()
-        return _exit_text(process.exitcode)
-
-
-#: Signals the child's limits send, in words.
-_LIMIT_SIGNALS = {"SIGXCPU": f"it used its {CPU_LIMIT} s of CPU time", "SIGXFSZ": "it wrote too large a file"}
+        if self._folder is not None:
+            shutil.rmtree(self._folder, ignore_errors=True)
+            self._folder = None
+        return _exit_text(process.exitcode) if process is not None else "it was not running"
 
 
 def _exit_text(code: int | None) -> str:
-    if code is None:
-        return "it did not stop"
-    if code < 0:
-        try:
-            name = signal.Signals(-code).name
-        except ValueError:
-            return f"killed by signal {-code}"
-        return _LIMIT_SIGNALS.get(name, f"killed by signal {name}")
-    return f"exit status {code}"
+    if code is None or code >= 0:
+        return f"exit status {code}"
+    name = signal.Signals(-code).name if -code in signal.valid_signals() else str(-code)
+    return {"SIGXCPU": f"it used its {CPU_LIMIT} s of CPU time",
+            "SIGXFSZ": "it wrote too large a file"}.get(name, f"killed by signal {name}")
 
 
 # -- the child ----------------------------------------------------------------------------------------
@@ -291,232 +224,140 @@ class _Capture(io.TextIOBase):
     """``sys.stdout`` and ``sys.stderr`` in the child: keeps the first :data:`OUTPUT_LIMIT`
     characters written since :meth:`take`, and counts the rest."""
 
-    def __init__(self) -> None:
-        self._kept: list[str] = []
-        self._size = self._dropped = 0
+    kept, dropped = "", 0
 
     def writable(self) -> bool:
         return True
 
     def write(self, text: str) -> int:
-        room = OUTPUT_LIMIT - self._size
-        self._kept.append(text[:room])
-        self._size += min(len(text), max(room, 0))
-        self._dropped += max(len(text) - max(room, 0), 0)
+        keep = text[:max(OUTPUT_LIMIT - len(self.kept), 0)]
+        self.kept, self.dropped = self.kept + keep, self.dropped + len(text) - len(keep)
         return len(text)
 
     def take(self) -> str:
         """What was written since the last take (and how much more was not kept); then forget it."""
-        text = "".join(self._kept) + (f"\n[... {self._dropped:,} more characters not shown]" if self._dropped else "")
-        self._kept, self._size, self._dropped = [], 0, 0
+        text = self.kept + (f"\n[... {self.dropped:,} more characters not shown]" if self.dropped else "")
+        self.kept, self.dropped = "", 0
         return text
 
 
-class _Forks:
-    """Forks in the child: each new process ends before it runs anything; the child counts them."""
-
-    count = 0
-
-    @classmethod
-    def watch(cls) -> None:
-        os.register_at_fork(before=cls._note, after_in_child=lambda: os._exit(70))
-
-    @classmethod
-    def _note(cls) -> None:
-        cls.count += 1
+#: One entry per fork the child's code made.
+_FORKS: list = []
 
 
 def _confine(folder: str) -> _Capture:
     """Put the child in its own folder, under its limits, its forks ended and its output captured."""
     os.chdir(folder)
     os.environ["HOME"] = os.environ["TMPDIR"] = folder
-    try:
-        import resource
-    except ImportError:  # not a POSIX system: no limits to set
-        resource = None
     if resource is not None:
         signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a file past the limit: an OSError, not death
         used = _address_space()
-        limits = {"RLIMIT_AS": used + MEMORY_LIMIT if used else None, "RLIMIT_FSIZE": FILE_LIMIT,
-                  "RLIMIT_CPU": CPU_LIMIT, "RLIMIT_NPROC": _processes() + EXTRA_PROCESSES}
+        limits = {"RLIMIT_AS": used and used + MEMORY_LIMIT, "RLIMIT_FSIZE": FILE_LIMIT, "RLIMIT_CPU": CPU_LIMIT,
+                  "RLIMIT_NPROC": _processes() + EXTRA_PROCESSES}
         for name, value in limits.items():
-            if value is not None and hasattr(resource, name):
-                try:
+            if value and hasattr(resource, name):
+                with contextlib.suppress(ValueError, OSError):  # the system refuses this limit
                     resource.setrlimit(getattr(resource, name), (value, value))
-                except (ValueError, OSError):  # the system refuses or does not know this limit
-                    pass
-    _Forks.watch()
-    capture = _Capture()
+    os.register_at_fork(before=lambda: _FORKS.append(1), after_in_child=lambda: os._exit(70))
     devnull = os.open(os.devnull, os.O_WRONLY)
     for fd in (1, 2):  # output written below Python (C code, os.write) goes nowhere
         os.dup2(devnull, fd)
-    sys.stdout = sys.stderr = capture
-    return capture
+    sys.stdout = sys.stderr = _Capture()
+    return sys.stdout
 
 
 def _address_space() -> int | None:
     """The child's address space in bytes now (Linux), else None."""
-    try:
+    with contextlib.suppress(OSError, ValueError, IndexError):
         return int(Path("/proc/self/statm").read_text().split()[0]) * os.sysconf("SC_PAGE_SIZE")
-    except (OSError, ValueError, IndexError):
-        return None
+    return None
 
 
 def _processes() -> int:
     """How many processes this user runs now (Linux; a generous count elsewhere)."""
-    try:
-        uid = os.getuid()
-        return sum(1 for p in Path("/proc").iterdir() if p.name.isdigit() and _owner(p) == uid)
-    except OSError:
-        return 256
-
-
-def _owner(path: Path) -> int | None:
-    try:
-        return path.stat().st_uid
-    except OSError:
-        return None
+    count = 0
+    for process in Path("/proc").glob("[0-9]*"):
+        with contextlib.suppress(OSError):
+            count += process.stat().st_uid == os.getuid()
+    return count or 256
 
 
 def _child_main(conn, path: str, folder: str) -> None:
     """The child process: confine itself, import the learner's file, then answer requests until
-    told to exit.  Every answer ends with what the learner's code printed meanwhile."""
+    told to exit.  Every answer to a call ends with what the learner's code printed meanwhile."""
     warnings.simplefilter("ignore")
     np.seterr(all="ignore")
     capture = _confine(folder)
     try:
-        module = _load(path)
+        sys.path.insert(0, str(Path(path).parent))
+        spec = importlib.util.spec_from_file_location("learner_gradients", path)
+        if spec is None:
+            raise ImportError(f"cannot import {path} as Python")
+        module = sys.modules[spec.name] = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
     except BaseException as exc:  # the learner's code may raise anything, SystemExit included
-        conn.send(("import-failed", _describe_import_error(exc, path), capture.take()))
+        conn.send(("import-failed", _import_error(exc, path), capture.take()))
         return
     conn.send(("ready", {name: "missing" if not hasattr(module, name) else
                          "function" if callable(getattr(module, name)) else "not callable" for name in EXERCISE_NAMES},
                capture.take()))
-    while True:
+    for message in iter(conn.recv, ("exit",)):
+        reply = _call(module, path, *message[1:])
         try:
-            message = conn.recv()
-        except (EOFError, OSError):
-            return
-        if message[0] == "call":
-            forks = _Forks.count
-            reply = _call(module, path, *message[1:])
-            if _Forks.count != forks:
-                reply = ("forked",)
-            try:
-                conn.send((*reply, capture.take()))
-            except Exception as exc:  # pickling what the learner returned failed
-                conn.send(("raised", type(exc).__name__,
-                           f"returned something that cannot be passed back ({_one_line(exc)})", capture.take()))
-        elif message[0] == "train":
-            _train_in_child(conn, module, path, message[1])
-        else:
-            return
+            conn.send((*reply, capture.take()))
+        except Exception as exc:  # pickling what the learner returned failed
+            conn.send(("raised", type(exc).__name__, f"{message[1]} returned something that cannot be passed back "
+                                                     f"({_one_line(exc)})", capture.take()))
 
 
-def _load(path: str):
-    sys.path.insert(0, str(Path(path).parent))
-    spec = importlib.util.spec_from_file_location("learner_gradients", path)
-    if spec is None or spec.loader is None:
-        raise ImportError(f"cannot import {path} as Python")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
-
-
-def _call(module, path: str, name: str, args: tuple, kwargs: dict):
-    before = [np.copy(a) if isinstance(a, np.ndarray) else None for a in args]
+def _call(module, path: str, name: str, args: tuple, kwargs: dict) -> tuple:
+    """``(kind, value or exception type, message)`` of one call, kind as :attr:`Failure.how` or "ok"."""
+    before, forks = [np.array(a, copy=True) for a in args], len(_FORKS)
     try:
-        value = getattr(module, name)(*args, **kwargs)
-    except BaseException as exc:  # the learner's code may raise anything, SystemExit included
-        if isinstance(exc, KeyboardInterrupt):
-            raise
-        return ("raised", type(exc).__name__, describe_exception(exc, path))
-    for index, (now, then) in enumerate(zip(args, before)):
-        if then is not None and not (now.shape == then.shape and np.array_equal(now, then, equal_nan=True)):
-            return ("modified", index)
-    return ("ok", portable(value))
+        reply = ("ok", portable(getattr(module, name)(*args, **kwargs)), "")
+    except Exception as exc:  # the learner's code may raise anything
+        reply = ("raised", type(exc).__name__, f"{name} raised {describe_exception(exc, path)}")
+    except SystemExit as exc:
+        reply = ("raised", "SystemExit", f"{name} raised {describe_exception(exc, path)}")
+    changed = [i for i, (now, then) in enumerate(zip(args, before))
+               if not (np.shape(now) == then.shape and np.array_equal(now, then, equal_nan=then.dtype.kind == "f"))]
+    if len(_FORKS) != forks:
+        return ("forked", None, f"{name} started a process of its own (os.fork): the sandbox ended it at once; a "
+                                "backward function needs none")
+    if changed:
+        arg = dict(enumerate(get_exercise(name).inputs)).get(changed[0], f"argument {changed[0] + 1}")
+        return ("modified", None, f"{name} wrote into its argument {arg}: a backward function must leave its "
+                                  "inputs alone and return new arrays")
+    return reply
 
 
 def portable(value):
-    """``value`` as it may cross the pipe: arrays, tuples/lists of them, None and numbers as they
-    are; anything else as a :class:`Foreign` description."""
-    if value is None or isinstance(value, (np.ndarray, np.generic, bool, int, float)):
+    """``value`` as it may cross the pipe: arrays, tuples and lists of them, and None as they are;
+    anything else described in words (``"a float (1.5)"``), so that no type of the learner's own
+    reaches the checker."""
+    if value is None or isinstance(value, np.ndarray):
         return value
     if isinstance(value, (tuple, list)) and len(value) <= 16:
-        return type(value)(portable(v) for v in value)
-    text = repr(value) if not isinstance(value, (tuple, list)) else f"{len(value)} items"
-    return Foreign(type(value).__name__, text[:60])
+        return (tuple if isinstance(value, tuple) else list)(portable(v) for v in value)
+    text = f"{len(value)} items" if isinstance(value, (tuple, list)) else repr(value)
+    return f"a {type(value).__name__} ({text[:60]})"
 
 
 def describe_exception(exc: BaseException, path: str) -> str:
     """``"ValueError: message (my_gradients.py, line 12)"``: the deepest line of the learner's file."""
-    target = Path(path).resolve()
-    lines = [frame.lineno for frame in traceback.extract_tb(exc.__traceback__) if _is(frame.filename, target)]
+    lines = [frame.lineno for frame in traceback.extract_tb(exc.__traceback__) if frame.filename == path]
     message = _one_line(exc)
-    text = type(exc).__name__ + (f": {message}" if message else "")
-    return text + (f" ({target.name}, line {lines[-1]})" if lines else "")
+    return (type(exc).__name__ + (f": {message}" if message else "")
+            + (f" ({Path(path).name}, line {lines[-1]})" if lines else ""))
 
 
-def _is(filename: str, target: Path) -> bool:
-    try:
-        return Path(filename).resolve() == target
-    except (OSError, ValueError):
-        return False
-
-
-def _describe_import_error(exc: BaseException, path: str) -> str:
-    name = Path(path).name
+def _import_error(exc: BaseException, path: str) -> str:
     if isinstance(exc, SyntaxError):
-        where = f"{name}, line {exc.lineno}" if exc.lineno else name
+        where = f"{Path(path).name}, line {exc.lineno}" if exc.lineno else Path(path).name
         return f"{where}: {type(exc).__name__}: {exc.msg}"
-    return f"{name} cannot be imported: {describe_exception(exc, path)}"
+    return f"{Path(path).name} cannot be imported: {describe_exception(exc, path)}"
 
 
 def _one_line(exc: BaseException) -> str:
     text = " ".join(str(exc).split())
     return text if len(text) <= _MAX_MESSAGE else text[:_MAX_MESSAGE - 3] + "..."
-
-
-# -- training, in the child ---------------------------------------------------------------------------
-
-class _LearnerCallError(NumpyMnistError):
-    """One of the learner's functions raised, or returned the wrong shapes, during training."""
-
-
-def _guarded(name: str, function, path: str):
-    """The learner's ``function``, its exceptions and wrong shapes turned into :class:`_LearnerCallError`."""
-    def call(*args, **kwargs):
-        try:
-            out = function(*args, **kwargs)
-        except Exception as exc:  # the learner's code may raise anything
-            raise _LearnerCallError(f"{name} raised {describe_exception(exc, path)}") from None
-        if name != "linear_backward":
-            want, got = [args[0].shape], [out]
-        elif isinstance(out, (tuple, list)) and len(out) == 3:
-            _, x, w = args
-            want, got = [x.shape if kwargs.get("need_dx", True) else None, w.shape, (w.shape[1],)], out
-        else:
-            raise _LearnerCallError(f"{name} returned {type(out).__name__}, not (dx, dw, db)")
-        for shape, value in zip(want, got):
-            if shape is not None and (not isinstance(value, np.ndarray) or value.shape != shape):
-                have = value.shape if isinstance(value, np.ndarray) else type(value).__name__
-                raise _LearnerCallError(f"{name} returned {have} where {shape} was needed")
-        return out
-
-    return call
-
-
-def _train_in_child(conn, module, path: str, config: dict) -> None:
-    """The ``train`` request: simple_net trained with the learner's functions, each epoch sent on ``conn``."""
-    cfg = TrainConfig(**{**config, "learner_functions": tuple(config["learner_functions"])})
-    functions = {**reference_functions(),
-                 **{name: _guarded(name, getattr(module, name), path) for name in cfg.learner_functions}}
-    try:
-        train(functions, cfg, on_epoch=lambda record: conn.send(("epoch", record.as_dict())))
-    except _LearnerCallError as exc:
-        conn.send(("raised", str(exc)))
-    except DivergenceError as exc:
-        conn.send(("diverged", str(exc)))
-    else:
-        conn.send(("trained",))

@@ -4,29 +4,35 @@
 with the learner's ``linear_backward`` and ``relu_backward`` swapped into the model's own backward
 chain (:class:`numpy_mnist.models.MLP`) and ``mnist_loss_backward`` into its loss.
 
-Two runs start from the same parameters on the same batches: one with the reference functions
-(:mod:`numpy_mnist.layers`, :mod:`numpy_mnist.losses`), in this process, and one with the learner's,
-in the sandbox's child process (:meth:`~numpy_mnist.exercise.sandbox.Sandbox.train`), epoch by epoch
-side by side.  Both train in float64, so two correct sets of functions give curves that agree to
-rounding (far below ``PART_RTOL``), and the first epoch where a loss differs by more is where the
-runs *part*.  Functions the learner has not written yet are taken from the reference (and said so).
+Two runs start from the same parameters on the same batches, epoch by epoch side by side: one with
+the reference functions (:mod:`numpy_mnist.layers`, :mod:`numpy_mnist.losses`), and one whose
+backward functions are the learner's, each call made in the sandbox's child process
+(:meth:`~numpy_mnist.exercise.sandbox.Sandbox.call`, under its time limit) and its answer checked
+for type and shape as ``exercise check`` checks it, before the model uses it.  Both train in
+float64, so two correct sets of functions give curves that agree to rounding (far below
+``PART_RTOL``), and the first epoch where a loss differs by more is where the runs *part*.
+Functions the learner has not written yet are taken from the reference (and said so).
 """
 
 from __future__ import annotations
 
 import dataclasses
+from collections import namedtuple
 from dataclasses import dataclass, field
 from typing import Callable, Mapping
 
-from numpy_mnist import layers, losses
 from numpy_mnist.data import DataLoader, load_mnist_sample
-from numpy_mnist.learner import EpochRecord, Learner
+from numpy_mnist.errors import DivergenceError
+from numpy_mnist.exercise.checker import Example, checked_outputs
+from numpy_mnist.exercise.functions import TRAINING_FUNCTIONS, get_exercise
+from numpy_mnist.exercise.sandbox import Failure
+from numpy_mnist.learner import Learner
 from numpy_mnist.models import MLP, simple_net
 from numpy_mnist.optim import SGD
 from numpy_mnist.plots import pyplot, save_figure
 
-__all__ = ["TrainConfig", "SideBySide", "reference_functions", "exercise_net", "make_learner", "train",
-           "side_by_side", "first_parting", "curve_row", "CURVE_HEADER", "plot_curves", "PART_RTOL"]
+__all__ = ["TrainConfig", "SideBySide", "reference_functions", "exercise_net", "make_learner", "side_by_side",
+           "first_parting", "curve_row", "CURVE_HEADER", "plot_curves", "PART_RTOL"]
 
 #: Two losses of the same epoch "differ beyond rounding" when their relative difference exceeds this.
 PART_RTOL = 1e-6
@@ -34,32 +40,36 @@ PART_RTOL = 1e-6
 
 @dataclass(frozen=True)
 class TrainConfig:
-    """The book's final run by default: simple_net, hidden 30, lr 0.1, batch 256, 40 epochs, in order."""
+    """The book's final run by default: simple_net, hidden 30, lr 0.1, batch 256, 40 epochs, in order;
+    ``learner_functions``, the learner's functions used in their run (the others come from the reference)."""
 
     epochs: int = 40
     lr: float = MLP.book_lr
     batch_size: int = 256
     hidden: int = 30
     seed: int = 0
-    #: The learner's functions used in their run (the others come from the reference).
     learner_functions: tuple[str, ...] = field(default_factory=tuple)
-
-    def as_dict(self) -> dict:
-        return {**dataclasses.asdict(self), "learner_functions": list(self.learner_functions)}
 
 
 def reference_functions() -> dict[str, Callable]:
     """The reference backward functions simple_net trains with, by name."""
-    return {"mnist_loss_backward": losses.mnist_loss_backward, "linear_backward": layers.linear_backward,
-            "relu_backward": layers.relu_backward}
+    return {name: get_exercise(name).reference for name in TRAINING_FUNCTIONS}
+
+
+def called_in(box, name: str) -> Callable:
+    """The learner's function ``name``, called in ``box`` (a Sandbox); its answer as arrays checked for
+    type and shape, else a :class:`~numpy_mnist.exercise.sandbox.Failure`."""
+    def call(*args, **kwargs):
+        outputs = checked_outputs(get_exercise(name), Example(args, kwargs), box.call(name, args, kwargs))
+        return outputs if len(outputs) > 1 else outputs[0]
+    return call
 
 
 def exercise_net(functions: Mapping[str, Callable], *, hidden: int = 30, seed: int = 0):
     """:func:`numpy_mnist.models.simple_net` (float64, ``mnist_loss``) whose backward pass calls
     ``functions["linear_backward"]``, ``["relu_backward"]`` and ``["mnist_loss_backward"]``."""
     net = simple_net(hidden, seed, "numpy", "mnist_loss", dtype="float64")
-    net.linear_backward = functions["linear_backward"]
-    net.relu_backward = functions["relu_backward"]
+    net.linear_backward, net.relu_backward = functions["linear_backward"], functions["relu_backward"]
     net.loss = dataclasses.replace(net.loss, backward=functions["mnist_loss_backward"])
     return net
 
@@ -68,97 +78,60 @@ def make_learner(functions: Mapping[str, Callable], config: TrainConfig) -> Lear
     """A :class:`~numpy_mnist.learner.Learner` of :func:`exercise_net` on the bundled 3s and 7s."""
     model = exercise_net(functions, hidden=config.hidden, seed=config.seed)
     train_x, train_y, valid_x, valid_y = load_mnist_sample()
-    train_dl = DataLoader(train_x, train_y, config.batch_size, backend=model.backend)
-    valid_dl = DataLoader(valid_x, valid_y, config.batch_size, backend=model.backend)
-    return Learner(model, train_dl, valid_dl, SGD(model.params, config.lr))
+    return Learner(model, DataLoader(train_x, train_y, config.batch_size, backend=model.backend),
+                   DataLoader(valid_x, valid_y, config.batch_size, backend=model.backend), SGD(model.params, config.lr))
 
 
-def train(functions: Mapping[str, Callable], config: TrainConfig, *, on_epoch: Callable | None = None):
-    """Train :func:`exercise_net` for ``config.epochs``; the list of :class:`EpochRecord`."""
-    return make_learner(functions, config).fit(config.epochs, on_epoch_end=on_epoch)
-
-
-# -- comparing the runs -------------------------------------------------------------------------------
-
-def _differ(a: float, b: float) -> bool:
-    return not abs(a - b) <= PART_RTOL * max(abs(a), abs(b))
-
+# -- the two runs -------------------------------------------------------------------------------------
 
 def first_parting(reference: list, yours: list) -> int | None:
     """The first epoch whose train or valid loss differs by more than ``PART_RTOL`` relative, or None."""
-    for r, y in zip(reference, yours):
-        if _differ(r.train_loss, y.train_loss) or _differ(r.valid_loss, y.valid_loss):
-            return r.epoch
-    return None
+    return next((r.epoch for r, y in zip(reference, yours)
+                 if any(not abs(a - b) <= PART_RTOL * max(abs(a), abs(b))
+                        for a, b in ((r.train_loss, y.train_loss), (r.valid_loss, y.valid_loss)))), None)
 
 
 #: The header of :func:`curve_row`'s rows.
-CURVE_HEADER = (f"{'epoch':>5}  {'reference: train':>16}  {'valid':>8}  {'accuracy':>8}  "
-                f"{'yours: train':>12}  {'valid':>8}  {'accuracy':>8}")
+CURVE_HEADER = "epoch  reference: train     valid  accuracy  yours: train     valid  accuracy"
 
 
 def curve_row(reference, yours=None, *, parts: bool = False) -> str:
     """One epoch of both runs (``-`` where the learner's run has stopped)."""
     mine = (f"{yours.train_loss:>12.6f}  {yours.valid_loss:>8.6f}  {yours.accuracy:>8.4f}" if yours is not None
             else f"{'-':>12}  {'-':>8}  {'-':>8}")
-    mark = "  <- the runs part" if parts else ""
     return (f"{reference.epoch:>5}  {reference.train_loss:>16.6f}  {reference.valid_loss:>8.6f}  "
-            f"{reference.accuracy:>8.4f}  {mine}{mark}")
+            f"{reference.accuracy:>8.4f}  {mine}" + ("  <- the runs part" if parts else ""))
 
 
-@dataclass(frozen=True)
-class SideBySide:
-    """Both runs: their histories, how the learner's ended, and the first epoch where they part."""
-
-    reference: list
-    yours: list
-    #: "trained", or why the learner's run stopped early, in one line.
-    ending: str
-    part: int | None
-
-    @property
-    def finished(self) -> bool:
-        return self.ending == "trained"
+#: Both runs: their histories, how the learner's ended ("trained", or why it stopped early, in one
+#: line), and the first epoch where they part (None: nowhere).
+SideBySide = namedtuple("SideBySide", "reference yours ending part")
 
 
-def _next_epoch(messages, epoch: int) -> tuple[EpochRecord | None, str | None]:
-    """The learner's record of ``epoch``, or why its run stopped there."""
-    message = next(messages)
-    if message[0] == "epoch":
-        return EpochRecord(**message[1]), None
-    if message[0] == "diverged":
-        return None, (f"your run diverged in epoch {epoch}: its training loss became NaN or infinite (gradients "
-                      "that are far too large?)")
-    return None, f"your run stopped in epoch {epoch}: {message[1]}"  # "raised" or "failed"
-
-
-def side_by_side(box, config: TrainConfig, *, epoch_timeout: float,
-                 on_epoch: Callable | None = None) -> SideBySide:
-    """The reference run here and the learner's in ``box`` (a Sandbox), epoch by epoch.
-
-    ``on_epoch(reference_record, yours_record_or_None)`` is called after each epoch.  The learner's
-    run may end early: an exception in one of its functions, a NaN loss, a time-out.
-    """
-    learner = make_learner(reference_functions(), config)
-    messages = box.train(config.as_dict(), epoch_timeout=epoch_timeout)
-    yours, ending = [], None
-    for _ in range(config.epochs):
-        learner.fit(1)
-        record = None
-        if ending is None:
-            record, ending = _next_epoch(messages, len(yours) + 1)
-            yours += [record] if record is not None else []
-        if on_epoch is not None:
-            on_epoch(learner.history[-1], record)
-    if ending is None:
-        message = next(messages, ("trained",))
-        ending = "trained" if message[0] == "trained" else f"your run ended with {message!r}"
-    return SideBySide(list(learner.history), yours, ending, first_parting(learner.history, yours))
+def side_by_side(box, config: TrainConfig, *, show: Callable = lambda row: None) -> SideBySide:
+    """The reference run and the learner's (its functions called in ``box``, a Sandbox), epoch by epoch,
+    each epoch's :func:`curve_row` passed to ``show``.  The learner's run may end early: an exception
+    or a wrong shape in one of its functions, a NaN loss, a time-out."""
+    reference = make_learner(reference_functions(), config)
+    yours = make_learner({**reference_functions(), **{n: called_in(box, n) for n in config.learner_functions}}, config)
+    ending, part = "trained", None
+    for epoch in range(1, config.epochs + 1):
+        reference.fit(1)
+        try:
+            record = yours.one_epoch() if ending == "trained" else None
+        except Failure as failed:
+            record, ending = None, f"your run stopped in epoch {epoch}: {failed}"
+        except DivergenceError:
+            record, ending = None, (f"your run diverged in epoch {epoch}: its training loss became NaN or infinite "
+                                    "(gradients that are far too large?)")
+        parts = part is None and record is not None and first_parting(reference.history[-1:], [record]) is not None
+        part = epoch if parts else part
+        show(curve_row(reference.history[-1], record, parts=parts))
+    return SideBySide(reference.history, yours.history, ending, part)
 
 
 def plot_curves(reference: list, yours: list, path):
     """Both runs' losses and valid accuracy against the epoch, as a PNG (needs matplotlib); its path."""
-
     fig, (loss_ax, acc_ax) = pyplot().subplots(1, 2, figsize=(10, 4))
     for records, label, colour in ((reference, "reference", "tab:blue"), (yours, "yours", "tab:orange")):
         epochs = [r.epoch for r in records]
@@ -166,8 +139,7 @@ def plot_curves(reference: list, yours: list, path):
         loss_ax.plot(epochs, [r.train_loss for r in records], ":", color=colour, label=f"{label}: train loss")
         acc_ax.plot(epochs, [r.accuracy for r in records], color=colour, label=label)
     for ax, ylabel in ((loss_ax, "loss"), (acc_ax, "valid accuracy")):
-        ax.set_xlabel("epoch")
-        ax.set_ylabel(ylabel)
+        ax.set(xlabel="epoch", ylabel=ylabel)
         ax.legend()
     fig.suptitle("simple_net on the 3s and 7s: reference backward functions and yours")
     return save_figure(fig, path)
