@@ -12,16 +12,15 @@ File format (little-endian), designed so that a reader never trusts a byte it ha
 
 An array's group says whose it is: ``params`` (the model's parameters), ``buffers`` (the model's
 other state, e.g. running statistics of a batch norm) or ``optimizer`` (the optimizer's
-``state_arrays()``, e.g. Adam's moments); an entry without one is a parameter (files written
-before groups existed).
+``state_arrays()``, e.g. Adam's moments).
 
 The checksum is checked before the header is even parsed, so a flipped byte anywhere -- an epoch
 count, a learning rate, a parameter -- is refused, never loaded.  Every declared size is also
 checked against the real file length before any array is built (so a forged header cannot make the
-reader allocate).  Version 1 files (no whole-file checksum; the header held only the payload's
-SHA-256) are still read, and so are files that call ``simple_net`` by its old kind ``"mlp"``.
-Files are written atomically (temporary file, fsync, rename): an interrupted save leaves the
-previous checkpoint intact.
+reader allocate).  A file of another format version, or of a model kind this version does not
+know (an earlier numpy-mnist wrote version 1 and called ``simple_net`` ``"mlp"``), is refused in
+one line that names the file and says to train it again with this version.  Files are written
+atomically (temporary file, fsync, rename): an interrupted save leaves the previous checkpoint intact.
 """
 
 from __future__ import annotations
@@ -45,19 +44,15 @@ __all__ = ["Checkpoint", "save_checkpoint", "load_checkpoint", "load_model", "FO
 
 MAGIC = b"NUMPY-MNIST-CKPT"
 FORMAT_VERSION = 2
-#: Format versions this numpy-mnist reads.
-READABLE_VERSIONS = (1, 2)
 _PREAMBLE = struct.Struct("<16sIQ")
-_DIGEST = 32  # bytes of the SHA-256 after the preamble (version 2)
+_DIGEST = 32  # bytes of the SHA-256 after the preamble
 _DTYPES = ("float32", "float64")
 #: The dtypes an array may have: the model's floats, and int64 for counters (Adam's step).
 _ARRAY_DTYPES = (*_DTYPES, "int64")
 _MAX_HEADER = 1 << 24  # 16 MiB of JSON is far beyond any real history
 _MAX_DIMS = 4  # a convolution's kernel (out, in, height, width)
-#: Whose an array is (see the module's docstring); the first is the group of an entry without one.
+#: Whose an array is (see the module's docstring).
 _GROUPS = ("params", "buffers", "optimizer")
-#: Model kinds under the names older checkpoints gave them.
-_RENAMED_KINDS = {"mlp": "simple_net"}
 
 
 @dataclass
@@ -80,10 +75,7 @@ class Checkpoint:
         """A new model of the saved kind and shapes, holding the saved parameters, on ``backend``."""
 
         backend = get_backend(backend, self.dtype)
-        kind = self.model.get("kind")
-        if kind not in MODEL_KINDS:
-            raise CheckpointError(f"the checkpoint holds an unknown model kind {kind!r}")
-        model = MODEL_KINDS[kind](dict(self.params), backend, self.model.get("loss", "mnist_loss"))
+        model = MODEL_KINDS[self.model["kind"]](dict(self.params), backend, self.model.get("loss", "mnist_loss"))
         self._load_buffers(model)
         return model
 
@@ -202,13 +194,13 @@ def parse_checkpoint(blob: bytes, name: str = "<bytes>") -> Checkpoint:
     magic, version, header_len = _PREAMBLE.unpack_from(blob)
     if magic != MAGIC:
         raise bad("it does not start with the checkpoint magic bytes")
-    if version not in READABLE_VERSIONS:
-        raise bad(f"format version {version}, this numpy-mnist {__version__} reads versions "
-                  f"{', '.join(map(str, READABLE_VERSIONS))}")
-    start = _PREAMBLE.size + (_DIGEST if version >= 2 else 0)
+    if version != FORMAT_VERSION:
+        raise bad(f"it is of format version {version}, and this numpy-mnist {__version__} reads version "
+                  f"{FORMAT_VERSION} only: train it again with this version")
+    start = _PREAMBLE.size + _DIGEST
     if header_len > min(_MAX_HEADER, len(blob) - start):
         raise bad(f"its header claims {header_len} bytes but the file is truncated or forged")
-    if version >= 2 and blob[_PREAMBLE.size:start] != hashlib.sha256(blob[:_PREAMBLE.size] + blob[start:]).digest():
+    if blob[_PREAMBLE.size:start] != hashlib.sha256(blob[:_PREAMBLE.size] + blob[start:]).digest():
         raise bad("its SHA-256 does not match (the file is truncated or corrupt)")
     payload = blob[start + header_len:]
     try:
@@ -217,13 +209,9 @@ def parse_checkpoint(blob: bytes, name: str = "<bytes>") -> Checkpoint:
         raise bad(f"its header is not valid JSON ({exc})") from None
     if not isinstance(header, dict):
         raise bad("its header is not a JSON object")
-    if version == 1:
-        _check_version1_payload(header, payload, bad)
     try:
         groups = _arrays(header["arrays"], payload, bad)
-        model = dict(header["model"])
-        model["kind"] = _RENAMED_KINDS.get(model.get("kind"), model.get("kind"))
-        checkpoint = Checkpoint(model=model, dtype=str(header["dtype"]), params=groups["params"],
+        checkpoint = Checkpoint(model=dict(header["model"]), dtype=str(header["dtype"]), params=groups["params"],
                                 epoch=int(header["epoch"]), optimizer=dict(header["optimizer"]),
                                 history=list(header["history"]), run=dict(header["run"]),
                                 library_version=str(header["library_version"]), buffers=groups["buffers"],
@@ -232,16 +220,10 @@ def parse_checkpoint(blob: bytes, name: str = "<bytes>") -> Checkpoint:
         raise bad(f"its header lacks or garbles a field ({type(exc).__name__}: {exc})") from None
     if checkpoint.dtype not in _DTYPES or checkpoint.epoch < 0:
         raise bad(f"dtype {checkpoint.dtype!r} / epoch {checkpoint.epoch} make no sense")
+    if checkpoint.model.get("kind") not in MODEL_KINDS:
+        raise bad(f"it holds a model of kind {checkpoint.model.get('kind')!r}, which this numpy-mnist {__version__} "
+                  "does not know: train it again with this version")
     return checkpoint
-
-
-def _check_version1_payload(header: dict, payload: bytes, bad) -> None:
-    """A version-1 file sums its parameters alone, in the header: refuse a missing or wrong sum."""
-    if "payload_sha256" not in header:
-        raise bad("its version-1 header has lost the parameters' SHA-256 (payload_sha256), so they cannot be "
-                  "checked (the file is corrupt or forged): use another checkpoint")
-    if header["payload_sha256"] != hashlib.sha256(payload).hexdigest():
-        raise bad("the parameters' SHA-256 does not match (the file is truncated or corrupt)")
 
 
 def _arrays(entries, payload: bytes, bad) -> dict[str, dict]:
@@ -252,7 +234,7 @@ def _arrays(entries, payload: bytes, bad) -> dict[str, dict]:
     for entry in entries:
         dtype, shape = entry["dtype"], entry["shape"]
         offset, nbytes = entry["offset"], entry["nbytes"]
-        group = entry.get("group", _GROUPS[0])
+        group = entry["group"]
         if group not in groups:
             raise bad(f"array {entry['name']!r} belongs to an unknown group {group!r}")
         if dtype not in _ARRAY_DTYPES:
