@@ -84,9 +84,8 @@ class Checkpoint:
         ``optimizer``, when given), refusing any mismatch of kind, shape, dtype or optimizer."""
         mine = model.config()
         if mine != self.model:
-            differ = model_differences(self.model, mine)
-            raise CheckpointError(f"the checkpoint holds {describe_model(self.model)}, not {describe_model(mine)}"
-                                  + (f" ({differ})" if differ else ""))
+            raise CheckpointError("the checkpoint holds another model than the one asked for "
+                                  f"({model_differences(self.model, mine) or self.model})")
         if model.backend.dtype_name != self.dtype:
             raise CheckpointError(f"the checkpoint holds {self.dtype} parameters but the model is "
                                   f"{model.backend.dtype_name}: use --dtype {self.dtype}")
@@ -113,27 +112,14 @@ class Checkpoint:
             raise CheckpointError(f"the checkpoint's optimizer state does not fit: {exc}") from None
 
 
-#: How a model's config field is said in words, and which flag of ``numpy-mnist train`` sets it.
-_CONFIG_WORDS = {"kind": "model", "inputs": "inputs", "outputs": "outputs", "loss": "loss",
-                 "hidden": "hidden width", "width": "--width"}
-_KIND_WORDS = {"linear": "a linear model", "simple_net": "a two-layer net (simple_net)",
-               "resnet18": "a ResNet-18 (resnet18)"}
-
-
-def describe_model(config: dict) -> str:
-    """A model's config in words: ``a two-layer net (simple_net) 784 -> 5 -> ReLU -> 1, mnist_loss``."""
-    kind = config.get("kind")
-    sizes = [config.get("inputs"), *([config["hidden"], "ReLU"] if "hidden" in config else []), config.get("outputs")]
-    return (f"{_KIND_WORDS.get(kind, f'a model of kind {kind!r}')} {' -> '.join(map(str, sizes))}, "
-            f"loss {config.get('loss')}")
+#: A model's config fields in words where their keys do not say them (``--width`` is the flag that sets it).
+_CONFIG_WORDS = {"kind": "model", "hidden": "hidden width", "width": "--width"}
 
 
 def model_differences(saved: dict, mine: dict) -> str:
-    """The fields in which two model configs differ, in words: ``hidden width 5 saved, 30 asked for``."""
-    both = set(saved) & set(mine)
-    keys = [k for k in _CONFIG_WORDS if k in both] + sorted(both - set(_CONFIG_WORDS))
+    """The fields both model configs have and differ in, in words: ``hidden width 5 saved, 30 asked for``."""
     return "; ".join(f"{_CONFIG_WORDS.get(k, k)} {saved[k]} saved, {mine[k]} asked for"
-                     for k in keys if saved[k] != mine[k])
+                     for k in mine if k in saved and saved[k] != mine[k])
 
 
 def save_checkpoint(path, model, *, epoch: int, optimizer=None, history=(), run=None) -> Path:

@@ -60,10 +60,9 @@ def test_load_into_refuses_another_model_kind_or_shape_or_dtype(saved):
     ckpt = load_checkpoint(path)
     with pytest.raises(CheckpointError) as caught:
         ckpt.load_into(linear1())
-    assert str(caught.value) == ("the checkpoint holds a two-layer net (simple_net) 784 -> 5 -> ReLU -> 1, loss "
-                                 "mnist_loss, not a linear model 784 -> 1, loss mnist_loss "
+    assert str(caught.value) == ("the checkpoint holds another model than the one asked for "
                                  "(model simple_net saved, linear asked for)")
-    with pytest.raises(CheckpointError, match=r"-> 30 -> ReLU -> 1, loss mnist_loss \(hidden width 5 saved, "
+    with pytest.raises(CheckpointError, match=r"another model than the one asked for \(hidden width 5 saved, "
                                               r"30 asked for\)$"):
         ckpt.load_into(simple_net(hidden=30))
     with pytest.raises(CheckpointError, match=r"\(loss mnist_loss saved, bce asked for\)$"):
