@@ -105,7 +105,7 @@ def binary_cross_entropy_floors(loss, z, t, value: float):
     and from ``(sigma(z) + |t|) / M``."""
     m = z.size
     value_floor = 2 * gamma(m + 4) * (loss.magnitude(z, t, value) + 1) + TINY64
-    dz_floor = 2 * gamma(4) * (_host(sigmoid(tensor(z))) + np.abs(t)) / m + TINY64
+    dz_floor = 2 * gamma(4) * (to_numpy(sigmoid(tensor(z))) + np.abs(t)) / m + TINY64
     return value_floor, dz_floor
 
 
@@ -150,10 +150,6 @@ def tensor(a, requires_grad: bool = False, dtype=None, device=None):
                         requires_grad=requires_grad)
 
 
-def _host(t) -> np.ndarray:
-    return t.detach().numpy().copy()
-
-
 def parameters(model, *, dtype=None, device=None, requires_grad: bool = True) -> dict:
     """Copies of ``model.params`` as leaf tensors, keyed alike (float64 unless ``dtype``)."""
     return {name: tensor(value, requires_grad, dtype, device) for name, value in model.params.items()}
@@ -186,7 +182,7 @@ def loss_and_grads(model, x, y, *, magnitudes: bool = False):
     z = forward(model, xt, params)
     loss = loss_twin(model.loss)(z, _targets(model, y))
     dz, *grads = torch.autograd.grad(loss, [z, *params.values()])
-    out = (float(loss.detach()), {k: _host(g) for k, g in zip(params, grads)})
+    out = (float(loss.detach()), {k: to_numpy(g) for k, g in zip(params, grads)})
     if not magnitudes:
         return out
     # The magnitude network, driven by |dz| + 2/N: 2/N covers the rounding of the loss derivative
@@ -195,7 +191,7 @@ def loss_and_grads(model, x, y, *, magnitudes: bool = False):
     upstream = dz.abs() + 2.0 / z.shape[0]
     sizes = torch.autograd.grad((forward(model, xt.abs(), mags) * upstream).sum(), list(mags.values()))
     k = xt.shape[0] + sum(int(v.shape[0]) for v in model.params.values() if len(v.shape) == 2)
-    return out + ((k, {name: _host(s) for name, s in zip(params, sizes)}),)
+    return out + ((k, {name: to_numpy(s) for name, s in zip(params, sizes)}),)
 
 
 def gamma32(k: int) -> float:
@@ -226,7 +222,7 @@ def vjp(fn, inputs, dout):
     ts = [tensor(a, requires_grad=True) for a in inputs]
     out = fn(*ts)
     grads = _torch().autograd.grad(out, ts, grad_outputs=tensor(dout))
-    return _host(out), [_host(g) for g in grads]
+    return to_numpy(out), [to_numpy(g) for g in grads]
 
 
 def linear_oracle(x, w, b, dout):
@@ -270,7 +266,7 @@ def loss_oracle(loss, z, t):
     zt, tt = tensor(z, requires_grad=True), tensor(t)
     value = twin(zt, tt)
     (dz,) = _torch().autograd.grad(value, [zt])
-    value, dz = float(value.detach()), _host(dz)
+    value, dz = float(value.detach()), to_numpy(dz)
     z, t = to_numpy(z, np.float64), to_numpy(t, np.float64)
     if twin is binary_cross_entropy:
         return (value, dz, *binary_cross_entropy_floors(loss, z, t, value))
@@ -351,8 +347,8 @@ def resnet18_loss_and_grads(model, x, y, masks) -> tuple[float, dict, dict]:
     masks = {k: torch.as_tensor(np.asarray(m)) for k, m in masks.items()}
     loss = softmax_cross_entropy(resnet18(tensor(x), params, buffers=buffers, masks=masks), _targets(model, y))
     grads = torch.autograd.grad(loss, list(params.values()))
-    return (float(loss.detach()), {k: _host(g) for k, g in zip(params, grads)},
-            {k: _host(b) for k, b in buffers.items()})
+    return (float(loss.detach()), {k: to_numpy(g) for k, g in zip(params, grads)},
+            {k: to_numpy(b) for k, b in buffers.items()})
 
 
 __all__ += ["resnet18", "resnet18_state", "resnet18_loss_and_grads", "RESNET18_STRIDES"]
