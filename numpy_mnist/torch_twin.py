@@ -12,9 +12,9 @@ when a function here runs (:func:`available` says whether it can be).
   copies a numpy-mnist model's parameters into leaf tensors, :func:`forward` runs its twin.
 * :func:`loss_and_grads`: ``model.loss_and_grads`` by autograd in float64, and
   :func:`compare_model`, every parameter's gradient against it (what ``gradcheck`` prints).
-* :func:`vjp`, the gradients of any function of arrays by autograd, and :func:`assert_agree`, a
-  comparison over a floor.  (The test suite builds its oracles for single pieces, each with the
-  rounding floor of every entry, and the ResNet-18's twin on these: ``tests/torch_oracles.py``.)
+* :func:`vjp`: the gradients of any function of arrays by autograd.  (The test suite builds on
+  these its oracles for single pieces, each with the rounding floor of every entry, its float32
+  floors and the ResNet-18's twin: ``tests/torch_oracles.py``.)
 
 How close two correct float64 programs come
 -------------------------------------------
@@ -47,13 +47,8 @@ from numpy_mnist.gradcheck import TINY64, TORCH_RTOL, GradReport, compare, gamma
 __all__ = [
     "available", "sigmoid", "mnist_loss", "binary_cross_entropy", "softmax_cross_entropy",
     "loss_twin", "LOSSES", "linear", "mlp", "MODELS", "tensor", "parameters", "forward", "loss_and_grads", "gamma",
-    "gamma32", "compare_model", "vjp", "assert_agree", "TINY64", "TINY32",
+    "compare_model", "vjp", "TINY64",
 ]
-
-EPS32 = float(np.finfo(np.float32).eps)
-#: Below these (and gradcheck's TINY64), floats have only absolute precision (subnormals).
-TINY32 = float(np.finfo(np.float32).smallest_normal)
-
 
 def _torch():
     import torch
@@ -184,11 +179,6 @@ def loss_and_grads(model, x, y, *, magnitudes: bool = False):
     return out + ((k, {name: to_numpy(s) for name, s in zip(params, sizes)}),)
 
 
-def gamma32(k: int) -> float:
-    """Higham's ``gamma_k`` for float32 sums."""
-    return k * EPS32 / (1 - k * EPS32)
-
-
 def compare_model(model, x, y, *, rtol: float = TORCH_RTOL) -> tuple[float, dict[str, GradReport]]:
     """Every parameter's gradient from ``model.loss_and_grads`` against autograd's: ``(loss, reports)``.
 
@@ -213,13 +203,3 @@ def vjp(fn, inputs, dout):
     out = fn(*ts)
     grads = _torch().autograd.grad(out, ts, grad_outputs=tensor(dout))
     return to_numpy(out), [to_numpy(g) for g in grads]
-
-
-def assert_agree(name: str, ours, reference, floor=TINY64, rtol: float = TORCH_RTOL) -> GradReport:
-    """Raise ``AssertionError`` (naming the worst entry) unless, entry by entry,
-    ``|ours - reference| <= rtol * max(|ours|, |reference|) + floor``; return the report."""
-    report = compare(name, to_numpy(ours, np.float64), to_numpy(reference, np.float64),
-                     rtol=rtol, atol=floor, method="pytorch")
-    if not report.ok:
-        raise AssertionError(str(report))
-    return report

@@ -23,6 +23,7 @@ import grad_strategies as gs
 import numpy as np
 import pytest
 import torch_oracles
+from torch_oracles import assert_agree
 
 from numpy_mnist import torch_twin
 from numpy_mnist.errors import InputError
@@ -30,7 +31,6 @@ from numpy_mnist.gradcheck import GradCheckOptions, check_gradient
 from numpy_mnist.layers import dropout_mask
 from numpy_mnist.models import MODEL_KINDS, ResNet18, resnet18, resnet18_shapes
 from numpy_mnist.optim import Adam, OneCycle
-from numpy_mnist.torch_twin import assert_agree
 
 TWIN_RTOL = 1e-9
 #: Entries this small against their parameter's largest are compared absolutely (see the docstring).

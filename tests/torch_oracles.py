@@ -1,5 +1,7 @@
 """The test suite's PyTorch oracles, built on :mod:`numpy_mnist.torch_twin`.
 
+* :func:`assert_agree`: ours against a reference, entry by entry, within ``rtol`` over a floor;
+  :func:`gamma32` and :data:`TINY32`, the float32 counterparts of gradcheck's ``gamma`` and ``TINY64``.
 * Single pieces, each with the rounding floor of every entry (the module docstring of
   ``torch_twin`` says how two correct float64 programs part): :func:`linear_oracle`,
   :func:`sigmoid_oracle`, :func:`relu_oracle`, :func:`loss_oracle`.
@@ -16,7 +18,7 @@ import numpy as np
 
 from numpy_mnist import losses
 from numpy_mnist.backends.host import to_numpy
-from numpy_mnist.gradcheck import TINY64, gamma
+from numpy_mnist.gradcheck import TINY64, TORCH_RTOL, GradReport, compare, gamma
 from numpy_mnist.torch_twin import (
     binary_cross_entropy,
     loss_twin,
@@ -26,6 +28,25 @@ from numpy_mnist.torch_twin import (
     tensor,
     vjp,
 )
+
+EPS32 = float(np.finfo(np.float32).eps)
+#: Below these (and gradcheck's TINY64), floats have only absolute precision (subnormals).
+TINY32 = float(np.finfo(np.float32).smallest_normal)
+
+
+def gamma32(k: int) -> float:
+    """Higham's ``gamma_k`` for float32 sums."""
+    return k * EPS32 / (1 - k * EPS32)
+
+
+def assert_agree(name: str, ours, reference, floor=TINY64, rtol: float = TORCH_RTOL) -> GradReport:
+    """Raise ``AssertionError`` (naming the worst entry) unless, entry by entry,
+    ``|ours - reference| <= rtol * max(|ours|, |reference|) + floor``; return the report."""
+    report = compare(name, to_numpy(ours, np.float64), to_numpy(reference, np.float64),
+                     rtol=rtol, atol=floor, method="pytorch")
+    if not report.ok:
+        raise AssertionError(str(report))
+    return report
 
 
 def binary_cross_entropy_floors(loss, z, t, value: float):
