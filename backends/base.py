@@ -6,10 +6,10 @@ from types import ModuleType
 from typing import Any
 
 import numpy as np
-from array_api_compat import array_namespace
+from array_api_compat import array_namespace, is_array_api_obj, is_numpy_array
 
 from numpy_mnist.backends.errors import BackendUnavailableError, ForeignArrayError
-from numpy_mnist.backends.host import is_device_array, to_numpy
+from numpy_mnist.backends.host import to_numpy
 
 DTYPES = ("float32", "float64")
 
@@ -61,7 +61,7 @@ class Backend:
                 floating = self.xp.isdtype(host.dtype, "real floating")
                 dtype = self.dtype if floating else host.dtype
             return host if host.dtype == dtype else self.xp.astype(host, dtype)
-        if is_device_array(host):
+        if is_array_api_obj(host) and not is_numpy_array(host):  # (NumPy's are every backend's host arrays)
             kind = type(host).__module__.split(".")[0] + "." + type(host).__name__
             raise ForeignArrayError(f"cannot move a {kind} to the {self.name} "
                                     "backend directly: bring it to the host first (the other backend's to_host)")
@@ -71,7 +71,9 @@ class Backend:
         return self._from_numpy(host, dtype)
 
     def _from_numpy(self, host: np.ndarray, dtype: Any) -> Any:
-        return self.xp.asarray(host, dtype=dtype)
+        # Always a copy, as host -> device is on CuPy: an array sharing the NumPy buffer (a PyTorch
+        # tensor would) could let a test pass that writes through to the host array.
+        return self.xp.asarray(host, dtype=dtype, copy=True)
 
     def to_host(self, array: Any) -> np.ndarray:
         """Copy ``array`` to the host as a new :class:`numpy.ndarray` (after the device is done).

@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 from array_api_compat import is_array_api_obj, is_cupy_array, is_numpy_array, is_torch_array
 
-__all__ = ["to_numpy", "is_device_array"]
+__all__ = ["to_numpy"]
 
 
 def to_numpy(array: Any, dtype: Any = None) -> np.ndarray:
@@ -32,8 +32,3 @@ def to_numpy(array: Any, dtype: Any = None) -> np.ndarray:
     else:  # any other Array-API array on the CPU: array_api_strict, ...
         host = np.from_dlpack(array)
     return np.array(host, dtype=dtype, copy=True)
-
-
-def is_device_array(array: Any) -> bool:
-    """True for an array of a backend other than NumPy (which must go through :func:`to_numpy`)."""
-    return is_array_api_obj(array) and not is_numpy_array(array)

@@ -14,8 +14,6 @@ the host the way CuPy needs, without a GPU.
 
 from __future__ import annotations
 
-from typing import Any
-
 from numpy_mnist.backends.base import Backend, BackendUnavailableError
 
 
@@ -32,8 +30,3 @@ class TorchBackend(Backend):
                 "pip install 'numpy-mnist[test]'"
             ) from exc
         super().__init__(compat_torch, dtype)
-
-    def _from_numpy(self, host, dtype: Any):
-        # A copy, as host -> device is on CuPy: a tensor sharing the NumPy buffer would let a test
-        # pass here that writes through to the host array, which CuPy could never do.
-        return self.xp.asarray(host, dtype=dtype, copy=True)

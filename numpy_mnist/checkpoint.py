@@ -12,16 +12,15 @@ File format (little-endian), designed so that a reader never trusts a byte it ha
 
 An array's group says whose it is: ``params`` (the model's parameters), ``buffers`` (the model's
 other state, e.g. running statistics of a batch norm) or ``optimizer`` (the optimizer's
-``state_arrays()``, e.g. Adam's moments); an entry without one is a parameter (files written
-before groups existed).
+``state_arrays()``, e.g. Adam's moments).
 
 The checksum is checked before the header is even parsed, so a flipped byte anywhere -- an epoch
 count, a learning rate, a parameter -- is refused, never loaded.  Every declared size is also
 checked against the real file length before any array is built (so a forged header cannot make the
-reader allocate).  Version 1 files (no whole-file checksum; the header held only the payload's
-SHA-256) are still read, and so are files that call ``simple_net`` by its old kind ``"mlp"``.
-Files are written atomically (temporary file, fsync, rename): an interrupted save leaves the
-previous checkpoint intact.
+reader allocate).  A file of another format version, or of a model kind this version does not
+know (an earlier numpy-mnist wrote version 1 and called ``simple_net`` ``"mlp"``), is refused in
+one line that names the file and says to train it again with this version.  Files are written
+atomically (temporary file, fsync, rename): an interrupted save leaves the previous checkpoint intact.
 """
 
 from __future__ import annotations
@@ -45,19 +44,15 @@ __all__ = ["Checkpoint", "save_checkpoint", "load_checkpoint", "load_model", "FO
 
 MAGIC = b"NUMPY-MNIST-CKPT"
 FORMAT_VERSION = 2
-#: Format versions this numpy-mnist reads.
-READABLE_VERSIONS = (1, 2)
 _PREAMBLE = struct.Struct("<16sIQ")
-_DIGEST = 32  # bytes of the SHA-256 after the preamble (version 2)
+_DIGEST = 32  # bytes of the SHA-256 after the preamble
 _DTYPES = ("float32", "float64")
 #: The dtypes an array may have: the model's floats, and int64 for counters (Adam's step).
 _ARRAY_DTYPES = (*_DTYPES, "int64")
 _MAX_HEADER = 1 << 24  # 16 MiB of JSON is far beyond any real history
 _MAX_DIMS = 4  # a convolution's kernel (out, in, height, width)
-#: Whose an array is (see the module's docstring); the first is the group of an entry without one.
+#: Whose an array is (see the module's docstring).
 _GROUPS = ("params", "buffers", "optimizer")
-#: Model kinds under the names older checkpoints gave them.
-_RENAMED_KINDS = {"mlp": "simple_net"}
 
 
 @dataclass
@@ -80,10 +75,7 @@ class Checkpoint:
         """A new model of the saved kind and shapes, holding the saved parameters, on ``backend``."""
 
         backend = get_backend(backend, self.dtype)
-        kind = self.model.get("kind")
-        if kind not in MODEL_KINDS:
-            raise CheckpointError(f"the checkpoint holds an unknown model kind {kind!r}")
-        model = MODEL_KINDS[kind](dict(self.params), backend, self.model.get("loss", "mnist_loss"))
+        model = MODEL_KINDS[self.model["kind"]](dict(self.params), backend, self.model.get("loss", "mnist_loss"))
         self._load_buffers(model)
         return model
 
@@ -92,9 +84,8 @@ class Checkpoint:
         ``optimizer``, when given), refusing any mismatch of kind, shape, dtype or optimizer."""
         mine = model.config()
         if mine != self.model:
-            differ = model_differences(self.model, mine)
-            raise CheckpointError(f"the checkpoint holds {describe_model(self.model)}, not {describe_model(mine)}"
-                                  + (f" ({differ})" if differ else ""))
+            raise CheckpointError("the checkpoint holds another model than the one asked for "
+                                  f"({model_differences(self.model, mine) or self.model})")
         if model.backend.dtype_name != self.dtype:
             raise CheckpointError(f"the checkpoint holds {self.dtype} parameters but the model is "
                                   f"{model.backend.dtype_name}: use --dtype {self.dtype}")
@@ -121,27 +112,14 @@ class Checkpoint:
             raise CheckpointError(f"the checkpoint's optimizer state does not fit: {exc}") from None
 
 
-#: How a model's config field is said in words, and which flag of ``numpy-mnist train`` sets it.
-_CONFIG_WORDS = {"kind": "model", "inputs": "inputs", "outputs": "outputs", "loss": "loss",
-                 "hidden": "hidden width", "width": "--width"}
-_KIND_WORDS = {"linear": "a linear model", "simple_net": "a two-layer net (simple_net)",
-               "resnet18": "a ResNet-18 (resnet18)"}
-
-
-def describe_model(config: dict) -> str:
-    """A model's config in words: ``a two-layer net (simple_net) 784 -> 5 -> ReLU -> 1, mnist_loss``."""
-    kind = config.get("kind")
-    sizes = [config.get("inputs"), *([config["hidden"], "ReLU"] if "hidden" in config else []), config.get("outputs")]
-    return (f"{_KIND_WORDS.get(kind, f'a model of kind {kind!r}')} {' -> '.join(map(str, sizes))}, "
-            f"loss {config.get('loss')}")
+#: A model's config fields in words where their keys do not say them (``--width`` is the flag that sets it).
+_CONFIG_WORDS = {"kind": "model", "hidden": "hidden width", "width": "--width"}
 
 
 def model_differences(saved: dict, mine: dict) -> str:
-    """The fields in which two model configs differ, in words: ``hidden width 5 saved, 30 asked for``."""
-    both = set(saved) & set(mine)
-    keys = [k for k in _CONFIG_WORDS if k in both] + sorted(both - set(_CONFIG_WORDS))
+    """The fields both model configs have and differ in, in words: ``hidden width 5 saved, 30 asked for``."""
     return "; ".join(f"{_CONFIG_WORDS.get(k, k)} {saved[k]} saved, {mine[k]} asked for"
-                     for k in keys if saved[k] != mine[k])
+                     for k in mine if k in saved and saved[k] != mine[k])
 
 
 def save_checkpoint(path, model, *, epoch: int, optimizer=None, history=(), run=None) -> Path:
@@ -202,13 +180,13 @@ def parse_checkpoint(blob: bytes, name: str = "<bytes>") -> Checkpoint:
     magic, version, header_len = _PREAMBLE.unpack_from(blob)
     if magic != MAGIC:
         raise bad("it does not start with the checkpoint magic bytes")
-    if version not in READABLE_VERSIONS:
-        raise bad(f"format version {version}, this numpy-mnist {__version__} reads versions "
-                  f"{', '.join(map(str, READABLE_VERSIONS))}")
-    start = _PREAMBLE.size + (_DIGEST if version >= 2 else 0)
+    if version != FORMAT_VERSION:
+        raise bad(f"it is of format version {version}, and this numpy-mnist {__version__} reads version "
+                  f"{FORMAT_VERSION} only: train it again with this version")
+    start = _PREAMBLE.size + _DIGEST
     if header_len > min(_MAX_HEADER, len(blob) - start):
         raise bad(f"its header claims {header_len} bytes but the file is truncated or forged")
-    if version >= 2 and blob[_PREAMBLE.size:start] != hashlib.sha256(blob[:_PREAMBLE.size] + blob[start:]).digest():
+    if blob[_PREAMBLE.size:start] != hashlib.sha256(blob[:_PREAMBLE.size] + blob[start:]).digest():
         raise bad("its SHA-256 does not match (the file is truncated or corrupt)")
     payload = blob[start + header_len:]
     try:
@@ -217,13 +195,9 @@ def parse_checkpoint(blob: bytes, name: str = "<bytes>") -> Checkpoint:
         raise bad(f"its header is not valid JSON ({exc})") from None
     if not isinstance(header, dict):
         raise bad("its header is not a JSON object")
-    if version == 1:
-        _check_version1_payload(header, payload, bad)
     try:
         groups = _arrays(header["arrays"], payload, bad)
-        model = dict(header["model"])
-        model["kind"] = _RENAMED_KINDS.get(model.get("kind"), model.get("kind"))
-        checkpoint = Checkpoint(model=model, dtype=str(header["dtype"]), params=groups["params"],
+        checkpoint = Checkpoint(model=dict(header["model"]), dtype=str(header["dtype"]), params=groups["params"],
                                 epoch=int(header["epoch"]), optimizer=dict(header["optimizer"]),
                                 history=list(header["history"]), run=dict(header["run"]),
                                 library_version=str(header["library_version"]), buffers=groups["buffers"],
@@ -232,16 +206,10 @@ def parse_checkpoint(blob: bytes, name: str = "<bytes>") -> Checkpoint:
         raise bad(f"its header lacks or garbles a field ({type(exc).__name__}: {exc})") from None
     if checkpoint.dtype not in _DTYPES or checkpoint.epoch < 0:
         raise bad(f"dtype {checkpoint.dtype!r} / epoch {checkpoint.epoch} make no sense")
+    if checkpoint.model.get("kind") not in MODEL_KINDS:
+        raise bad(f"it holds a model of kind {checkpoint.model.get('kind')!r}, which this numpy-mnist {__version__} "
+                  "does not know: train it again with this version")
     return checkpoint
-
-
-def _check_version1_payload(header: dict, payload: bytes, bad) -> None:
-    """A version-1 file sums its parameters alone, in the header: refuse a missing or wrong sum."""
-    if "payload_sha256" not in header:
-        raise bad("its version-1 header has lost the parameters' SHA-256 (payload_sha256), so they cannot be "
-                  "checked (the file is corrupt or forged): use another checkpoint")
-    if header["payload_sha256"] != hashlib.sha256(payload).hexdigest():
-        raise bad("the parameters' SHA-256 does not match (the file is truncated or corrupt)")
 
 
 def _arrays(entries, payload: bytes, bad) -> dict[str, dict]:
@@ -252,7 +220,7 @@ def _arrays(entries, payload: bytes, bad) -> dict[str, dict]:
     for entry in entries:
         dtype, shape = entry["dtype"], entry["shape"]
         offset, nbytes = entry["offset"], entry["nbytes"]
-        group = entry.get("group", _GROUPS[0])
+        group = entry["group"]
         if group not in groups:
             raise bad(f"array {entry['name']!r} belongs to an unknown group {group!r}")
         if dtype not in _ARRAY_DTYPES:

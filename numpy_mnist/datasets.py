@@ -46,10 +46,6 @@ class DatasetSpec:
     batch_size: int
     shuffle: bool
 
-    @property
-    def default_loss(self) -> str:
-        return self.losses[0]
-
 
 #: The two tasks, as the module's docstring describes them.
 DATASETS: dict[str, DatasetSpec] = {
@@ -116,7 +112,7 @@ def check_loss(spec: DatasetSpec, loss: str | None) -> str:
     Raises :class:`InputError` for a loss that does not fit the task's logits and labels.
     """
     if loss is None:
-        return spec.default_loss
+        return spec.losses[0]
     if loss not in spec.losses:
         if spec.outputs == 1:
             why = "the 3s-vs-7s sample has one logit per image and targets 0/1 (cross_entropy is for 10 classes)"

@@ -7,12 +7,11 @@ the finished file has the permissions any new file of the user's gets (0644 unde
 
 A write that is killed (SIGKILL, a power cut) cannot remove its temporary.  The next write to the
 same target removes the leftovers of that target only, and only those that no running process can
-still be writing: a temporary whose process id is not a running process on this machine, or one of
-the older ``.<target name>.XXXXXXXX.tmp`` pattern (no process id) untouched for
-:data:`STALE_AFTER` seconds.  So two processes writing the same file at once never remove each
-other's temporary; the later rename wins, whole.  (On a folder shared between machines a writer
-on another machine has a process id this one cannot see; its temporary is then taken for stale only
-if that process id is free here too -- do not write one file from two machines at once.)
+still be writing: those whose process id is not a running process on this machine.  So two
+processes writing the same file at once never remove each other's temporary; the later rename
+wins, whole.  (On a folder shared between machines a writer on another machine has a process id
+this one cannot see; its temporary is then taken for stale only if that process id is free here
+too -- do not write one file from two machines at once.)
 
 What is written is gathered in memory first and reaches the disk only when the ``with`` block
 has finished.  So a write that fails at the disk (a folder made read-only during a run, a full
@@ -32,15 +31,11 @@ import os
 import re
 import secrets
 import tempfile
-import time
 from pathlib import Path
 
 from numpy_mnist.errors import InputError, OutputError
 
-__all__ = ["STALE_AFTER", "atomic_write", "check_file_target", "check_folder_target", "write_json"]
-
-#: Seconds after which a temporary of the older naming (no process id in it) counts as abandoned.
-STALE_AFTER = 60.0
+__all__ = ["atomic_write", "check_file_target", "check_folder_target", "write_json"]
 
 
 def _file_above(path: Path) -> Path | None:
@@ -118,8 +113,7 @@ def remove_stale_temporaries(path: str | os.PathLike) -> list[Path]:
     Only names of ``path``'s own pattern, and only those no running process can still be writing
     (see the module's docstring)."""
     path = Path(path)
-    # .<name>.<pid>.<8 hex digits>.tmp, or the older .<name>.XXXXXXXX.tmp (see the module's docstring)
-    pattern = re.compile(rf"\.{re.escape(path.name)}\.(?:(?P<pid>\d+)\.[0-9a-f]{{8}}|[A-Za-z0-9_]{{8}})\.tmp")
+    pattern = re.compile(rf"\.{re.escape(path.name)}\.(?P<pid>\d+)\.[0-9a-f]{{8}}\.tmp")
     removed = []
     try:
         entries = list(os.scandir(path.parent))
@@ -129,12 +123,8 @@ def remove_stale_temporaries(path: str | os.PathLike) -> list[Path]:
         match = pattern.fullmatch(entry.name)
         if match is None or not entry.is_file(follow_symlinks=False):
             continue
-        with contextlib.suppress(OSError):
-            if match["pid"] is not None:
-                stale = not _running(int(match["pid"]))
-            else:
-                stale = time.time() - entry.stat(follow_symlinks=False).st_mtime > STALE_AFTER
-            if stale:
+        if not _running(int(match["pid"])):
+            with contextlib.suppress(OSError):
                 os.unlink(entry.path)
                 removed.append(Path(entry.path))
     return removed

@@ -126,7 +126,7 @@ class GradReport:
 
     ``method``: ``"full"``, ``"directional"`` or a reference's name (``"pytorch"``); ``checked``:
     how many numbers were compared; ``index`` (an entry) or ``direction`` (its number): where the
-    worst one is; ``analytic`` and ``numeric`` there; ``rel_error`` and ``abs_error`` there
+    worst one is; ``analytic`` and ``numeric`` there; ``rel_error`` there
     (``inf`` for NaN or infinity); ``rtol`` and ``atol`` (as it applied there); ``norm``: the
     Euclidean norm of the whole analytic gradient.
     """
@@ -140,7 +140,6 @@ class GradReport:
     analytic: float
     numeric: float
     rel_error: float
-    abs_error: float
     rtol: float
     atol: float
     norm: float
@@ -187,13 +186,12 @@ def compare(name: str, analytic, reference, *, rtol: float, atol=0.0, method: st
     atol = np.broadcast_to(_host64(atol), a.shape)
     rel = relative_error(a, n, rtol=rtol, atol=atol)
     if rel.size == 0:
-        return GradReport(name, shape or a.shape, method, 0, None, None, 0.0, 0.0, 0.0, 0.0, rtol, 0.0, 0.0)
+        return GradReport(name, shape or a.shape, method, 0, None, None, 0.0, 0.0, 0.0, rtol, 0.0, 0.0)
     flat = int(np.argmax(rel))  # the first NaN/inf, else the largest error
     where = indices[flat] if indices is not None else np.unravel_index(flat, a.shape)
     index, direction = (None, where) if isinstance(where, int) else (tuple(int(i) for i in where), None)
     return GradReport(name, tuple(shape or a.shape), method, int(a.size), index, direction,
-                      float(a.flat[flat]), float(n.flat[flat]), float(rel.flat[flat]),
-                      float(abs(a.flat[flat] - n.flat[flat])), rtol, float(atol.flat[flat]),
+                      float(a.flat[flat]), float(n.flat[flat]), float(rel.flat[flat]), rtol, float(atol.flat[flat]),
                       float(np.linalg.norm(a)) if norm is None else norm)
 
 

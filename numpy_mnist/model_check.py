@@ -18,15 +18,7 @@ import numpy as np
 from numpy_mnist import torch_twin
 from numpy_mnist.backends.host import to_numpy
 from numpy_mnist.errors import InputError
-from numpy_mnist.gradcheck import (
-    DEFAULT_H,
-    DEFAULT_RTOL,
-    TORCH_RTOL,
-    GradCheckOptions,
-    GradReport,
-    Tolerance,
-    check_gradient,
-)
+from numpy_mnist.gradcheck import DEFAULT_H, GradCheckOptions, GradReport, Tolerance, check_gradient
 from numpy_mnist.losses import Loss, get_loss
 
 __all__ = ["ModelCheck", "check_model", "check_model_gradients", "loss_magnitude", "rows_near_relu_kink",
@@ -55,8 +47,7 @@ class ModelCheck:
         return [r for r in self.reports if not r.ok]
 
 
-def check_model_gradients(model, x, y, *, h: float = DEFAULT_H, rtol: float = DEFAULT_RTOL,
-                          **options: Any) -> tuple[float, dict[str, GradReport]]:
+def check_model_gradients(model, x, y, *, h: float = DEFAULT_H, **options: Any) -> tuple[float, dict[str, GradReport]]:
     """Every parameter's gradient from ``model.loss_and_grads(x, y)`` against finite differences.
 
     Each parameter in turn is perturbed in a float64 twin of the model on the same backend, whose
@@ -82,7 +73,7 @@ def check_model_gradients(model, x, y, *, h: float = DEFAULT_H, rtol: float = DE
     scale = (loss_magnitude(model.loss, backend.to_host(logits), backend.to_host(yb), loss)
              + float(np.sum(np.abs(dlogits) * logit_sizes)))
     params = dict(model.params)
-    tolerance = Tolerance(rtol=rtol, h=h)
+    tolerance = Tolerance(h=h)
 
     def loss_at(p, name):
         twin.params = {**params, name: p}
@@ -118,17 +109,16 @@ def kink_margin(x, h: float = DEFAULT_H) -> float:
     return 2 * h * (1 + float(np.max(np.linalg.norm(to_numpy(x, np.float64), axis=1), initial=0.0)))
 
 
-def check_model(model, x, y, *, h: float = DEFAULT_H, rtol: float = DEFAULT_RTOL, torch_rtol: float = TORCH_RTOL,
-                use_torch: bool = True, **fd_options: Any) -> ModelCheck:
+def check_model(model, x, y, *, h: float = DEFAULT_H, use_torch: bool = True) -> ModelCheck:
     """Both checks of a model on one batch: finite differences, and PyTorch when it is installed
     (:func:`numpy_mnist.torch_twin.compare_model`).  What ``numpy-mnist gradcheck`` prints."""
-    loss, fd = check_model_gradients(model, x, y, h=h, rtol=rtol, **fd_options)
+    loss, fd = check_model_gradients(model, x, y, h=h)
     if not use_torch:
         return ModelCheck(loss, fd, None, "not asked for")
     if not torch_twin.available():
         return ModelCheck(loss, fd, None, "torch not installed")
     try:
-        _, pt = torch_twin.compare_model(model, x, y, rtol=torch_rtol)
+        _, pt = torch_twin.compare_model(model, x, y)
     except NotImplementedError as exc:
         return ModelCheck(loss, fd, None, str(exc))
     return ModelCheck(loss, fd, pt, None)

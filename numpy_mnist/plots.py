@@ -43,10 +43,10 @@ def pyplot():
     return plt
 
 
-def save_figure(fig, path: str | Path, dpi: int = 120) -> Path:
+def save_figure(fig, path: str | Path) -> Path:
     """Save ``fig`` as a PNG atomically and close it."""
     path = Path(path)
-    png = figure_png(fig, dpi=dpi)
+    png = figure_png(fig)
     with atomic_write(path) as f:
         f.write(png)
     return path
@@ -69,8 +69,7 @@ SIGNED_LABEL = "value (red > 0, white = 0, blue < 0)"
 
 
 def images_figure(images, titles=None, *, ncols: int | None = None, symmetric: bool = False, shared: bool = True,
-                  title: str = "", colorbar: bool | None = None, size: float = 1.6, label: str = SIGNED_LABEL,
-                  limit: float | None = None):
+                  title: str = "", size: float = 1.6, label: str = SIGNED_LABEL, limit: float | None = None):
     """A row (or grid) of 28x28 pictures: digits, mean images, weight vectors, gradients.
 
     ``images`` is a sequence of arrays (of any backend) of 784 values each (any shape holding them, e.g. (784,),
@@ -80,25 +79,23 @@ def images_figure(images, titles=None, *, ncols: int | None = None, symmetric: b
     pictures (``shared=True``, so that they compare), or each its own (``shared=False``, to see the shape
     of a small one beside a large one).  ``m`` is the largest ``|value|`` (of all pictures, or of each),
     unless ``limit`` sets it (larger values are then drawn at full colour).  A colour bar, labelled
-    ``label``, shows the scale: by default on symmetric pictures (one for a shared scale, one per
-    picture otherwise), and not on others.
+    ``label``, shows the scale of symmetric pictures (one for a shared scale, one per picture
+    otherwise); others have none.
     """
     pictures = _pictures(images)
-    colorbar = symmetric if colorbar is None else colorbar
-    titles = list(titles) if titles is not None else [""] * len(pictures)
     ncols = ncols or len(pictures)
     nrows = -(-len(pictures) // ncols)
-    own_bars = colorbar and not shared
+    own_bars = symmetric and not shared
     limit = limit or (max(float(abs(p).max()) for p in pictures) if shared else None)
-    fig, axes = pyplot().subplots(nrows, ncols, squeeze=False, figsize=_figure_size(size, nrows, ncols, colorbar,
-                                                                                   own_bars))
+    figsize = _figure_size(size, nrows, ncols, symmetric, own_bars)
+    fig, axes = pyplot().subplots(nrows, ncols, squeeze=False, figsize=figsize)
     for ax in axes.flat:
         ax.set_axis_off()
     drawn = [ax.imshow(p, **_scale(p, symmetric, limit)) for ax, p in zip(axes.flat, pictures)]
-    for ax, text in zip(axes.flat, titles):
+    for ax, text in zip(axes.flat, titles or ()):
         ax.set_title(text, fontsize=9)
-    if colorbar:
-        _colour_bars(fig, axes, drawn, own=own_bars, label=label if symmetric else None)
+    if symmetric:
+        _colour_bars(fig, axes, drawn, own=own_bars, label=label)
     if title:
         fig.suptitle(title)
     return fig

@@ -12,8 +12,9 @@ when a function here runs (:func:`available` says whether it can be).
   copies a numpy-mnist model's parameters into leaf tensors, :func:`forward` runs its twin.
 * :func:`loss_and_grads`: ``model.loss_and_grads`` by autograd in float64, and
   :func:`compare_model`, every parameter's gradient against it (what ``gradcheck`` prints).
-* Oracles for single pieces (:func:`vjp`, :func:`linear_oracle`, :func:`loss_oracle`, ...) with
-  the rounding floor of each entry, and :func:`assert_agree`.
+* :func:`vjp`: the gradients of any function of arrays by autograd.  (The test suite builds on
+  these its oracles for single pieces, each with the rounding floor of every entry, its float32
+  floors and the ResNet-18's twin: ``tests/torch_oracles.py``.)
 
 How close two correct float64 programs come
 -------------------------------------------
@@ -46,14 +47,8 @@ from numpy_mnist.gradcheck import TINY64, TORCH_RTOL, GradReport, compare, gamma
 __all__ = [
     "available", "sigmoid", "mnist_loss", "binary_cross_entropy", "softmax_cross_entropy",
     "loss_twin", "LOSSES", "linear", "mlp", "MODELS", "tensor", "parameters", "forward", "loss_and_grads", "gamma",
-    "gamma32", "compare_model", "vjp", "linear_oracle", "sigmoid_oracle", "relu_oracle", "loss_oracle",
-    "assert_agree", "TINY64", "TINY32",
+    "compare_model", "vjp", "TINY64",
 ]
-
-EPS32 = float(np.finfo(np.float32).eps)
-#: Below these (and gradcheck's TINY64), floats have only absolute precision (subnormals).
-TINY32 = float(np.finfo(np.float32).smallest_normal)
-
 
 def _torch():
     import torch
@@ -89,24 +84,14 @@ def binary_cross_entropy(z, t):
     Its rounding differs from ours where the terms cancel: it averages ``softplus(z) - t z``
     (cancelling for a confident right answer) and takes ``log(1 + e^-|z|)`` as the log of a rounded
     ``1 + e^-|z|``, an absolute error of ``eps`` per term (ours uses ``log1p``); its derivative
-    ``(sigma(z) - t) / M`` cancels likewise.  Hence the floors of :func:`binary_cross_entropy_floors`,
-    the only twin whose rounding differs from ours (every other computes ours term by term).
+    ``(sigma(z) - t) / M`` cancels likewise.  It is the only twin whose rounding differs from ours
+    (every other computes ours term by term): the test suite's ``loss_oracle`` widens its floors.
     """
     return _torch().nn.functional.binary_cross_entropy_with_logits(z, t)
 
 
 def softmax_cross_entropy(z, labels):
     return _torch().nn.functional.cross_entropy(z, labels)
-
-
-def binary_cross_entropy_floors(loss, z, t, value: float):
-    """The floors of :func:`binary_cross_entropy` against ``loss`` (see its docstring): from the
-    terms' size ``softplus(z) + |t z|`` (``loss.magnitude``) plus 1 for the rounded ``1 + e^-|z|``,
-    and from ``(sigma(z) + |t|) / M``."""
-    m = z.size
-    value_floor = 2 * gamma(m + 4) * (loss.magnitude(z, t, value) + 1) + TINY64
-    dz_floor = 2 * gamma(4) * (_host(sigmoid(tensor(z))) + np.abs(t)) / m + TINY64
-    return value_floor, dz_floor
 
 
 def loss_twin(loss) -> Callable:
@@ -150,10 +135,6 @@ def tensor(a, requires_grad: bool = False, dtype=None, device=None):
                         requires_grad=requires_grad)
 
 
-def _host(t) -> np.ndarray:
-    return t.detach().numpy().copy()
-
-
 def parameters(model, *, dtype=None, device=None, requires_grad: bool = True) -> dict:
     """Copies of ``model.params`` as leaf tensors, keyed alike (float64 unless ``dtype``)."""
     return {name: tensor(value, requires_grad, dtype, device) for name, value in model.params.items()}
@@ -186,7 +167,7 @@ def loss_and_grads(model, x, y, *, magnitudes: bool = False):
     z = forward(model, xt, params)
     loss = loss_twin(model.loss)(z, _targets(model, y))
     dz, *grads = torch.autograd.grad(loss, [z, *params.values()])
-    out = (float(loss.detach()), {k: _host(g) for k, g in zip(params, grads)})
+    out = (float(loss.detach()), {k: to_numpy(g) for k, g in zip(params, grads)})
     if not magnitudes:
         return out
     # The magnitude network, driven by |dz| + 2/N: 2/N covers the rounding of the loss derivative
@@ -195,12 +176,7 @@ def loss_and_grads(model, x, y, *, magnitudes: bool = False):
     upstream = dz.abs() + 2.0 / z.shape[0]
     sizes = torch.autograd.grad((forward(model, xt.abs(), mags) * upstream).sum(), list(mags.values()))
     k = xt.shape[0] + sum(int(v.shape[0]) for v in model.params.values() if len(v.shape) == 2)
-    return out + ((k, {name: _host(s) for name, s in zip(params, sizes)}),)
-
-
-def gamma32(k: int) -> float:
-    """Higham's ``gamma_k`` for float32 sums."""
-    return k * EPS32 / (1 - k * EPS32)
+    return out + ((k, {name: to_numpy(s) for name, s in zip(params, sizes)}),)
 
 
 def compare_model(model, x, y, *, rtol: float = TORCH_RTOL) -> tuple[float, dict[str, GradReport]]:
@@ -219,140 +195,11 @@ def compare_model(model, x, y, *, rtol: float = TORCH_RTOL) -> tuple[float, dict
                   for name in model.params}
 
 
-# -- single pieces, with their floors ---------------------------------------------------------------
+# -- single pieces ---------------------------------------------------------------------------------
 
 def vjp(fn, inputs, dout):
     """``fn(*inputs)`` and the gradients of ``sum(dout * fn(*inputs))`` for every input, by autograd."""
     ts = [tensor(a, requires_grad=True) for a in inputs]
     out = fn(*ts)
     grads = _torch().autograd.grad(out, ts, grad_outputs=tensor(dout))
-    return _host(out), [_host(g) for g in grads]
-
-
-def linear_oracle(x, w, b, dout):
-    """``out, (dx, dw, db)`` of ``x @ w + b``, and the floors of ``(out, dx, dw, db)``.
-
-    The floors come from the same computation on absolute values (``|x| @ |w| + |b|`` driven by
-    ``|dout|``): exactly the sums of ``|terms|`` each entry is made of.
-    """
-    def affine(a, m, c):
-        return a @ m + c
-
-    out, grads = vjp(affine, [x, w, b], dout)
-    mags = [np.abs(to_numpy(a, np.float64)) for a in (x, w, b)]
-    out_mag, grad_mags = vjp(affine, mags, np.abs(to_numpy(dout, np.float64)))
-    k = max(x.shape[0], w.shape[0], w.shape[1]) + 1
-    return out, grads, [2 * gamma(k) * m + TINY64 for m in (out_mag, *grad_mags)]
-
-
-def sigmoid_oracle(x, dout):
-    """``sigmoid(x)`` and ``dout * sigma'(x)``; elementwise, so their floor is :data:`TINY64`."""
-    out, (dx,) = vjp(sigmoid, [x], dout)
-    return out, dx
-
-
-def relu_oracle(x, dout):
-    """``relu(x)`` and its gradient, with PyTorch's convention ``relu'(0) = 0``."""
-    out, (dx,) = vjp(_torch().relu, [x], dout)
-    return out, dx
-
-
-def loss_oracle(loss, z, t):
-    """``value, dz`` of ``loss`` (a :class:`~numpy_mnist.losses.Loss` or its name) on logits ``z``
-    and targets ``t`` by its twin, and their floors.
-
-    ``mnist_loss`` averages positive terms and its derivative is elementwise; the twin of
-    softmax cross-entropy computes ours term by term: their floor is :data:`TINY64`.  Binary
-    cross-entropy's twin rounds otherwise where terms cancel: :func:`binary_cross_entropy_floors`.
-    """
-    loss = losses.get_loss(loss)
-    twin = loss_twin(loss)
-    zt, tt = tensor(z, requires_grad=True), tensor(t)
-    value = twin(zt, tt)
-    (dz,) = _torch().autograd.grad(value, [zt])
-    value, dz = float(value.detach()), _host(dz)
-    z, t = to_numpy(z, np.float64), to_numpy(t, np.float64)
-    if twin is binary_cross_entropy:
-        return (value, dz, *binary_cross_entropy_floors(loss, z, t, value))
-    return value, dz, TINY64, np.full(z.shape, TINY64)
-
-
-def assert_agree(name: str, ours, reference, floor=TINY64, rtol: float = TORCH_RTOL) -> GradReport:
-    """Raise ``AssertionError`` (naming the worst entry) unless, entry by entry,
-    ``|ours - reference| <= rtol * max(|ours|, |reference|) + floor``; return the report."""
-    report = compare(name, to_numpy(ours, np.float64), to_numpy(reference, np.float64),
-                     rtol=rtol, atol=floor, method="pytorch")
-    if not report.ok:
-        raise AssertionError(str(report))
-    return report
-
-
-# == Going deeper: the ResNet-18's twin ==============================================================
-#
-# The twin of :class:`numpy_mnist.models.ResNet18`, written as PyTorch's functional calls on a dict
-# of parameter tensors (its names, and the head's linears stored (in, out)), so that autograd can
-# differentiate it.  Its layout is spelled out again here rather than read from the model.
-
-#: The stride of each stage's first block (torchvision's ResNet-18).
-RESNET18_STRIDES = (1, 2, 2, 2)
-
-
-def resnet18(x, p, *, buffers=None, masks=None, training: bool = True):
-    """The ResNet-18 of :func:`numpy_mnist.models.resnet18` on (N, side**2) square images ``x``: its logits.
-
-    ``F.conv2d``, ``F.batch_norm`` (``training=True``: the batch's statistics, and ``buffers``'
-    ``running_mean`` / ``running_var`` updated in place with momentum 0.1, as ``nn.BatchNorm2d``
-    does; ``training=False``: those running statistics), ``F.max_pool2d``, the adaptive pools of
-    fastai's ``AdaptiveConcatPool2d`` and ``F.linear``.  Dropout in training mode applies the fixed
-    boolean ``masks`` (``{"head.drop1": ..., "head.drop2": ...}``) as ``x * mask / (1 - p)``, which
-    is what ``F.dropout`` does with a mask of its own drawing.
-    """
-    torch = _torch()
-    F = torch.nn.functional
-    buffers = buffers or {}
-
-    def bn(h, name):
-        return F.batch_norm(h, buffers.get(f"{name}.running_mean"), buffers.get(f"{name}.running_var"),
-                            p[f"{name}.weight"], p[f"{name}.bias"], training=training, momentum=0.1, eps=1e-5)
-
-    def drop(h, name, prob):
-        return h * masks[name] / (1 - prob) if training else h
-
-    side = round(x.shape[1] ** 0.5)
-    h = F.relu(bn(F.conv2d(x.reshape(-1, 1, side, side), p["conv1.weight"], stride=2, padding=3), "bn1"))
-    h = F.max_pool2d(h, kernel_size=3, stride=2, padding=1)
-    for stage, stride in enumerate(RESNET18_STRIDES, start=1):
-        for b in range(2):
-            name, s = f"layer{stage}.{b}", stride if b == 0 else 1
-            out = F.relu(bn(F.conv2d(h, p[f"{name}.conv1.weight"], stride=s, padding=1), f"{name}.bn1"))
-            out = bn(F.conv2d(out, p[f"{name}.conv2.weight"], padding=1), f"{name}.bn2")
-            if f"{name}.downsample.0.weight" in p:
-                h = bn(F.conv2d(h, p[f"{name}.downsample.0.weight"], stride=s), f"{name}.downsample.1")
-            h = F.relu(out + h)
-    h = torch.cat([F.adaptive_max_pool2d(h, 1), F.adaptive_avg_pool2d(h, 1)], dim=1).flatten(1)
-    h = drop(bn(h, "head.bn1"), "head.drop1", 0.25)
-    h = F.relu(F.linear(h, p["head.fc1.weight"].T))
-    h = drop(bn(h, "head.bn2"), "head.drop2", 0.5)
-    return F.linear(h, p["head.fc2.weight"].T)
-
-
-def resnet18_state(model, *, dtype=None) -> tuple[dict, dict]:
-    """Copies of a ResNet-18's ``params`` (leaf tensors that require grad) and ``buffers`` (float64
-    unless ``dtype``)."""
-    return parameters(model, dtype=dtype), {k: tensor(v, dtype=dtype) for k, v in model.buffers.items()}
-
-
-def resnet18_loss_and_grads(model, x, y, masks) -> tuple[float, dict, dict]:
-    """``model.loss_and_grads(x, y)`` by autograd on the twin in float64, from the model's parameters
-    and running statistics as they are now, with the dropout ``masks``: ``(loss, grads, buffers)``,
-    the gradients and the running statistics after the pass as host arrays."""
-    torch = _torch()
-    params, buffers = resnet18_state(model)
-    masks = {k: torch.as_tensor(np.asarray(m)) for k, m in masks.items()}
-    loss = softmax_cross_entropy(resnet18(tensor(x), params, buffers=buffers, masks=masks), _targets(model, y))
-    grads = torch.autograd.grad(loss, list(params.values()))
-    return (float(loss.detach()), {k: _host(g) for k, g in zip(params, grads)},
-            {k: _host(b) for k, b in buffers.items()})
-
-
-__all__ += ["resnet18", "resnet18_state", "resnet18_loss_and_grads", "RESNET18_STRIDES"]
+    return to_numpy(out), [to_numpy(g) for g in grads]

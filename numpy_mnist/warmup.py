@@ -44,8 +44,6 @@ from typing import Any, NamedTuple
 import numpy as np
 from array_api_compat import array_namespace
 
-from numpy_mnist.backends import get_backend
-
 __all__ = [
     "square",
     "square_gradient",
@@ -110,30 +108,19 @@ def quadratic_mse_gradient(t, params, targets):
     return xp.stack([xp.mean(dp * (t * t)), xp.mean(dp * t), xp.mean(dp)])
 
 
-def _backend(backend):
-    """A backend named by a string, in float64; a backend object (or None, the host) as it is."""
-    return get_backend(backend, "float64") if isinstance(backend, str) else backend
-
-
-def roller_coaster(seed: int = 0, backend: Any = None):
+def roller_coaster(seed: int = 0):
     """The book's data: ``time = arange(20)``, ``speed = randn(20) * 3 + 0.75 * (time - 9.5)**2 + 1``.
 
-    The noise is drawn from ``numpy.random.default_rng(seed)`` on the host (the same numbers on every
-    backend).  Returns ``(time, speed)``, each of shape (20,): host float64 NumPy arrays, or arrays of
-    ``backend`` (a backend object or name) when one is given.
+    The noise is drawn from ``numpy.random.default_rng(seed)``.  Returns ``(time, speed)``, each of
+    shape (20,), host float64 NumPy arrays (``backend.asarray`` puts them on another backend).
     """
-    rng = np.random.default_rng(seed)
     time = np.arange(N_STEPS, dtype=np.float64)
-    speed = rng.standard_normal(N_STEPS) * 3 + 0.75 * (time - 9.5) ** 2 + 1
-    backend = _backend(backend)
-    return (time, speed) if backend is None else (backend.asarray(time), backend.asarray(speed))
+    return time, np.random.default_rng(seed).standard_normal(N_STEPS) * 3 + 0.75 * (time - 9.5) ** 2 + 1
 
 
-def init_params(seed: int = 0, backend: Any = None):
+def init_params(seed: int = 0):
     """Step 1, initialise: ``params = randn(3)``, standard normal from ``numpy.random.default_rng(seed)``."""
-    params = np.random.default_rng(seed).standard_normal(3)
-    backend = _backend(backend)
-    return params if backend is None else backend.asarray(params)
+    return np.random.default_rng(seed).standard_normal(3)
 
 
 class Step(NamedTuple):

@@ -9,8 +9,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import numpy as np
-
 from numpy_mnist.metrics import batch_accuracy
 
 __all__ = ["Nudge", "nudge_one_weight"]
@@ -47,5 +45,5 @@ def nudge_one_weight(model, x, y, *, name: str = "weights", index: tuple = (0, 0
 
 
 def centre_pixel() -> tuple[int, int]:
-    """Index of the weight of the image's centre pixel in a (784, 1) weight matrix."""
-    return (int(np.ravel_multi_index((14, 14), (28, 28))), 0)
+    """Index of the weight of the image's centre pixel (row 14, column 14 of 28) in a (784, 1) weight matrix."""
+    return (14 * 28 + 14, 0)

@@ -66,19 +66,6 @@ def test_root_defaults_to_the_data_dir(tmp_path, monkeypatch):
     assert load_mnist()[0].shape == (5, 784)
 
 
-def test_download_true_fetches_first(tmp_path, monkeypatch):
-    calls = []
-
-    def fake_download(root, *args, **kwargs):
-        calls.append(root)
-        write_tiny_mnist(root)
-        return root
-
-    monkeypatch.setattr(mnist, "download_mnist", fake_download)
-    assert load_mnist(tmp_path / "new", download=True)[2].shape == (3, 784)
-    assert calls == [tmp_path / "new"]
-
-
 def test_missing_files_are_named_with_the_fix(tmp_path):
     write_tiny_mnist(tmp_path)
     (tmp_path / "t10k-labels-idx1-ubyte.gz").unlink()

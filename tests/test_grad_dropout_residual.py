@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+from torch_oracles import assert_agree
 
 from numpy_mnist.errors import InputError
 from numpy_mnist.gradcheck import DEFAULT_RTOL, GradCheckOptions, check_gradient
@@ -36,7 +37,7 @@ from numpy_mnist.layers import (
     residual_add_backward,
     update_running_stats,
 )
-from numpy_mnist.torch_twin import TINY64, assert_agree, tensor, vjp
+from numpy_mnist.torch_twin import TINY64, tensor, vjp
 
 shapes = st.sampled_from([(5,), (3, 4), (2, 3, 4, 5), (1, 1, 1, 1)])
 probabilities = st.sampled_from([0.0, 0.1, 0.25, 0.5, 0.9])

@@ -21,6 +21,7 @@ import numpy as np
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+from torch_oracles import TINY32, assert_agree, gamma32, linear_oracle, relu_oracle, sigmoid_oracle
 
 from numpy_mnist.gradcheck import DEFAULT_RTOL, TORCH_RTOL, GradCheckOptions, check_gradient
 from numpy_mnist.layers import (
@@ -32,7 +33,7 @@ from numpy_mnist.layers import (
     sigmoid_backward,
     sigmoid_derivative,
 )
-from numpy_mnist.torch_twin import TINY32, TINY64, assert_agree, gamma32, linear_oracle, relu_oracle, sigmoid_oracle
+from numpy_mnist.torch_twin import TINY64
 
 F32_RTOL = 1e-5
 

@@ -16,13 +16,14 @@ import numpy as np
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+from torch_oracles import TINY32, assert_agree, gamma32, loss_oracle
 
 from numpy_mnist import torch_twin
 from numpy_mnist.errors import InputError
 from numpy_mnist.gradcheck import DEFAULT_RTOL, GradCheckOptions, check_gradient
 from numpy_mnist.losses import get_loss
 from numpy_mnist.model_check import loss_magnitude
-from numpy_mnist.torch_twin import TINY32, assert_agree, gamma32, loss_oracle, tensor
+from numpy_mnist.torch_twin import tensor
 
 F32_RTOL = 1e-5
 

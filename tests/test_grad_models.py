@@ -20,13 +20,14 @@ import numpy as np
 import pytest
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
+from torch_oracles import TINY32, assert_agree, gamma32
 
 from numpy_mnist import torch_twin
 from numpy_mnist.backends import available_backends
 from numpy_mnist.gradcheck import TORCH_RTOL
 from numpy_mnist.model_check import check_model_gradients, kink_margin, loss_magnitude, rows_near_relu_kink
 from numpy_mnist.models import MLP, LinearModel, linear1, simple_net
-from numpy_mnist.torch_twin import TINY32, assert_agree, gamma, gamma32
+from numpy_mnist.torch_twin import gamma
 
 #: Each gradient property is proven against both oracles, one per parametrization.
 ORACLES = pytest.mark.parametrize("oracle", ["finite differences", pytest.param("pytorch", marks=gs.needs_torch)])

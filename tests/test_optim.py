@@ -20,12 +20,12 @@ import math
 import grad_strategies as gs
 import numpy as np
 import pytest
+from torch_oracles import assert_agree
 
 from numpy_mnist import torch_twin
 from numpy_mnist.errors import InputError
 from numpy_mnist.models import simple_net
 from numpy_mnist.optim import SGD, Adam, OneCycle
-from numpy_mnist.torch_twin import assert_agree
 
 ADAM_RTOL = 1e-9
 

@@ -20,7 +20,7 @@ def test_images_figure_draws_each_picture_once_and_closes_into_png():
 
 
 def test_symmetric_pictures_share_one_scale_centred_on_zero():
-    fig = images_figure([np.full(784, 0.5), np.full(784, -2.0)], symmetric=True, colorbar=True)
+    fig = images_figure([np.full(784, 0.5), np.full(784, -2.0)], symmetric=True)
     limits = {ax.images[0].get_clim() for ax in fig.axes if ax.images}
     assert limits == {(-2.0, 2.0)}
     figure_png(fig)
@@ -44,7 +44,6 @@ def test_signed_pictures_get_a_labelled_linear_colour_bar_from_minus_m_to_m():
     assert [b.get_ylim() for b in _bars(own)] == [pytest.approx((-0.5, 0.5)), pytest.approx((-2.0, 2.0))]
     figure_png(own)
     assert _bars(images_figure([np.zeros(784)])) == []
-    assert _bars(images_figure([np.zeros(784)], symmetric=True, colorbar=False)) == []
 
 
 def test_images_figure_refuses_nothing_and_wrong_sizes():

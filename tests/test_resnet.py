@@ -3,7 +3,7 @@ gradient by hand against PyTorch's autograd on its twin and against finite diffe
 
 * Layout: torchvision's ResNet-18 (11,689,512 parameters with its 3-channel stem and 1000-class
   ``fc``) becomes 11,698,624 with a 1-channel stem and fastai's head; Kaiming-normal spreads.
-* ``loss_and_grads`` against autograd on :func:`numpy_mnist.torch_twin.resnet18` in float64 on
+* ``loss_and_grads`` against autograd on the twin ``tests/torch_oracles.resnet18`` in float64 on
   every backend, with the same dropout masks: the loss, every parameter's gradient within 1e-9
   relative, and the running statistics after the pass.  Entries below 1e-4 of their parameter's
   largest are held to 1e-12 of it, absolutely: a batch norm's backward ``M dy - sum(dy) - xhat
@@ -22,6 +22,8 @@ import math
 import grad_strategies as gs
 import numpy as np
 import pytest
+import torch_oracles
+from torch_oracles import assert_agree
 
 from numpy_mnist import torch_twin
 from numpy_mnist.errors import InputError
@@ -29,7 +31,6 @@ from numpy_mnist.gradcheck import GradCheckOptions, check_gradient
 from numpy_mnist.layers import dropout_mask
 from numpy_mnist.models import MODEL_KINDS, ResNet18, resnet18, resnet18_shapes
 from numpy_mnist.optim import Adam, OneCycle
-from numpy_mnist.torch_twin import assert_agree
 
 TWIN_RTOL = 1e-9
 #: Entries this small against their parameter's largest are compared absolutely (see the docstring).
@@ -99,7 +100,7 @@ def test_loss_and_grads_against_twin(backend, width, n, seed, image_size):
     model = resnet18(width, seed=seed, backend=backend, image_size=image_size)
     x, y, masks = batch(n, width, seed, image_size)
     model.dropout_masks = masks
-    want_loss, want_grads, want_buffers = torch_twin.resnet18_loss_and_grads(model, x, y, masks)
+    want_loss, want_grads, want_buffers = torch_oracles.resnet18_loss_and_grads(model, x, y, masks)
     loss, grads = model.loss_and_grads(backend.asarray(x), backend.asarray(y))
     assert float(loss) == pytest.approx(want_loss, rel=1e-12)
     assert grads.keys() == model.params.keys()
@@ -117,8 +118,8 @@ def test_eval_forward_against_twin(backend):
     model.loss_and_grads(backend.asarray(x), backend.asarray(y))  # running statistics away from 0 and 1
     model.loss_and_grads(backend.asarray(x[::-1].copy()), backend.asarray(y[::-1].copy()))
     before = host(model, model.buffers)
-    params, buffers = torch_twin.resnet18_state(model)
-    want = torch_twin.resnet18(torch_twin.tensor(x), params, buffers=buffers, training=False).detach().numpy()
+    params, buffers = torch_oracles.resnet18_state(model)
+    want = torch_oracles.resnet18(torch_twin.tensor(x), params, buffers=buffers, training=False).detach().numpy()
     logits = backend.to_host(model.eval().forward(backend.asarray(x)))
     assert_agree("eval logits", logits, want, floor=1e-13, rtol=1e-10)
     one = backend.to_host(model.forward(backend.asarray(x[2:3].copy())))  # a row alone: its logits in the batch
@@ -133,7 +134,7 @@ def test_adam_one_cycle_five_steps_against_torch(backend):
     steps, lr_max = 5, 0.01
     model = resnet18(WIDTH, seed=4, backend=backend)
     opt = Adam(model.params, schedule=OneCycle(steps, lr_max), no_decay=model.no_weight_decay)
-    params, buffers = torch_twin.resnet18_state(model)
+    params, buffers = torch_oracles.resnet18_state(model)
     decay = [{"params": [p for k, p in params.items() if (k in model.no_weight_decay) == skip],
               "weight_decay": 0.0 if skip else 0.01} for skip in (False, True)]
     topt = torch.optim.AdamW(decay, lr=1.0, betas=(0.9, 0.99), eps=1e-5)
@@ -148,7 +149,7 @@ def test_adam_one_cycle_five_steps_against_torch(backend):
             group["lr"], group["betas"] = lr, (beta1, 0.99)
         topt.zero_grad()
         tmasks = {k: torch.as_tensor(m) for k, m in masks.items()}
-        logits = torch_twin.resnet18(torch_twin.tensor(x), params, buffers=buffers, masks=tmasks)
+        logits = torch_oracles.resnet18(torch_twin.tensor(x), params, buffers=buffers, masks=tmasks)
         torch.nn.functional.cross_entropy(logits, torch.as_tensor(y)).backward()
         topt.step()
     # An Adam update moves an entry by about lr at most, so an entry that passed near 0 on the way

@@ -34,6 +34,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
+from torch_oracles import assert_agree
 
 from numpy_mnist import torch_twin
 from numpy_mnist.errors import InputError
@@ -45,7 +46,6 @@ from numpy_mnist.losses import (
     softmax_cross_entropy,
     softmax_cross_entropy_backward,
 )
-from numpy_mnist.torch_twin import assert_agree
 
 EPS64 = float(np.finfo(np.float64).eps)
 with_backend = gs.with_backend

@@ -170,7 +170,7 @@ def test_mnist_subset_shapes_and_dtypes(mnist_subset):
     assert d.train_x.dtype == np.float32 and d.train_y.dtype == np.int64 and d.train_y.shape == (2000,)
     assert 0 <= d.train_x.min() and d.train_x.max() <= 1
     assert set(np.unique(d.train_y)) == set(range(10))  # a random subset has every digit
-    assert d.spec.outputs == 10 and d.spec.default_loss == "cross_entropy" and d.spec.shuffle
+    assert d.spec.outputs == 10 and d.spec.losses[0] == "cross_entropy" and d.spec.shuffle
 
 
 def test_subsets_are_seeded(shared_data):

@@ -14,13 +14,13 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from torch_oracles import assert_agree
 
 from numpy_mnist import torch_twin
 from numpy_mnist.data import DataLoader
 from numpy_mnist.metrics import batch_accuracy
 from numpy_mnist.models import linear1, simple_net
 from numpy_mnist.optim import SGD
-from numpy_mnist.torch_twin import assert_agree
 
 torch = pytest.importorskip("torch")  # the reference of every test here
 

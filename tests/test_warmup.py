@@ -127,8 +127,8 @@ def test_the_roller_coaster_is_the_books_data_from_a_seeded_host_rng():
 
 
 def test_apply_step_is_steps_2_to_5_and_leaves_params_alone(backend):
-    time, speed = roller_coaster(backend=backend)
-    params = init_params(seed=4, backend=backend)
+    time, speed = map(backend.asarray, roller_coaster())
+    params = backend.asarray(init_params(seed=4))
     before = backend.to_host(params).copy()
     step = apply_step(params, time, speed, lr=BOOK_LR)
     np.testing.assert_array_equal(backend.to_host(params), before)
@@ -140,10 +140,10 @@ def test_apply_step_is_steps_2_to_5_and_leaves_params_alone(backend):
 
 
 def test_the_loss_falls_at_the_books_lr_and_explodes_at_100_times_it(backend):
-    time, speed = roller_coaster(backend=backend)
-    losses = [s.loss for s in fit(init_params(seed=4, backend=backend), time, speed, lr=BOOK_LR, steps=10)]
+    time, speed, params = map(backend.asarray, (*roller_coaster(), init_params(seed=4)))
+    losses = [s.loss for s in fit(params, time, speed, lr=BOOK_LR, steps=10)]
     assert all(later < earlier for earlier, later in zip(losses, losses[1:])), losses
     assert losses[-1] < losses[0] / 10
-    big = [s.loss for s in fit(init_params(seed=4, backend=backend), time, speed, lr=100 * BOOK_LR, steps=10)]
+    big = [s.loss for s in fit(params, time, speed, lr=100 * BOOK_LR, steps=10)]
     assert all(later > earlier for earlier, later in zip(big, big[1:])), big
     assert big[-1] > 1e6 * big[0]

@@ -53,14 +53,14 @@ from numpy_mnist.cli.options import add_backend_options, positive_float, positiv
 from numpy_mnist.data import DataLoader
 from numpy_mnist.datasets import check_loss, get_spec, load_dataset
 from numpy_mnist.diagnosis import chance_accuracy, diagnose
-from numpy_mnist.errors import CheckpointError, DivergenceError, InputError
+from numpy_mnist.errors import CheckpointError, DivergenceError, InputError, NumpyMnistError
 from numpy_mnist.files import check_file_target, check_folder_target, write_json
 from numpy_mnist.learner import EpochRecord, StartRecord
 from numpy_mnist.losses import LOSSES
 from numpy_mnist.metrics import confusion_table, model_confusion_matrix
 from numpy_mnist.models import CLASSES_LR, MODEL_KINDS, linear1, linear10, resnet18, simple_net
 from numpy_mnist.optim import SGD, Adam, OneCycle
-from numpy_mnist.plots import class_weights_figure, confusion_matrix_figure, learning_curve_figure, save_figure
+from numpy_mnist.plots import class_weights_figure, confusion_matrix_figure, learning_curve_figure, pyplot, save_figure
 from numpy_mnist.training import make_learner, quiet_numerics
 
 
@@ -152,10 +152,7 @@ def settle_defaults(args, spec) -> None:
 def build_model(args, backend, outputs: int = 1):
     """The model ``--model`` names, with ``outputs`` logits (ten classes: ``linear`` starts at zero,
     :func:`~numpy_mnist.models.linear10`)."""
-    if args.model == "resnet18":
-        if getattr(args, "width", None) is None:  # a command other than train, which settles --width
-            raise InputError("--model resnet18 is for `numpy-mnist train` (its gradients are checked by the test "
-                             "suite): pass --model linear or --model simple_net here")
+    if args.model == "resnet18":  # (only train offers it, and prepare has settled its --width)
         return resnet18(width=args.width, seed=args.seed, backend=backend, classes=max(outputs, 2))
     if args.model == "linear":
         if outputs > 1:
@@ -221,13 +218,11 @@ def write_history(args, learner, warning=None) -> list[Path]:
 
 def check_plotting(args) -> None:
     """With plots on, refuse before any work when matplotlib cannot be imported (not after the run)."""
-    if not args.plot:
-        return
     try:
-        import matplotlib  # noqa: F401
-    except ImportError:
-        raise InputError("the plots need matplotlib, which cannot be imported here: pass --no-plot, or install "
-                         "the [plot] extra (pip install 'numpy-mnist[plot]')") from None
+        if args.plot:
+            pyplot()
+    except NumpyMnistError as exc:
+        raise InputError(f"{exc}, or pass --no-plot") from None
 
 
 def prepare(args):
@@ -354,10 +349,6 @@ def write_class_pictures(args, model, valid_dl) -> list[Path]:
     return written
 
 
-#: What a checkpoint written before a setting existed was trained with.
-_SETTINGS_BEFORE = {"dataset": "sample", "train_rows": None}
-
-
 def run_settings(args) -> dict:
     """The options that decide the batches and the steps: a resumed run must use the same.  For
     resnet18 that includes --epochs, which its one-cycle schedule spans."""
@@ -414,7 +405,7 @@ def resume(args, checkpoint, model, opt) -> tuple[list, object]:
 def _refuse_other_settings(args, checkpoint) -> None:
     """A resumed run must take the steps the saved one took: refuse other settings, naming the flags."""
     settings = run_settings(args)
-    saved = {k: checkpoint.run.get(k, _SETTINGS_BEFORE.get(k)) for k in settings}
+    saved = {k: checkpoint.run.get(k) for k in settings}
     differ = [f"{_flag(k, saved[k])} (not {_flag(k, v)})" for k, v in settings.items() if saved[k] != v]
     if differ:
         raise CheckpointError(f"{args.resume} was trained with {', '.join(differ)}: "

@@ -77,15 +77,13 @@ def default_data_dir() -> Path:
     return base / "numpy-mnist"
 
 
-def load_mnist(root: str | os.PathLike | None = None, *, download: bool = False
-               ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+def load_mnist(root: str | os.PathLike | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """The full MNIST: ``(train_x, train_y, test_x, test_y)`` as host arrays.
 
     ``x`` is float32 of shape ``(N, 784)`` scaled to ``[0, 1]``; ``y`` is int64 of shape ``(N,)``
     with labels 0-9; N is 60,000 for train and 10,000 for test.  Each file is read from ``root``
     (default :func:`default_data_dir`) gzipped (``*.gz``) or uncompressed (the same name without
-    ``.gz``).  With ``download=True`` the files are first fetched if missing (see
-    :func:`download_mnist`).
+    ``.gz``); :func:`download_mnist` fetches them.
 
     Raises
     ------
@@ -94,8 +92,6 @@ def load_mnist(root: str | os.PathLike | None = None, *, download: bool = False
         file, or the images and labels disagree.
     """
     root = default_data_dir() if root is None else Path(root)
-    if download:
-        download_mnist(root)
     paths = {name: _find(root, name) for name in MNIST_FILES}
     missing = [name for name, path in paths.items() if path is None]
     if missing:

@@ -76,12 +76,8 @@ class KernelConfig:
     dtype: str  # "float32" or "float64"
 
     def __post_init__(self) -> None:
-        if self.kind not in ("linear", "simple_net"):
-            raise ValueError(f"no fused kernels for the model kind {self.kind!r}")
-        if self.loss not in LOSSES or LOSSES[self.loss].kernel_code is None:
-            raise ValueError(f"no fused kernels for the loss {self.loss!r}")
-        if self.dtype not in _C_TYPES:
-            raise ValueError(f"no fused kernels for the dtype {self.dtype!r}")
+        # The trainer's kind, loss and dtype are vetted by why_not_kernels first; this refuses logits
+        # and targets that no kernel pairs (one logit with class labels, K logits with 0/1 targets).
         if self.multiclass == (self.outputs == 1) or not 1 <= self.outputs <= MAX_CLASSES:
             raise ValueError(f"{self.loss} with {self.outputs} outputs has no fused kernels")
 
