@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from numpy_mnist.bench.resnet import conv_floor
+from numpy_mnist.bench.resnet import conv_operands
 from numpy_mnist.bench.timing import Trial, cupy_trial, time_interleaved, torch_cuda_trial
 
 __all__ = ["references", "blas_floor", "hardware_bound_s"]
@@ -82,22 +82,23 @@ def blas_floor(workload, x: np.ndarray) -> Trial:
     simple_net: ``x @ w1``, ``a @ w2``, ``a.T @ dz``, ``dz @ w2.T``, ``x.T @ dh``), with fixed
     parameters and upstream gradients: the part of an epoch no Python or elementwise tuning can cut.
     For the ResNet-18, its convolutions' products over the batches its trials time
-    (:func:`~numpy_mnist.bench.resnet.conv_floor`).
+    (:func:`~numpy_mnist.bench.resnet.conv_operands`).
     """
-    if workload.model == "resnet18":
-        return Trial(conv_floor(workload, workload.timed_batches(x.shape[0])))
     rng = np.random.default_rng(0)
 
     def normal(*shape):
         return rng.standard_normal(shape, dtype=np.float32)
 
-    w, w1, w2 = normal(x.shape[1], 1), normal(x.shape[1], workload.hidden), normal(workload.hidden, 1)
-    products = []
-    for start in range(0, x.shape[0], workload.batch_size):
-        xb = x[start:start + workload.batch_size]
-        dz, a = normal(len(xb), 1), normal(len(xb), workload.hidden)
-        products += ([(xb, w), (xb.T, dz)] if workload.model == "linear1" else
-                     [(xb, w1), (a, w2), (a.T, dz), (dz, w2.T), (xb.T, a)])
+    if workload.model == "resnet18":
+        products = conv_operands(workload) * workload.timed_batches(x.shape[0])
+    else:
+        w, w1, w2 = normal(x.shape[1], 1), normal(x.shape[1], workload.hidden), normal(workload.hidden, 1)
+        products = []
+        for start in range(0, x.shape[0], workload.batch_size):
+            xb = x[start:start + workload.batch_size]
+            dz, a = normal(len(xb), 1), normal(len(xb), workload.hidden)
+            products += ([(xb, w), (xb.T, dz)] if workload.model == "linear1" else
+                         [(xb, w1), (a, w2), (a.T, dz), (dz, w2.T), (xb.T, a)])
 
     def run():
         for left, right in products:

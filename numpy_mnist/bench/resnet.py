@@ -36,7 +36,7 @@ from numpy_mnist.models import HEAD_DROPOUT, RESNET18_STAGES, resnet18, resnet18
 from numpy_mnist.optim import Adam, OneCycle
 from numpy_mnist.training import quiet_numerics
 
-__all__ = ["conv_products", "numpy_mnist_trainer", "torch_trainer", "torch_one_cycle", "conv_floor",
+__all__ = ["conv_products", "numpy_mnist_trainer", "torch_trainer", "torch_one_cycle", "conv_operands",
            "traced_peak_bytes"]
 
 
@@ -136,20 +136,14 @@ def torch_one_cycle(opt, steps: int, lr_max: float):
                                                pct_start=(0.25 * steps + 1) / (steps + 1), final_div_factor=1e5 / 25)
 
 
-def conv_floor(workload, batches: int):
-    """``run()``: the convolutions' products (see the module's docstring) of ``batches`` batches, NumPy float32."""
+def conv_operands(workload) -> list[tuple[np.ndarray, np.ndarray]]:
+    """The ``(left, right)`` operands of one batch's convolution products (see the module's docstring), float32."""
     rng = np.random.default_rng(0)
-    operands = [tuple(rng.standard_normal(shape, dtype=np.float32) for shape in ((m, k), (f, k), (m, f)))
-                for m, k, f in conv_products(workload.width, workload.batch_size)]
-
-    def run():
-        for _ in range(batches):
-            for cols, kernel_rows, dout in operands:
-                cols @ kernel_rows.T
-                dout.T @ cols
-                dout @ kernel_rows
-
-    return run
+    operands = []
+    for m, k, f in conv_products(workload.width, workload.batch_size):
+        cols, kernel_rows, dout = (rng.standard_normal(shape, dtype=np.float32) for shape in ((m, k), (f, k), (m, f)))
+        operands += [(cols, kernel_rows.T), (dout.T, cols), (dout, kernel_rows)]
+    return operands
 
 
 def traced_peak_bytes(work) -> int:
