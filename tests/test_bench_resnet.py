@@ -53,9 +53,8 @@ def test_pytorch_follows_fastai_one_cycle_step_for_step():
 def test_both_sides_train_the_prefix_of_the_epoch_they_are_asked_for():
     x, y = synthetic_like(200, seed=3)
     workload = Workload("resnet18", batch_size=64, width=2, batches=2)
-    engine = {e.key: e for e in make_engines(["numpy"])}["numpy"]
-    engine.unavailable()
-    ours = numpy_mnist_trainer(workload, x, y, engine._backend)(2)()
+    [engine] = make_engines(["numpy"])
+    ours = numpy_mnist_trainer(workload, x, y, engine.backend_or_why[0])(2)()
     theirs = torch_trainer(workload, x, y, "cpu")(2)()
     assert math.isfinite(ours) and len(theirs) == 2 and all(math.isfinite(v) for v in theirs)
     assert workload.timed_batches(200) == 2 and Workload("resnet18", batch_size=64).timed_batches(200) == 3
