@@ -59,11 +59,10 @@ def references(x: np.ndarray, engines, cfg) -> dict:
         import cupy
 
         via, put, trial = "CuPy", cupy.asarray, cupy_trial
-        free = cupy.get_default_memory_pool().free_all_blocks
     else:
         import torch
 
-        via, trial, free = "torch", torch_cuda_trial, torch.cuda.empty_cache
+        via, trial = "torch", torch_cuda_trial
 
         def put(a):
             return torch.from_numpy(a).cuda()
@@ -71,7 +70,7 @@ def references(x: np.ndarray, engines, cfg) -> dict:
     refs["gpu"] = {"device": "gpu", "via": via.lower(), **_references(
         x, put, trial, names, warmups=cfg.warmups, repeats=cfg.repeats, matmul_n=cfg.matmul_n_gpu,
         matmul_timing=(2, cfg.repeats))}
-    free()
+    gpu.release()  # the device memory those arrays held
     return refs
 
 
