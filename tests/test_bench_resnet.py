@@ -13,7 +13,7 @@ from test_bench import synthetic_like
 
 import numpy_mnist.models as models
 from numpy_mnist.bench.engines import Workload, make_engines
-from numpy_mnist.bench.resnet import conv_products, numpy_mnist_trainer, torch_one_cycle, torch_trainer
+from numpy_mnist.bench.resnet import conv_operands, conv_products, numpy_mnist_trainer, torch_one_cycle, torch_trainer
 from numpy_mnist.optim import OneCycle
 
 torch = pytest.importorskip("torch")
@@ -37,6 +37,16 @@ def test_the_floor_multiplies_what_the_network_convolutions_multiply(monkeypatch
     if image_size == 28:  # the bench's images
         flops = Workload("resnet18", batch_size=batch, width=width).flops(rows=5 * batch + 1)
         assert flops == 5 * sum(6.0 * m * k * f for m, k, f in seen)  # three products per convolution, full batches
+
+
+def test_the_floor_runs_the_three_products_the_flops_count_in_the_layers_layout():
+    """Forward ``cols @ W``, weight gradient ``dout.T @ cols``, input gradient ``dout @ W.T`` per convolution."""
+    workload = Workload("resnet18", batch_size=3, width=2)
+    operands = conv_operands(workload)
+    assert len(operands) == 3 * len(conv_products(2, 3)) and all(a.shape[1] == b.shape[0] for a, b in operands)
+    assert sum(2.0 * a.shape[0] * a.shape[1] * b.shape[1] for a, b in operands) == workload.flops(rows=3)
+    assert [(a.flags.c_contiguous, b.flags.c_contiguous) for a, b in operands[:3]] == [(True, False), (False, True),
+                                                                                        (True, True)]
 
 
 def test_pytorch_follows_fastai_one_cycle_step_for_step():
