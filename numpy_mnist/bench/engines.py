@@ -218,10 +218,7 @@ class TorchEngine(Engine):
 
     def unavailable(self) -> str | None:
         """Why this engine cannot run here (``None`` when it can)."""
-        torch, why = torch_or_reason()
-        if torch is not None and self.is_gpu and not torch.cuda.is_available():
-            return "torch sees no CUDA device" if torch.version.cuda else "torch was built without CUDA"
-        return why
+        return torch_or_reason(cuda=self.is_gpu)[1]
 
     def prepare(self, workload: Workload, x, y) -> Trial:
         import torch

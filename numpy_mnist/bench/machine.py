@@ -23,12 +23,14 @@ __all__ = ["machine_info", "numpy_blas_threads", "torch_or_reason", "NO_GPU", "C
 NO_GPU = "no GPU found"
 
 
-def torch_or_reason():
-    """``(torch, None)`` when PyTorch imports, else ``(None, "torch not installed")``."""
+def torch_or_reason(cuda: bool = False):
+    """``(torch, None)`` when PyTorch imports (and, with ``cuda``, sees a CUDA device), else ``(None, why not)``."""
     try:
         import torch
     except ImportError:
         return None, "torch not installed"
+    if cuda and not torch.cuda.is_available():
+        return None, "torch sees no CUDA device" if torch.version.cuda else "torch was built without CUDA"
     return torch, None
 
 
@@ -70,14 +72,12 @@ def gpu_info() -> dict:
                 "cuda_driver": runtime.driverGetVersion(), "seen_by": "cupy"}
     except (BackendUnavailableError, RuntimeError) as exc:  # CUDA runtime errors are RuntimeErrors
         reasons = [f"cupy: {exc}"]
-    torch, why = torch_or_reason()
-    if torch is not None and torch.cuda.is_available():
+    torch, why = torch_or_reason(cuda=True)
+    if torch is not None:
         props = torch.cuda.get_device_properties(0)
         return {"name": props.name, "memory_GiB": round(props.total_memory / 2**30, 1),
                 "cuda_runtime": torch.version.cuda, "seen_by": "torch"}
-    reasons.append(f"torch: {why}" if torch is None else
-                   "torch: no CUDA device visible" if torch.version.cuda else "torch: built without CUDA")
-    return {"name": NO_GPU, "why": reasons}
+    return {"name": NO_GPU, "why": [*reasons, f"torch: {why}"]}
 
 
 def machine_info() -> dict:
