@@ -20,7 +20,7 @@ import numpy as np
 from numpy_mnist.bench.resnet import conv_operands
 from numpy_mnist.bench.timing import Trial, cupy_trial, time_interleaved, torch_cuda_trial
 
-__all__ = ["references", "blas_floor", "hardware_bound_s"]
+__all__ = ["references", "blas_floor", "floor_products", "hardware_bound_s"]
 
 
 def _references(x: np.ndarray, put, trial, names: tuple[str, str], *, warmups: int, repeats: int,
@@ -75,7 +75,19 @@ def references(x: np.ndarray, engines, cfg) -> dict:
 
 
 def blas_floor(workload, x: np.ndarray) -> Trial:
-    """A trial running only the matrix products of one epoch of ``workload`` (NumPy, batch by batch).
+    """A trial running only the matrix products of one epoch of ``workload`` (NumPy, batch by batch): the
+    :func:`floor_products`."""
+    products = floor_products(workload, x)
+
+    def run():
+        for left, right in products:
+            left @ right
+
+    return Trial(run)
+
+
+def floor_products(workload, x: np.ndarray) -> list[tuple[np.ndarray, np.ndarray]]:
+    """The ``(left, right)`` operands of every matrix product of one epoch of ``workload``, in order.
 
     Same calls, shapes and memory layout as the model code (linear1: ``x @ w``, ``x.T @ dz``;
     simple_net: ``x @ w1``, ``a @ w2``, ``a.T @ dz``, ``dz @ w2.T``, ``x.T @ dh``), with fixed
@@ -98,12 +110,7 @@ def blas_floor(workload, x: np.ndarray) -> Trial:
             dz, a = normal(len(xb), 1), normal(len(xb), workload.hidden)
             products += ([(xb, w), (xb.T, dz)] if workload.model == "linear1" else
                          [(xb, w1), (a, w2), (a.T, dz), (dz, w2.T), (xb.T, a)])
-
-    def run():
-        for left, right in products:
-            left @ right
-
-    return Trial(run)
+    return products
 
 
 def hardware_bound_s(workload, rows: int, nbytes: int, reference: dict) -> float:
