@@ -19,6 +19,7 @@ from numpy_mnist.bench import BenchConfig, markdown, run_bench, write_results
 from numpy_mnist.bench.data import BenchData, grow_rows
 from numpy_mnist.bench.engines import ENGINE_KEYS, Workload, make_engines
 from numpy_mnist.bench.machine import NO_GPU, machine_info, numpy_blas_threads
+from numpy_mnist.bench.references import floor_products
 from numpy_mnist.bench.sweep import Series, crossover
 from numpy_mnist.bench.timing import Trial, time_interleaved
 
@@ -335,6 +336,16 @@ def test_workloads_and_data_helpers():
     grown = grow_rows(data, 120)
     assert grown.rows == 120 and not grown.real and grown.x.dtype == np.float32
     assert grow_rows(data, 20).rows == 20 and grow_rows(data, 20).real
+
+
+@pytest.mark.parametrize("workload", [Workload("linear1", batch_size=64), Workload("resnet18", batch_size=64, width=2),
+                                      Workload("simple_net", hidden=7, batch_size=64)])
+def test_the_blas_floor_runs_every_product_the_flops_count_and_nothing_else(workload):
+    """Its products' FLOPs (2 per multiply-add) are the epoch's: none left out, none added."""
+    x, _ = synthetic_like(150)  # two full batches and a partial one
+    products = floor_products(workload, x)
+    assert all(left.shape[1] == right.shape[0] for left, right in products)
+    assert sum(2.0 * left.shape[0] * left.shape[1] * right.shape[1] for left, right in products) == workload.flops(150)
 
 
 def test_machine_facts_come_from_threadpoolctl(monkeypatch):

@@ -78,7 +78,9 @@ def test_the_gpu_targets_are_computed_from_the_epoch_table():
     assert targets["gpu_simple_net_vs_torch"]["met"] is True and targets["gpu_simple_net_vs_torch"]["note"] == ""
     assert targets["cpu_linear1_vs_stream"]["measured"] == pytest.approx(5.7)
     assert targets["cpu_linear1_vs_torch"]["note"] == "an engine it needs did not run: torch-cpu (not among --engines)"
-    assert all(t["unit"] == ("ms" if t["key"].endswith("_epoch") else "x") for t in targets.values())
+    units = {"_epoch": "ms", "_memory": "GB"}
+    assert all(t["unit"] == units.get(t["key"][t["key"].rfind("_"):], "x") for t in targets.values())
+    assert targets["cpu_resnet18_memory"]["note"] == "the ResNet-18 rows were not run (--no-resnet)"
     assert targets["fused_crossover"]["note"].startswith("no sweep in this run: run with --sweep")
 
 

@@ -13,7 +13,7 @@ from test_bench import synthetic_like
 
 import numpy_mnist.models as models
 from numpy_mnist.bench.engines import Workload, make_engines
-from numpy_mnist.bench.resnet import conv_products, numpy_mnist_trainer, torch_one_cycle, torch_trainer
+from numpy_mnist.bench.resnet import conv_operands, conv_products, numpy_mnist_trainer, torch_one_cycle, torch_trainer
 from numpy_mnist.optim import OneCycle
 
 torch = pytest.importorskip("torch")
@@ -39,6 +39,16 @@ def test_the_floor_multiplies_what_the_network_convolutions_multiply(monkeypatch
         assert flops == 5 * sum(6.0 * m * k * f for m, k, f in seen)  # three products per convolution, full batches
 
 
+def test_the_floor_runs_the_three_products_the_flops_count_in_the_layers_layout():
+    """Forward ``cols @ W``, weight gradient ``dout.T @ cols``, input gradient ``dout @ W.T`` per convolution."""
+    workload = Workload("resnet18", batch_size=3, width=2)
+    operands = conv_operands(workload)
+    assert len(operands) == 3 * len(conv_products(2, 3)) and all(a.shape[1] == b.shape[0] for a, b in operands)
+    assert sum(2.0 * a.shape[0] * a.shape[1] * b.shape[1] for a, b in operands) == workload.flops(rows=3)
+    assert [(a.flags.c_contiguous, b.flags.c_contiguous) for a, b in operands[:3]] == [(True, False), (False, True),
+                                                                                        (True, True)]
+
+
 def test_pytorch_follows_fastai_one_cycle_step_for_step():
     steps, lr = 9, 0.1
     opt = torch.optim.AdamW([torch.zeros(1, requires_grad=True)], lr=lr, betas=(0.9, 0.99))
@@ -53,9 +63,8 @@ def test_pytorch_follows_fastai_one_cycle_step_for_step():
 def test_both_sides_train_the_prefix_of_the_epoch_they_are_asked_for():
     x, y = synthetic_like(200, seed=3)
     workload = Workload("resnet18", batch_size=64, width=2, batches=2)
-    engine = {e.key: e for e in make_engines(["numpy"])}["numpy"]
-    engine.unavailable()
-    ours = numpy_mnist_trainer(workload, x, y, engine._backend)(2)()
+    [engine] = make_engines(["numpy"])
+    ours = numpy_mnist_trainer(workload, x, y, engine.backend_or_why[0])(2)()
     theirs = torch_trainer(workload, x, y, "cpu")(2)()
     assert math.isfinite(ours) and len(theirs) == 2 and all(math.isfinite(v) for v in theirs)
     assert workload.timed_batches(200) == 2 and Workload("resnet18", batch_size=64).timed_batches(200) == 3

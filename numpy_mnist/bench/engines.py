@@ -39,6 +39,7 @@ PyTorch is optional: without it, its engines report "torch not installed".
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
+from functools import cached_property, partial
 
 from numpy_mnist import torch_twin
 from numpy_mnist.backends import BackendUnavailableError, get_backend
@@ -46,12 +47,10 @@ from numpy_mnist.bench import resnet
 from numpy_mnist.bench.machine import torch_or_reason
 from numpy_mnist.bench.timing import Trial, cupy_trial, torch_cuda_trial
 from numpy_mnist.data.loader import DataLoader
-from numpy_mnist.learner import train_epoch
-from numpy_mnist.models import MLP, LinearModel, ResNet18, linear1, simple_net
+from numpy_mnist.models import MLP, LinearModel, ResNet18, linear1, resnet18, simple_net
 from numpy_mnist.optim import SGD
-from numpy_mnist.training import quiet_numerics
 
-__all__ = ["Workload", "Engine", "ENGINE_KEYS", "make_engines", "book_model"]
+__all__ = ["Workload", "Engine", "ENGINE_KEYS", "make_engines"]
 
 #: The models' learning rates (1.0 for linear1, 0.1 for simple_net; resnet18's one-cycle peak 0.1).
 LEARNING_RATES = {"linear1": LinearModel.book_lr, "simple_net": MLP.book_lr, "resnet18": ResNet18.book_lr}
@@ -84,6 +83,13 @@ class Workload:
     @property
     def name(self) -> str:
         return f"simple_net({self.hidden})" if self.model == "simple_net" else self.model
+
+    def build(self, backend="numpy"):
+        """numpy-mnist's model (seed 0) on ``backend`` (NumPy by default): every engine starts from it."""
+        if self.model == "resnet18":
+            return resnet18(self.width, seed=0, backend=backend)
+        return linear1(seed=0, backend=backend) if self.model == "linear1" else simple_net(
+            hidden=self.hidden, seed=0, backend=backend)
 
     def timed_batches(self, rows: int) -> int:
         """The batches a ResNet-18 trial times: ``batches``, at most the epoch's ``rows // batch_size``."""
@@ -119,9 +125,6 @@ class Engine:
         """Whether this engine trains ``workload``'s model (the CUDA graphs: the book's two only)."""
         return not (self.graph and workload.model == "resnet18")
 
-    def release(self) -> None:
-        """Give back device memory held between workloads (a no-op on the CPU)."""
-
     def describe(self) -> dict:
         return {"key": self.key, "label": self.label, "framework": self.framework,
                 "device": "gpu" if self.is_gpu else "cpu"}
@@ -142,52 +145,43 @@ class NumpyMnistEngine(Engine):
         self.is_gpu, self.graph = backend == "cupy", graph
         self.key = "fused-graph" if graph else backend
         self.label = "numpy-mnist fused CUDA graph" if graph else f"numpy-mnist {'CuPy' if self.is_gpu else 'NumPy'}"
-        self._backend, self._why = None, None
+
+    @cached_property
+    def backend_or_why(self):
+        """``(backend, None)``, or ``(None, why this engine cannot run here)``."""
+        try:
+            return get_backend("cupy" if self.is_gpu else "numpy", "float32"), None
+        except BackendUnavailableError as exc:
+            return None, str(exc)
 
     def unavailable(self) -> str | None:
         """Why this engine cannot run here (``None`` when it can)."""
-        if self._backend is None and self._why is None:
-            try:
-                self._backend = get_backend("cupy" if self.is_gpu else "numpy", "float32")
-            except BackendUnavailableError as exc:
-                self._why = str(exc)
-        return self._why
+        return self.backend_or_why[1]
 
     def prepare(self, workload: Workload, x, y) -> Trial:
-        if self.unavailable() is not None:
-            raise RuntimeError(self._why)
-        bk, warm = self._backend, None
+        bk, warm = self.backend_or_why[0], None
         if workload.model == "resnet18":
             run, warm = _resnet_runs(resnet.numpy_mnist_trainer(workload, x, y, bk), workload, x.shape[0])
         else:
-            loader = DataLoader(x, y, workload.batch_size, shuffle=False, backend=bk)
-            model = book_model(workload, bk)
-            opt = SGD(model.params, workload.lr)
+            model = workload.build(bk)
+            loader, opt = DataLoader(x, y, workload.batch_size, backend=bk), SGD(model.params, workload.lr)
             if self.graph:
                 from numpy_mnist.fused.trainer import FusedTrainer
 
                 run = FusedTrainer(model, loader, opt).train_epoch  # compiles and records here
             else:
-                def run():
-                    with quiet_numerics():
-                        return train_epoch(model, loader, opt)
+                run = partial(resnet.quiet_epoch, model, loader, opt)
         # CUDA events on the GPU, the host's clock otherwise
         return cupy_trial(run, bk.synchronize, warm) if self.is_gpu else Trial(run, bk.synchronize, warm=warm)
 
     def release(self) -> None:
-        if self.is_gpu and self._backend is not None:
-            self._backend.synchronize()
-            self._backend.cupy.get_default_memory_pool().free_all_blocks()
+        """Give back the device memory held between workloads."""
+        if self.is_gpu and self.backend_or_why[0] is not None:
+            self.backend_or_why[0].synchronize()
+            self.backend_or_why[0].cupy.get_default_memory_pool().free_all_blocks()
 
 
-def book_model(workload: Workload, backend):
-    """numpy-mnist's model of ``workload`` (seed 0) on ``backend``: every engine starts from it."""
-    if workload.model == "linear1":
-        return linear1(seed=0, backend=backend)
-    return simple_net(hidden=workload.hidden, seed=0, backend=backend)
-
-
-def torch_book_loop(workload: Workload, x, y, device):
+def torch_book_loop(workload: Workload, x, y, device: str):
     """The book's training loop in PyTorch: ``(params, step, batches)``.
 
     ``step(xb, yb)`` is one SGD step (forward, autograd, ``p -= grad * lr``, zeroed gradients) and
@@ -196,9 +190,9 @@ def torch_book_loop(workload: Workload, x, y, device):
     """
     import torch
 
-    model = book_model(workload, get_backend("numpy", "float32"))
+    model = workload.build(get_backend("numpy", "float32"))
     params = torch_twin.parameters(model, dtype=torch.float32, device=device)
-    loss_fn = torch_twin.LOSSES["mnist_loss"]
+    loss_fn = torch_twin.loss_twin(model.loss)
 
     def step(xb, yb):
         loss = loss_fn(torch_twin.forward(model, xb, params), yb)
@@ -224,25 +218,20 @@ class TorchEngine(Engine):
 
     def unavailable(self) -> str | None:
         """Why this engine cannot run here (``None`` when it can)."""
-        torch, why = torch_or_reason()
-        if torch is None:
-            return why
-        if self.is_gpu and not torch.cuda.is_available():
-            return "torch sees no CUDA device" if torch.version.cuda else "torch was built without CUDA"
-        return None
+        return torch_or_reason(cuda=self.is_gpu)[1]
 
     def prepare(self, workload: Workload, x, y) -> Trial:
         import torch
 
-        if self.threads is not None and not self.is_gpu:
+        if self.threads is not None:
             torch.set_num_threads(self.threads)
+        warm = None
         if workload.model == "resnet18":
             run, warm = _resnet_runs(resnet.torch_trainer(workload, x, y, self.device), workload, x.shape[0])
+        elif self.graph:
+            run = _captured_epoch(*torch_book_loop(workload, x, y, self.device))
         else:
-            params, step, batches = torch_book_loop(workload, x, y, torch.device(self.device))
-            if self.graph:
-                return torch_cuda_trial(_captured_epoch(params, step, batches))
-            warm = None
+            _, step, batches = torch_book_loop(workload, x, y, self.device)
 
             def run():
                 return torch.stack([step(xb, yb) for xb, yb in batches]).tolist()
@@ -250,6 +239,7 @@ class TorchEngine(Engine):
         return torch_cuda_trial(run, warm) if self.is_gpu else Trial(run, warm=warm)
 
     def release(self) -> None:
+        """Give back the device memory held between workloads."""
         if self.is_gpu:
             import torch
 
@@ -294,6 +284,6 @@ def make_engines(keys=ENGINE_KEYS, *, torch_threads: int | None = None) -> list[
     unknown = [k for k in keys if k not in ENGINE_KEYS]
     if unknown:
         raise ValueError(f"unknown engine(s) {', '.join(unknown)}: choose from {', '.join(ENGINE_KEYS)}")
-    engines = [NumpyMnistEngine("numpy"), TorchEngine("cpu", threads=torch_threads), NumpyMnistEngine("cupy"),
-               TorchEngine("cuda"), NumpyMnistEngine("cupy", graph=True), TorchEngine("cuda", graph=True)]
-    return [e for e in engines if e.key in keys]
+    return [e for e in (NumpyMnistEngine("numpy"), TorchEngine("cpu", threads=torch_threads), NumpyMnistEngine("cupy"),
+                        TorchEngine("cuda"), NumpyMnistEngine("cupy", graph=True), TorchEngine("cuda", graph=True))
+            if e.key in keys]

@@ -23,12 +23,14 @@ __all__ = ["machine_info", "numpy_blas_threads", "torch_or_reason", "NO_GPU", "C
 NO_GPU = "no GPU found"
 
 
-def torch_or_reason():
-    """``(torch, None)`` when PyTorch imports, else ``(None, "torch not installed")``."""
+def torch_or_reason(cuda: bool = False):
+    """``(torch, None)`` when PyTorch imports (and, with ``cuda``, sees a CUDA device), else ``(None, why not)``."""
     try:
         import torch
     except ImportError:
         return None, "torch not installed"
+    if cuda and not torch.cuda.is_available():
+        return None, "torch sees no CUDA device" if torch.version.cuda else "torch was built without CUDA"
     return torch, None
 
 
@@ -36,10 +38,9 @@ def cpu_model() -> str:
     """The CPU's marketing name ("AMD EPYC 7B13", ...) from /proc/cpuinfo, else what platform knows."""
     try:
         with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as f:
-            names = [line.split(":", 1)[1].strip() for line in f if line.lower().startswith("model name")]
-    except OSError:
-        names = []
-    return names[0] if names else platform.processor() or platform.machine() or "unknown CPU"
+            return next(line.split(":", 1)[1].strip() for line in f if line.lower().startswith("model name"))
+    except (OSError, StopIteration):
+        return platform.processor() or platform.machine() or "unknown CPU"
 
 
 def _numpy_blas() -> dict | None:
@@ -63,22 +64,20 @@ def numpy_blas_threads() -> dict:
 def gpu_info() -> dict:
     """The GPU CuPy (or else PyTorch) sees: ``{"name": ...}``, or ``{"name": "no GPU found", "why": ...}``."""
     try:
-        cupy = import_cupy()
-        props = cupy.cuda.runtime.getDeviceProperties(cupy.cuda.Device().id)
-        name = props["name"].decode() if isinstance(props["name"], bytes) else str(props["name"])
-        return {"name": name, "memory_GiB": round(props["totalGlobalMem"] / 2**30, 1),
-                "cuda_runtime": cupy.cuda.runtime.runtimeGetVersion(),
-                "cuda_driver": cupy.cuda.runtime.driverGetVersion(), "seen_by": "cupy"}
+        runtime = import_cupy().cuda.runtime
+        props = runtime.getDeviceProperties(runtime.getDevice())
+        name = props["name"]
+        return {"name": name.decode() if isinstance(name, bytes) else str(name),
+                "memory_GiB": round(props["totalGlobalMem"] / 2**30, 1), "cuda_runtime": runtime.runtimeGetVersion(),
+                "cuda_driver": runtime.driverGetVersion(), "seen_by": "cupy"}
     except (BackendUnavailableError, RuntimeError) as exc:  # CUDA runtime errors are RuntimeErrors
         reasons = [f"cupy: {exc}"]
-    torch, why = torch_or_reason()
-    if torch is not None and torch.cuda.is_available():
+    torch, why = torch_or_reason(cuda=True)
+    if torch is not None:
         props = torch.cuda.get_device_properties(0)
         return {"name": props.name, "memory_GiB": round(props.total_memory / 2**30, 1),
                 "cuda_runtime": torch.version.cuda, "seen_by": "torch"}
-    reasons.append(f"torch: {why}" if torch is None else
-                   "torch: no CUDA device visible" if torch.version.cuda else "torch: built without CUDA")
-    return {"name": NO_GPU, "why": reasons}
+    return {"name": NO_GPU, "why": [*reasons, f"torch: {why}"]}
 
 
 def machine_info() -> dict:
@@ -90,12 +89,12 @@ def machine_info() -> dict:
         cupy_version = cupy.__version__
     except ImportError:
         cupy_version = "cupy not installed"
-    usable = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
     versions = {"python": platform.python_version(), "numpy": np.__version__,
                 "numpy_blas": f"{blas['internal_api']} {blas['version']}" if blas else "unknown",
-                "torch": torch.__version__ if torch is not None else why, "cupy": cupy_version,
-                "numpy_mnist": __version__}
-    return {"cpu": cpu_model(), "cores": {"logical": os.cpu_count(), "usable": usable},
+                "torch": torch.__version__ if torch is not None else why,
+                "cupy": cupy_version, "numpy_mnist": __version__}
+    return {"cpu": cpu_model(), "cores": {"logical": os.cpu_count(), "usable": len(os.sched_getaffinity(0))
+                                                           if hasattr(os, "sched_getaffinity") else os.cpu_count()},
             "platform": platform.platform(), "gpu": gpu_info(), "versions": versions,
             "numpy_blas_threads": numpy_blas_threads(), "numpy_elementwise_threads": 1,
             "torch_threads": torch.get_num_threads() if torch is not None else None, "argv": sys.argv}
@@ -127,10 +126,7 @@ class CpuActivity:
 
 
 def _load_average() -> list[float] | None:
-    try:
-        return [round(v, 2) for v in os.getloadavg()]
-    except (AttributeError, OSError):
-        return None
+    return [round(v, 2) for v in os.getloadavg()] if hasattr(os, "getloadavg") else None
 
 
 def _cpu_snapshot() -> tuple[float, float, float] | None:
@@ -138,11 +134,10 @@ def _cpu_snapshot() -> tuple[float, float, float] | None:
     try:
         with open("/proc/stat", encoding="ascii") as f:
             fields = [int(v) for v in f.readline().split()[1:]]
-    except (OSError, ValueError):
+    except OSError:
         return None
-    idle = fields[3] + (fields[4] if len(fields) > 4 else 0)
     own = os.times()
-    return (time.monotonic(), (sum(fields[:8]) - idle) / os.sysconf("SC_CLK_TCK"),
+    return (time.monotonic(), (sum(fields[:8]) - fields[3] - fields[4]) / os.sysconf("SC_CLK_TCK"),
             own.user + own.system + own.children_user + own.children_system)
 
 

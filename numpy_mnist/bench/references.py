@@ -17,10 +17,10 @@ from __future__ import annotations
 
 import numpy as np
 
-from numpy_mnist.bench.resnet import conv_floor
+from numpy_mnist.bench.resnet import conv_operands
 from numpy_mnist.bench.timing import Trial, cupy_trial, time_interleaved, torch_cuda_trial
 
-__all__ = ["references", "blas_floor", "hardware_bound_s"]
+__all__ = ["references", "blas_floor", "floor_products", "hardware_bound_s"]
 
 
 def _references(x: np.ndarray, put, trial, names: tuple[str, str], *, warmups: int, repeats: int,
@@ -59,11 +59,10 @@ def references(x: np.ndarray, engines, cfg) -> dict:
         import cupy
 
         via, put, trial = "CuPy", cupy.asarray, cupy_trial
-        free = cupy.get_default_memory_pool().free_all_blocks
     else:
         import torch
 
-        via, trial, free = "torch", torch_cuda_trial, torch.cuda.empty_cache
+        via, trial = "torch", torch_cuda_trial
 
         def put(a):
             return torch.from_numpy(a).cuda()
@@ -71,39 +70,47 @@ def references(x: np.ndarray, engines, cfg) -> dict:
     refs["gpu"] = {"device": "gpu", "via": via.lower(), **_references(
         x, put, trial, names, warmups=cfg.warmups, repeats=cfg.repeats, matmul_n=cfg.matmul_n_gpu,
         matmul_timing=(2, cfg.repeats))}
-    free()
+    gpu.release()  # the device memory those arrays held
     return refs
 
 
 def blas_floor(workload, x: np.ndarray) -> Trial:
-    """A trial running only the matrix products of one epoch of ``workload`` (NumPy, batch by batch).
-
-    Same calls, shapes and memory layout as the model code (linear1: ``x @ w``, ``x.T @ dz``;
-    simple_net: ``x @ w1``, ``a @ w2``, ``a.T @ dz``, ``dz @ w2.T``, ``x.T @ dh``), with fixed
-    parameters and upstream gradients: the part of an epoch no Python or elementwise tuning can cut.
-    For the ResNet-18, its convolutions' products over the batches its trials time
-    (:func:`~numpy_mnist.bench.resnet.conv_floor`).
-    """
-    if workload.model == "resnet18":
-        return Trial(conv_floor(workload, workload.timed_batches(x.shape[0])))
-    rng = np.random.default_rng(0)
-
-    def normal(*shape):
-        return rng.standard_normal(shape, dtype=np.float32)
-
-    w, w1, w2 = normal(x.shape[1], 1), normal(x.shape[1], workload.hidden), normal(workload.hidden, 1)
-    products = []
-    for start in range(0, x.shape[0], workload.batch_size):
-        xb = x[start:start + workload.batch_size]
-        dz, a = normal(len(xb), 1), normal(len(xb), workload.hidden)
-        products += ([(xb, w), (xb.T, dz)] if workload.model == "linear1" else
-                     [(xb, w1), (a, w2), (a.T, dz), (dz, w2.T), (xb.T, a)])
+    """A trial running only the matrix products of one epoch of ``workload`` (NumPy, batch by batch): the
+    :func:`floor_products`."""
+    products = floor_products(workload, x)
 
     def run():
         for left, right in products:
             left @ right
 
     return Trial(run)
+
+
+def floor_products(workload, x: np.ndarray) -> list[tuple[np.ndarray, np.ndarray]]:
+    """The ``(left, right)`` operands of every matrix product of one epoch of ``workload``, in order.
+
+    Same calls, shapes and memory layout as the model code (linear1: ``x @ w``, ``x.T @ dz``;
+    simple_net: ``x @ w1``, ``a @ w2``, ``a.T @ dz``, ``dz @ w2.T``, ``x.T @ dh``), with fixed
+    parameters and upstream gradients: the part of an epoch no Python or elementwise tuning can cut.
+    For the ResNet-18, its convolutions' products over the batches its trials time
+    (:func:`~numpy_mnist.bench.resnet.conv_operands`).
+    """
+    rng = np.random.default_rng(0)
+
+    def normal(*shape):
+        return rng.standard_normal(shape, dtype=np.float32)
+
+    if workload.model == "resnet18":
+        products = conv_operands(workload) * workload.timed_batches(x.shape[0])
+    else:
+        w, w1, w2 = normal(x.shape[1], 1), normal(x.shape[1], workload.hidden), normal(workload.hidden, 1)
+        products = []
+        for start in range(0, x.shape[0], workload.batch_size):
+            xb = x[start:start + workload.batch_size]
+            dz, a = normal(len(xb), 1), normal(len(xb), workload.hidden)
+            products += ([(xb, w), (xb.T, dz)] if workload.model == "linear1" else
+                         [(xb, w1), (a, w2), (a.T, dz), (dz, w2.T), (xb.T, a)])
+    return products
 
 
 def hardware_bound_s(workload, rows: int, nbytes: int, reference: dict) -> float:

@@ -154,8 +154,7 @@ def _met(target: dict) -> str:
         stretch = {True: ", the stretch too", False: ", not the stretch"}.get(target.get("stretch_held"), "")
         return "stated" if target["goal"] == "stated" else f"met{stretch}"
     held = target.get("floor_held")
-    floor = "" if held is None else (f" (at or above the {target['floor']:g}x floor)" if held
-                                     else f" (under the {target['floor']:g}x floor)")
+    floor = "" if held is None else f" ({'at or above' if held else 'under'} the {target['floor']:g}x floor)"
     return f"not met{floor}" + (f": {target['note']}" if target["note"] else "")
 
 
@@ -184,14 +183,20 @@ def _sweep(results: dict) -> list[str]:
     if "sweep" not in results:
         return []
     out = ["", "## Sweep (median ms per epoch)"]
-    labels = {e["key"]: e["label"] for e in results["engines"]}
     for s in results["sweep"]["series"]:
-        keys = list(s["points"][0]["engines"]) if s["points"] else []
+        keys, labels = _swept(s, results)
         rows = [(f"{p['value']:,}", *(_ms(p["engines"][k]["median_s"]) for k in keys)) for p in s["points"]]
-        header = "|".join([s["axis"], *(labels.get(k, k) for k in keys)])
+        header = "|".join([s["axis"], *labels])
         out += ["", f"### {s['axis']} ({s['model']})", *_table(header, rows), "",
                 f"Crossover: {s['crossover']['statement']}."]
     return out
+
+
+def _swept(series: dict, results: dict) -> tuple[list[str], list[str]]:
+    """The keys of the engines a sweep series timed (those of its first point), and their labels."""
+    labels = {e["key"]: e["label"] for e in results["engines"]}
+    keys = list(series["points"][0]["engines"]) if series["points"] else []
+    return keys, [labels.get(k, k) for k in keys]
 
 
 def write_results(results: dict, out_dir, *, plots: bool = True) -> list[Path]:
@@ -213,14 +218,13 @@ def plot_epoch_times(results: dict, path) -> Path:
     """Bars: one epoch at the book's sizes and of the ResNet-18, per model and engine, log scale, with the CPU
     streaming pass."""
 
-    models = list(dict.fromkeys(r["model"] for r in results["epochs"]))
-    labels = list(dict.fromkeys(r["label"] for r in results["epochs"]))
+    times = {(r["model"], r["label"]): r["median_s"] * 1e3 for r in results["epochs"]}
+    models, labels = (list(dict.fromkeys(key[i] for key in times)) for i in (0, 1))
     fig, ax = pyplot().subplots(figsize=(7, 3.5))
     width = 0.8 / max(len(labels), 1)
     for i, label in enumerate(labels):
-        ys = [next((r["median_s"] * 1e3 for r in results["epochs"] if r["model"] == m and r["label"] == label),
-                   math.nan) for m in models]
-        ax.bar([j + i * width for j in range(len(models))], ys, width, label=label)
+        ax.bar([j + i * width for j in range(len(models))], [times.get((m, label), math.nan) for m in models], width,
+               label=label)
     stream = results["references"]["cpu"]["stream"]["seconds"] * 1e3
     ax.axhline(stream, color="black", linestyle="--", linewidth=1, label="CPU streaming pass")
     ax.set_xticks([j + width * (len(labels) - 1) / 2 for j in range(len(models))], models)
@@ -231,12 +235,11 @@ def plot_epoch_times(results: dict, path) -> Path:
 def plot_sweep(series: dict, results: dict, path) -> Path:
     """Time per epoch against the swept size, one line per engine, both axes logarithmic."""
 
-    labels = {e["key"]: e["label"] for e in results["engines"]}
     fig, ax = pyplot().subplots(figsize=(6.5, 4))
-    for key in list(series["points"][0]["engines"]) if series["points"] else []:
+    for key, label in zip(*_swept(series, results)):
         points = [p for p in series["points"] if key in p["engines"]]
         ax.plot([p["value"] for p in points], [p["engines"][key]["median_s"] * 1e3 for p in points], marker="o",
-                label=labels.get(key, key))
+                label=label)
     ax.set_xscale("log")
     ax.set_xlabel({"batch_size": "batch size", "hidden": "hidden width", "rows": "training rows"}[series["axis"]])
     ax.set_title(f"{series['model']}: epoch time vs {series['axis']} (GPU: {results['machine']['gpu']['name']})",

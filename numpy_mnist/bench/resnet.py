@@ -32,11 +32,11 @@ import numpy as np
 from numpy_mnist import torch_twin
 from numpy_mnist.data.loader import DataLoader
 from numpy_mnist.learner import train_epoch
-from numpy_mnist.models import HEAD_DROPOUT, RESNET18_STAGES, resnet18, resnet18_shapes
+from numpy_mnist.models import HEAD_DROPOUT, RESNET18_STAGES, resnet18_shapes
 from numpy_mnist.optim import Adam, OneCycle
 from numpy_mnist.training import quiet_numerics
 
-__all__ = ["conv_products", "numpy_mnist_trainer", "torch_trainer", "torch_one_cycle", "conv_floor",
+__all__ = ["conv_products", "quiet_epoch", "numpy_mnist_trainer", "torch_trainer", "torch_one_cycle", "conv_operands",
            "traced_peak_bytes"]
 
 
@@ -71,9 +71,15 @@ def _labels(y) -> np.ndarray:
     return np.ascontiguousarray(np.asarray(y).reshape(-1), dtype=np.int64)
 
 
+def quiet_epoch(model, loader, opt):
+    """numpy-mnist's reference :func:`~numpy_mnist.learner.train_epoch`, float warnings quieted as in training."""
+    with quiet_numerics():
+        return train_epoch(model, loader, opt)
+
+
 def numpy_mnist_trainer(workload, x, y, backend):
     """``trainer(batches) -> run``: ``run()`` trains the first ``batches`` batches of the epoch with numpy-mnist."""
-    model = resnet18(workload.width, seed=0, backend=backend)
+    model = workload.build(backend)
     labels, bs = _labels(y), workload.batch_size
     steps = x.shape[0] // bs
 
@@ -81,10 +87,8 @@ def numpy_mnist_trainer(workload, x, y, backend):
         loader = DataLoader(x[:batches * bs], labels[:batches * bs], bs, drop_last=True, backend=backend)
 
         def run():
-            opt = Adam(model.params, model.book_lr, no_decay=model.no_weight_decay,
-                       schedule=OneCycle(steps, model.book_lr))
-            with quiet_numerics():
-                return train_epoch(model, loader, opt)
+            return quiet_epoch(model, loader, Adam(model.params, model.book_lr, no_decay=model.no_weight_decay,
+                                                   schedule=OneCycle(steps, model.book_lr)))
 
         return run
 
@@ -95,7 +99,7 @@ def torch_trainer(workload, x, y, device):
     """As :func:`numpy_mnist_trainer`, for PyTorch eager on ``device`` (``"cpu"`` or ``"cuda"``)."""
     import torch
 
-    model = resnet18(workload.width, seed=0)
+    model = workload.build()
     params = torch_twin.parameters(model, dtype=torch.float32, device=device)
     buffers = {k: torch_twin.tensor(v, dtype=torch.float32, device=device) for k, v in model.buffers.items()}
     features = {"head.drop1": model.params["head.fc1.weight"].shape[0],
@@ -136,20 +140,14 @@ def torch_one_cycle(opt, steps: int, lr_max: float):
                                                pct_start=(0.25 * steps + 1) / (steps + 1), final_div_factor=1e5 / 25)
 
 
-def conv_floor(workload, batches: int):
-    """``run()``: the convolutions' products (see the module's docstring) of ``batches`` batches, NumPy float32."""
+def conv_operands(workload) -> list[tuple[np.ndarray, np.ndarray]]:
+    """The ``(left, right)`` operands of one batch's convolution products (see the module's docstring), float32."""
     rng = np.random.default_rng(0)
-    operands = [tuple(rng.standard_normal(shape, dtype=np.float32) for shape in ((m, k), (f, k), (m, f)))
-                for m, k, f in conv_products(workload.width, workload.batch_size)]
-
-    def run():
-        for _ in range(batches):
-            for cols, kernel_rows, dout in operands:
-                cols @ kernel_rows.T
-                dout.T @ cols
-                dout @ kernel_rows
-
-    return run
+    operands = []
+    for m, k, f in conv_products(workload.width, workload.batch_size):
+        cols, kernel_rows, dout = (rng.standard_normal(shape, dtype=np.float32) for shape in ((m, k), (f, k), (m, f)))
+        operands += [(cols, kernel_rows.T), (dout.T, cols), (dout, kernel_rows)]
+    return operands
 
 
 def traced_peak_bytes(work) -> int:

@@ -127,7 +127,7 @@ def time_epochs(workloads, engines, data: BenchData, refs: dict, cfg: BenchConfi
                         repeats=repeats, blocks=cfg.blocks, settle_s=cfg.settle_s)
     rows = []
     for w in workloads:
-        scale = data.rows // w.batch_size / w.timed_batches(data.rows) if w.model == "resnet18" else 1.0
+        scale = data.rows // w.batch_size / w.timed_batches(data.rows) if w.batches else 1.0
         ran = {key: m.scaled(scale) for (name, key), m in timed.items() if name == w.name}
         log(f"  {w.name}: " + ", ".join(f"{key} {m.median_s * 1e3:.2f} ms" for key, m in ran.items()))
         rows += [_epoch_row(w, e, ran, refs["gpu" if e.is_gpu else "cpu"], data) for e in engines if e.runs(w)]

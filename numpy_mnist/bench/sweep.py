@@ -9,6 +9,7 @@ sweep runs unattended in minutes on a CPU.
 from __future__ import annotations
 
 import gc
+import math
 from dataclasses import dataclass
 
 from numpy_mnist.bench.data import BenchData, grow_rows
@@ -32,11 +33,9 @@ class Series:
 
     def workload(self, value: int) -> tuple[Workload, int | None]:
         """The workload at ``value`` and the number of rows to train on (``None``: the real set)."""
-        if self.axis not in ("batch_size", "hidden", "rows"):
-            raise ValueError(f"unknown sweep axis {self.axis!r}")
         if self.axis == "rows":
             return Workload(self.model), value
-        return Workload(self.model, **{self.axis: value}), None
+        return Workload(self.model, **{self.axis: value}), None  # batch_size or hidden
 
 
 BATCH_SIZES = (64, 128, 256, 512, 1024, 2048, 4096, 8192)
@@ -63,8 +62,7 @@ QUICK_SWEEP = (
 def run_sweep(engines, data: BenchData, cfg, log=print) -> dict:
     """Time every point of every series of ``cfg.series`` on every engine (each available); return the figures
     and the crossovers.  Repeats: as many as fit in ``cfg.point_budget_s`` per point, from 3 to 9."""
-    timing = {"warmups": 1, "repeats": min(cfg.repeats, 9), "budget_s": cfg.point_budget_s, "min_repeats": 3,
-              "settle_s": cfg.settle_s}
+    timing = {"warmups": 1, "repeats": min(cfg.repeats, 9), "budget_s": cfg.point_budget_s, "settle_s": cfg.settle_s}
     out = []
     for s in cfg.series:
         points = []
@@ -104,16 +102,15 @@ def crossover(points: list[dict], engines) -> dict:
     Also numpy-mnist against itself where both ran: CuPy or the fused graph against NumPy
     (``numpy_mnist_value``), and the fused graph alone against NumPy (``fused_value``).
     """
-    gpu = [e.key for e in engines if e.is_gpu]
-    cpu = [e.key for e in engines if not e.is_gpu]
+    gpu, cpu = [e.key for e in engines if e.is_gpu], [e.key for e in engines if not e.is_gpu]
 
-    def first_win(gpu_keys, cpu_keys):
-        for p in points:
-            g = [p["engines"][k]["median_s"] for k in gpu_keys if k in p["engines"]]
-            c = [p["engines"][k]["median_s"] for k in cpu_keys if k in p["engines"]]
-            if g and c and min(g) < min(c):
-                return p["value"]
-        return None
+    def first_win(fast_keys, slow_keys):
+        """The first value where the fastest of ``fast_keys`` beats the fastest of ``slow_keys`` (both ran)."""
+        def fastest(p, keys, none):
+            return min((p["engines"][k]["median_s"] for k in keys if k in p["engines"]), default=none)
+
+        return next((p["value"] for p in points if fastest(p, fast_keys, math.inf) < fastest(p, slow_keys, -math.inf)),
+                    None)
 
     ran = set().union(*(p["engines"] for p in points))
     found = {"value": None, "numpy_mnist_value": None, "fused_value": None}

@@ -2,7 +2,8 @@
 
 A target is a ratio of two epoch medians (``slow`` time / ``fast`` time: how many times faster
 ``fast`` trains), an epoch in milliseconds, an epoch over one CPU streaming pass or over its own
-matrix-product floor, or (the ResNet-18's) a peak memory.  Ratios come from one run on one machine,
+matrix-product floor, or (the ResNet-18's) a peak memory; then the whole runs' ratios and the
+sweep's crossovers, stated.  Ratios come from one run on one machine,
 so they travel between machines; absolute times do not.  Besides its goal, a target may have a
 floor: the least ``numpy-mnist bench --quick``'s one-run ratio may show after any change (the goal
 less room for a noisy 2-core machine); or a stretch: the goal beyond the goal.  Where it is known
@@ -14,53 +15,54 @@ from __future__ import annotations
 import operator
 from dataclasses import dataclass
 
-from numpy_mnist.bench.engines import make_engines
+from numpy_mnist.bench.engines import ENGINE_KEYS, make_engines
 from numpy_mnist.bench.machine import NO_GPU
 
 __all__ = ["Target", "TARGETS", "evaluate_targets"]
 
-#: ``Target.fast`` for an epoch measured in CPU streaming passes, and in its own BLAS floor.
-STREAM, FLOOR = "stream", "blas-floor"
+#: ``Target.fast`` for an epoch in CPU streaming passes, over its own BLAS floor, in ms; and for a peak memory in GB.
+STREAM, FLOOR, MS, GB = "stream", "blas-floor", "ms", "GB"
 _CHECKS = {">=": operator.ge, "<=": operator.le, ">": operator.gt, "<": operator.lt}
-_UNITS = {"ms": " ms", "x": "x", "GB": " GB"}
 _GPU_ENGINES = frozenset(e.key for e in make_engines() if e.is_gpu)
 
 
 @dataclass(frozen=True)
 class Target:
-    """``slow``'s epoch over ``fast``'s (``fast``: an engine, :data:`STREAM`, :data:`FLOOR`, or ``None`` for ms)."""
+    """``slow``'s epoch of ``model`` over ``fast``'s: an engine's, :data:`STREAM`, :data:`FLOOR` or :data:`MS`
+    (or, ``fast`` :data:`GB`, the ``slow`` engine's peak memory)."""
 
     key: str
     what: str
     model: str
     slow: str
-    fast: str | None
+    fast: str
     goal: tuple[str, float]
     floor: float | None = None
     stretch: float | None = None
     why_unmet: str = ""
 
-    @property
-    def engines(self) -> tuple[str, ...]:
-        return tuple(e for e in (self.slow, self.fast) if e not in (None, STREAM, FLOOR))
-
     def measured(self, results: dict) -> float | None:
-        top = _epoch(results, self.model, self.slow)
-        if self.fast is None:
-            bottom = 1e-3  # the epoch in milliseconds
-        elif self.fast == STREAM:
-            bottom = results["references"]["cpu"]["stream"]["seconds"]
-        elif self.fast == FLOOR:
-            bottom = ((_row(results, self.model, self.slow) or {}).get("blas_floor") or {}).get("median_s")
-        else:
-            bottom = _epoch(results, self.model, self.fast)
-        return top / bottom if top and bottom else None
+        if self.fast == GB:
+            memory = (results.get("resnet18") or {}).get("peak_memory")
+            return memory["bytes"] / 1e9 if memory else None
+        row = _row(results, self.model, self.slow)
+        special = {MS: 1e-3, STREAM: results["references"]["cpu"]["stream"]["seconds"],
+                   FLOOR: row.get("blas_floor", {}).get("median_s")}
+        bottom = special[self.fast] if self.fast in special else _row(results, self.model, self.fast).get("median_s")
+        return row["median_s"] / bottom if row.get("median_s") and bottom else None
 
 
 _LAUNCHES = ("the array path launches about 20 small kernels per batch, so launch overhead, not arithmetic, "
              "sets its time; the fused graph is the GPU fast path")
 _BOOK = (("linear1", "linear1", 0.4), ("simple_net", "simple_net(30)", 0.8))
 _RESNET = "resnet18"
+#: The fused graph against slower engines, both book models: key suffix, engine, what (``{m}``: the model), goal.
+_FUSED_AGAINST = (
+    ("torch_graph", "torch-cuda-graph", "GPU: {m} epoch, fused graph against PyTorch's CUDA-graph replay", (">=", 5)),
+    ("torch_eager", "torch-cuda", "GPU: {m} epoch, fused graph against PyTorch CUDA eager", (">=", 40)),
+    ("numpy", "numpy", "GPU ahead of CPU at the book's sizes: {m} epoch, fused graph against numpy-mnist NumPy",
+     (">", 1)),
+)
 
 TARGETS = (
     Target("cpu_linear1_vs_torch", "CPU: linear1 epoch against PyTorch eager", "linear1", "torch-cpu", "numpy",
@@ -81,18 +83,16 @@ TARGETS = (
            "batch norms"),
     *(Target(f"gpu_{m}_vs_torch", f"GPU: {m} epoch, numpy-mnist CuPy (array path) against PyTorch CUDA eager", row,
              "torch-cuda", "cupy", (">=", 3), why_unmet=_LAUNCHES) for m, row, _ in _BOOK),
-    *(Target(f"fused_{m}_epoch", f"GPU: {row} epoch, numpy-mnist fused CUDA graph", row, "fused-graph", None,
+    *(Target(f"fused_{m}_epoch", f"GPU: {row} epoch, numpy-mnist fused CUDA graph", row, "fused-graph", MS,
              ("<=", ms)) for m, row, ms in _BOOK),
-    *(Target(f"fused_{m}_vs_{slow}", f"GPU: {m} epoch, fused graph against {what}", row, engine, "fused-graph",
-             (">=", goal)) for slow, engine, what, goal in (("torch_graph", "torch-cuda-graph", "PyTorch's CUDA-graph "
-                                                          "replay", 5), ("torch_eager", "torch-cuda", "PyTorch CUDA "
-                                                          "eager", 40)) for m, row, _ in _BOOK),
-    *(Target(f"fused_{m}_vs_numpy", f"GPU ahead of CPU at the book's sizes: {m} epoch, fused graph against "
-             "numpy-mnist NumPy", row, "numpy", "fused-graph", (">", 1)) for m, row, _ in _BOOK),
+    *(Target(f"fused_{m}_vs_{vs}", what.format(m=m), row, slow, "fused-graph", goal)
+      for vs, slow, what, goal in _FUSED_AGAINST for m, row, _ in _BOOK),
     Target("gpu_resnet18_vs_numpy", "GPU: ResNet-18 epoch, numpy-mnist CuPy against numpy-mnist NumPy", _RESNET,
            "numpy", "cupy", (">=", 30)),
     Target("gpu_resnet18_vs_torch", "GPU: ResNet-18 epoch, numpy-mnist CuPy within 2x of PyTorch CUDA eager "
            "(cuDNN)", _RESNET, "torch-cuda", "cupy", (">=", 0.5)),
+    Target("cpu_resnet18_memory", "CPU: ResNet-18 peak memory of the NumPy epoch at batch 64", _RESNET, "numpy", GB,
+           ("<", 2)),
 )
 
 
@@ -100,26 +100,21 @@ def evaluate_targets(results: dict) -> list[dict]:
     """Every target against this run's figures: the measured value, whether it is met, and a note.
 
     The note says why a value is missing, or (where known) why a goal is unmet.  After the table's
-    targets come the ResNet-18's peak memory, the whole runs' (one per run in
-    ``results["whole_runs"]``) and the crossovers.
+    targets come the whole runs' (one per run in ``results["whole_runs"]``) and the crossovers.
     """
     ran = {r["engine"] for r in results["epochs"]}
     out = []
     for t in TARGETS:
-        entry = _entry(t.key, t.what, t.goal, "ms" if t.fast is None else "x", t.measured(results))
+        entry = _entry(t.key, t.what, t.goal, t.fast if t.fast in (MS, GB) else "x", t.measured(results))
         for name, bound in (("floor", t.floor), ("stretch", t.stretch)):
             if bound is not None:
-                held = None if entry["measured"] is None else bool(entry["measured"] >= bound)
-                entry[name], entry[f"{name}_held"] = bound, held
+                entry[name], entry[f"{name}_held"] = bound, None if entry["measured"] is None else bool(
+                    entry["measured"] >= bound)
         if entry["measured"] is None:
-            entry["note"] = _why_missing(results, t.engines, ran)
+            entry["note"] = _why_missing(results, [e for e in (t.slow, t.fast) if e in ENGINE_KEYS], ran)
         elif not entry["met"]:
             entry["note"] = t.why_unmet
         out.append(entry)
-    memory = (results.get("resnet18") or {}).get("peak_memory")
-    if memory is not None:
-        out.append(_entry("cpu_resnet18_memory", "CPU: ResNet-18 peak memory of the NumPy epoch at batch 64",
-                          ("<", 2), "GB", memory["bytes"] / 1e9))
     for run in results.get("whole_runs", []):
         out.append({**_entry(f"whole_{run['key']}", f"GPU: whole run `{run['command']}`, CuPy (fused graph) "
                              "against NumPy, training time", (">=", run["goal"]), "x", run.get("speedup")),
@@ -129,16 +124,17 @@ def evaluate_targets(results: dict) -> list[dict]:
 
 def _entry(key: str, what: str, goal: tuple[str, float], unit: str, value: float | None) -> dict:
     op, number = goal
-    return {"key": key, "what": what, "goal": f"{op} {number:g}{_UNITS[unit]}", "unit": unit, "measured": value,
-            "met": None if value is None else bool(_CHECKS[op](value, number)), "note": ""}
+    return {"key": key, "what": what, "goal": f"{op} {number:g}{'x' if unit == 'x' else ' ' + unit}", "unit": unit,
+            "measured": value, "met": None if value is None else bool(_CHECKS[op](value, number)), "note": ""}
 
 
-def _row(results: dict, model: str, engine: str) -> dict | None:
-    return next((r for r in results["epochs"] if r["model"] == model and r["engine"] == engine), None)
+def _stated(key: str, what: str, met: bool | None, note: str) -> dict:
+    """A goal that is a statement (``note``), not a number."""
+    return {"key": key, "what": what, "goal": "stated", "unit": "x", "measured": None, "met": met, "note": note}
 
 
-def _epoch(results: dict, model: str, engine: str) -> float | None:
-    return (_row(results, model, engine) or {}).get("median_s")
+def _row(results: dict, model: str, engine: str) -> dict:
+    return next((r for r in results["epochs"] if r["model"] == model and r["engine"] == engine), {})
 
 
 def _gpu_missing(results: dict) -> bool:
@@ -157,23 +153,19 @@ def _why_missing(results: dict, engines, ran: set) -> str:
 
 def _crossovers(results: dict) -> list[dict]:
     """The sweep's crossovers, stated per axis: the GPU's against the CPU's, the fused graph's against NumPy's."""
-    sweep = results.get("sweep")
-    fused = {"key": "fused_crossover", "what": "GPU: the fused graph against numpy-mnist NumPy, per sweep axis",
-             "goal": "stated", "unit": "x", "measured": None, "met": None,
-             "note": "no sweep in this run: run with --sweep to state the crossover per axis"}
+    sweep, no_gpu = results.get("sweep"), _gpu_missing(results)
+    fused = "GPU: the fused graph against numpy-mnist NumPy, per sweep axis"
     if sweep is None:
-        return [fused]
-    gpu = {"key": "gpu_crossover", "what": "GPU: smallest size where the GPU beats the CPU", "goal": "stated",
-           "unit": "x", "measured": None, "met": None if _gpu_missing(results) else True,
-           "note": "; ".join(f"{s['name']}: {s['crossover']['statement']}" for s in sweep["series"])}
-    if _gpu_missing(results):
-        gpu["note"] = "no GPU found: no GPU engine ran, so no crossover could be measured"
+        return [_stated("fused_crossover", fused, None, "no sweep in this run: run with --sweep to state the crossover "
+                        "per axis")]
+    gpu = _stated("gpu_crossover", "GPU: smallest size where the GPU beats the CPU", None if no_gpu else True,
+                  "no GPU found: no GPU engine ran, so no crossover could be measured" if no_gpu else
+                  "; ".join(f"{s['name']}: {s['crossover']['statement']}" for s in sweep["series"]))
     swept = {e["key"] for e in sweep["engines"]}
     if not {"fused-graph", "numpy"} <= swept:
-        fused["note"] = _why_missing(results, ("fused-graph", "numpy"), swept)
-        return [gpu, fused]
-    fused["met"], fused["note"] = True, "; ".join(f"{s['name']}: {_fused_statement(s)}" for s in sweep["series"])
-    return [gpu, fused]
+        return [gpu, _stated("fused_crossover", fused, None, _why_missing(results, ("fused-graph", "numpy"), swept))]
+    return [gpu, _stated("fused_crossover", fused, True, "; ".join(f"{s['name']}: {_fused_statement(s)}"
+                                                                  for s in sweep["series"]))]
 
 
 def _fused_statement(series: dict) -> str:

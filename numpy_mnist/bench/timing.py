@@ -19,6 +19,7 @@ from __future__ import annotations
 import statistics
 import time
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Callable
 
 __all__ = ["Measurement", "Trial", "cupy_trial", "torch_cuda_trial", "time_interleaved"]
@@ -90,11 +91,8 @@ def torch_cuda_trial(run, warm=None) -> Trial:
     """Timed with ``torch.cuda.Event`` on PyTorch's current stream."""
     import torch
 
-    def new_event():
-        return torch.cuda.Event(enable_timing=True)
-
-    return Trial(run, torch.cuda.synchronize, warm=warm,
-                 events=(new_event, lambda start, end: start.elapsed_time(end) / 1e3))
+    events = (partial(torch.cuda.Event, enable_timing=True), lambda start, end: start.elapsed_time(end) / 1e3)
+    return Trial(run, torch.cuda.synchronize, warm=warm, events=events)
 
 
 def time_interleaved(trials: dict, *, warmups: int, repeats: int, budget_s: float | None = None,
