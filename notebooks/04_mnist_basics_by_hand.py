@@ -1054,13 +1054,14 @@ if len(timings) == 1:
 #
 # *Not in the book, which leaves every gradient to autograd: here you write them.*
 #
-# Reading a derivation is not the same as finding it. The `exercise` commands hand the six backward
+# Reading a derivation is not the same as finding it. The `exercise` commands hand the nine backward
 # functions of this notebook to you, in the book's order: `sigmoid_backward`, `mnist_loss_backward`,
 # `linear_backward`, `relu_backward`, `binary_cross_entropy_backward` and
-# `softmax_cross_entropy_backward`. In a terminal:
+# `softmax_cross_entropy_backward`, then the ResNet's `conv2d_backward`, `batch_norm_backward` and
+# `max_pool2d_backward`. In a terminal:
 #
 # ```bash
-# numpy-mnist exercise new [DIR]           # a starter file of the six functions, each raising NotImplementedError
+# numpy-mnist exercise new [DIR]           # a starter file of the nine functions, each raising NotImplementedError
 # numpy-mnist exercise check FILE          # each of yours against the reference, finite differences and PyTorch
 # numpy-mnist exercise check FILE --train  # then simple_net trained with yours, beside the reference run
 # ```
@@ -1070,8 +1071,9 @@ if len(timings) == 1:
 # ones that break naive code, such as a large $|z|$ for the sigmoid), prints one row per function,
 # pass, fail or still to do, with the smallest failing input it found, and a hint where the
 # comparison shows what went wrong: a wrong shape, a missing $1/N$, a flipped sign, a transpose, a
-# missing $\sigma'$. With `--train`, your gradients train the book's `simple_net` on the 3s and 7s,
-# and its learning curve is drawn beside the reference's.
+# missing $\sigma'$, a kernel flipped or transposed, batch norm's two sum terms missing, a gradient
+# sent to every tied maximum. With `--train`, your gradients train the book's `simple_net` on the 3s
+# and 7s, and its learning curve is drawn beside the reference's.
 #
 # ---
 # This notebook's source is `notebooks/04_mnist_basics_by_hand.py`, a jupytext script paired with
