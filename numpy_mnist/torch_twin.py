@@ -13,8 +13,9 @@ when a function here runs (:func:`available` says whether it can be).
 * :func:`loss_and_grads`: ``model.loss_and_grads`` by autograd in float64, and
   :func:`compare_model`, every parameter's gradient against it (what ``gradcheck`` prints).
 * :func:`vjp`: the gradients of any function of arrays by autograd.  (The test suite builds on
-  these its oracles for single pieces, each with the rounding floor of every entry, its float32
-  floors and the ResNet-18's twin: ``tests/torch_oracles.py``.)
+  these its oracles for single pieces, each with the rounding floor of every entry, and its float32
+  floors: ``tests/torch_oracles.py``.)
+* :func:`resnet18`: the ResNet-18's twin, for the tests and the benchmark's PyTorch epoch.
 
 How close two correct float64 programs come
 -------------------------------------------
@@ -47,7 +48,7 @@ from numpy_mnist.gradcheck import TINY64, TORCH_RTOL, GradReport, compare, gamma
 __all__ = [
     "available", "sigmoid", "mnist_loss", "binary_cross_entropy", "softmax_cross_entropy",
     "loss_twin", "LOSSES", "linear", "mlp", "MODELS", "tensor", "parameters", "forward", "loss_and_grads", "gamma",
-    "compare_model", "vjp", "TINY64",
+    "compare_model", "vjp", "TINY64", "resnet18", "RESNET18_STRIDES",
 ]
 
 def _torch():
@@ -203,3 +204,53 @@ def vjp(fn, inputs, dout):
     out = fn(*ts)
     grads = _torch().autograd.grad(out, ts, grad_outputs=tensor(dout))
     return to_numpy(out), [to_numpy(g) for g in grads]
+
+
+# -- Going deeper: the ResNet-18's twin ---------------------------------------------------------------
+#
+# The twin of :class:`numpy_mnist.models.ResNet18`, written as PyTorch's functional calls on a dict
+# of parameter tensors (its names, and the head's linears stored (in, out)), so that autograd can
+# differentiate it.  Its layout is spelled out again here rather than read from the model.
+
+#: The stride of each stage's first block (torchvision's ResNet-18).
+RESNET18_STRIDES = (1, 2, 2, 2)
+
+
+def resnet18(x, p, *, buffers=None, masks=None, training: bool = True):
+    """The ResNet-18 of :func:`numpy_mnist.models.resnet18` on (N, side**2) square images ``x``: its logits.
+
+    ``F.conv2d``, ``F.batch_norm`` (``training=True``: the batch's statistics, and ``buffers``'
+    ``running_mean`` / ``running_var`` updated in place with momentum 0.1, as ``nn.BatchNorm2d``
+    does; ``training=False``: those running statistics), ``F.max_pool2d``, the adaptive pools of
+    fastai's ``AdaptiveConcatPool2d`` and ``F.linear``.  Dropout in training mode applies the fixed
+    boolean ``masks`` (``{"head.drop1": ..., "head.drop2": ...}``) as ``x * mask / (1 - p)``, which
+    is what ``F.dropout`` does with a mask of its own drawing.
+    """
+    import torch
+
+    F = torch.nn.functional
+    buffers = buffers or {}
+
+    def bn(h, name):
+        return F.batch_norm(h, buffers.get(f"{name}.running_mean"), buffers.get(f"{name}.running_var"),
+                            p[f"{name}.weight"], p[f"{name}.bias"], training=training, momentum=0.1, eps=1e-5)
+
+    def drop(h, name, prob):
+        return h * masks[name] / (1 - prob) if training else h
+
+    side = round(x.shape[1] ** 0.5)
+    h = F.relu(bn(F.conv2d(x.reshape(-1, 1, side, side), p["conv1.weight"], stride=2, padding=3), "bn1"))
+    h = F.max_pool2d(h, kernel_size=3, stride=2, padding=1)
+    for stage, stride in enumerate(RESNET18_STRIDES, start=1):
+        for b in range(2):
+            name, s = f"layer{stage}.{b}", stride if b == 0 else 1
+            out = F.relu(bn(F.conv2d(h, p[f"{name}.conv1.weight"], stride=s, padding=1), f"{name}.bn1"))
+            out = bn(F.conv2d(out, p[f"{name}.conv2.weight"], padding=1), f"{name}.bn2")
+            if f"{name}.downsample.0.weight" in p:
+                h = bn(F.conv2d(h, p[f"{name}.downsample.0.weight"], stride=s), f"{name}.downsample.1")
+            h = F.relu(out + h)
+    h = torch.cat([F.adaptive_max_pool2d(h, 1), F.adaptive_avg_pool2d(h, 1)], dim=1).flatten(1)
+    h = drop(bn(h, "head.bn1"), "head.drop1", 0.25)
+    h = F.relu(F.linear(h, p["head.fc1.weight"].T))
+    h = drop(bn(h, "head.bn2"), "head.drop2", 0.5)
+    return F.linear(h, p["head.fc2.weight"].T)

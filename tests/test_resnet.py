@@ -3,7 +3,7 @@ gradient by hand against PyTorch's autograd on its twin and against finite diffe
 
 * Layout: torchvision's ResNet-18 (11,689,512 parameters with its 3-channel stem and 1000-class
   ``fc``) becomes 11,698,624 with a 1-channel stem and fastai's head; Kaiming-normal spreads.
-* ``loss_and_grads`` against autograd on the twin ``tests/torch_oracles.resnet18`` in float64 on
+* ``loss_and_grads`` against autograd on the twin ``torch_twin.resnet18`` in float64 on
   every backend, with the same dropout masks: the loss, every parameter's gradient within 1e-9
   relative, and the running statistics after the pass.  Entries below 1e-4 of their parameter's
   largest are held to 1e-12 of it, absolutely: a batch norm's backward ``M dy - sum(dy) - xhat
@@ -119,7 +119,7 @@ def test_eval_forward_against_twin(backend):
     model.loss_and_grads(backend.asarray(x[::-1].copy()), backend.asarray(y[::-1].copy()))
     before = host(model, model.buffers)
     params, buffers = torch_oracles.resnet18_state(model)
-    want = torch_oracles.resnet18(torch_twin.tensor(x), params, buffers=buffers, training=False).detach().numpy()
+    want = torch_twin.resnet18(torch_twin.tensor(x), params, buffers=buffers, training=False).detach().numpy()
     logits = backend.to_host(model.eval().forward(backend.asarray(x)))
     assert_agree("eval logits", logits, want, floor=1e-13, rtol=1e-10)
     one = backend.to_host(model.forward(backend.asarray(x[2:3].copy())))  # a row alone: its logits in the batch
@@ -149,7 +149,7 @@ def test_adam_one_cycle_five_steps_against_torch(backend):
             group["lr"], group["betas"] = lr, (beta1, 0.99)
         topt.zero_grad()
         tmasks = {k: torch.as_tensor(m) for k, m in masks.items()}
-        logits = torch_oracles.resnet18(torch_twin.tensor(x), params, buffers=buffers, masks=tmasks)
+        logits = torch_twin.resnet18(torch_twin.tensor(x), params, buffers=buffers, masks=tmasks)
         torch.nn.functional.cross_entropy(logits, torch.as_tensor(y)).backward()
         topt.step()
     # An Adam update moves an entry by about lr at most, so an entry that passed near 0 on the way
