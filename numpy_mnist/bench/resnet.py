@@ -8,10 +8,10 @@ of fastai's Adam under the one-cycle schedule (peak 0.1) over the epoch's steps,
 * numpy-mnist: :func:`numpy_mnist.models.resnet18` with :class:`~numpy_mnist.optim.Adam` and
   :class:`~numpy_mnist.optim.OneCycle` through :func:`numpy_mnist.learner.train_epoch`, on the
   engine's backend (NumPy, or CuPy: the same code).
-* PyTorch eager: the same model's twin (:func:`torch_resnet18`, functional calls on the same initial
-  parameters) with ``torch.optim.AdamW`` (fastai's Adam is AdamW step for step) and ``OneCycleLR``
-  set to fastai's schedule; batch norms and their gammas and betas left out of the weight decay on
-  both sides; its dropout is ``F.dropout``.
+* PyTorch eager: the same model's twin (:func:`numpy_mnist.torch_twin.resnet18`, functional calls
+  on the same initial parameters) with ``torch.optim.AdamW`` (fastai's Adam is AdamW step for step)
+  and ``OneCycleLR`` set to fastai's schedule; batch norms and their gammas and betas left out of
+  the weight decay on both sides; its dropout masks drawn by ``torch.rand``.
 
 Each timed run builds a fresh optimizer (PyTorch builds its state at the first step, inside the
 run, so both sides pay for it) and trains the first ``batches`` batches of the epoch: all of them,
@@ -34,8 +34,7 @@ from numpy_mnist.models import HEAD_DROPOUT, RESNET18_STAGES, resnet18_shapes
 from numpy_mnist.optim import Adam, OneCycle
 from numpy_mnist.training import quiet_numerics
 
-__all__ = ["conv_products", "quiet_epoch", "numpy_mnist_trainer", "torch_resnet18", "torch_trainer",
-           "torch_one_cycle", "conv_operands"]
+__all__ = ["conv_products", "quiet_epoch", "numpy_mnist_trainer", "torch_trainer", "torch_one_cycle", "conv_operands"]
 
 
 def _side(size: int, kernel: int, stride: int, padding: int) -> int:
@@ -93,37 +92,6 @@ def numpy_mnist_trainer(workload, x, y, backend):
     return trainer
 
 
-def torch_resnet18(x, p: dict, buffers: dict):
-    """The logits of :class:`numpy_mnist.models.ResNet18` in training mode, as PyTorch's functional calls on its
-    parameters ``p`` (the head's linears stored (in, out)) and running statistics ``buffers`` (updated in place).
-
-    ``F.conv2d``, ``F.batch_norm`` (the batch's statistics, momentum 0.1), ``F.max_pool2d``, the
-    max and mean pools of fastai's ``AdaptiveConcatPool2d``, ``F.dropout`` and ``F.linear``.
-    """
-    import torch
-
-    F = torch.nn.functional
-
-    def bn(h, name):
-        return F.batch_norm(h, buffers[f"{name}.running_mean"], buffers[f"{name}.running_var"], p[f"{name}.weight"],
-                            p[f"{name}.bias"], training=True, momentum=0.1, eps=1e-5)
-
-    side = round(x.shape[1] ** 0.5)
-    h = F.relu(bn(F.conv2d(x.reshape(-1, 1, side, side), p["conv1.weight"], stride=2, padding=3), "bn1"))
-    h = F.max_pool2d(h, kernel_size=3, stride=2, padding=1)
-    for stage, (_, stride) in enumerate(RESNET18_STAGES, start=1):
-        for b in range(2):
-            name, s = f"layer{stage}.{b}", stride if b == 0 else 1
-            out = F.relu(bn(F.conv2d(h, p[f"{name}.conv1.weight"], stride=s, padding=1), f"{name}.bn1"))
-            out = bn(F.conv2d(out, p[f"{name}.conv2.weight"], padding=1), f"{name}.bn2")
-            if f"{name}.downsample.0.weight" in p:
-                h = bn(F.conv2d(h, p[f"{name}.downsample.0.weight"], stride=s), f"{name}.downsample.1")
-            h = F.relu(out + h)
-    h = torch.cat([F.adaptive_max_pool2d(h, 1), F.adaptive_avg_pool2d(h, 1)], dim=1).flatten(1)
-    h = F.relu(F.linear(F.dropout(bn(h, "head.bn1"), HEAD_DROPOUT["head.drop1"]), p["head.fc1.weight"].T))
-    return F.linear(F.dropout(bn(h, "head.bn2"), HEAD_DROPOUT["head.drop2"]), p["head.fc2.weight"].T)
-
-
 def torch_trainer(workload, x, y, device):
     """As :func:`numpy_mnist_trainer`, for PyTorch eager on ``device`` (``"cpu"`` or ``"cuda"``)."""
     import torch
@@ -131,11 +99,14 @@ def torch_trainer(workload, x, y, device):
     model = workload.build()
     params = torch_twin.parameters(model, dtype=torch.float32, device=device)
     buffers = {k: torch_twin.tensor(v, dtype=torch.float32, device=device) for k, v in model.buffers.items()}
+    features = {"head.drop1": model.params["head.fc1.weight"].shape[0],
+                "head.drop2": model.params["head.fc2.weight"].shape[0]}
     xs, ys, bs = torch.from_numpy(x).to(device), torch.from_numpy(_labels(y)).to(device), workload.batch_size
     steps, lr = x.shape[0] // bs, model.book_lr
 
     def step(xb, yb, opt, schedule):
-        loss = torch_twin.softmax_cross_entropy(torch_resnet18(xb, params, buffers), yb)
+        masks = {k: torch.rand(xb.shape[0], features[k], device=device) >= p for k, p in HEAD_DROPOUT.items()}
+        loss = torch_twin.softmax_cross_entropy(torch_twin.resnet18(xb, params, buffers=buffers, masks=masks), yb)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
