@@ -122,9 +122,7 @@ def time_epochs(workloads, engines, data: BenchData, refs: dict, cfg: BenchConfi
     for w in workloads:
         trials.update({(w.name, e.key): e.prepare(w, data.x, data.y) for e in engines if e.runs(w)})
         trials[(w.name, "blas-floor")] = blas_floor(w, data.x)
-    framework = {e.key: e.framework for e in engines}
-    timed = time_trials(trials, engines, lambda key: framework.get(key[1], "numpy-mnist"), warmups=warmups,
-                        repeats=repeats, blocks=cfg.blocks, settle_s=cfg.settle_s)
+    timed = time_trials(trials, engines, warmups=warmups, repeats=repeats, blocks=cfg.blocks, settle_s=cfg.settle_s)
     rows = []
     for w in workloads:
         scale = data.rows // w.batch_size / w.timed_batches(data.rows) if w.batches else 1.0
