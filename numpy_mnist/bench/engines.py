@@ -86,10 +86,9 @@ class Workload:
 
     def build(self, backend="numpy"):
         """numpy-mnist's model (seed 0) on ``backend`` (NumPy by default): every engine starts from it."""
-        if self.model == "resnet18":
-            return resnet18(self.width, seed=0, backend=backend)
-        return linear1(seed=0, backend=backend) if self.model == "linear1" else simple_net(
-            hidden=self.hidden, seed=0, backend=backend)
+        build = {"linear1": linear1, "simple_net": partial(simple_net, self.hidden),
+                 "resnet18": partial(resnet18, self.width)}
+        return build[self.model](seed=0, backend=backend)
 
     def timed_batches(self, rows: int) -> int:
         """The batches a ResNet-18 trial times: ``batches``, at most the epoch's ``rows // batch_size``."""
@@ -142,15 +141,14 @@ class NumpyMnistEngine(Engine):
     framework = "numpy-mnist"
 
     def __init__(self, backend: str, graph: bool = False) -> None:
-        self.is_gpu, self.graph = backend == "cupy", graph
-        self.key = "fused-graph" if graph else backend
+        self.is_gpu, self.graph, self.key = backend == "cupy", graph, "fused-graph" if graph else backend
         self.label = "numpy-mnist fused CUDA graph" if graph else f"numpy-mnist {'CuPy' if self.is_gpu else 'NumPy'}"
 
     @cached_property
     def backend_or_why(self):
         """``(backend, None)``, or ``(None, why this engine cannot run here)``."""
         try:
-            return get_backend("cupy" if self.is_gpu else "numpy", "float32"), None
+            return get_backend("cupy" if self.is_gpu else "numpy"), None
         except BackendUnavailableError as exc:
             return None, str(exc)
 
@@ -190,9 +188,8 @@ def torch_book_loop(workload: Workload, x, y, device: str):
     """
     import torch
 
-    model = workload.build(get_backend("numpy", "float32"))
-    params = torch_twin.parameters(model, dtype=torch.float32, device=device)
-    loss_fn = torch_twin.loss_twin(model.loss)
+    model = workload.build()
+    params, loss_fn = torch_twin.parameters(model, dtype=torch.float32, device=device), torch_twin.loss_twin(model.loss)
 
     def step(xb, yb):
         loss = loss_fn(torch_twin.forward(model, xb, params), yb)

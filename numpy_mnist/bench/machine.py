@@ -110,7 +110,7 @@ class CpuActivity:
     """
 
     def start(self) -> "CpuActivity":
-        self._start, self._load = _cpu_snapshot(), _load_average()
+        self._start = _cpu_snapshot()
         return self
 
     def stop(self) -> dict | None:
@@ -120,17 +120,14 @@ class CpuActivity:
         wall = end[0] - start[0]
         others = max(0.0, (end[1] - start[1]) - (end[2] - start[2])) / wall
         return {"other_programs_cores": round(others, 3), "wall_s": round(wall, 1),
-                "load_average": {"start": self._load, "end": _load_average()},
+                "load_average": {"start": start[3], "end": end[3]},
                 "note": "CPU cores other programs kept busy during the run, on average; 1, 5 and 15 minute load "
                         "averages"}
 
 
-def _load_average() -> list[float] | None:
-    return [round(v, 2) for v in os.getloadavg()] if hasattr(os, "getloadavg") else None
-
-
-def _cpu_snapshot() -> tuple[float, float, float] | None:
-    """(wall clock, the machine's busy CPU seconds, this process's CPU seconds), or ``None`` off Linux."""
+def _cpu_snapshot() -> tuple[float, float, float, list[float]] | None:
+    """(wall clock, the machine's busy CPU seconds, this process's CPU seconds, the load averages), or ``None``
+    off Linux."""
     try:
         with open("/proc/stat", encoding="ascii") as f:
             fields = [int(v) for v in f.readline().split()[1:]]
@@ -138,7 +135,7 @@ def _cpu_snapshot() -> tuple[float, float, float] | None:
         return None
     own = os.times()
     return (time.monotonic(), (sum(fields[:8]) - fields[3] - fields[4]) / os.sysconf("SC_CLK_TCK"),
-            own.user + own.system + own.children_user + own.children_system)
+            own.user + own.system + own.children_user + own.children_system, [round(v, 2) for v in os.getloadavg()])
 
 
 def wait_for_quiet(max_cores: float, limit_s: float = 1800, log=print) -> None:

@@ -15,6 +15,8 @@ Together they give each epoch a hardware bound, ``max(flops / rate, bytes / band
 
 from __future__ import annotations
 
+from functools import partial
+
 import numpy as np
 
 from numpy_mnist.bench.resnet import conv_operands
@@ -62,10 +64,7 @@ def references(x: np.ndarray, engines, cfg) -> dict:
     else:
         import torch
 
-        via, trial = "torch", torch_cuda_trial
-
-        def put(a):
-            return torch.from_numpy(a).cuda()
+        via, put, trial = "torch", partial(torch.as_tensor, device="cuda"), torch_cuda_trial
     names = ("x @ ones (cuBLAS)", f"sum over rows ({via} reduction)")
     refs["gpu"] = {"device": "gpu", "via": via.lower(), **_references(
         x, put, trial, names, warmups=cfg.warmups, repeats=cfg.repeats, matmul_n=cfg.matmul_n_gpu,

@@ -133,10 +133,8 @@ def _targets(results: dict) -> list[str]:
             unmeasured += [] if note.startswith(NO_GPU) else [f"- {tg['what']}: not measured: {note}."]
             continue
         goal = tg["goal"] + "".join(f" ({name} {tg[name]:g}x)" for name in ("floor", "stretch") if name in tg)
-        if tg["measured"] is None:  # a statement: the note says it
-            measured = tg["note"] or "-"
-        else:
-            measured = _ratio(tg["measured"]) if tg["unit"] == "x" else f"{tg['measured']:.3g} {tg['unit']}"
+        measured = ((tg["note"] or "-") if tg["measured"] is None  # a statement: the note says it
+                    else _ratio(tg["measured"]) if tg["unit"] == "x" else f"{tg['measured']:.3g} {tg['unit']}")
         rows.append((tg["what"], goal, measured, _met(tg)))
     if no_gpu:
         unmeasured.insert(0, f"- GPU goals: not measured, no GPU found ({no_gpu} goal{'s' if no_gpu > 1 else ''}).")
@@ -174,9 +172,8 @@ def _whole_runs(results: dict) -> list[str]:
 
 
 def _unavailable(results: dict) -> list[str]:
-    if not results["unavailable"]:
-        return []
-    return ["", "## Engines that did not run", ""] + [f"- `{k}`: {why}" for k, why in results["unavailable"].items()]
+    unavailable = [f"- `{k}`: {why}" for k, why in results["unavailable"].items()]
+    return ["", "## Engines that did not run", "", *unavailable] if unavailable else []
 
 
 def _sweep(results: dict) -> list[str]:
@@ -186,8 +183,7 @@ def _sweep(results: dict) -> list[str]:
     for s in results["sweep"]["series"]:
         keys, labels = _swept(s, results)
         rows = [(f"{p['value']:,}", *(_ms(p["engines"][k]["median_s"]) for k in keys)) for p in s["points"]]
-        header = "|".join([s["axis"], *labels])
-        out += ["", f"### {s['axis']} ({s['model']})", *_table(header, rows), "",
+        out += ["", f"### {s['axis']} ({s['model']})", *_table("|".join([s["axis"], *labels]), rows), "",
                 f"Crossover: {s['crossover']['statement']}."]
     return out
 

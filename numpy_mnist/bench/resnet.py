@@ -25,8 +25,6 @@ kernel's rows (F, KH*KW*C) contiguous and taken transposed), with NumPy in float
 
 from __future__ import annotations
 
-import tracemalloc
-
 import numpy as np
 
 from numpy_mnist import torch_twin
@@ -36,8 +34,7 @@ from numpy_mnist.models import HEAD_DROPOUT, RESNET18_STAGES, resnet18_shapes
 from numpy_mnist.optim import Adam, OneCycle
 from numpy_mnist.training import quiet_numerics
 
-__all__ = ["conv_products", "quiet_epoch", "numpy_mnist_trainer", "torch_trainer", "torch_one_cycle", "conv_operands",
-           "traced_peak_bytes"]
+__all__ = ["conv_products", "quiet_epoch", "numpy_mnist_trainer", "torch_trainer", "torch_one_cycle", "conv_operands"]
 
 
 def _side(size: int, kernel: int, stride: int, padding: int) -> int:
@@ -148,13 +145,3 @@ def conv_operands(workload) -> list[tuple[np.ndarray, np.ndarray]]:
         cols, kernel_rows, dout = (rng.standard_normal(shape, dtype=np.float32) for shape in ((m, k), (f, k), (m, f)))
         operands += [(cols, kernel_rows.T), (dout.T, cols), (dout, kernel_rows)]
     return operands
-
-
-def traced_peak_bytes(work) -> int:
-    """The most memory ``work()`` held at once, by ``tracemalloc`` (NumPy reports its arrays to it)."""
-    tracemalloc.start()
-    try:
-        work()
-        return tracemalloc.get_traced_memory()[1]
-    finally:
-        tracemalloc.stop()

@@ -6,13 +6,13 @@ from __future__ import annotations
 import datetime
 import resource
 import time
+import tracemalloc
 from dataclasses import dataclass, replace
 
 from numpy_mnist.bench.data import BenchData, training_data
 from numpy_mnist.bench.engines import ENGINE_KEYS, WARM_BATCHES, Workload, make_engines
 from numpy_mnist.bench.machine import CpuActivity, machine_info, numpy_blas_threads
 from numpy_mnist.bench.references import blas_floor, hardware_bound_s, references
-from numpy_mnist.bench.resnet import traced_peak_bytes
 from numpy_mnist.bench.sweep import FULL_SWEEP, QUICK_SWEEP, run_sweep, time_trials
 from numpy_mnist.bench.targets import evaluate_targets
 from numpy_mnist.bench.whole_runs import run_whole_runs
@@ -122,9 +122,7 @@ def time_epochs(workloads, engines, data: BenchData, refs: dict, cfg: BenchConfi
     for w in workloads:
         trials.update({(w.name, e.key): e.prepare(w, data.x, data.y) for e in engines if e.runs(w)})
         trials[(w.name, "blas-floor")] = blas_floor(w, data.x)
-    framework = {e.key: e.framework for e in engines}
-    timed = time_trials(trials, engines, lambda key: framework.get(key[1], "numpy-mnist"), warmups=warmups,
-                        repeats=repeats, blocks=cfg.blocks, settle_s=cfg.settle_s)
+    timed = time_trials(trials, engines, warmups=warmups, repeats=repeats, blocks=cfg.blocks, settle_s=cfg.settle_s)
     rows = []
     for w in workloads:
         scale = data.rows // w.batch_size / w.timed_batches(data.rows) if w.batches else 1.0
@@ -148,14 +146,19 @@ def _epoch_row(w: Workload, e, ran: dict, ref: dict, data: BenchData) -> dict:
 
 
 def resnet_facts(workload: Workload, engines, data: BenchData) -> dict:
-    """How the ResNet-18 rows were timed, and the NumPy epoch's peak memory (see :func:`~.resnet.traced_peak_bytes`)."""
+    """How the ResNet-18 rows were timed, and the NumPy epoch's peak memory: the most memory ``tracemalloc`` saw held
+    at once while building the model and training a few batches, plus the training set."""
     steps = data.rows // workload.batch_size
     facts = {**workload.as_dict(), "epoch_batches": steps, "batches_timed": workload.timed_batches(data.rows),
              "warmup_batches": WARM_BATCHES, "optimizer": "fastai Adam + one-cycle (PyTorch: AdamW + OneCycleLR)"}
     numpy = next((e for e in engines if e.key == "numpy"), None)
     if numpy is not None:
-        few = replace(workload, batches=WARM_BATCHES)
-        traced = traced_peak_bytes(lambda: numpy.prepare(few, data.x, data.y).run())
+        tracemalloc.start()  # NumPy reports its arrays to it
+        try:
+            numpy.prepare(replace(workload, batches=WARM_BATCHES), data.x, data.y).run()
+            traced = tracemalloc.get_traced_memory()[1]
+        finally:
+            tracemalloc.stop()
         facts["peak_memory"] = {
             "bytes": traced + data.x.nbytes + data.y.nbytes, "traced_bytes": traced, "data_bytes": data.x.nbytes,
             "how": f"tracemalloc's peak while building the model and training {WARM_BATCHES} batches (model, "

@@ -79,16 +79,17 @@ def run_sweep(engines, data: BenchData, cfg, log=print) -> dict:
 
 def time_point(engines, workload: Workload, data: BenchData, **timing) -> dict:
     """One epoch of ``workload`` on ``data``, timed on every engine, interleaved per framework."""
-    trials = {e.key: e.prepare(workload, data.x, data.y) for e in engines}
-    timed = time_trials(trials, engines, {e.key: e.framework for e in engines}.get, **timing)
+    trials = {(workload.name, e.key): e.prepare(workload, data.x, data.y) for e in engines}
+    timed = time_trials(trials, engines, **timing)
     return {"rows": data.rows, "data": data.source, **workload.as_dict(),
-            "engines": {key: m.as_dict() for key, m in timed.items()}}
+            "engines": {key: m.as_dict() for (_, key), m in timed.items()}}
 
 
-def time_trials(trials: dict, engines, framework_of, **timing) -> dict:
-    """``trials`` timed interleaved, grouped by ``framework_of(key)``; then every trial dropped and the engines'
-    device memory given back."""
-    timed = time_interleaved(trials, group_of=framework_of, **timing)
+def time_trials(trials: dict, engines, **timing) -> dict:
+    """``trials``, keyed ``(workload name, engine key)``, timed interleaved, each engine's framework taking its turns
+    (a trial of no engine with numpy-mnist's); then every trial dropped and the engines' device memory given back."""
+    framework = {e.key: e.framework for e in engines}
+    timed = time_interleaved(trials, group_of=lambda key: framework.get(key[1], "numpy-mnist"), **timing)
     trials.clear()
     for e in engines:
         e.release()

@@ -91,8 +91,8 @@ def torch_cuda_trial(run, warm=None) -> Trial:
     """Timed with ``torch.cuda.Event`` on PyTorch's current stream."""
     import torch
 
-    events = (partial(torch.cuda.Event, enable_timing=True), lambda start, end: start.elapsed_time(end) / 1e3)
-    return Trial(run, torch.cuda.synchronize, warm=warm, events=events)
+    return Trial(run, torch.cuda.synchronize, warm=warm, events=(partial(torch.cuda.Event, enable_timing=True),
+                                                                 lambda start, end: start.elapsed_time(end) / 1e3))
 
 
 def time_interleaved(trials: dict, *, warmups: int, repeats: int, budget_s: float | None = None,
