@@ -23,13 +23,7 @@ from numpy_mnist.errors import InputError
 from numpy_mnist.exercise.checker import DEFAULT_EXAMPLES, RTOL, check_file
 from numpy_mnist.exercise.functions import EXERCISES, STARTER_NAME, TRAINING_FUNCTIONS, get_exercise, starter_source
 from numpy_mnist.exercise.sandbox import DEFAULT_TIMEOUT, Sandbox
-from numpy_mnist.exercise.training import (
-    CURVE_HEADER,
-    PART_RTOL,
-    TrainConfig,
-    plot_curves,
-    side_by_side,
-)
+from numpy_mnist.exercise.training import BATCH_SIZE, CURVE_HEADER, HIDDEN, LR, PART_RTOL, plot_curves, side_by_side
 from numpy_mnist.files import atomic_write, check_folder_target
 
 #: A failed call in the table's error column: what the function did.
@@ -155,13 +149,12 @@ def train(args, report, box) -> bool:
         print(f"\n--train: none of {', '.join(TRAINING_FUNCTIONS)} is usable yet (to do, or it hangs or "
               "crashes): nothing of yours to train with.")
         return False
-    config = TrainConfig(epochs=args.epochs, learner_functions=tuple(usable))
-    print(f"\ntraining the book's simple_net (784 -> {config.hidden} -> ReLU -> 1, mnist_loss, lr {config.lr:g}, "
-          f"batch {config.batch_size}, {config.epochs} epochs, float64) twice from the same start: with the "
+    print(f"\ntraining the book's simple_net (784 -> {HIDDEN} -> ReLU -> 1, mnist_loss, lr {LR:g}, "
+          f"batch {BATCH_SIZE}, {args.epochs} epochs, float64) twice from the same start: with the "
           f"reference backward functions, and with yours ({', '.join(usable)})"
           + (f"; the reference's {', '.join(borrowed)} stands in for yours (to do or unusable)" if borrowed else ""))
     print(CURVE_HEADER)
-    result = side_by_side(box, config, show=lambda row: print(row, flush=True))
+    result = side_by_side(box, usable, args.epochs, show=lambda row: print(row, flush=True))
     print("\n" + "\n".join(outcome(result)))
     if importlib.util.find_spec("matplotlib") is None:
         print("(no PNG of the curves: matplotlib is not installed; pip install 'numpy-mnist[plot]')")

@@ -121,7 +121,7 @@ class CheckReport:
 
 def _reference(ex: Exercise, example: Example) -> tuple:
     out = ex.reference(*example.args, **example.kwargs)
-    return tuple(out) if isinstance(out, tuple) else (out,)
+    return out if isinstance(out, tuple) else (out,)
 
 
 def comparisons(name: str, example: Example, outputs: tuple, *, use_torch: bool = False) -> Iterator[gc.GradReport]:
@@ -129,20 +129,18 @@ def comparisons(name: str, example: Example, outputs: tuple, *, use_torch: bool 
     None) for ``example``, to :data:`TOLERANCE`: with the reference (``method`` ``"reference"``), with
     central finite differences (``"full"`` or ``"directional"``), and with PyTorch's autograd
     (``"pytorch"``)."""
-    ex = get_exercise(name)
+    ex, right = get_exercise(name), _reference(get_exercise(name), example)
     task = ex.task(*example.args, **example.kwargs)
     # Every sum here has fewer terms than twice the largest input has entries, and a few more operations.
     k = 4 + 2 * max(np.size(a) for a in example.args)
-    floors = [TOLERANCE.rounding_floor(s, k) if s is not None else None for s in task.sizes]
-    present = [i for i, r in enumerate(_reference(ex, example)) if r is not None]
-    for i, r in zip(present, (_reference(ex, example)[i] for i in present)):
-        yield gc.compare(ex.outputs[i], outputs[i], r, rtol=RTOL, atol=floors[i], method="reference")
+    floors = [None if s is None else TOLERANCE.rounding_floor(s, k) for s in task.sizes]
+    present = [i for i, r in enumerate(right) if r is not None]
+    for i in present:
+        yield gc.compare(ex.outputs[i], outputs[i], right[i], rtol=RTOL, atol=floors[i], method="reference")
     for i in present if ex.smooth(*example.args, **example.kwargs) else ():
-        def f(v, i=i):
-            return task.f(*task.at[:i], v, *task.at[i + 1:])
-
-        yield gc.check_gradient(f, task.at[i], outputs[i], dout=task.dout,
-                                options=gc.GradCheckOptions(ex.outputs[i], task.scale, tolerance=TOLERANCE))
+        options = gc.GradCheckOptions(ex.outputs[i], task.scale, tolerance=TOLERANCE)
+        yield gc.check_gradient(lambda v, i=i: task.f(*task.at[:i], v, *task.at[i + 1:]), task.at[i], outputs[i],
+                                dout=task.dout, options=options)
     if use_torch:
         _, grads = torch_twin.vjp(task.twin, list(task.at), 1.0 if task.dout is None else task.dout)
         for i in present:
@@ -154,10 +152,8 @@ def comparisons(name: str, example: Example, outputs: tuple, *, use_torch: bool 
 def judge(name: str, example: Example, value, *, use_torch: bool = False) -> tuple[float, float]:
     """The learner's ``value`` for ``example`` against the truth: the worst relative errors (against the
     reference and PyTorch, against finite differences), or :class:`Failure` with its hints."""
-    ex = get_exercise(name)
-    right = _reference(ex, example)
-    outputs = checked_outputs(ex, example, value, right)
-    errors = [0.0, 0.0]
+    ex, right = get_exercise(name), _reference(get_exercise(name), example)
+    outputs, errors = checked_outputs(ex, example, value, right), [0.0, 0.0]
     for report in comparisons(name, example, outputs, use_torch=use_torch):
         fd = report.method in ("full", "directional")
         errors[fd] = max(errors[fd], report.rel_error)
@@ -176,12 +172,13 @@ def checked_outputs(ex: Exercise, example: Example, value, right: tuple | None =
                       "type")
     if n == 1 and value is None:
         raise Failure(f"{ex.name} returned None; it must return a NumPy array: did you forget `return`?", "type")
-    return tuple(_checked(ex, example, *row) for row in zip(ex.outputs, ex.like, value if n > 1 else (value,), right))
+    return tuple(_checked(ex, example, *row) for row in zip(ex.outputs, value if n > 1 else (value,), right))
 
 
-def _checked(ex: Exercise, example: Example, out: str, like: str, a, r):
+def _checked(ex: Exercise, example: Example, out: str, a, r):
     """One output ``a`` against the right one ``r``: there (or None exactly where ``r`` is), a float array
-    of ``r``'s shape, finite; as float64, else a :class:`Failure`."""
+    of ``r``'s shape, finite; as float64, else a :class:`Failure`.  ``out`` differentiates, and so is
+    shaped like, the input ``out[1:]`` (``dw``, ``w``)."""
     if r is None and a is not None:
         raise Failure(f"{ex.name} returned an array for {out} with need_dx=False", "type",
                       [("need_dx", "with need_dx=False return None for dx: nothing upstream needs it")])
@@ -189,7 +186,7 @@ def _checked(ex: Exercise, example: Example, out: str, like: str, a, r):
         return None
     if a is None:
         raise Failure(f"{ex.name} returned None for {out}", "type",
-                      [("none", f"{out} must be an array of shape {tuple(r.shape)}, like {like}")])
+                      [("none", f"{out} must be an array of shape {tuple(r.shape)}, like {out[1:]}")])
     if not isinstance(a, np.ndarray):
         raise Failure(f"{ex.name} returned {_what(a)} for {out}; it must be a NumPy array of shape {r.shape}", "type")
     if not np.issubdtype(a.dtype, np.floating):
@@ -197,7 +194,7 @@ def _checked(ex: Exercise, example: Example, out: str, like: str, a, r):
                       "its inputs (float64 here)", "type")
     if a.shape != r.shape:
         raise Failure(f"{ex.name} returned {out} of shape {a.shape}, not {r.shape}", "shape",
-                      [("shape", hints.shape_hint(out, a.shape, r.shape, like, a, r))])
+                      [("shape", hints.shape_hint(out, a, r))])
     if not np.isfinite(a).all():
         i = tuple(int(k) for k in np.argwhere(~np.isfinite(a))[0])
         overflow = hints.overflow_hint(ex.overflow, example.args[ex.z or 0])
@@ -279,7 +276,7 @@ def check_file(box: Sandbox, *, examples: int = DEFAULT_EXAMPLES, use_torch: boo
     a :class:`~numpy_mnist.errors.NumpyMnistError` when hypothesis is missing.
     """
     try:
-        from hypothesis import HealthCheck, Phase, Verbosity, configuration, given, settings
+        from hypothesis import HealthCheck, Phase, Verbosity, configuration, settings
     except ImportError:
         raise NumpyMnistError("exercise check needs hypothesis: pip install 'numpy-mnist[exercise]'") from None
     chosen = settings(max_examples=examples, deadline=None, database=None, derandomize=True,
@@ -294,20 +291,16 @@ def check_file(box: Sandbox, *, examples: int = DEFAULT_EXAMPLES, use_torch: boo
     with tempfile.TemporaryDirectory(prefix="numpy-mnist-hypothesis-") as folder:
         configuration.set_hypothesis_home_dir(chosen_home or os.getenv("HYPOTHESIS_STORAGE_DIRECTORY") or folder)
         try:
-            runs = [_Run(box, ex, torch_missing is None) for ex in EXERCISES]
-            results = [_check_one(run, chosen(given(_strategy(run.ex))(run.attempt))) for run in runs]
+            results = [_Run(box, ex, torch_missing is None).check(chosen) for ex in EXERCISES]
         finally:
             configuration.set_hypothesis_home_dir(chosen_home)
     return CheckReport(results, torch_missing)
 
 
-class _ToDo(Exception):
-    """The function's first call raised NotImplementedError: it is still the starter's."""
-
-
 class _Run:
     """Checking one exercise in the sandbox: the inputs tried, the worst errors, the first failure
-    hypothesis met and a sticky one (after which the function is not called again)."""
+    hypothesis met and a sticky one (after which the function is not called again: it hangs or
+    crashes, or its first call raised NotImplementedError, ``todo``: it is still the starter's)."""
 
     def __init__(self, box: Sandbox, ex: Exercise, use_torch: bool) -> None:
         self.box, self.ex, self.use_torch = box, ex, use_torch
@@ -320,12 +313,10 @@ class _Run:
 
     def attempt(self, example: Example) -> None:
         """The hypothesis test's body: raise the failure of ``example``, if any."""
-        failure = self.sticky if self.sticky is not None or self.todo else self.run(example)
-        if self.todo:
-            raise _ToDo()
+        failure = self.sticky if self.sticky is not None else self.run(example)
         if failure is not None:  # one raise for every failure: hypothesis tells failures apart by their line
             self.first = self.first or failure
-            self.sticky = failure if failure.sticky else None
+            self.sticky = failure if failure.sticky or self.todo else None
             raise failure
 
     def run(self, example: Example) -> Failure | None:
@@ -342,11 +333,10 @@ class _Run:
                 errors, failure = judge(self.ex.name, example, value, use_torch=self.use_torch), None
             except Failure as failed:
                 errors, failure = failed.errors, failed
-                failure.output = self.box.output
             self.worst, self.fd_worst = max(self.worst, errors[0]), max(self.fd_worst, errors[1])
-        self.output = self.output or (failure.output if failure is not None else self.box.output)
+        self.output = self.output or self.box.output
         if failure is not None:
-            failure.example = example
+            failure.example, failure.output = example, self.box.output
         return failure
 
     def smallest(self, failure: Failure) -> Failure:
@@ -358,34 +348,34 @@ class _Run:
                 return found if found.what == failure.what else failure
         return failure
 
+    def check(self, chosen) -> FunctionResult:
+        """The row of this exercise, :meth:`attempt` run by hypothesis with the settings ``chosen``."""
+        from hypothesis import given
+        from hypothesis.errors import Flaky
+
+        name, kind = self.ex.name, self.box.defined.get(self.ex.name, "missing")
+        if kind != "function":
+            return (FunctionResult(name, "to do", note="not defined in the file") if kind == "missing" else
+                    FunctionResult(name, "FAIL", failure=Failure(f"{name} is defined but is not a function", "type")))
+        try:
+            chosen(given(_strategy(self.ex))(self.attempt))()
+        except Failure as failure:
+            if self.todo:
+                return FunctionResult(name, "to do")
+            if self.sticky is not None:
+                return self.result("FAIL", self.sticky, found="first")
+            return self.result("FAIL", self.smallest(failure), found="shrunk")
+        except Flaky:
+            return self.result("FAIL", Failure(f"{name} fails on some runs and not on others for the same input (does "
+                                               "it use random numbers or keep state between calls?)", "call"))
+        return self.result("pass")
+
     def result(self, status: str, failure: Failure | None = None, found: str | None = None) -> FunctionResult:
         if failure is not None:
             failure.hint = _choose_hint(failure.hints, self.first.hints if self.first else ())
         output = failure.output if failure is not None and failure.output else self.output
         return FunctionResult(self.ex.name, status, self.examples, self.worst, self.fd_worst, failure, found, None,
                               output)
-
-
-def _check_one(run: _Run, test) -> FunctionResult:
-    from hypothesis.errors import Flaky
-
-    name = run.ex.name
-    kind = run.box.defined.get(name, "missing")
-    if kind != "function":
-        return (FunctionResult(name, "to do", note="not defined in the file") if kind == "missing" else
-                FunctionResult(name, "FAIL", failure=Failure(f"{name} is defined but is not a function", "type")))
-    try:
-        test()
-    except _ToDo:
-        return FunctionResult(name, "to do")
-    except Failure as failure:
-        if run.sticky is not None:
-            return run.result("FAIL", run.sticky, found="first")
-        return run.result("FAIL", run.smallest(failure), found="shrunk")
-    except Flaky:
-        return run.result("FAIL", Failure(f"{name} fails on some runs and not on others for the same input (does it "
-                                          "use random numbers or keep state between calls?)", "call"))
-    return run.result("pass")
 
 
 def _choose_hint(shown: tuple, first: tuple) -> str | None:

@@ -44,7 +44,6 @@ import io
 import math
 import multiprocessing
 import os
-import shutil
 import signal
 import sys
 import tempfile
@@ -91,15 +90,15 @@ class Failure(Exception):
     that explains it, most telling first; ``errors``, the worst relative errors so far (against the
     reference and PyTorch, against finite differences); for a call, ``how`` it failed: ``"raised"``
     (``exception``: the type's name), ``"modified"`` (it wrote into an argument), ``"forked"`` (it
-    started a process of its own), ``"timeout"`` or ``"crashed"``; ``output``, what it printed.  A
-    timeout or a crash is *sticky*: calling again would only wait or crash again.  The checker adds
-    the ``example`` it failed on and the ``hint`` it chose."""
+    started a process of its own), ``"timeout"`` or ``"crashed"``.  A timeout or a crash is *sticky*:
+    calling again would only wait or crash again.  The checker adds the ``example`` it failed on, the
+    ``output`` the call printed and the ``hint`` it chose."""
 
     def __init__(self, problem: str, what: str, hints=(), errors=(math.inf, 0.0), *, how: str | None = None,
-                 exception: str | None = None, output: str = "") -> None:
+                 exception: str | None = None) -> None:
         super().__init__(problem)
         self.problem, self.what, self.hints, self.errors = problem, what, tuple(hints), errors
-        self.how, self.exception, self.output, self.example, self.hint = how, exception, output, None, None
+        self.how, self.exception, self.output, self.example, self.hint = how, exception, "", None, None
 
     @property
     def sticky(self) -> bool:
@@ -134,8 +133,8 @@ class Sandbox:
             return
         context = multiprocessing.get_context("spawn")
         self._conn, child = context.Pipe()
-        self._folder = tempfile.mkdtemp(prefix="numpy-mnist-sandbox-")
-        self._process = context.Process(target=_child_main, args=(child, str(self.path.resolve()), self._folder),
+        self._folder = tempfile.TemporaryDirectory(prefix="numpy-mnist-sandbox-", ignore_cleanup_errors=True)
+        self._process = context.Process(target=_child_main, args=(child, str(self.path.resolve()), self._folder.name),
                                         daemon=True, name="numpy-mnist exercise sandbox")
         self._process.start()
         child.close()
@@ -170,12 +169,13 @@ class Sandbox:
         Raises :class:`Failure` when it raised, wrote into an argument, forked, timed out or crashed.
         """
         self.start()
+        self.output = ""
         kind, value, message, self.output = self._ask(
             ("call", name, args, kwargs or {}), self.timeout,
             f"{name} did not return within {self.timeout:g} s (an endless loop?)",
             f"{name} ended the process running your file ({{}})")
         if kind != "ok":
-            raise Failure(message, "call", how=kind, exception=value, output=self.output)
+            raise Failure(message, "call", how=kind, exception=value)
         return value
 
     def _ask(self, message, timeout: float, timed_out: str, crashed: str):
@@ -198,16 +198,15 @@ class Sandbox:
 
     def _end(self, wait: float = 0.0) -> str:
         """End the child after ``wait`` seconds, by force if need be, and remove its folder; its exit in words."""
-        process, conn, self._process = self._process, self._conn, None
-        if process is not None:
-            process.join(timeout=wait)
-            process.kill()
-            process.join()
-            conn.close()
-        if self._folder is not None:
-            shutil.rmtree(self._folder, ignore_errors=True)
-            self._folder = None
-        return _exit_text(process.exitcode) if process is not None else "it was not running"
+        process, self._process = self._process, None
+        if process is None:
+            return "it was not running"
+        process.join(timeout=wait)
+        process.kill()
+        process.join()
+        self._conn.close()
+        self._folder.cleanup()
+        return _exit_text(process.exitcode)
 
 
 def _exit_text(code: int | None) -> str:
@@ -315,10 +314,8 @@ def _call(module, path: str, name: str, args: tuple, kwargs: dict) -> tuple:
     before, forks = [np.array(a, copy=True) for a in args], len(_FORKS)
     try:
         reply = ("ok", portable(getattr(module, name)(*args, **kwargs)), "")
-    except Exception as exc:  # the learner's code may raise anything
+    except (Exception, SystemExit) as exc:  # the learner's code may raise anything
         reply = ("raised", type(exc).__name__, f"{name} raised {describe_exception(exc, path)}")
-    except SystemExit as exc:
-        reply = ("raised", "SystemExit", f"{name} raised {describe_exception(exc, path)}")
     changed = [i for i, (now, then) in enumerate(zip(args, before))
                if not (np.shape(now) == then.shape and np.array_equal(now, then, equal_nan=then.dtype.kind == "f"))]
     if len(_FORKS) != forks:
