@@ -39,11 +39,11 @@ not trust in a container or a virtual machine.
 from __future__ import annotations
 
 import contextlib
-import importlib.util
 import io
 import math
 import multiprocessing
 import os
+import runpy
 import signal
 import sys
 import tempfile
@@ -185,16 +185,14 @@ class Sandbox:
         try:
             if message:
                 self._conn.send(message)
-            answered = self._conn.poll(timeout)
-            reply = self._conn.recv() if answered else None
+            if self._conn.poll(timeout):
+                return self._conn.recv()
         except (EOFError, OSError):
             raise Failure(crashed.format(self._end(wait=5)), "call", how="crashed") from None
         except Exception:  # the channel carried something that is not an answer: end that child
             raise Failure(crashed.format(f"its answers were garbled, {self._end()}"), "call", how="crashed") from None
-        if not answered:
-            self._end()
-            raise Failure(timed_out, "call", how="timeout")
-        return reply
+        self._end()
+        raise Failure(timed_out, "call", how="timeout")
 
     def _end(self, wait: float = 0.0) -> str:
         """End the child after ``wait`` seconds, by force if need be, and remove its folder; its exit in words."""
@@ -289,19 +287,16 @@ def _child_main(conn, path: str, folder: str) -> None:
     capture = _confine(folder)
     try:
         sys.path.insert(0, str(Path(path).parent))
-        spec = importlib.util.spec_from_file_location("learner_gradients", path)
-        if spec is None:
+        if Path(path).suffix != ".py":
             raise ImportError(f"cannot import {path} as Python")
-        module = sys.modules[spec.name] = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(module)
+        namespace = runpy.run_path(path, run_name="learner_gradients")
     except BaseException as exc:  # the learner's code may raise anything, SystemExit included
         conn.send(("import-failed", _import_error(exc, path), capture.take()))
         return
-    conn.send(("ready", {name: "missing" if not hasattr(module, name) else
-                         "function" if callable(getattr(module, name)) else "not callable" for name in EXERCISE_NAMES},
-               capture.take()))
+    conn.send(("ready", {name: "missing" if name not in namespace else "function" if callable(namespace[name]) else
+                         "not callable" for name in EXERCISE_NAMES}, capture.take()))
     for message in iter(conn.recv, ("exit",)):
-        reply = _call(module, path, *message[1:])
+        reply = _call(namespace, path, *message[1:])
         try:
             conn.send((*reply, capture.take()))
         except Exception as exc:  # pickling what the learner returned failed
@@ -309,11 +304,11 @@ def _child_main(conn, path: str, folder: str) -> None:
                                                      f"({_one_line(exc)})", capture.take()))
 
 
-def _call(module, path: str, name: str, args: tuple, kwargs: dict) -> tuple:
+def _call(namespace: dict, path: str, name: str, args: tuple, kwargs: dict) -> tuple:
     """``(kind, value or exception type, message)`` of one call, kind as :attr:`Failure.how` or "ok"."""
     before, forks = [np.array(a, copy=True) for a in args], len(_FORKS)
     try:
-        reply = ("ok", portable(getattr(module, name)(*args, **kwargs)), "")
+        reply = ("ok", portable(namespace[name](*args, **kwargs)), "")
     except (Exception, SystemExit) as exc:  # the learner's code may raise anything
         reply = ("raised", type(exc).__name__, f"{name} raised {describe_exception(exc, path)}")
     changed = [i for i, (now, then) in enumerate(zip(args, before))
