@@ -18,6 +18,8 @@ import argparse
 import importlib.util
 from pathlib import Path
 
+import numpy as np
+
 from numpy_mnist.cli.options import positive_float, positive_int
 from numpy_mnist.errors import InputError
 from numpy_mnist.exercise.checker import DEFAULT_EXAMPLES, RTOL, check_file
@@ -110,10 +112,24 @@ def detail(result) -> str:
         return f"{result.name} passes, and it printed something:\n" + printed(result.output)
     failure = result.failure
     found = "smallest failing input hypothesis found" if result.found == "shrunk" else "input"
-    shown = failure.example.describe(get_exercise(result.name).inputs) if failure.example else None
+    shown = describe(failure.example, get_exercise(result.name).inputs) if failure.example else None
     return "\n".join([failure.problem, *([f"  {found}: {shown}"] if shown else []),
                       *([f"  hint: {failure.hint}"] if failure.hint else []),
                       *([printed(result.output)] if result.output else [])])
+
+
+def describe(example, names: tuple[str, ...]) -> str:
+    """``"dout = [[1, 2]], x = an array of shape (5, 7), stride=2"``: an input, small arrays in full."""
+    shown = [f"{name} = {_show(value)}" for name, value in zip(names, example.args)]
+    return ", ".join(shown + [f"{k}={v!r}" for k, v in example.kwargs.items()])
+
+
+def _show(a) -> str:
+    a = np.asarray(a)
+    if a.size > 24:
+        return f"an array of shape {a.shape}"
+    return " ".join(np.array2string(a, precision=6, separator=", ", max_line_width=10_000,
+                                    floatmode="maxprec").split())
 
 
 def printed(output: str) -> str:

@@ -25,7 +25,8 @@ from __future__ import annotations
 
 import os
 import tempfile
-from dataclasses import dataclass, field
+from collections import namedtuple
+from dataclasses import dataclass
 from types import SimpleNamespace
 from typing import Iterator
 
@@ -48,24 +49,8 @@ RTOL = TOLERANCE.rtol
 DEFAULT_EXAMPLES = 25
 
 
-@dataclass(frozen=True)
-class Example:
-    """One input: positional ``args`` (named by the exercise's ``inputs``) and keyword ``kwargs``."""
-
-    args: tuple
-    kwargs: dict = field(default_factory=dict)
-
-    def describe(self, names: tuple[str, ...]) -> str:
-        shown = [f"{name} = {_show(value)}" for name, value in zip(names, self.args)]
-        return ", ".join(shown + [f"{k}={v!r}" for k, v in self.kwargs.items()])
-
-
-def _show(a) -> str:
-    a = np.asarray(a)
-    if a.size > 24:
-        return f"an array of shape {a.shape}"
-    return " ".join(np.array2string(a, precision=6, separator=", ", max_line_width=10_000,
-                                    floatmode="maxprec").split())
+#: One input: positional ``args`` (named by the exercise's ``inputs``) and keyword ``kwargs`` (never changed).
+Example = namedtuple("Example", "args kwargs", defaults=({},))
 
 
 @dataclass(frozen=True)
@@ -93,6 +78,7 @@ class FunctionResult:
     def sticky(self) -> bool:
         """It hung or crashed: calling it again would only do so again (``--train`` leaves it out)."""
         return self.failure is not None and self.failure.sticky
+
 
 
 @dataclass(frozen=True)
@@ -252,11 +238,9 @@ def _strategy(ex: Exercise):
 def _parts(ex: Exercise, example: Example) -> Iterator[Example]:
     """Single entries (``shrink`` 2), then single rows (``shrink`` 1 or 2), of a larger ``example``."""
     first = np.asarray(example.args[0])
-    if ex.shrink == 0 or first.size <= 1:
-        return
-    for i in np.ndindex(first.shape) if ex.shrink == 2 else ():
+    for i in np.ndindex(first.shape) if ex.shrink == 2 and first.size > 1 else ():
         yield Example(tuple(np.asarray(a)[i][None, None] for a in example.args), example.kwargs)
-    for row in range(first.shape[0] if first.shape[0] > 1 else 0):
+    for row in range(first.shape[0] if ex.shrink and first.shape[0] > 1 else 0):
         yield Example(tuple(np.asarray(a)[row:row + 1] for a in example.args), example.kwargs)
 
 

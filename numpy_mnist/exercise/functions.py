@@ -83,10 +83,10 @@ class Exercise:
         return tuple(p.name for p in self.parameters if p.kind == p.POSITIONAL_OR_KEYWORD)
 
 
-def _functional():
-    import torch.nn.functional
+def _torch():
+    import torch
 
-    return torch.nn.functional
+    return torch
 
 
 # -- the book's functions --------------------------------------------------------------------------
@@ -102,15 +102,10 @@ def _loss_task(name):
         loss = losses.get_loss(name)
         # log(sum_k exp(z_k - max z)) rounds to eps absolute even where a row's loss is 1e-7: its terms are >= 1.
         scale = loss.magnitude(z, t, float(loss.forward(z, t))) + (1.0 if loss.multiclass else 0.0)
-        return Task(lambda z_: loss.forward(z_, t), lambda zt: _twin_loss(name, zt, t, loss.multiclass), (z,), None,
-                    scale, (loss.gradient_magnitude(z, t),))
+        # The targets keep their dtype: float64 for the binary losses, int64 labels for cross-entropy.
+        return Task(lambda z_: loss.forward(z_, t), lambda zt: torch_twin.LOSSES[name](zt, _torch().as_tensor(t)),
+                    (z,), None, scale, (loss.gradient_magnitude(z, t),))
     return task
-
-
-def _twin_loss(name, z, t, multiclass: bool):
-    import torch
-
-    return torch_twin.LOSSES[name](z, torch.as_tensor(t, dtype=torch.int64 if multiclass else torch.float64))
 
 
 def _linear_task(dout, x, w, *, need_dx=True):
@@ -166,23 +161,23 @@ def _softmax_slips(z, labels):
 
 def _conv_task(dout, x, w, *, stride=1, padding=0):
     k = {"stride": stride, "padding": padding}
-    return Task(partial(layers.conv2d, **k), lambda x_, w_: _functional().conv2d(x_, w_, **k), (x, w), dout,
+    return Task(partial(layers.conv2d, **k), lambda x_, w_: _torch().nn.functional.conv2d(x_, w_, **k), (x, w), dout,
                 float(np.sum(np.abs(dout) * layers.conv2d(np.abs(x), np.abs(w), **k))),
                 layers.conv2d_backward(np.abs(dout), np.abs(x), np.abs(w), **k))
 
 
 def _conv_slips(dout, x, w, *, stride=1, padding=0):
-    def dx(kernel):
-        return layers.conv2d_backward(dout, x, kernel, stride=stride, padding=padding)[0]
-
-    dw = layers.conv2d_backward(dout, x, w, stride=stride, padding=padding)[1]
-    found = [(0, dx(w[:, :, ::-1, ::-1]), "dx used the kernel flipped (rotated by 180°): each input entry gets "
-                                          "dout times the very weight it was multiplied by in the forward pass"),
+    backward = partial(layers.conv2d_backward, dout, x, stride=stride, padding=padding)
+    dw = backward(w)[1]
+    found = [(0, backward(w[:, :, ::-1, ::-1])[0], "dx used the kernel flipped (rotated by 180°): each input entry "
+                                                   "gets dout times the very weight it was multiplied by in the "
+                                                   "forward pass"),
              (1, dw[:, :, ::-1, ::-1], "your dw is the right one flipped (rotated by 180°): dw[f, c, a, b] pairs "
                                        "dout with the input at offset (a, b), not (KH-1-a, KW-1-b)")]
     if w.shape[2] == w.shape[3]:
-        found += [(0, dx(np.swapaxes(w, 2, 3)), "dx used the kernel transposed (its rows and columns swapped): "
-                                                "offset (a, b) moves a along the height and b along the width"),
+        found += [(0, backward(np.swapaxes(w, 2, 3))[0], "dx used the kernel transposed (its rows and columns "
+                                                         "swapped): offset (a, b) moves a along the height and b "
+                                                         "along the width"),
                   (1, np.swapaxes(dw, 2, 3), "your dw is the right one transposed (its rows and columns swapped): "
                                              "offset (a, b) moves a along the height and b along the width")]
     return found
@@ -211,7 +206,7 @@ def _batch_norm_task(dout, x, gamma, *, eps=1e-5):
     h = TOLERANCE.h
     scale = float(np.sum(ad * (_per_channel(ag + h) * (size + h / _per_channel(sigma)) + h)))
     return Task(lambda x_, g_, b_: layers.batch_norm(x_, g_, b_, eps=eps)[0],
-                lambda x_, g_, b_: _functional().batch_norm(x_, None, None, g_, b_, training=True, eps=eps),
+                lambda x_, g_, b_: _torch().nn.functional.batch_norm(x_, None, None, g_, b_, training=True, eps=eps),
                 (x, gamma, np.zeros_like(gamma)), dout, scale, (dx, sum_dx, sum_d))
 
 
@@ -231,7 +226,7 @@ def _batch_norm_slips(dout, x, gamma, *, eps=1e-5):
 
 def _pool_task(dout, x, *, kernel=3, stride=2, padding=1):
     return Task(partial(layers.max_pool2d, kernel=kernel, stride=stride, padding=padding),
-                lambda x_: _functional().max_pool2d(x_, kernel, stride, padding), (x,), dout, None,
+                lambda x_: _torch().nn.functional.max_pool2d(x_, kernel, stride, padding), (x,), dout, None,
                 (layers.max_pool2d_backward(np.abs(dout), x, kernel=kernel, stride=stride, padding=padding),))
 
 

@@ -150,11 +150,8 @@ class Sandbox:
         self.defined = reply[1]
 
     def close(self) -> None:
-        """End the child (politely, then by force)."""
-        if self._process is not None:
-            with contextlib.suppress(OSError, ValueError):
-                self._conn.send(("exit",))
-        self._end(wait=1)
+        """End the child."""
+        self._end()
 
     def __enter__(self) -> Sandbox:
         self.start()
@@ -171,7 +168,7 @@ class Sandbox:
         self.start()
         self.output = ""
         kind, value, message, self.output = self._ask(
-            ("call", name, args, kwargs or {}), self.timeout,
+            (name, args, kwargs or {}), self.timeout,
             f"{name} did not return within {self.timeout:g} s (an endless loop?)",
             f"{name} ended the process running your file ({{}})")
         if kind != "ok":
@@ -295,12 +292,12 @@ def _child_main(conn, path: str, folder: str) -> None:
         return
     conn.send(("ready", {name: "missing" if name not in namespace else "function" if callable(namespace[name]) else
                          "not callable" for name in EXERCISE_NAMES}, capture.take()))
-    for message in iter(conn.recv, ("exit",)):
-        reply = _call(namespace, path, *message[1:])
+    for message in iter(conn.recv, None):  # until the parent ends this process
+        reply = _call(namespace, path, *message)
         try:
             conn.send((*reply, capture.take()))
         except Exception as exc:  # pickling what the learner returned failed
-            conn.send(("raised", type(exc).__name__, f"{message[1]} returned something that cannot be passed back "
+            conn.send(("raised", type(exc).__name__, f"{message[0]} returned something that cannot be passed back "
                                                      f"({_one_line(exc)})", capture.take()))
 
 
