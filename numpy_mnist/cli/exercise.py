@@ -158,8 +158,7 @@ def summary(report, path: Path, training: bool) -> str:
 
 def train(args, report, box) -> bool:
     """The --train part; True when the learner's run trained like the reference's."""
-    by_name = {r.name: r for r in report.results}
-    usable = [n for n in TRAINING_FUNCTIONS if by_name[n].implemented and not by_name[n].sticky]
+    usable = [r.name for r in report.results if r.name in TRAINING_FUNCTIONS and r.implemented and not r.sticky]
     borrowed = [n for n in TRAINING_FUNCTIONS if n not in usable]
     if not usable:
         print(f"\n--train: none of {', '.join(TRAINING_FUNCTIONS)} is usable yet (to do, or it hangs or "

@@ -80,7 +80,6 @@ class FunctionResult:
         return self.failure is not None and self.failure.sticky
 
 
-
 @dataclass(frozen=True)
 class CheckReport:
     """The whole check: one :class:`FunctionResult` per exercise; ``torch_missing``, why PyTorch was
@@ -97,7 +96,6 @@ class CheckReport:
     def ok(self) -> bool:
         """Exit 0: something is implemented, and everything implemented passes."""
         return bool(self.implemented) and all(r.status == "pass" for r in self.implemented)
-
 
 # -- the truth for one input --------------------------------------------------------------------------
 

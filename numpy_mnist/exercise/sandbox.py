@@ -123,8 +123,7 @@ class Sandbox:
                                    "(`numpy-mnist exercise new` writes one)")
         self.timeout = float(timeout)
         self.import_timeout = float(import_timeout) if import_timeout is not None else max(30.0, 4 * self.timeout)
-        self.defined: dict[str, str] = {}
-        self.output = ""
+        self.defined, self.output = {}, ""
         self._process = self._conn = self._folder = None
 
     def start(self) -> None:
