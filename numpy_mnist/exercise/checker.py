@@ -26,7 +26,6 @@ from __future__ import annotations
 import os
 import tempfile
 from collections import namedtuple
-from dataclasses import dataclass
 from types import SimpleNamespace
 from typing import Iterator
 
@@ -53,22 +52,13 @@ DEFAULT_EXAMPLES = 25
 Example = namedtuple("Example", "args kwargs", defaults=({},))
 
 
-@dataclass(frozen=True)
-class FunctionResult:
-    """One row of the table: ``status`` "to do", "pass" or "FAIL"; the worst relative errors (against
-    the reference and PyTorch, against finite differences); the ``failure`` shown, and how it was
-    ``found`` ("shrunk": the smallest failing input hypothesis found, or "first"); ``output``, what it
-    printed (on the input shown, else the first call that printed)."""
-
-    name: str
-    status: str
-    examples: int = 0
-    worst: float = 0.0
-    fd_worst: float = 0.0
-    failure: Failure | None = None
-    found: str | None = None
-    note: str | None = None
-    output: str = ""
+class FunctionResult(namedtuple("FunctionResult", "name status examples worst fd_worst failure found note output",
+                                defaults=(0, 0.0, 0.0, None, None, None, ""))):
+    """One row of the table: ``status`` "to do", "pass" or "FAIL" (``note``, why it is to do); the
+    ``examples`` tried; the worst relative errors (against the reference and PyTorch, against finite
+    differences); the ``failure`` shown, and how it was ``found`` ("shrunk": the smallest failing input
+    hypothesis found, or "first"); ``output``, what it printed (on the input shown, else the first call
+    that printed)."""
 
     @property
     def implemented(self) -> bool:
@@ -80,13 +70,9 @@ class FunctionResult:
         return self.failure is not None and self.failure.sticky
 
 
-@dataclass(frozen=True)
-class CheckReport:
+class CheckReport(namedtuple("CheckReport", "results torch_missing")):
     """The whole check: one :class:`FunctionResult` per exercise; ``torch_missing``, why PyTorch was
     not used (None when it was)."""
-
-    results: list[FunctionResult]
-    torch_missing: str | None
 
     @property
     def implemented(self) -> list[FunctionResult]:

@@ -91,21 +91,17 @@ def _torch():
 
 # -- the book's functions --------------------------------------------------------------------------
 
-def _elementwise(forward, twin, reference):
-    def task(dout, x):
-        return Task(forward, twin, (x,), dout, np.abs(dout * forward(x)), (np.abs(reference(np.abs(dout), x)),))
-    return task
+def _elementwise_task(forward, twin, reference, dout, x):
+    return Task(forward, twin, (x,), dout, np.abs(dout * forward(x)), (np.abs(reference(np.abs(dout), x)),))
 
 
-def _loss_task(name):
-    def task(z, t):
-        loss = losses.get_loss(name)
-        # log(sum_k exp(z_k - max z)) rounds to eps absolute even where a row's loss is 1e-7: its terms are >= 1.
-        scale = loss.magnitude(z, t, float(loss.forward(z, t))) + (1.0 if loss.multiclass else 0.0)
-        # The targets keep their dtype: float64 for the binary losses, int64 labels for cross-entropy.
-        return Task(lambda z_: loss.forward(z_, t), lambda zt: torch_twin.LOSSES[name](zt, _torch().as_tensor(t)),
-                    (z,), None, scale, (loss.gradient_magnitude(z, t),))
-    return task
+def _loss_task(name, z, t):
+    loss = losses.get_loss(name)
+    # log(sum_k exp(z_k - max z)) rounds to eps absolute even where a row's loss is 1e-7: its terms are >= 1.
+    scale = loss.magnitude(z, t, float(loss.forward(z, t))) + (1.0 if loss.multiclass else 0.0)
+    # The targets keep their dtype: float64 for the binary losses, int64 labels for cross-entropy.
+    return Task(lambda z_: loss.forward(z_, t), lambda zt: torch_twin.LOSSES[name](zt, _torch().as_tensor(t)),
+                (z,), None, scale, (loss.gradient_magnitude(z, t),))
 
 
 def _linear_task(dout, x, w, *, need_dx=True):
@@ -249,11 +245,9 @@ def _no_ties(dout, x, **kwargs):
 
 # -- the inputs hypothesis draws (``d``: the checker's drawing helper) -----------------------------
 
-def _draw_elementwise(values):
-    def draw(d):
-        n, m = d.int(1, 8), d.int(1, 6)
-        return (d.floats((n, m)), getattr(d, values)((n, m))), {}
-    return draw
+def _draw_elementwise(values, d):
+    n, m = d.int(1, 8), d.int(1, 6)
+    return (d.floats((n, m)), getattr(d, values)((n, m))), {}
 
 
 def _draw_binary(d):
@@ -426,19 +420,20 @@ _SIGMOID_OVERFLOW = "write the sigmoid and its slope with exp(-|z|), which never
 _BINARY_LOSS = {"z": 0, "overflow": _SIGMOID_OVERFLOW, "mean": True, "shrink": 1}
 
 EXERCISES: tuple[Exercise, ...] = (
-    Exercise(layers.sigmoid_backward, ("dx",), _draw_elementwise("logits"),
-             _elementwise(layers.sigmoid, torch_twin.sigmoid, layers.sigmoid_backward), _sigmoid_slips, z=1,
-             overflow=_SIGMOID_OVERFLOW, shrink=2),
-    Exercise(losses.mnist_loss_backward, ("dlogits",), _draw_binary, _loss_task("mnist_loss"), _mnist_loss_slips,
-             **_BINARY_LOSS),
+    Exercise(layers.sigmoid_backward, ("dx",), partial(_draw_elementwise, "logits"),
+             partial(_elementwise_task, layers.sigmoid, torch_twin.sigmoid, layers.sigmoid_backward), _sigmoid_slips,
+             z=1, overflow=_SIGMOID_OVERFLOW, shrink=2),
+    Exercise(losses.mnist_loss_backward, ("dlogits",), _draw_binary, partial(_loss_task, "mnist_loss"),
+             _mnist_loss_slips, **_BINARY_LOSS),
     Exercise(layers.linear_backward, ("dx", "dw", "db"), _draw_linear, _linear_task, _linear_slips),
-    Exercise(layers.relu_backward, ("dx",), _draw_elementwise("away_from_0"),
-             _elementwise(layers.relu, lambda t: t.relu(), layers.relu_backward), _relu_slips, shrink=2),
-    Exercise(losses.binary_cross_entropy_backward, ("dlogits",), _draw_binary, _loss_task("bce"), _bce_slips,
-             **_BINARY_LOSS),
-    Exercise(losses.softmax_cross_entropy_backward, ("dlogits",), _draw_multiclass, _loss_task("cross_entropy"),
-             _softmax_slips, overflow="softmax does not change when the same number is taken from every logit "
-                                      "of a row, so take each row's largest first", mean=True, shrink=1),
+    Exercise(layers.relu_backward, ("dx",), partial(_draw_elementwise, "away_from_0"),
+             partial(_elementwise_task, layers.relu, lambda t: t.relu(), layers.relu_backward), _relu_slips, shrink=2),
+    Exercise(losses.binary_cross_entropy_backward, ("dlogits",), _draw_binary, partial(_loss_task, "bce"),
+             _bce_slips, **_BINARY_LOSS),
+    Exercise(losses.softmax_cross_entropy_backward, ("dlogits",), _draw_multiclass,
+             partial(_loss_task, "cross_entropy"), _softmax_slips, mean=True, shrink=1,
+             overflow="softmax does not change when the same number is taken from every logit of a row, so take "
+                      "each row's largest first"),
     Exercise(layers.conv2d_backward, ("dx", "dw"), _draw_conv, _conv_task, _conv_slips),
     Exercise(layers.batch_norm_backward, ("dx", "dgamma", "dbeta"), _draw_batch_norm, _batch_norm_task,
              _batch_norm_slips),

@@ -70,7 +70,6 @@ def value_hints(output: str, a, r, *, mistakes=(), n: int = 1, mean: bool = Fals
     input several can fit at once (at z = 0, sigma(z) is twice sigma'(z)); the checker keeps the
     one that also fits another failing input.
     """
-    a, r = np.asarray(a, dtype=np.float64), np.asarray(r, dtype=np.float64)
     found = [(f"mistake:{i}", sentence) for i, (wrong, sentence) in enumerate(mistakes)
              if close(a, wrong) and not close(wrong, r)]
     if inputs is not None and (precision := _precision_hint(a, r, np.asarray(inputs, dtype=np.float64))):
