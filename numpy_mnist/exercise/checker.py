@@ -26,6 +26,7 @@ from __future__ import annotations
 import os
 import tempfile
 from collections import namedtuple
+from functools import partial
 from types import SimpleNamespace
 from typing import Iterator
 
@@ -197,8 +198,7 @@ def _strategy(ex: Exercise):
     from hypothesis import strategies as st
     from hypothesis.extra import numpy as hnp
 
-    def floats(lo, hi):
-        return st.floats(lo, hi, allow_nan=False, allow_infinity=False, allow_subnormal=False)
+    floats = partial(st.floats, allow_nan=False, allow_infinity=False, allow_subnormal=False)
 
     # Moderate values, or large ones (|z| in [15, 750]) where naive sigmoid code loses digits or overflows;
     # 40 and 750 themselves often, so that every run meets both, whatever the seed.
@@ -240,9 +240,8 @@ def check_file(box: Sandbox, *, examples: int = DEFAULT_EXAMPLES, use_torch: boo
         from hypothesis import HealthCheck, Phase, Verbosity, configuration, settings
     except ImportError:
         raise NumpyMnistError("exercise check needs hypothesis: pip install 'numpy-mnist[exercise]'") from None
-    chosen = settings(max_examples=examples, deadline=None, database=None, derandomize=True,
-                      suppress_health_check=list(HealthCheck), verbosity=Verbosity.quiet,
-                      report_multiple_bugs=False, print_blob=False,
+    chosen = settings(max_examples=examples, deadline=None, database=None, derandomize=True, print_blob=False,
+                      suppress_health_check=list(HealthCheck), verbosity=Verbosity.quiet, report_multiple_bugs=False,
                       phases=[Phase.explicit, Phase.generate, Phase.shrink])
     torch_missing = "not asked for" if not use_torch else None if torch_twin.available() else "not installed"
     box.start()
