@@ -84,6 +84,7 @@ class CheckReport(namedtuple("CheckReport", "results torch_missing")):
         """Exit 0: something is implemented, and everything implemented passes."""
         return bool(self.implemented) and all(r.status == "pass" for r in self.implemented)
 
+
 # -- the truth for one input --------------------------------------------------------------------------
 
 def _reference(ex: Exercise, example: Example) -> tuple:
@@ -96,8 +97,8 @@ def comparisons(name: str, example: Example, outputs: tuple, *, use_torch: bool 
     None) for ``example``, to :data:`TOLERANCE`: with the reference (``method`` ``"reference"``), with
     central finite differences (``"full"`` or ``"directional"``), and with PyTorch's autograd
     (``"pytorch"``)."""
-    ex, right = get_exercise(name), _reference(get_exercise(name), example)
-    task = ex.task(*example.args, **example.kwargs)
+    ex = get_exercise(name)
+    task, right = ex.task(*example.args, **example.kwargs), _reference(ex, example)
     # Every sum here has fewer terms than twice the largest input has entries, and a few more operations.
     k = 4 + 2 * max(np.size(a) for a in example.args)
     floors = [None if s is None else TOLERANCE.rounding_floor(s, k) for s in task.sizes]
@@ -119,8 +120,9 @@ def comparisons(name: str, example: Example, outputs: tuple, *, use_torch: bool 
 def judge(name: str, example: Example, value, *, use_torch: bool = False) -> tuple[float, float]:
     """The learner's ``value`` for ``example`` against the truth: the worst relative errors (against the
     reference and PyTorch, against finite differences), or :class:`Failure` with its hints."""
-    ex, right = get_exercise(name), _reference(get_exercise(name), example)
-    outputs, errors = checked_outputs(ex, example, value, right), [0.0, 0.0]
+    ex = get_exercise(name)
+    right, errors = _reference(ex, example), [0.0, 0.0]
+    outputs = checked_outputs(ex, example, value, right)
     for report in comparisons(name, example, outputs, use_torch=use_torch):
         fd = report.method in ("full", "directional")
         errors[fd] = max(errors[fd], report.rel_error)
