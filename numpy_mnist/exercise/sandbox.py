@@ -276,8 +276,8 @@ def _processes() -> int:
 
 
 def _child_main(conn, path: str, folder: str) -> None:
-    """The child process: confine itself, import the learner's file, then answer requests until
-    told to exit.  Every answer to a call ends with what the learner's code printed meanwhile."""
+    """The child process: confine itself, import the learner's file, then answer requests until the
+    parent ends it.  Every answer to a call ends with what the learner's code printed meanwhile."""
     warnings.simplefilter("ignore")
     np.seterr(all="ignore")
     capture = _confine(folder)
@@ -291,7 +291,7 @@ def _child_main(conn, path: str, folder: str) -> None:
         return
     conn.send(("ready", {name: "missing" if name not in namespace else "function" if callable(namespace[name]) else
                          "not callable" for name in EXERCISE_NAMES}, capture.take()))
-    for message in iter(conn.recv, None):  # until the parent ends this process
+    for message in iter(conn.recv, None):  # every request, until the parent ends this process (it sends no None)
         reply = _call(namespace, path, *message)
         try:
             conn.send((*reply, capture.take()))
