@@ -68,7 +68,7 @@ def test_writes_land_in_the_sandboxs_own_folder_which_is_removed(tmp_path):
     cwd = set(os.listdir())
     with Sandbox(path, timeout=5) as box:
         _call_hostile(box)
-        folder = box._folder
+        folder = box._folder.name
         assert os.listdir(folder) == ["pwned.txt"]
     assert not os.path.exists(folder)
     assert set(os.listdir(tmp_path / "learner")) == before and set(os.listdir()) == cwd

@@ -18,18 +18,14 @@ import argparse
 import importlib.util
 from pathlib import Path
 
+import numpy as np
+
 from numpy_mnist.cli.options import positive_float, positive_int
 from numpy_mnist.errors import InputError
 from numpy_mnist.exercise.checker import DEFAULT_EXAMPLES, RTOL, check_file
 from numpy_mnist.exercise.functions import EXERCISES, STARTER_NAME, TRAINING_FUNCTIONS, get_exercise, starter_source
 from numpy_mnist.exercise.sandbox import DEFAULT_TIMEOUT, Sandbox
-from numpy_mnist.exercise.training import (
-    CURVE_HEADER,
-    PART_RTOL,
-    TrainConfig,
-    plot_curves,
-    side_by_side,
-)
+from numpy_mnist.exercise.training import BATCH_SIZE, CURVE_HEADER, HIDDEN, LR, PART_RTOL, plot_curves, side_by_side
 from numpy_mnist.files import atomic_write, check_folder_target
 
 #: A failed call in the table's error column: what the function did.
@@ -116,10 +112,24 @@ def detail(result) -> str:
         return f"{result.name} passes, and it printed something:\n" + printed(result.output)
     failure = result.failure
     found = "smallest failing input hypothesis found" if result.found == "shrunk" else "input"
-    shown = failure.example.describe(get_exercise(result.name).inputs) if failure.example else None
+    shown = describe(failure.example, get_exercise(result.name).inputs) if failure.example else None
     return "\n".join([failure.problem, *([f"  {found}: {shown}"] if shown else []),
                       *([f"  hint: {failure.hint}"] if failure.hint else []),
                       *([printed(result.output)] if result.output else [])])
+
+
+def describe(example, names: tuple[str, ...]) -> str:
+    """``"dout = [[1, 2]], x = an array of shape (5, 7), stride=2"``: an input, small arrays in full."""
+    shown = [f"{name} = {_show(value)}" for name, value in zip(names, example.args)]
+    return ", ".join(shown + [f"{k}={v!r}" for k, v in example.kwargs.items()])
+
+
+def _show(a) -> str:
+    a = np.asarray(a)
+    if a.size > 24:
+        return f"an array of shape {a.shape}"
+    return " ".join(np.array2string(a, precision=6, separator=", ", max_line_width=10_000,
+                                    floatmode="maxprec").split())
 
 
 def printed(output: str) -> str:
@@ -134,7 +144,7 @@ def printed(output: str) -> str:
 
 def summary(report, path: Path, training: bool) -> str:
     todo = [r.name for r in report.results if not r.implemented]
-    failing = [r.name for r in report.implemented if not r.ok]
+    failing = [r.name for r in report.implemented if r.status == "FAIL"]
     if not report.implemented:
         return (f"nothing written yet: all {len(report.results)} functions are to do. Start with {todo[0]} "
                 f"(its docstring says what to compute), then check again.")
@@ -148,20 +158,18 @@ def summary(report, path: Path, training: bool) -> str:
 
 def train(args, report, box) -> bool:
     """The --train part; True when the learner's run trained like the reference's."""
-    by_name = {r.name: r for r in report.results}
-    usable = [n for n in TRAINING_FUNCTIONS if by_name[n].implemented and not by_name[n].sticky]
+    usable = [r.name for r in report.results if r.name in TRAINING_FUNCTIONS and r.implemented and not r.sticky]
     borrowed = [n for n in TRAINING_FUNCTIONS if n not in usable]
     if not usable:
         print(f"\n--train: none of {', '.join(TRAINING_FUNCTIONS)} is usable yet (to do, or it hangs or "
               "crashes): nothing of yours to train with.")
         return False
-    config = TrainConfig(epochs=args.epochs, learner_functions=tuple(usable))
-    print(f"\ntraining the book's simple_net (784 -> {config.hidden} -> ReLU -> 1, mnist_loss, lr {config.lr:g}, "
-          f"batch {config.batch_size}, {config.epochs} epochs, float64) twice from the same start: with the "
+    print(f"\ntraining the book's simple_net (784 -> {HIDDEN} -> ReLU -> 1, mnist_loss, lr {LR:g}, "
+          f"batch {BATCH_SIZE}, {args.epochs} epochs, float64) twice from the same start: with the "
           f"reference backward functions, and with yours ({', '.join(usable)})"
           + (f"; the reference's {', '.join(borrowed)} stands in for yours (to do or unusable)" if borrowed else ""))
     print(CURVE_HEADER)
-    result = side_by_side(box, config, show=lambda row: print(row, flush=True))
+    result = side_by_side(box, usable, args.epochs, show=lambda row: print(row, flush=True))
     print("\n" + "\n".join(outcome(result)))
     if importlib.util.find_spec("matplotlib") is None:
         print("(no PNG of the curves: matplotlib is not installed; pip install 'numpy-mnist[plot]')")

@@ -25,7 +25,8 @@ from __future__ import annotations
 
 import os
 import tempfile
-from dataclasses import dataclass, field
+from collections import namedtuple
+from functools import partial
 from types import SimpleNamespace
 from typing import Iterator
 
@@ -48,50 +49,21 @@ RTOL = TOLERANCE.rtol
 DEFAULT_EXAMPLES = 25
 
 
-@dataclass(frozen=True)
-class Example:
-    """One input: positional ``args`` (named by the exercise's ``inputs``) and keyword ``kwargs``."""
-
-    args: tuple
-    kwargs: dict = field(default_factory=dict)
-
-    def describe(self, names: tuple[str, ...]) -> str:
-        shown = [f"{name} = {_show(value)}" for name, value in zip(names, self.args)]
-        return ", ".join(shown + [f"{k}={v!r}" for k, v in self.kwargs.items()])
+#: One input: positional ``args`` (named by the exercise's ``inputs``) and keyword ``kwargs`` (never changed).
+Example = namedtuple("Example", "args kwargs", defaults=({},))
 
 
-def _show(a) -> str:
-    a = np.asarray(a)
-    if a.size > 24:
-        return f"an array of shape {a.shape}"
-    return " ".join(np.array2string(a, precision=6, separator=", ", max_line_width=10_000,
-                                    floatmode="maxprec").split())
-
-
-@dataclass(frozen=True)
-class FunctionResult:
-    """One row of the table: ``status`` "to do", "pass" or "FAIL"; the worst relative errors (against
-    the reference and PyTorch, against finite differences); the ``failure`` shown, and how it was
-    ``found`` ("shrunk": the smallest failing input hypothesis found, or "first"); ``output``, what it
-    printed (on the input shown, else the first call that printed)."""
-
-    name: str
-    status: str
-    examples: int = 0
-    worst: float = 0.0
-    fd_worst: float = 0.0
-    failure: Failure | None = None
-    found: str | None = None
-    note: str | None = None
-    output: str = ""
+class FunctionResult(namedtuple("FunctionResult", "name status examples worst fd_worst failure found note output",
+                                defaults=(0, 0.0, 0.0, None, None, None, ""))):
+    """One row of the table: ``status`` "to do", "pass" or "FAIL" (``note``, why it is to do); the
+    ``examples`` tried; the worst relative errors (against the reference and PyTorch, against finite
+    differences); the ``failure`` shown, and how it was ``found`` ("shrunk": the smallest failing input
+    hypothesis found, or "first"); ``output``, what it printed (on the input shown, else the first call
+    that printed)."""
 
     @property
     def implemented(self) -> bool:
         return self.status != "to do"
-
-    @property
-    def ok(self) -> bool:
-        return self.status == "pass"
 
     @property
     def sticky(self) -> bool:
@@ -99,13 +71,9 @@ class FunctionResult:
         return self.failure is not None and self.failure.sticky
 
 
-@dataclass(frozen=True)
-class CheckReport:
+class CheckReport(namedtuple("CheckReport", "results torch_missing")):
     """The whole check: one :class:`FunctionResult` per exercise; ``torch_missing``, why PyTorch was
     not used (None when it was)."""
-
-    results: list[FunctionResult]
-    torch_missing: str | None
 
     @property
     def implemented(self) -> list[FunctionResult]:
@@ -114,14 +82,14 @@ class CheckReport:
     @property
     def ok(self) -> bool:
         """Exit 0: something is implemented, and everything implemented passes."""
-        return bool(self.implemented) and all(r.ok for r in self.implemented)
+        return bool(self.implemented) and all(r.status == "pass" for r in self.implemented)
 
 
 # -- the truth for one input --------------------------------------------------------------------------
 
 def _reference(ex: Exercise, example: Example) -> tuple:
     out = ex.reference(*example.args, **example.kwargs)
-    return tuple(out) if isinstance(out, tuple) else (out,)
+    return out if isinstance(out, tuple) else (out,)
 
 
 def comparisons(name: str, example: Example, outputs: tuple, *, use_torch: bool = False) -> Iterator[gc.GradReport]:
@@ -130,19 +98,17 @@ def comparisons(name: str, example: Example, outputs: tuple, *, use_torch: bool 
     central finite differences (``"full"`` or ``"directional"``), and with PyTorch's autograd
     (``"pytorch"``)."""
     ex = get_exercise(name)
-    task = ex.task(*example.args, **example.kwargs)
+    task, right = ex.task(*example.args, **example.kwargs), _reference(ex, example)
     # Every sum here has fewer terms than twice the largest input has entries, and a few more operations.
     k = 4 + 2 * max(np.size(a) for a in example.args)
-    floors = [TOLERANCE.rounding_floor(s, k) if s is not None else None for s in task.sizes]
-    present = [i for i, r in enumerate(_reference(ex, example)) if r is not None]
-    for i, r in zip(present, (_reference(ex, example)[i] for i in present)):
-        yield gc.compare(ex.outputs[i], outputs[i], r, rtol=RTOL, atol=floors[i], method="reference")
+    floors = [None if s is None else TOLERANCE.rounding_floor(s, k) for s in task.sizes]
+    present = [i for i, r in enumerate(right) if r is not None]
+    for i in present:
+        yield gc.compare(ex.outputs[i], outputs[i], right[i], rtol=RTOL, atol=floors[i], method="reference")
     for i in present if ex.smooth(*example.args, **example.kwargs) else ():
-        def f(v, i=i):
-            return task.f(*task.at[:i], v, *task.at[i + 1:])
-
-        yield gc.check_gradient(f, task.at[i], outputs[i], dout=task.dout,
-                                options=gc.GradCheckOptions(ex.outputs[i], task.scale, tolerance=TOLERANCE))
+        options = gc.GradCheckOptions(ex.outputs[i], task.scale, tolerance=TOLERANCE)
+        yield gc.check_gradient(lambda v, i=i: task.f(*task.at[:i], v, *task.at[i + 1:]), task.at[i], outputs[i],
+                                dout=task.dout, options=options)
     if use_torch:
         _, grads = torch_twin.vjp(task.twin, list(task.at), 1.0 if task.dout is None else task.dout)
         for i in present:
@@ -155,9 +121,8 @@ def judge(name: str, example: Example, value, *, use_torch: bool = False) -> tup
     """The learner's ``value`` for ``example`` against the truth: the worst relative errors (against the
     reference and PyTorch, against finite differences), or :class:`Failure` with its hints."""
     ex = get_exercise(name)
-    right = _reference(ex, example)
+    right, errors = _reference(ex, example), [0.0, 0.0]
     outputs = checked_outputs(ex, example, value, right)
-    errors = [0.0, 0.0]
     for report in comparisons(name, example, outputs, use_torch=use_torch):
         fd = report.method in ("full", "directional")
         errors[fd] = max(errors[fd], report.rel_error)
@@ -176,12 +141,13 @@ def checked_outputs(ex: Exercise, example: Example, value, right: tuple | None =
                       "type")
     if n == 1 and value is None:
         raise Failure(f"{ex.name} returned None; it must return a NumPy array: did you forget `return`?", "type")
-    return tuple(_checked(ex, example, *row) for row in zip(ex.outputs, ex.like, value if n > 1 else (value,), right))
+    return tuple(_checked(ex, example, *row) for row in zip(ex.outputs, value if n > 1 else (value,), right))
 
 
-def _checked(ex: Exercise, example: Example, out: str, like: str, a, r):
+def _checked(ex: Exercise, example: Example, out: str, a, r):
     """One output ``a`` against the right one ``r``: there (or None exactly where ``r`` is), a float array
-    of ``r``'s shape, finite; as float64, else a :class:`Failure`."""
+    of ``r``'s shape, finite; as float64, else a :class:`Failure`.  ``out`` differentiates, and so is
+    shaped like, the input ``out[1:]`` (``dw``, ``w``)."""
     if r is None and a is not None:
         raise Failure(f"{ex.name} returned an array for {out} with need_dx=False", "type",
                       [("need_dx", "with need_dx=False return None for dx: nothing upstream needs it")])
@@ -189,7 +155,7 @@ def _checked(ex: Exercise, example: Example, out: str, like: str, a, r):
         return None
     if a is None:
         raise Failure(f"{ex.name} returned None for {out}", "type",
-                      [("none", f"{out} must be an array of shape {tuple(r.shape)}, like {like}")])
+                      [("none", f"{out} must be an array of shape {tuple(r.shape)}, like {out[1:]}")])
     if not isinstance(a, np.ndarray):
         raise Failure(f"{ex.name} returned {_what(a)} for {out}; it must be a NumPy array of shape {r.shape}", "type")
     if not np.issubdtype(a.dtype, np.floating):
@@ -197,7 +163,7 @@ def _checked(ex: Exercise, example: Example, out: str, like: str, a, r):
                       "its inputs (float64 here)", "type")
     if a.shape != r.shape:
         raise Failure(f"{ex.name} returned {out} of shape {a.shape}, not {r.shape}", "shape",
-                      [("shape", hints.shape_hint(out, a.shape, r.shape, like, a, r))])
+                      [("shape", hints.shape_hint(out, a, r))])
     if not np.isfinite(a).all():
         i = tuple(int(k) for k in np.argwhere(~np.isfinite(a))[0])
         overflow = hints.overflow_hint(ex.overflow, example.args[ex.z or 0])
@@ -234,15 +200,11 @@ def _strategy(ex: Exercise):
     from hypothesis import strategies as st
     from hypothesis.extra import numpy as hnp
 
-    def floats(lo, hi):
-        return st.floats(lo, hi, allow_nan=False, allow_infinity=False, allow_subnormal=False)
-
-    def signed(lo, hi):
-        return st.tuples(st.booleans(), floats(lo, hi)).map(lambda s: -s[1] if s[0] else s[1])
+    floats = partial(st.floats, allow_nan=False, allow_infinity=False, allow_subnormal=False)
 
     # Moderate values, or large ones (|z| in [15, 750]) where naive sigmoid code loses digits or overflows;
     # 40 and 750 themselves often, so that every run meets both, whatever the seed.
-    logits = st.one_of(floats(-6, 6), signed(15, 750), st.sampled_from([40.0, -40.0, 750.0, -750.0]))
+    logits = st.one_of(floats(-6, 6), floats(15, 750), floats(-750, -15), st.sampled_from([40.0, -40.0, 750.0, -750.0]))
 
     @st.composite
     def example(draw):
@@ -251,7 +213,7 @@ def _strategy(ex: Exercise):
 
         d = SimpleNamespace(int=lambda lo, hi: draw(st.integers(lo, hi)), bool=lambda: draw(st.booleans()),
                             floats=arrays(floats(-3, 3)), distinct=arrays(floats(-3, 3), unique=True),
-                            logits=arrays(logits), away_from_0=arrays(signed(1e-3, 10)),
+                            logits=arrays(logits), away_from_0=arrays(st.one_of(floats(1e-3, 10), floats(-10, -1e-3))),
                             choice=lambda shape, values: arrays(st.sampled_from(values))(shape),
                             integers=lambda shape, lo, hi: arrays(st.integers(lo, hi), np.int64)(shape))
         return Example(*ex.draw(d))
@@ -262,11 +224,9 @@ def _strategy(ex: Exercise):
 def _parts(ex: Exercise, example: Example) -> Iterator[Example]:
     """Single entries (``shrink`` 2), then single rows (``shrink`` 1 or 2), of a larger ``example``."""
     first = np.asarray(example.args[0])
-    if ex.shrink == 0 or first.size <= 1:
-        return
-    for i in np.ndindex(first.shape) if ex.shrink == 2 else ():
+    for i in np.ndindex(first.shape) if ex.shrink == 2 and first.size > 1 else ():
         yield Example(tuple(np.asarray(a)[i][None, None] for a in example.args), example.kwargs)
-    for row in range(first.shape[0] if first.shape[0] > 1 else 0):
+    for row in range(first.shape[0] if ex.shrink and first.shape[0] > 1 else 0):
         yield Example(tuple(np.asarray(a)[row:row + 1] for a in example.args), example.kwargs)
 
 
@@ -279,12 +239,11 @@ def check_file(box: Sandbox, *, examples: int = DEFAULT_EXAMPLES, use_torch: boo
     a :class:`~numpy_mnist.errors.NumpyMnistError` when hypothesis is missing.
     """
     try:
-        from hypothesis import HealthCheck, Phase, Verbosity, configuration, given, settings
+        from hypothesis import HealthCheck, Phase, Verbosity, configuration, settings
     except ImportError:
         raise NumpyMnistError("exercise check needs hypothesis: pip install 'numpy-mnist[exercise]'") from None
-    chosen = settings(max_examples=examples, deadline=None, database=None, derandomize=True,
-                      suppress_health_check=list(HealthCheck), verbosity=Verbosity.quiet,
-                      report_multiple_bugs=False, print_blob=False,
+    chosen = settings(max_examples=examples, deadline=None, database=None, derandomize=True, print_blob=False,
+                      suppress_health_check=list(HealthCheck), verbosity=Verbosity.quiet, report_multiple_bugs=False,
                       phases=[Phase.explicit, Phase.generate, Phase.shrink])
     torch_missing = "not asked for" if not use_torch else None if torch_twin.available() else "not installed"
     box.start()
@@ -294,38 +253,30 @@ def check_file(box: Sandbox, *, examples: int = DEFAULT_EXAMPLES, use_torch: boo
     with tempfile.TemporaryDirectory(prefix="numpy-mnist-hypothesis-") as folder:
         configuration.set_hypothesis_home_dir(chosen_home or os.getenv("HYPOTHESIS_STORAGE_DIRECTORY") or folder)
         try:
-            runs = [_Run(box, ex, torch_missing is None) for ex in EXERCISES]
-            results = [_check_one(run, chosen(given(_strategy(run.ex))(run.attempt))) for run in runs]
+            results = [_Run(box, ex, torch_missing is None).check(chosen) for ex in EXERCISES]
         finally:
             configuration.set_hypothesis_home_dir(chosen_home)
     return CheckReport(results, torch_missing)
 
 
-class _ToDo(Exception):
-    """The function's first call raised NotImplementedError: it is still the starter's."""
-
-
 class _Run:
     """Checking one exercise in the sandbox: the inputs tried, the worst errors, the first failure
-    hypothesis met and a sticky one (after which the function is not called again)."""
+    hypothesis met and a sticky one (after which the function is not called again: it hangs or
+    crashes, or its first call raised NotImplementedError, ``todo``: it is still the starter's)."""
 
     def __init__(self, box: Sandbox, ex: Exercise, use_torch: bool) -> None:
         self.box, self.ex, self.use_torch = box, ex, use_torch
-        self.examples, self.worst, self.fd_worst = 0, 0.0, 0.0
+        self.examples, self.worst, self.fd_worst, self.todo = 0, 0.0, 0.0, False
         self.first: Failure | None = None
         self.sticky: Failure | None = None
-        self.todo = False
-        #: What the first call that printed anything printed.
-        self.output = ""
+        self.output = ""  # what the first call that printed anything printed
 
     def attempt(self, example: Example) -> None:
         """The hypothesis test's body: raise the failure of ``example``, if any."""
-        failure = self.sticky if self.sticky is not None or self.todo else self.run(example)
-        if self.todo:
-            raise _ToDo()
+        failure = self.sticky if self.sticky is not None else self.run(example)
         if failure is not None:  # one raise for every failure: hypothesis tells failures apart by their line
             self.first = self.first or failure
-            self.sticky = failure if failure.sticky else None
+            self.sticky = failure if failure.sticky or self.todo else None
             raise failure
 
     def run(self, example: Example) -> Failure | None:
@@ -342,11 +293,10 @@ class _Run:
                 errors, failure = judge(self.ex.name, example, value, use_torch=self.use_torch), None
             except Failure as failed:
                 errors, failure = failed.errors, failed
-                failure.output = self.box.output
             self.worst, self.fd_worst = max(self.worst, errors[0]), max(self.fd_worst, errors[1])
-        self.output = self.output or (failure.output if failure is not None else self.box.output)
+        self.output = self.output or self.box.output
         if failure is not None:
-            failure.example = example
+            failure.example, failure.output = example, self.box.output
         return failure
 
     def smallest(self, failure: Failure) -> Failure:
@@ -358,34 +308,34 @@ class _Run:
                 return found if found.what == failure.what else failure
         return failure
 
+    def check(self, chosen) -> FunctionResult:
+        """The row of this exercise, :meth:`attempt` run by hypothesis with the settings ``chosen``."""
+        from hypothesis import given
+        from hypothesis.errors import Flaky
+
+        name, kind = self.ex.name, self.box.defined.get(self.ex.name, "missing")
+        if kind != "function":
+            return (FunctionResult(name, "to do", note="not defined in the file") if kind == "missing" else
+                    FunctionResult(name, "FAIL", failure=Failure(f"{name} is defined but is not a function", "type")))
+        try:
+            chosen(given(_strategy(self.ex))(self.attempt))()
+        except Failure as failure:
+            if self.todo:
+                return FunctionResult(name, "to do")
+            if self.sticky is not None:
+                return self.result("FAIL", self.sticky, found="first")
+            return self.result("FAIL", self.smallest(failure), found="shrunk")
+        except Flaky:
+            return self.result("FAIL", Failure(f"{name} fails on some runs and not on others for the same input (does "
+                                               "it use random numbers or keep state between calls?)", "call"))
+        return self.result("pass")
+
     def result(self, status: str, failure: Failure | None = None, found: str | None = None) -> FunctionResult:
         if failure is not None:
             failure.hint = _choose_hint(failure.hints, self.first.hints if self.first else ())
         output = failure.output if failure is not None and failure.output else self.output
         return FunctionResult(self.ex.name, status, self.examples, self.worst, self.fd_worst, failure, found, None,
                               output)
-
-
-def _check_one(run: _Run, test) -> FunctionResult:
-    from hypothesis.errors import Flaky
-
-    name = run.ex.name
-    kind = run.box.defined.get(name, "missing")
-    if kind != "function":
-        return (FunctionResult(name, "to do", note="not defined in the file") if kind == "missing" else
-                FunctionResult(name, "FAIL", failure=Failure(f"{name} is defined but is not a function", "type")))
-    try:
-        test()
-    except _ToDo:
-        return FunctionResult(name, "to do")
-    except Failure as failure:
-        if run.sticky is not None:
-            return run.result("FAIL", run.sticky, found="first")
-        return run.result("FAIL", run.smallest(failure), found="shrunk")
-    except Flaky:
-        return run.result("FAIL", Failure(f"{name} fails on some runs and not on others for the same input (does it "
-                                          "use random numbers or keep state between calls?)", "call"))
-    return run.result("pass")
 
 
 def _choose_hint(shown: tuple, first: tuple) -> str | None:

@@ -5,8 +5,9 @@ losses the book points to (binary cross-entropy on logits, softmax cross-entropy
 layers of its ResNet-18 ("Going deeper"): the convolution, batch norm and max-pooling.  Each
 :class:`Exercise` holds everything the checker asks of it, so that the checker has no case of its own:
 
-* for the starter: the signature and the docstring (what to compute and the shapes, never the answer);
-* the reference it is checked against (:mod:`numpy_mnist.layers`, :mod:`numpy_mnist.losses`);
+* the reference it is checked against (:mod:`numpy_mnist.layers`, :mod:`numpy_mnist.losses`), whose
+  name and signature the starter's function takes, with its docstring (what to compute and the
+  shapes, never the answer);
 * ``draw``: the inputs hypothesis draws, chosen to expose faults (odd sizes, large ``|z|``, ties);
 * ``task``: the forward whose slope each output is (NumPy and PyTorch), for finite differences and
   autograd, and the size of the terms each right entry is summed from (the rounding floors);
@@ -17,9 +18,11 @@ This module imports NumPy, the reference and its PyTorch twins (which import PyT
 
 from __future__ import annotations
 
+import inspect
 import textwrap
 from collections import namedtuple
 from dataclasses import dataclass
+from functools import partial
 from typing import Callable
 
 import numpy as np
@@ -42,22 +45,19 @@ Task = namedtuple("Task", "f twin at dout scale sizes")
 
 @dataclass(frozen=True)
 class Exercise:
-    """One backward function to write (fields: the module docstring).  ``outputs`` are the names of
-    what it returns, ``like`` what each is shaped like; ``z``: the argument holding a sigmoid's input
-    or the logits (precision and overflow hints), ``overflow`` the fix when ``exp`` overflows there;
-    ``mean``: the gradient of a mean (a loss); ``shrink``: smaller inputs to try after hypothesis's
-    smallest (1: its rows, 2: its entries too); ``smooth(args)``: whether finite differences may be
-    trusted at these inputs (not across a tie of max-pooling)."""
+    """One backward function to write, named as its ``reference`` (fields: the module docstring).
+    ``outputs`` are the names of what it returns, each shaped like the input its name differentiates
+    (``dw`` like ``w``); ``z``: the argument holding a sigmoid's input or the logits (precision and
+    overflow hints), ``overflow`` the fix when ``exp`` overflows there; ``mean``: the gradient of a
+    mean (a loss); ``shrink``: smaller inputs to try after hypothesis's smallest (1: its rows, 2: its
+    entries too); ``smooth(args)``: whether finite differences may be trusted at these inputs (not
+    across a tie of max-pooling)."""
 
-    name: str
-    signature: str
-    outputs: tuple[str, ...]
-    like: tuple[str, ...]
     reference: Callable
-    doc: str
+    outputs: tuple[str, ...]
     draw: Callable
     task: Callable
-    slips: Callable = lambda *args, **kwargs: []
+    slips: Callable
     z: int | None = None
     overflow: str | None = None
     mean: bool = False
@@ -65,45 +65,48 @@ class Exercise:
     smooth: Callable = lambda *args, **kwargs: True
 
     @property
+    def name(self) -> str:
+        return self.reference.__name__
+
+    @property
+    def doc(self) -> str:
+        return _DOCS[self.name]
+
+    @property
+    def parameters(self) -> list[inspect.Parameter]:
+        """The reference's parameters, without their annotations."""
+        return [p.replace(annotation=p.empty) for p in inspect.signature(self.reference).parameters.values()]
+
+    @property
     def inputs(self) -> tuple[str, ...]:
         """The positional parameters' names, in order."""
-        return tuple(p.strip() for p in self.signature.split("*")[0].split(",") if p.strip())
+        return tuple(p.name for p in self.parameters if p.kind == p.POSITIONAL_OR_KEYWORD)
 
 
-def _torch_functional():
-    import torch.nn.functional
+def _torch():
+    import torch
 
-    return torch.nn.functional
+    return torch
 
 
 # -- the book's functions --------------------------------------------------------------------------
 
-def _elementwise(forward, twin, reference):
-    def task(dout, x):
-        return Task(forward, twin, (x,), dout, np.abs(dout * forward(x)), (np.abs(reference(np.abs(dout), x)),))
-    return task
+def _elementwise_task(forward, twin, reference, dout, x):
+    return Task(forward, twin, (x,), dout, np.abs(dout * forward(x)), (np.abs(reference(np.abs(dout), x)),))
 
 
-def _loss_task(name):
-    def task(z, t):
-        loss = losses.get_loss(name)
-        # log(sum_k exp(z_k - max z)) rounds to eps absolute even where a row's loss is 1e-7: its terms are >= 1.
-        scale = loss.magnitude(z, t, float(loss.forward(z, t))) + (1.0 if loss.multiclass else 0.0)
-        return Task(lambda z_: loss.forward(z_, t), lambda zt: _twin_loss(name, zt, t, loss.multiclass), (z,), None,
-                    scale, (loss.gradient_magnitude(z, t),))
-    return task
-
-
-def _twin_loss(name, z, t, multiclass: bool):
-    import torch
-
-    return torch_twin.LOSSES[name](z, torch.as_tensor(t, dtype=torch.int64 if multiclass else torch.float64))
+def _loss_task(name, z, t):
+    loss = losses.get_loss(name)
+    # log(sum_k exp(z_k - max z)) rounds to eps absolute even where a row's loss is 1e-7: its terms are >= 1.
+    scale = loss.magnitude(z, t, float(loss.forward(z, t))) + (1.0 if loss.multiclass else 0.0)
+    # The targets keep their dtype: float64 for the binary losses, int64 labels for cross-entropy.
+    return Task(lambda z_: loss.forward(z_, t), lambda zt: torch_twin.LOSSES[name](zt, _torch().as_tensor(t)),
+                (z,), None, scale, (loss.gradient_magnitude(z, t),))
 
 
 def _linear_task(dout, x, w, *, need_dx=True):
-    b = np.zeros(w.shape[1])
     sizes = layers.linear_backward(np.abs(dout), np.abs(x), np.abs(w), need_dx=need_dx)
-    return Task(layers.linear, lambda x_, w_, b_: x_ @ w_ + b_, (x, w, b), dout,
+    return Task(layers.linear, lambda x_, w_, b_: x_ @ w_ + b_, (x, w, np.zeros(w.shape[1])), dout,
                 float(np.sum(np.abs(dout) * (np.abs(x) @ np.abs(w)))), sizes)
 
 
@@ -153,26 +156,24 @@ def _softmax_slips(z, labels):
 # -- the ResNet's layers ---------------------------------------------------------------------------
 
 def _conv_task(dout, x, w, *, stride=1, padding=0):
-    def twin(x_, w_):
-        return _torch_functional().conv2d(x_, w_, stride=stride, padding=padding)
-
-    scale = float(np.sum(np.abs(dout) * layers.conv2d(np.abs(x), np.abs(w), stride=stride, padding=padding)))
-    return Task(lambda x_, w_: layers.conv2d(x_, w_, stride=stride, padding=padding), twin, (x, w), dout, scale,
-                layers.conv2d_backward(np.abs(dout), np.abs(x), np.abs(w), stride=stride, padding=padding))
+    k = {"stride": stride, "padding": padding}
+    return Task(partial(layers.conv2d, **k), lambda x_, w_: _torch().nn.functional.conv2d(x_, w_, **k), (x, w), dout,
+                float(np.sum(np.abs(dout) * layers.conv2d(np.abs(x), np.abs(w), **k))),
+                layers.conv2d_backward(np.abs(dout), np.abs(x), np.abs(w), **k))
 
 
 def _conv_slips(dout, x, w, *, stride=1, padding=0):
-    def dx(kernel):
-        return layers.conv2d_backward(dout, x, kernel, stride=stride, padding=padding)[0]
-
-    dw = layers.conv2d_backward(dout, x, w, stride=stride, padding=padding)[1]
-    found = [(0, dx(w[:, :, ::-1, ::-1]), "dx used the kernel flipped (rotated by 180°): each input entry gets "
-                                          "dout times the very weight it was multiplied by in the forward pass"),
+    backward = partial(layers.conv2d_backward, dout, x, stride=stride, padding=padding)
+    dw = backward(w)[1]
+    found = [(0, backward(w[:, :, ::-1, ::-1])[0], "dx used the kernel flipped (rotated by 180°): each input entry "
+                                                   "gets dout times the very weight it was multiplied by in the "
+                                                   "forward pass"),
              (1, dw[:, :, ::-1, ::-1], "your dw is the right one flipped (rotated by 180°): dw[f, c, a, b] pairs "
                                        "dout with the input at offset (a, b), not (KH-1-a, KW-1-b)")]
     if w.shape[2] == w.shape[3]:
-        found += [(0, dx(np.swapaxes(w, 2, 3)), "dx used the kernel transposed (its rows and columns swapped): "
-                                                "offset (a, b) moves a along the height and b along the width"),
+        found += [(0, backward(np.swapaxes(w, 2, 3))[0], "dx used the kernel transposed (its rows and columns "
+                                                         "swapped): offset (a, b) moves a along the height and b "
+                                                         "along the width"),
                   (1, np.swapaxes(dw, 2, 3), "your dw is the right one transposed (its rows and columns swapped): "
                                              "offset (a, b) moves a along the height and b along the width")]
     return found
@@ -191,9 +192,6 @@ def _batch_norm_stats(x, eps):
 
 
 def _batch_norm_task(dout, x, gamma, *, eps=1e-5):
-    def twin(x_, g_, b_):
-        return _torch_functional().batch_norm(x_, None, None, g_, b_, training=True, eps=eps)
-
     m, mean, sigma, _ = _batch_norm_stats(x, eps)
     # Where x - mean cancels, xhat is known to eps (|x| + |mean|) / sigma, not to eps |xhat|.
     size = (np.abs(x) + np.abs(_per_channel(mean))) / _per_channel(sigma)
@@ -203,8 +201,9 @@ def _batch_norm_task(dout, x, gamma, *, eps=1e-5):
     # A difference moves x, gamma or beta by h (xhat by h / sigma), however small they are.
     h = TOLERANCE.h
     scale = float(np.sum(ad * (_per_channel(ag + h) * (size + h / _per_channel(sigma)) + h)))
-    return Task(lambda x_, g_, b_: layers.batch_norm(x_, g_, b_, eps=eps)[0], twin, (x, gamma, np.zeros_like(gamma)),
-                dout, scale, (dx, sum_dx, sum_d))
+    return Task(lambda x_, g_, b_: layers.batch_norm(x_, g_, b_, eps=eps)[0],
+                lambda x_, g_, b_: _torch().nn.functional.batch_norm(x_, None, None, g_, b_, training=True, eps=eps),
+                (x, gamma, np.zeros_like(gamma)), dout, scale, (dx, sum_dx, sum_d))
 
 
 def _batch_norm_slips(dout, x, gamma, *, eps=1e-5):
@@ -222,11 +221,9 @@ def _batch_norm_slips(dout, x, gamma, *, eps=1e-5):
 
 
 def _pool_task(dout, x, *, kernel=3, stride=2, padding=1):
-    def twin(x_):
-        return _torch_functional().max_pool2d(x_, kernel, stride, padding)
-
-    return Task(lambda x_: layers.max_pool2d(x_, kernel=kernel, stride=stride, padding=padding), twin, (x,), dout,
-                None, (layers.max_pool2d_backward(np.abs(dout), x, kernel=kernel, stride=stride, padding=padding),))
+    return Task(partial(layers.max_pool2d, kernel=kernel, stride=stride, padding=padding),
+                lambda x_: _torch().nn.functional.max_pool2d(x_, kernel, stride, padding), (x,), dout, None,
+                (layers.max_pool2d_backward(np.abs(dout), x, kernel=kernel, stride=stride, padding=padding),))
 
 
 def _pool_slips(dout, x, *, kernel=3, stride=2, padding=1):
@@ -248,11 +245,9 @@ def _no_ties(dout, x, **kwargs):
 
 # -- the inputs hypothesis draws (``d``: the checker's drawing helper) -----------------------------
 
-def _draw_elementwise(values):
-    def draw(d):
-        n, m = d.int(1, 8), d.int(1, 6)
-        return (d.floats((n, m)), getattr(d, values)((n, m))), {}
-    return draw
+def _draw_elementwise(values, d):
+    n, m = d.int(1, 8), d.int(1, 6)
+    return (d.floats((n, m)), getattr(d, values)((n, m))), {}
 
 
 def _draw_binary(d):
@@ -285,16 +280,20 @@ def _draw_batch_norm(d):
 
 
 def _draw_pool(d):
-    """Inputs from a small set of integers as often as not, so that windows hold tied maxima; else distinct."""
+    """Inputs from a small set of integers, so that windows hold tied maxima, or else distinct values.  The
+    tied ones are hypothesis's simpler branch (its booleans lean to False): most runs draw them, a few the
+    distinct ones that finite differences can check."""
     kernel, stride = d.int(1, 3), d.int(1, 3)
     padding = d.int(0, kernel // 2)
     shape = (d.int(1, 2), d.int(1, 2), d.int(max(kernel - 2 * padding, 1), 7), d.int(max(kernel - 2 * padding, 1), 7))
-    x = d.choice(shape, [0.0, 1.0, 2.0]) if d.bool() else d.distinct(shape)
+    x = d.distinct(shape) if d.bool() else d.choice(shape, [0.0, 1.0, 2.0])
     oh, ow = ((s + 2 * padding - kernel) // stride + 1 for s in shape[2:])
     return (d.floats(shape[:2] + (oh, ow)), x), {"kernel": kernel, "stride": stride, "padding": padding}
 
 
-_SIGMOID_DOC = '''\
+#: What each function's docstring in the starter says: what to compute and the shapes, never the answer.
+_DOCS = {
+    "sigmoid_backward": '''\
 Gradient through the sigmoid, y = sigmoid(x) = 1 / (1 + exp(-x)), elementwise.
 
     dout: (N, D), d loss / d y, the gradient arriving from above
@@ -304,9 +303,8 @@ Gradient through the sigmoid, y = sigmoid(x) = 1 / (1 + exp(-x)), elementwise.
 By the chain rule, d loss / d x is dout times the slope dy/dx of the sigmoid at x.  Work out that
 slope on paper first.  It must stay accurate for large |x| (x = 40 or x = -800): the slope there
 is tiny but not 0, and exp of a large number overflows.
-'''
-
-_MNIST_LOSS_DOC = '''\
+''',
+    "mnist_loss_backward": '''\
 Gradient of the book's loss with respect to the logits.
 
     loss = mean(where(targets == 1, 1 - sigmoid(logits), sigmoid(logits)))
@@ -317,9 +315,8 @@ Gradient of the book's loss with respect to the logits.
 
 Remember that the loss is a mean over all N entries, and which way each target pulls.  Large
 |logits| (40, -800) must not lose the tiny slope there or overflow.
-'''
-
-_LINEAR_DOC = '''\
+''',
+    "linear_backward": '''\
 Gradients of the linear layer out = x @ w + b.
 
     dout: (N, D_out), d loss / d out
@@ -333,9 +330,8 @@ Gradients of the linear layer out = x @ w + b.
 Write out[n, j] as a sum over i and differentiate one entry at a time; then find the matrix
 products (and the sum) that compute all entries at once.  Check every shape.
 With need_dx=False return None for dx (nothing upstream of the images needs it).
-'''
-
-_RELU_DOC = '''\
+''',
+    "relu_backward": '''\
 Gradient through the rectified linear unit, y = relu(x) = max(x, 0), elementwise.
 
     dout: (N, D), d loss / d y
@@ -343,9 +339,8 @@ Gradient through the rectified linear unit, y = relu(x) = max(x, 0), elementwise
     returns dx: (N, D), d loss / d x
 
 At exactly x = 0 take the slope as 0 (the checker never asks there).
-'''
-
-_BCE_DOC = '''\
+''',
+    "binary_cross_entropy_backward": '''\
 Gradient of binary cross-entropy on logits with respect to the logits.
 
     loss = mean(-(t * log(sigmoid(z)) + (1 - t) * log(1 - sigmoid(z))))
@@ -355,9 +350,8 @@ Gradient of binary cross-entropy on logits with respect to the logits.
     returns dlogits: (N, 1), d loss / d logits
 
 Differentiate, then simplify: much cancels.  Remember the mean.  Large |logits| must not overflow.
-'''
-
-_SOFTMAX_CE_DOC = '''\
+''',
+    "softmax_cross_entropy_backward": '''\
 Gradient of softmax cross-entropy with respect to the logits.
 
     p = softmax(z) row by row, p[n, k] = exp(z[n, k]) / sum_j exp(z[n, j])
@@ -369,9 +363,8 @@ Gradient of softmax cross-entropy with respect to the logits.
 
 Write the loss of one row as log(sum_j exp(z_j)) - z_y and differentiate by each z_k.  Logits as
 large as 800 must not overflow.
-'''
-
-_CONV_DOC = '''\
+''',
+    "conv2d_backward": '''\
 Gradients of the 2-D convolution (cross-correlation, as in PyTorch; no bias):
 
     out[n, f, i, j] = sum over c, a, b of x_pad[n, c, i*stride + a, j*stride + b] * w[f, c, a, b]
@@ -388,9 +381,8 @@ with x_pad the input padded by `padding` zeros on each side of its height and wi
 Differentiate one entry at a time: which outputs does w[f, c, a, b] take part in, and which
 outputs does x[n, c, y, z] reach (through which weights)?  The padding is not an input: drop its
 gradient.  Loops over the kernel's offsets (a, b) are fine; the checker's images are small.
-'''
-
-_BATCH_NORM_DOC = '''\
+''',
+    "batch_norm_backward": '''\
 Gradients of batch normalisation in training mode, per channel c (statistics over N, H and W,
 M = N * H * W values x_i per channel):
 
@@ -407,9 +399,8 @@ M = N * H * W values x_i per channel):
 
 Careful: mean and var are computed from x, so every x_j moves every xhat_i of its channel, through
 the mean and through the variance.  Derive d xhat_i / d x_j first.
-'''
-
-_POOL_DOC = '''\
+''',
+    "max_pool2d_backward": '''\
 Gradient of max-pooling over kernel x kernel windows moved by stride, the input padded by
 `padding` entries of -inf on each side of its height and width:
 
@@ -421,35 +412,32 @@ Gradient of max-pooling over kernel x kernel windows moved by stride, the input 
 
 Where several entries of a window tie for its maximum, give the window's gradient to the first of
 them in row-major order (smallest a, then smallest b), as PyTorch does.  Windows may overlap.
-'''
+''',
+}
 
 _SIGMOID_OVERFLOW = "write the sigmoid and its slope with exp(-|z|), which never exceeds 1"
+#: The binary losses on logits: the gradient of a mean, at the logits, where exp overflows as in the sigmoid.
+_BINARY_LOSS = {"z": 0, "overflow": _SIGMOID_OVERFLOW, "mean": True, "shrink": 1}
 
 EXERCISES: tuple[Exercise, ...] = (
-    Exercise("sigmoid_backward", "dout, x", ("dx",), ("x",), layers.sigmoid_backward, _SIGMOID_DOC,
-             _draw_elementwise("logits"), _elementwise(layers.sigmoid, torch_twin.sigmoid, layers.sigmoid_backward),
-             _sigmoid_slips, z=1, overflow=_SIGMOID_OVERFLOW, shrink=2),
-    Exercise("mnist_loss_backward", "logits, targets", ("dlogits",), ("logits",), losses.mnist_loss_backward,
-             _MNIST_LOSS_DOC, _draw_binary, _loss_task("mnist_loss"), _mnist_loss_slips, z=0,
-             overflow=_SIGMOID_OVERFLOW, mean=True, shrink=1),
-    Exercise("linear_backward", "dout, x, w, *, need_dx=True", ("dx", "dw", "db"), ("x", "w", "b"),
-             layers.linear_backward, _LINEAR_DOC, _draw_linear, _linear_task, _linear_slips),
-    Exercise("relu_backward", "dout, x", ("dx",), ("x",), layers.relu_backward, _RELU_DOC,
-             _draw_elementwise("away_from_0"), _elementwise(layers.relu, lambda t: t.relu(), layers.relu_backward),
-             _relu_slips, shrink=2),
-    Exercise("binary_cross_entropy_backward", "logits, targets", ("dlogits",), ("logits",),
-             losses.binary_cross_entropy_backward, _BCE_DOC, _draw_binary, _loss_task("bce"), _bce_slips, z=0,
-             overflow=_SIGMOID_OVERFLOW, mean=True, shrink=1),
-    Exercise("softmax_cross_entropy_backward", "logits, labels", ("dlogits",), ("logits",),
-             losses.softmax_cross_entropy_backward, _SOFTMAX_CE_DOC, _draw_multiclass, _loss_task("cross_entropy"),
-             _softmax_slips, overflow="softmax does not change when the same number is taken from every logit "
-                                           "of a row, so take each row's largest first", mean=True, shrink=1),
-    Exercise("conv2d_backward", "dout, x, w, *, stride=1, padding=0", ("dx", "dw"), ("x", "w"),
-             layers.conv2d_backward, _CONV_DOC, _draw_conv, _conv_task, _conv_slips),
-    Exercise("batch_norm_backward", "dout, x, gamma, *, eps=1e-5", ("dx", "dgamma", "dbeta"), ("x", "gamma", "beta"),
-             layers.batch_norm_backward, _BATCH_NORM_DOC, _draw_batch_norm, _batch_norm_task, _batch_norm_slips),
-    Exercise("max_pool2d_backward", "dout, x, *, kernel=3, stride=2, padding=1", ("dx",), ("x",),
-             layers.max_pool2d_backward, _POOL_DOC, _draw_pool, _pool_task, _pool_slips, smooth=_no_ties),
+    Exercise(layers.sigmoid_backward, ("dx",), partial(_draw_elementwise, "logits"),
+             partial(_elementwise_task, layers.sigmoid, torch_twin.sigmoid, layers.sigmoid_backward), _sigmoid_slips,
+             z=1, overflow=_SIGMOID_OVERFLOW, shrink=2),
+    Exercise(losses.mnist_loss_backward, ("dlogits",), _draw_binary, partial(_loss_task, "mnist_loss"),
+             _mnist_loss_slips, **_BINARY_LOSS),
+    Exercise(layers.linear_backward, ("dx", "dw", "db"), _draw_linear, _linear_task, _linear_slips),
+    Exercise(layers.relu_backward, ("dx",), partial(_draw_elementwise, "away_from_0"),
+             partial(_elementwise_task, layers.relu, lambda t: t.relu(), layers.relu_backward), _relu_slips, shrink=2),
+    Exercise(losses.binary_cross_entropy_backward, ("dlogits",), _draw_binary, partial(_loss_task, "bce"),
+             _bce_slips, **_BINARY_LOSS),
+    Exercise(losses.softmax_cross_entropy_backward, ("dlogits",), _draw_multiclass,
+             partial(_loss_task, "cross_entropy"), _softmax_slips, mean=True, shrink=1,
+             overflow="softmax does not change when the same number is taken from every logit of a row, so take "
+                      "each row's largest first"),
+    Exercise(layers.conv2d_backward, ("dx", "dw"), _draw_conv, _conv_task, _conv_slips),
+    Exercise(layers.batch_norm_backward, ("dx", "dgamma", "dbeta"), _draw_batch_norm, _batch_norm_task,
+             _batch_norm_slips),
+    Exercise(layers.max_pool2d_backward, ("dx",), _draw_pool, _pool_task, _pool_slips, smooth=_no_ties),
 )
 
 EXERCISE_NAMES: tuple[str, ...] = tuple(e.name for e in EXERCISES)
@@ -487,5 +475,6 @@ import numpy as np
 def starter_source() -> str:
     """The text of the starter file: every exercise, raising ``NotImplementedError``."""
     quotes = '"' * 3
-    return _HEADER + "".join(f"\n\ndef {e.name}({e.signature}):\n{textwrap.indent(quotes + e.doc + quotes, '    ')}\n"
+    return _HEADER + "".join(f"\n\ndef {e.name}{inspect.Signature(e.parameters)}:\n"
+                             f"{textwrap.indent(quotes + e.doc + quotes, '    ')}\n"
                              f'    raise NotImplementedError("{e.name}: not written yet")\n' for e in EXERCISES)

@@ -43,11 +43,13 @@ def close(a, b) -> bool:
     return a.shape == b.shape and bool(np.all(np.isfinite(a)) and np.all(np.isfinite(b)) and not _bad(a, b).any())
 
 
-def shape_hint(output: str, got: tuple, want: tuple, like: str, a=None, r=None) -> str:
-    """``"your dw is (1, 3); it must be (3, 1), like w"`` and what the difference suggests."""
-    text = f"your {output} is {got}; it must be {want}, like {like}"
+def shape_hint(output: str, a, r) -> str:
+    """``"your dw is (1, 3); it must be (3, 1), like w"`` and what the difference suggests, for the
+    learner's ``a`` and the right ``r`` (``output`` differentiates, and is shaped like, ``output[1:]``)."""
+    got, want = a.shape, r.shape
+    text = f"your {output} is {got}; it must be {want}, like {output[1:]}"
     if len(got) >= 2 and got[:-2] + got[:-3:-1] == want:
-        if a is not None and r is not None and close(a, np.swapaxes(r, -1, -2)):
+        if close(a, np.swapaxes(r, -1, -2)):
             return text + ": yours is exactly its transpose"
         return text + ": the transposed shape (check which operand of each product is transposed)"
     if len(got) == len(want) + 1 and got[1:] == want:
@@ -68,7 +70,6 @@ def value_hints(output: str, a, r, *, mistakes=(), n: int = 1, mean: bool = Fals
     input several can fit at once (at z = 0, sigma(z) is twice sigma'(z)); the checker keeps the
     one that also fits another failing input.
     """
-    a, r = np.asarray(a, dtype=np.float64), np.asarray(r, dtype=np.float64)
     found = [(f"mistake:{i}", sentence) for i, (wrong, sentence) in enumerate(mistakes)
              if close(a, wrong) and not close(wrong, r)]
     if inputs is not None and (precision := _precision_hint(a, r, np.asarray(inputs, dtype=np.float64))):

@@ -39,12 +39,11 @@ not trust in a container or a virtual machine.
 from __future__ import annotations
 
 import contextlib
-import importlib.util
 import io
 import math
 import multiprocessing
 import os
-import shutil
+import runpy
 import signal
 import sys
 import tempfile
@@ -91,15 +90,15 @@ class Failure(Exception):
     that explains it, most telling first; ``errors``, the worst relative errors so far (against the
     reference and PyTorch, against finite differences); for a call, ``how`` it failed: ``"raised"``
     (``exception``: the type's name), ``"modified"`` (it wrote into an argument), ``"forked"`` (it
-    started a process of its own), ``"timeout"`` or ``"crashed"``; ``output``, what it printed.  A
-    timeout or a crash is *sticky*: calling again would only wait or crash again.  The checker adds
-    the ``example`` it failed on and the ``hint`` it chose."""
+    started a process of its own), ``"timeout"`` or ``"crashed"``.  A timeout or a crash is *sticky*:
+    calling again would only wait or crash again.  The checker adds the ``example`` it failed on, the
+    ``output`` the call printed and the ``hint`` it chose."""
 
     def __init__(self, problem: str, what: str, hints=(), errors=(math.inf, 0.0), *, how: str | None = None,
-                 exception: str | None = None, output: str = "") -> None:
+                 exception: str | None = None) -> None:
         super().__init__(problem)
         self.problem, self.what, self.hints, self.errors = problem, what, tuple(hints), errors
-        self.how, self.exception, self.output, self.example, self.hint = how, exception, output, None, None
+        self.how, self.exception, self.output, self.example, self.hint = how, exception, "", None, None
 
     @property
     def sticky(self) -> bool:
@@ -124,8 +123,7 @@ class Sandbox:
                                    "(`numpy-mnist exercise new` writes one)")
         self.timeout = float(timeout)
         self.import_timeout = float(import_timeout) if import_timeout is not None else max(30.0, 4 * self.timeout)
-        self.defined: dict[str, str] = {}
-        self.output = ""
+        self.defined, self.output = {}, ""
         self._process = self._conn = self._folder = None
 
     def start(self) -> None:
@@ -134,8 +132,8 @@ class Sandbox:
             return
         context = multiprocessing.get_context("spawn")
         self._conn, child = context.Pipe()
-        self._folder = tempfile.mkdtemp(prefix="numpy-mnist-sandbox-")
-        self._process = context.Process(target=_child_main, args=(child, str(self.path.resolve()), self._folder),
+        self._folder = tempfile.TemporaryDirectory(prefix="numpy-mnist-sandbox-", ignore_cleanup_errors=True)
+        self._process = context.Process(target=_child_main, args=(child, str(self.path.resolve()), self._folder.name),
                                         daemon=True, name="numpy-mnist exercise sandbox")
         self._process.start()
         child.close()
@@ -151,11 +149,8 @@ class Sandbox:
         self.defined = reply[1]
 
     def close(self) -> None:
-        """End the child (politely, then by force)."""
-        if self._process is not None:
-            with contextlib.suppress(OSError, ValueError):
-                self._conn.send(("exit",))
-        self._end(wait=1)
+        """End the child."""
+        self._end()
 
     def __enter__(self) -> Sandbox:
         self.start()
@@ -170,12 +165,13 @@ class Sandbox:
         Raises :class:`Failure` when it raised, wrote into an argument, forked, timed out or crashed.
         """
         self.start()
+        self.output = ""
         kind, value, message, self.output = self._ask(
-            ("call", name, args, kwargs or {}), self.timeout,
+            (name, args, kwargs or {}), self.timeout,
             f"{name} did not return within {self.timeout:g} s (an endless loop?)",
             f"{name} ended the process running your file ({{}})")
         if kind != "ok":
-            raise Failure(message, "call", how=kind, exception=value, output=self.output)
+            raise Failure(message, "call", how=kind, exception=value)
         return value
 
     def _ask(self, message, timeout: float, timed_out: str, crashed: str):
@@ -185,29 +181,26 @@ class Sandbox:
         try:
             if message:
                 self._conn.send(message)
-            answered = self._conn.poll(timeout)
-            reply = self._conn.recv() if answered else None
+            if self._conn.poll(timeout):
+                return self._conn.recv()
         except (EOFError, OSError):
             raise Failure(crashed.format(self._end(wait=5)), "call", how="crashed") from None
         except Exception:  # the channel carried something that is not an answer: end that child
             raise Failure(crashed.format(f"its answers were garbled, {self._end()}"), "call", how="crashed") from None
-        if not answered:
-            self._end()
-            raise Failure(timed_out, "call", how="timeout")
-        return reply
+        self._end()
+        raise Failure(timed_out, "call", how="timeout")
 
     def _end(self, wait: float = 0.0) -> str:
         """End the child after ``wait`` seconds, by force if need be, and remove its folder; its exit in words."""
-        process, conn, self._process = self._process, self._conn, None
-        if process is not None:
-            process.join(timeout=wait)
-            process.kill()
-            process.join()
-            conn.close()
-        if self._folder is not None:
-            shutil.rmtree(self._folder, ignore_errors=True)
-            self._folder = None
-        return _exit_text(process.exitcode) if process is not None else "it was not running"
+        process, self._process = self._process, None
+        if process is None:
+            return "it was not running"
+        process.join(timeout=wait)
+        process.kill()
+        process.join()
+        self._conn.close()
+        self._folder.cleanup()
+        return _exit_text(process.exitcode)
 
 
 def _exit_text(code: int | None) -> str:
@@ -283,42 +276,37 @@ def _processes() -> int:
 
 
 def _child_main(conn, path: str, folder: str) -> None:
-    """The child process: confine itself, import the learner's file, then answer requests until
-    told to exit.  Every answer to a call ends with what the learner's code printed meanwhile."""
+    """The child process: confine itself, import the learner's file, then answer requests until the
+    parent ends it.  Every answer to a call ends with what the learner's code printed meanwhile."""
     warnings.simplefilter("ignore")
     np.seterr(all="ignore")
     capture = _confine(folder)
     try:
         sys.path.insert(0, str(Path(path).parent))
-        spec = importlib.util.spec_from_file_location("learner_gradients", path)
-        if spec is None:
+        if Path(path).suffix != ".py":
             raise ImportError(f"cannot import {path} as Python")
-        module = sys.modules[spec.name] = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(module)
+        namespace = runpy.run_path(path, run_name="learner_gradients")
     except BaseException as exc:  # the learner's code may raise anything, SystemExit included
         conn.send(("import-failed", _import_error(exc, path), capture.take()))
         return
-    conn.send(("ready", {name: "missing" if not hasattr(module, name) else
-                         "function" if callable(getattr(module, name)) else "not callable" for name in EXERCISE_NAMES},
-               capture.take()))
-    for message in iter(conn.recv, ("exit",)):
-        reply = _call(module, path, *message[1:])
+    conn.send(("ready", {name: "missing" if name not in namespace else "function" if callable(namespace[name]) else
+                         "not callable" for name in EXERCISE_NAMES}, capture.take()))
+    for message in iter(conn.recv, None):  # every request, until the parent ends this process (it sends no None)
+        reply = _call(namespace, path, *message)
         try:
             conn.send((*reply, capture.take()))
         except Exception as exc:  # pickling what the learner returned failed
-            conn.send(("raised", type(exc).__name__, f"{message[1]} returned something that cannot be passed back "
+            conn.send(("raised", type(exc).__name__, f"{message[0]} returned something that cannot be passed back "
                                                      f"({_one_line(exc)})", capture.take()))
 
 
-def _call(module, path: str, name: str, args: tuple, kwargs: dict) -> tuple:
+def _call(namespace: dict, path: str, name: str, args: tuple, kwargs: dict) -> tuple:
     """``(kind, value or exception type, message)`` of one call, kind as :attr:`Failure.how` or "ok"."""
     before, forks = [np.array(a, copy=True) for a in args], len(_FORKS)
     try:
-        reply = ("ok", portable(getattr(module, name)(*args, **kwargs)), "")
-    except Exception as exc:  # the learner's code may raise anything
+        reply = ("ok", portable(namespace[name](*args, **kwargs)), "")
+    except (Exception, SystemExit) as exc:  # the learner's code may raise anything
         reply = ("raised", type(exc).__name__, f"{name} raised {describe_exception(exc, path)}")
-    except SystemExit as exc:
-        reply = ("raised", "SystemExit", f"{name} raised {describe_exception(exc, path)}")
     changed = [i for i, (now, then) in enumerate(zip(args, before))
                if not (np.shape(now) == then.shape and np.array_equal(now, then, equal_nan=then.dtype.kind == "f"))]
     if len(_FORKS) != forks:

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import dataclasses
 from collections import namedtuple
-from dataclasses import dataclass, field
 from typing import Callable, Mapping
 
 from numpy_mnist.data import DataLoader, load_mnist_sample
@@ -31,24 +30,13 @@ from numpy_mnist.models import MLP, simple_net
 from numpy_mnist.optim import SGD
 from numpy_mnist.plots import pyplot, save_figure
 
-__all__ = ["TrainConfig", "SideBySide", "reference_functions", "exercise_net", "make_learner", "side_by_side",
-           "first_parting", "curve_row", "CURVE_HEADER", "plot_curves", "PART_RTOL"]
+__all__ = ["HIDDEN", "LR", "BATCH_SIZE", "SideBySide", "reference_functions", "exercise_net", "make_learner",
+           "side_by_side", "curve_row", "CURVE_HEADER", "plot_curves", "PART_RTOL"]
 
 #: Two losses of the same epoch "differ beyond rounding" when their relative difference exceeds this.
 PART_RTOL = 1e-6
-
-
-@dataclass(frozen=True)
-class TrainConfig:
-    """The book's final run by default: simple_net, hidden 30, lr 0.1, batch 256, 40 epochs, in order;
-    ``learner_functions``, the learner's functions used in their run (the others come from the reference)."""
-
-    epochs: int = 40
-    lr: float = MLP.book_lr
-    batch_size: int = 256
-    hidden: int = 30
-    seed: int = 0
-    learner_functions: tuple[str, ...] = field(default_factory=tuple)
+#: The book's final run: simple_net with 30 hidden units, lr 0.1, batches of 256, in order, from seed 0.
+HIDDEN, LR, BATCH_SIZE = 30, MLP.book_lr, 256
 
 
 def reference_functions() -> dict[str, Callable]:
@@ -65,30 +53,29 @@ def called_in(box, name: str) -> Callable:
     return call
 
 
-def exercise_net(functions: Mapping[str, Callable], *, hidden: int = 30, seed: int = 0):
+def exercise_net(functions: Mapping[str, Callable]):
     """:func:`numpy_mnist.models.simple_net` (float64, ``mnist_loss``) whose backward pass calls
     ``functions["linear_backward"]``, ``["relu_backward"]`` and ``["mnist_loss_backward"]``."""
-    net = simple_net(hidden, seed, "numpy", "mnist_loss", dtype="float64")
+    net = simple_net(HIDDEN, 0, "numpy", "mnist_loss", dtype="float64")
     net.linear_backward, net.relu_backward = functions["linear_backward"], functions["relu_backward"]
     net.loss = dataclasses.replace(net.loss, backward=functions["mnist_loss_backward"])
     return net
 
 
-def make_learner(functions: Mapping[str, Callable], config: TrainConfig) -> Learner:
+def make_learner(functions: Mapping[str, Callable]) -> Learner:
     """A :class:`~numpy_mnist.learner.Learner` of :func:`exercise_net` on the bundled 3s and 7s."""
-    model = exercise_net(functions, hidden=config.hidden, seed=config.seed)
+    model = exercise_net(functions)
     train_x, train_y, valid_x, valid_y = load_mnist_sample()
-    return Learner(model, DataLoader(train_x, train_y, config.batch_size, backend=model.backend),
-                   DataLoader(valid_x, valid_y, config.batch_size, backend=model.backend), SGD(model.params, config.lr))
+    return Learner(model, DataLoader(train_x, train_y, BATCH_SIZE, backend=model.backend),
+                   DataLoader(valid_x, valid_y, BATCH_SIZE, backend=model.backend), SGD(model.params, LR))
 
 
 # -- the two runs -------------------------------------------------------------------------------------
 
-def first_parting(reference: list, yours: list) -> int | None:
-    """The first epoch whose train or valid loss differs by more than ``PART_RTOL`` relative, or None."""
-    return next((r.epoch for r, y in zip(reference, yours)
-                 if any(not abs(a - b) <= PART_RTOL * max(abs(a), abs(b))
-                        for a, b in ((r.train_loss, y.train_loss), (r.valid_loss, y.valid_loss)))), None)
+def _apart(reference, yours) -> bool:
+    """Whether one epoch's train or valid losses differ by more than ``PART_RTOL`` relative."""
+    return any(not abs(a - b) <= PART_RTOL * max(abs(a), abs(b))
+               for a, b in ((reference.train_loss, yours.train_loss), (reference.valid_loss, yours.valid_loss)))
 
 
 #: The header of :func:`curve_row`'s rows.
@@ -108,14 +95,15 @@ def curve_row(reference, yours=None, *, parts: bool = False) -> str:
 SideBySide = namedtuple("SideBySide", "reference yours ending part")
 
 
-def side_by_side(box, config: TrainConfig, *, show: Callable = lambda row: None) -> SideBySide:
-    """The reference run and the learner's (its functions called in ``box``, a Sandbox), epoch by epoch,
-    each epoch's :func:`curve_row` passed to ``show``.  The learner's run may end early: an exception
-    or a wrong shape in one of its functions, a NaN loss, a time-out."""
-    reference = make_learner(reference_functions(), config)
-    yours = make_learner({**reference_functions(), **{n: called_in(box, n) for n in config.learner_functions}}, config)
+def side_by_side(box, learner_functions, epochs: int, *, show: Callable = lambda row: None) -> SideBySide:
+    """The reference run and the learner's (its ``learner_functions`` called in ``box``, a Sandbox, the
+    others the reference's), epoch by epoch, each epoch's :func:`curve_row` passed to ``show``.  The
+    learner's run may end early: an exception or a wrong shape in one of its functions, a NaN loss, a
+    time-out."""
+    reference = make_learner(reference_functions())
+    yours = make_learner({**reference_functions(), **{n: called_in(box, n) for n in learner_functions}})
     ending, part = "trained", None
-    for epoch in range(1, config.epochs + 1):
+    for epoch in range(1, epochs + 1):
         reference.fit(1)
         try:
             record = yours.one_epoch() if ending == "trained" else None
@@ -124,7 +112,7 @@ def side_by_side(box, config: TrainConfig, *, show: Callable = lambda row: None)
         except DivergenceError:
             record, ending = None, (f"your run diverged in epoch {epoch}: its training loss became NaN or infinite "
                                     "(gradients that are far too large?)")
-        parts = part is None and record is not None and first_parting(reference.history[-1:], [record]) is not None
+        parts = part is None and record is not None and _apart(reference.history[-1], record)
         part = epoch if parts else part
         show(curve_row(reference.history[-1], record, parts=parts))
     return SideBySide(reference.history, yours.history, ending, part)
