@@ -40,10 +40,8 @@ __all__ = ["atomic_write", "check_file_target", "check_folder_target", "write_js
 
 def _file_above(path: Path) -> Path | None:
     """The nearest existing path above ``path`` when it is a file (so no folder can be made there)."""
-    for p in path.parents:
-        if p.exists():
-            return None if p.is_dir() else p
-    return None
+    nearest = next((p for p in path.parents if p.exists()), None)
+    return None if nearest is None or nearest.is_dir() else nearest
 
 
 def _refuse_file_above(path: Path, flag: str) -> None:
@@ -115,18 +113,13 @@ def remove_stale_temporaries(path: str | os.PathLike) -> list[Path]:
     path = Path(path)
     pattern = re.compile(rf"\.{re.escape(path.name)}\.(?P<pid>\d+)\.[0-9a-f]{{8}}\.tmp")
     removed = []
-    try:
-        entries = list(os.scandir(path.parent))
-    except OSError:
-        return removed
-    for entry in entries:
-        match = pattern.fullmatch(entry.name)
-        if match is None or not entry.is_file(follow_symlinks=False):
-            continue
-        if not _running(int(match["pid"])):
-            with contextlib.suppress(OSError):
-                os.unlink(entry.path)
-                removed.append(Path(entry.path))
+    with contextlib.suppress(OSError):  # (a folder that cannot be listed has nothing to remove)
+        for entry in list(os.scandir(path.parent)):
+            match = pattern.fullmatch(entry.name)
+            if match and entry.is_file(follow_symlinks=False) and not _running(int(match["pid"])):
+                with contextlib.suppress(OSError):
+                    os.unlink(entry.path)
+                    removed.append(Path(entry.path))
     return removed
 
 
@@ -145,8 +138,7 @@ def atomic_write(path: str | os.PathLike, mode: str = "wb"):
     path = Path(path)
     buffer = io.BytesIO() if mode == "wb" else io.StringIO()
     yield buffer
-    data = buffer.getvalue()
-    data = data if isinstance(data, bytes) else data.encode("utf-8")
+    data = buffer.getvalue() if mode == "wb" else buffer.getvalue().encode("utf-8")
     try:
         _replace(path, data)
     except OSError as exc:
@@ -162,13 +154,11 @@ def _replace(path: Path, data: bytes) -> None:
     """
     _make_parent(path)
     remove_stale_temporaries(path)
-    while True:
+    fd = None
+    while fd is None:  # (a name another write has taken: draw again)
         tmp = path.parent / f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp"
-        try:
+        with contextlib.suppress(FileExistsError):
             fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o666)
-            break
-        except FileExistsError:
-            continue
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(data)
