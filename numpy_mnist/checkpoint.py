@@ -136,24 +136,15 @@ def save_checkpoint(path, model, *, epoch: int, optimizer=None, history=(), run=
                            "offset": offset, "nbytes": len(chunks[-1])})
             offset += len(chunks[-1])
     payload = b"".join(chunks)
-    header = {
-        "library_version": __version__,
-        "model": model.config(),
-        "dtype": model.backend.dtype_name,
-        "epoch": int(epoch),
-        "optimizer": optimizer.state() if optimizer is not None else {},
-        "history": [r.as_dict() if hasattr(r, "as_dict") else dict(r) for r in history],
-        "run": dict(run or {}),
-        "arrays": arrays,
-    }
+    header = {"library_version": __version__, "model": model.config(), "dtype": model.backend.dtype_name,
+              "epoch": int(epoch), "optimizer": optimizer.state() if optimizer is not None else {},
+              "history": [r.as_dict() if hasattr(r, "as_dict") else dict(r) for r in history],
+              "run": dict(run or {}), "arrays": arrays}
     header_bytes = json.dumps(header).encode()
     preamble = _PREAMBLE.pack(MAGIC, FORMAT_VERSION, len(header_bytes))
     digest = hashlib.sha256(preamble + header_bytes + payload).digest()
     with atomic_write(path) as f:  # an OutputError naming the path when it cannot be written
-        f.write(preamble)
-        f.write(digest)
-        f.write(header_bytes)
-        f.write(payload)
+        f.writelines((preamble, digest, header_bytes, payload))
     return Path(path)
 
 
@@ -218,9 +209,7 @@ def _arrays(entries, payload: bytes, bad) -> dict[str, dict]:
         raise bad("its array table is not a list")
     groups: dict[str, dict] = {group: {} for group in _GROUPS}
     for entry in entries:
-        dtype, shape = entry["dtype"], entry["shape"]
-        offset, nbytes = entry["offset"], entry["nbytes"]
-        group = entry["group"]
+        dtype, shape, offset, nbytes, group = (entry[k] for k in ("dtype", "shape", "offset", "nbytes", "group"))
         if group not in groups:
             raise bad(f"array {entry['name']!r} belongs to an unknown group {group!r}")
         if dtype not in _ARRAY_DTYPES:
