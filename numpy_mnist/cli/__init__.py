@@ -57,6 +57,9 @@ class OneLineParser(argparse.ArgumentParser):
     def __init__(self, *args, **kwargs) -> None:
         kwargs.setdefault("formatter_class", HelpFormatter)
         super().__init__(*args, **kwargs)
+        # The innermost (sub)command's parser wins, as a subcommand's defaults override its parent's:
+        # ``exercise check``'s for ``numpy-mnist exercise check ...``.
+        self.set_defaults(command_parser=self)
 
     def error(self, message: str):
         self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
@@ -76,7 +79,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def flags_of(parser: argparse.ArgumentParser) -> dict[str, str]:
-    """``{dest: long flag}`` of every option of ``parser`` (a command's own, from :func:`command_parser`)."""
+    """``{dest: long flag}`` of every option of ``parser`` (a command's own, ``args.command_parser``)."""
     return {a.dest: max(a.option_strings, key=len) for a in parser._actions if a.option_strings and a.dest != "help"}
 
 
@@ -89,26 +92,14 @@ def say_with_flags(message: str, flags: dict[str, str]) -> str:
     return re.sub(rf"(?<![-\w/.])({names})(?= must\b|=)", lambda m: flags[m.group(1)], message)
 
 
-def command_parser(parser: argparse.ArgumentParser, args: argparse.Namespace) -> argparse.ArgumentParser:
-    """The innermost parser of the (sub)command that ``args`` came from (``exercise check``'s for
-    ``numpy-mnist exercise check ...``)."""
-    while True:
-        actions = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
-        if not actions or getattr(args, actions[0].dest, None) is None:
-            return parser
-        parser = actions[0].choices[getattr(args, actions[0].dest)]
-
-
 def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
-    args, unknown = parser.parse_known_args(argv)
-    command = command_parser(parser, args)
+    args, unknown = build_parser().parse_known_args(argv)
     if unknown:  # said by the subcommand's own parser, which names its own --help
-        command.error(f"unrecognized arguments: {' '.join(unknown)}")
+        args.command_parser.error(f"unrecognized arguments: {' '.join(unknown)}")
     try:
         return int(args.run(args) or 0)
     except USER_ERRORS as exc:
-        message = say_with_flags(str(exc), flags_of(command))
+        message = say_with_flags(str(exc), flags_of(args.command_parser))
     except MemoryError as exc:
         message = (f"not enough memory for this run ({exc or 'MemoryError'}): ask for less, e.g. a smaller "
                    "--hidden, --batch-size or --train-rows")

@@ -45,8 +45,8 @@ import sys
 from pathlib import Path
 
 import numpy as np
+from tqdm.auto import tqdm
 
-from numpy_mnist import training
 from numpy_mnist.backends import get_backend
 from numpy_mnist.checkpoint import load_checkpoint, save_checkpoint
 from numpy_mnist.cli.options import add_backend_options, positive_float, positive_int, seed
@@ -61,7 +61,7 @@ from numpy_mnist.metrics import confusion_table, model_confusion_matrix
 from numpy_mnist.models import CLASSES_LR, MODEL_KINDS, linear1, linear10, resnet18, simple_net
 from numpy_mnist.optim import SGD, Adam, OneCycle
 from numpy_mnist.plots import class_weights_figure, confusion_matrix_figure, learning_curve_figure, pyplot, save_figure
-from numpy_mnist.training import make_learner, quiet_numerics
+from numpy_mnist.training import fit, make_learner, quiet_numerics
 
 
 def register(subparsers) -> None:
@@ -178,9 +178,9 @@ def run(args) -> int:
     learner = make_learner(model, train_dl, valid_dl, opt, history=history, start=start, fused=args.fused,
                            reference=args.reference)
 
-    rate = f"Adam, one-cycle to lr {args.lr:g} over {opt.schedule.total_steps} steps" if args.model == "resnet18" \
-        else f"lr {args.lr:g}"
-    name = f"ResNet18(width={model.width}, {model.outputs} classes)" if args.model == "resnet18" else repr(model)
+    resnet = args.model == "resnet18"
+    rate = f"Adam, one-cycle to lr {args.lr:g} over {opt.schedule.total_steps} steps" if resnet else f"lr {args.lr:g}"
+    name = f"ResNet18(width={model.width}, {model.outputs} classes)" if resnet else repr(model)
     say(args, f"{name} on {model.backend.device}, {spec.name}: {train_dl.n_rows} train / "
               f"{valid_dl.n_rows} valid rows, {rate}, batch {args.batch_size}"
               f"{', shuffled' if args.shuffle else ''}{', last partial batch dropped' if train_dl.drop_last else ''}"
@@ -203,11 +203,9 @@ def run(args) -> int:
 
 def write_history(args, learner, warning=None) -> list[Path]:
     """history.json of the finished epochs and, with plots on, their learning curve; the paths written."""
-    write_json(args.out / "history.json", {
-        "epochs": [r.as_dict() for r in learner.history],
-        "start": learner.start.as_dict() if learner.start is not None else None,
-        "warning": warning,
-    })
+    write_json(args.out / "history.json", {"epochs": [r.as_dict() for r in learner.history],
+                                           "start": learner.start.as_dict() if learner.start is not None else None,
+                                           "warning": warning})
     written = [args.out / "history.json"]
     if args.plot:
         title = f"{args.model} on {args.dataset}, lr {args.lr:g}, batch {args.batch_size}"
@@ -245,8 +243,7 @@ def prepare(args):
     if args.model == "resnet18":
         args.width = resume_width(args, checkpoint)
     backend = get_backend(args.backend, args.dtype)
-    data = load_dataset(spec.name, args.data, train_rows=args.train_rows, valid_rows=args.valid_rows,
-                        seed=args.seed)
+    data = load_dataset(spec.name, args.data, train_rows=args.train_rows, valid_rows=args.valid_rows, seed=args.seed)
     train_y, valid_y = data.train_y, data.valid_y
     drop_last = args.model == "resnet18"  # fastai drops a last partial training batch
     if args.model == "resnet18" and spec.outputs == 1:  # the sample's 0/1 float targets as class labels, once
@@ -290,8 +287,7 @@ def train(args, learner) -> bool:
         save()
 
     try:
-        training.fit(learner, max(args.epochs - learner.epochs_done, 0), on_epoch_end=on_epoch_end,
-                     progress=not args.quiet)
+        fit(learner, max(args.epochs - learner.epochs_done, 0), on_epoch_end=on_epoch_end, progress=not args.quiet)
     except DivergenceError as exc:
         raise DivergenceError(f"{exc} (--lr), e.g. {args.lr / 10:g}") from None
     except KeyboardInterrupt:
@@ -315,8 +311,6 @@ class ProgressLoader(DataLoader):
     """The training DataLoader with a progress bar over each epoch's batches (resnet18: minutes an epoch)."""
 
     def __iter__(self):
-        from tqdm.auto import tqdm
-
         with tqdm(super().__iter__(), total=len(self), desc=f"epoch {self.epoch + 1}", unit="batch",
                   leave=False) as bar:
             yield from bar
@@ -325,10 +319,9 @@ class ProgressLoader(DataLoader):
 def explain(args, data, learner) -> str | None:
     """One line on what went wrong in a finished run (:func:`numpy_mnist.diagnosis.diagnose`), else None."""
 
-    model = learner.model
     found = diagnose(learner.history, chance=chance_accuracy(data.valid_y), lr=args.lr,
                      start_loss=learner.start.valid_loss if learner.start is not None else None,
-                     suggested_lr=model.default_lr, model_kind=model.kind, loss=model.loss)
+                     suggested_lr=learner.model.default_lr, model_kind=learner.model.kind, loss=learner.model.loss)
     return None if found is None else found.message
 
 
@@ -360,13 +353,12 @@ def run_settings(args) -> dict:
 def resume_width(args, checkpoint) -> int:
     """resnet18's width: --width, else the --resume ``checkpoint``'s, else :data:`RESNET_WIDTH`.  A
     --width other than the checkpoint's is refused, naming the flag."""
+    # (a checkpoint of another model has no saved width here: load_into names it)
     saved = None if checkpoint is None or checkpoint.model.get("kind") != "resnet18" else checkpoint.model.get("width")
-    if saved is None:  # (a checkpoint of another model: load_into names it)
-        return RESNET_WIDTH if args.width is None else args.width
-    if args.width not in (None, saved):
+    if None not in (saved, args.width) and args.width != saved:
         raise CheckpointError(f"{args.resume} holds a resnet18 of --width {saved} (not --width {args.width}): "
                               f"resume with --width {saved}, or drop --width")
-    return int(saved)
+    return int(saved) if saved is not None else args.width or RESNET_WIDTH
 
 
 def resume(args, checkpoint, model, opt) -> tuple[list, object]:
@@ -408,8 +400,7 @@ def _refuse_other_settings(args, checkpoint) -> None:
     saved = {k: checkpoint.run.get(k) for k in settings}
     differ = [f"{_flag(k, saved[k])} (not {_flag(k, v)})" for k, v in settings.items() if saved[k] != v]
     if differ:
-        raise CheckpointError(f"{args.resume} was trained with {', '.join(differ)}: "
-                              "resume with the same settings")
+        raise CheckpointError(f"{args.resume} was trained with {', '.join(differ)}: resume with the same settings")
 
 
 def _flag(name: str, value) -> str:
@@ -439,6 +430,4 @@ COLUMNS = ("epoch", "train_loss", "valid_loss", "accuracy", "seconds")
 def say(args, line: str) -> None:
     """Print ``line`` unless --quiet, through tqdm so that a progress bar stays intact."""
     if not args.quiet:
-        from tqdm.auto import tqdm
-
         tqdm.write(line)
