@@ -82,15 +82,20 @@ class Checkpoint:
     def load_into(self, model, optimizer=None) -> None:
         """Copy the saved parameters and buffers into ``model`` (and the saved optimizer arrays into
         ``optimizer``, when given), refusing any mismatch of kind, shape, dtype or optimizer."""
-        mine = model.config()
-        if mine != self.model:
+        if (mine := model.config()) != self.model:
             raise CheckpointError("the checkpoint holds another model than the one asked for "
                                   f"({model_differences(self.model, mine) or self.model})")
         if model.backend.dtype_name != self.dtype:
             raise CheckpointError(f"the checkpoint holds {self.dtype} parameters but the model is "
                                   f"{model.backend.dtype_name}: use --dtype {self.dtype}")
         if optimizer is not None:
-            self._load_optimizer(optimizer)
+            saved, asked = self.optimizer.get("name"), optimizer.state().get("name")
+            if saved is not None and saved != asked:
+                raise CheckpointError(f"the checkpoint was trained with the optimizer {saved}, not {asked}")
+            try:
+                optimizer.load_state_arrays(dict(self.optimizer_arrays))
+            except InputError as exc:
+                raise CheckpointError(f"the checkpoint's optimizer state does not fit: {exc}") from None
         self._load_buffers(model)
         for name, value in self.params.items():
             model.params[name][...] = model.backend.asarray(value)
@@ -101,15 +106,6 @@ class Checkpoint:
                                   f"{sorted(model.buffers)}")
         for name, value in self.buffers.items():
             model.buffers[name][...] = model.backend.asarray(value)
-
-    def _load_optimizer(self, optimizer) -> None:
-        saved, mine = self.optimizer.get("name"), optimizer.state().get("name")
-        if saved is not None and saved != mine:
-            raise CheckpointError(f"the checkpoint was trained with the optimizer {saved}, not {mine}")
-        try:
-            optimizer.load_state_arrays(dict(self.optimizer_arrays))
-        except InputError as exc:
-            raise CheckpointError(f"the checkpoint's optimizer state does not fit: {exc}") from None
 
 
 #: A model's config fields in words where their keys do not say them (``--width`` is the flag that sets it).

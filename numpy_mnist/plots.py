@@ -132,8 +132,7 @@ def learning_curve_figure(history, title: str = ""):
     acc = ax.twinx()
     acc.plot(epochs, [r.accuracy for r in history], label="valid accuracy", color="tab:green")
     acc.set_ylabel("accuracy")
-    lines = ax.get_lines() + acc.get_lines()
-    ax.legend(lines, [line.get_label() for line in lines], loc="center right")
+    ax.legend(handles=ax.get_lines() + acc.get_lines(), loc="center right")
     ax.grid(alpha=0.3)
     return fig
 
@@ -143,11 +142,9 @@ def nudge_figure(rows):
     deltas = [r.delta for r in rows]
     fig, (left, right) = pyplot().subplots(1, 2, figsize=(9, 3.5))
     left.step(deltas, [r.accuracy for r in rows], where="mid", color="tab:green")
-    left.set_title("accuracy: flat steps, gradient 0")
     right.plot(deltas, [r.loss for r in rows], color="tab:blue")
-    right.set_title("mnist_loss: moves, gradient useful")
-    for ax in (left, right):
-        ax.set_xlabel("change of one weight")
+    for ax, title in zip((left, right), ("accuracy: flat steps, gradient 0", "mnist_loss: moves, gradient useful")):
+        ax.set(title=title, xlabel="change of one weight")
         ax.grid(alpha=0.3)
         ax.ticklabel_format(useOffset=False, axis="y")
     return fig

@@ -71,8 +71,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Chapter 4 of Deep Learning for Coders, MNIST basics, with every gradient by hand.",
     )
     parser.add_argument("--version", action="version", version=f"numpy-mnist {__version__}")
-    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=OneLineParser)
-    subparsers.required = True
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=OneLineParser, required=True)
     for name in SUBCOMMANDS:
         importlib.import_module(f"numpy_mnist.cli.{name}").register(subparsers)
     return parser
