@@ -175,12 +175,11 @@ def _replace(path: Path, data: bytes) -> None:
 def _keep_elsewhere(path: Path, data: bytes) -> str:
     """Save ``data``, refused at ``path``, in the system's temporary folder; say where (or that it is lost)."""
     try:
-        fd, kept = tempfile.mkstemp(prefix=f"{path.name}.", suffix=".kept")
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
+        with tempfile.NamedTemporaryFile(prefix=f"{path.name}.", suffix=".kept", delete=False) as kept:
+            kept.write(data)
     except OSError as exc:
         return f"nothing was written (the temporary folder refused a copy too: {exc.strerror or exc})"
-    return f"its contents are kept in {kept}: copy that file where you want it"
+    return f"its contents are kept in {kept.name}: copy that file where you want it"
 
 
 def _fsync_dir(path: Path) -> None:

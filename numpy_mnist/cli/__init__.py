@@ -31,13 +31,7 @@ def plain(text: str) -> str:
 
 
 class HelpFormatter(argparse.RawDescriptionHelpFormatter, argparse.ArgumentDefaultsHelpFormatter):
-    """Every command's help: descriptions as written, every option's default shown, no markup."""
-
-    def _format_text(self, text: str) -> str:
-        return super()._format_text(plain(text))
-
-    def _expand_help(self, action) -> str:
-        return plain(super()._expand_help(action))
+    """Every command's help: descriptions as written, every option's default shown."""
 
     def _get_help_string(self, action) -> str:
         """The help with ``(default: ...)`` appended, except where it would say nothing or mislead:
@@ -52,7 +46,7 @@ class HelpFormatter(argparse.RawDescriptionHelpFormatter, argparse.ArgumentDefau
 
 class OneLineParser(argparse.ArgumentParser):
     """argparse, but a bad argument is one line (``numpy-mnist train: error: ...``) and exit 2, and
-    every command's help is formatted alike (:class:`HelpFormatter`)."""
+    every command's help is formatted alike (:class:`HelpFormatter`), without markup (:func:`plain`)."""
 
     def __init__(self, *args, **kwargs) -> None:
         kwargs.setdefault("formatter_class", HelpFormatter)
@@ -60,6 +54,9 @@ class OneLineParser(argparse.ArgumentParser):
         # The innermost (sub)command's parser wins, as a subcommand's defaults override its parent's:
         # ``exercise check``'s for ``numpy-mnist exercise check ...``.
         self.set_defaults(command_parser=self)
+
+    def format_help(self) -> str:
+        return plain(super().format_help())
 
     def error(self, message: str):
         self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")

@@ -330,8 +330,7 @@ def write_class_pictures(args, model, valid_dl) -> list[Path]:
 
     with quiet_numerics():
         cm = model.backend.to_host(model_confusion_matrix(model, valid_dl))
-    say(args, f"confusion matrix of the {valid_dl.n_rows} validation (test) images:")
-    say(args, confusion_table(cm))
+    say(args, f"confusion matrix of the {valid_dl.n_rows} validation (test) images:\n{confusion_table(cm)}")
     write_json(args.out / "confusion_matrix.json", cm.tolist())
     written = [args.out / "confusion_matrix.json"]
     if args.plot:
@@ -396,9 +395,8 @@ def resume(args, checkpoint, model, opt) -> tuple[list, object]:
 
 def _refuse_other_settings(args, checkpoint) -> None:
     """A resumed run must take the steps the saved one took: refuse other settings, naming the flags."""
-    settings = run_settings(args)
-    saved = {k: checkpoint.run.get(k) for k in settings}
-    differ = [f"{_flag(k, saved[k])} (not {_flag(k, v)})" for k, v in settings.items() if saved[k] != v]
+    differ = [f"{_flag(k, checkpoint.run.get(k))} (not {_flag(k, v)})" for k, v in run_settings(args).items()
+              if checkpoint.run.get(k) != v]
     if differ:
         raise CheckpointError(f"{args.resume} was trained with {', '.join(differ)}: resume with the same settings")
 
