@@ -169,7 +169,12 @@ def _replace(path: Path, data: bytes) -> None:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
         raise
-    _fsync_dir(path.parent)
+    with contextlib.suppress(OSError):  # the rename made durable (POSIX); a no-op where folders cannot be opened
+        folder = os.open(path.parent, os.O_RDONLY)
+        try:
+            os.fsync(folder)
+        finally:
+            os.close(folder)
 
 
 def _keep_elsewhere(path: Path, data: bytes) -> str:
@@ -180,16 +185,6 @@ def _keep_elsewhere(path: Path, data: bytes) -> str:
     except OSError as exc:
         return f"nothing was written (the temporary folder refused a copy too: {exc.strerror or exc})"
     return f"its contents are kept in {kept.name}: copy that file where you want it"
-
-
-def _fsync_dir(path: Path) -> None:
-    """Make a rename durable (POSIX); a no-op where folders cannot be opened."""
-    with contextlib.suppress(OSError):
-        fd = os.open(path, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
 
 
 def write_json(path: str | os.PathLike, obj) -> None:

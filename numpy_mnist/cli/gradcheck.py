@@ -92,8 +92,7 @@ def kink_advice(model, x, h: float, margin: float) -> str:
         return (f"--step {h:g} moves a ReLU pre-activation by up to {margin:.1e}, more than any row of the batch "
                 f"is from the kink at 0, so no row can be checked: the step is too large; take a smaller "
                 f"--step, e.g. {gc.DEFAULT_H:g} (the default)")
-    return (f"every row of the batch has a ReLU pre-activation within {margin:.1e} of the kink; "
-            "try another --seed")
+    return f"every row of the batch has a ReLU pre-activation within {margin:.1e} of the kink; try another --seed"
 
 
 def step_advice(model, x, y, h: float, check) -> str | None:
@@ -125,9 +124,8 @@ def table(check) -> str:
             compared = "1 entry" if fd.checked == 1 else f"all {fd.checked} entries"
         else:
             compared = f"{gc.DEFAULT_DIRECTIONS} directions + {fd.checked - gc.DEFAULT_DIRECTIONS} entries"
-        pt = check.pytorch[name] if check.pytorch is not None else None
-        rows.append((name, str(fd.shape), f"{fd.norm:.3e}", _error(fd), compared,
-                     _error(pt) if pt is not None else check.pytorch_missing))
+        pytorch = _error(check.pytorch[name]) if check.pytorch is not None else check.pytorch_missing
+        rows.append((name, str(fd.shape), f"{fd.norm:.3e}", _error(fd), compared, pytorch))
     widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]
     return "\n".join("  ".join(str(c).ljust(w) for c, w in zip(r, widths)).rstrip() for r in [header, *rows])
 

@@ -86,9 +86,8 @@ def register(subparsers) -> None:
     p.add_argument("--epochs", type=positive_int, default=None,
                    help=f"epochs to train (default: {DEFAULT_EPOCHS}, or {RESNET_DEFAULTS['epochs']} for resnet18)")
     p.add_argument("--lr", type=positive_float, default=None,
-                   help="SGD learning rate, for resnet18 the one-cycle schedule's peak rate (default: the "
-                        "model's own: for sample the book's, "
-                        + ", ".join(f"{kind} {cls.book_lr:g}" for kind, cls in MODEL_KINDS.items())
+                   help="SGD learning rate, for resnet18 the one-cycle schedule's peak rate (default: the model's own: "
+                        "for sample the book's, " + ", ".join(f"{k} {cls.book_lr:g}" for k, cls in MODEL_KINDS.items())
                         + f"; {CLASSES_LR:g} for mnist, except resnet18's {MODEL_KINDS['resnet18'].book_lr:g})")
     p.add_argument("--batch-size", type=positive_int, default=None,
                    help="rows per minibatch (default: 256 for sample, 128 for mnist, or "
@@ -234,8 +233,7 @@ def prepare(args):
     if args.save is not None:
         check_file_target(args.save, "--save")
     if args.data is not None and args.data.exists() and not args.data.is_dir():
-        raise InputError(f"--data {args.data} is a file, not a folder: name the folder that holds the four "
-                         "MNIST files")
+        raise InputError(f"--data {args.data} is a file, not a folder: name the folder that holds the four MNIST files")
     check_plotting(args)
     spec = get_spec(args.dataset)
     settle_defaults(args, spec)
@@ -336,8 +334,7 @@ def write_class_pictures(args, model, valid_dl) -> list[Path]:
     if args.plot:
         written.append(save_figure(confusion_matrix_figure(cm), args.out / "confusion_matrix.png"))
         if args.model == "linear":
-            weights = model.backend.to_host(model.params["weights"])
-            written.append(save_figure(class_weights_figure(weights), args.out / "class_weights.png"))
+            written.append(save_figure(class_weights_figure(model.params["weights"]), args.out / "class_weights.png"))
     return written
 
 
