@@ -98,10 +98,8 @@ def _make_parent(path: Path) -> None:
 def _running(pid: int) -> bool:
     try:
         os.kill(pid, 0)
-    except PermissionError:  # someone else's process: running
-        return True
-    except (OSError, OverflowError):  # no such process, or a pid out of range for this system
-        return False
+    except (OSError, OverflowError) as exc:  # no such process, or a pid out of range for this system
+        return isinstance(exc, PermissionError)  # (someone else's process: running)
     return True
 
 

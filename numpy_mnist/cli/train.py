@@ -180,10 +180,9 @@ def run(args) -> int:
     resnet = args.model == "resnet18"
     rate = f"Adam, one-cycle to lr {args.lr:g} over {opt.schedule.total_steps} steps" if resnet else f"lr {args.lr:g}"
     name = f"ResNet18(width={model.width}, {model.outputs} classes)" if resnet else repr(model)
-    say(args, f"{name} on {model.backend.device}, {spec.name}: {train_dl.n_rows} train / "
-              f"{valid_dl.n_rows} valid rows, {rate}, batch {args.batch_size}"
-              f"{', shuffled' if args.shuffle else ''}{', last partial batch dropped' if train_dl.drop_last else ''}"
-              f"; {learner.path}")
+    say(args, f"{name} on {model.backend.device}, {spec.name}: {train_dl.n_rows} train / {valid_dl.n_rows} valid rows, "
+              f"{rate}, batch {args.batch_size}{', shuffled' if args.shuffle else ''}"
+              f"{', last partial batch dropped' if train_dl.drop_last else ''}; {learner.path}")
     say(args, "  ".join(f"{c:>10}" for c in COLUMNS))
     if learner.history:
         print(f"resumed from epoch {learner.epochs_done} of {args.resume} (its epochs are in history.json); "
