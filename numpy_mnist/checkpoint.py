@@ -51,8 +51,6 @@ _DTYPES = ("float32", "float64")
 _ARRAY_DTYPES = (*_DTYPES, "int64")
 _MAX_HEADER = 1 << 24  # 16 MiB of JSON is far beyond any real history
 _MAX_DIMS = 4  # a convolution's kernel (out, in, height, width)
-#: Whose an array is (see the module's docstring).
-_GROUPS = ("params", "buffers", "optimizer")
 
 
 @dataclass
@@ -203,7 +201,7 @@ def _arrays(entries, payload: bytes, bad) -> dict[str, dict]:
     """The arrays of the table ``entries``, by group and name: ``{"params": {...}, "buffers": ..., ...}``."""
     if not isinstance(entries, list):
         raise bad("its array table is not a list")
-    groups: dict[str, dict] = {group: {} for group in _GROUPS}
+    groups: dict[str, dict] = {"params": {}, "buffers": {}, "optimizer": {}}  # whose each array is (see above)
     for entry in entries:
         dtype, shape, offset, nbytes, group = (entry[k] for k in ("dtype", "shape", "offset", "nbytes", "group"))
         if group not in groups:

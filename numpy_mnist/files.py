@@ -29,7 +29,6 @@ import io
 import json
 import os
 import re
-import secrets
 import tempfile
 from pathlib import Path
 
@@ -154,7 +153,7 @@ def _replace(path: Path, data: bytes) -> None:
     remove_stale_temporaries(path)
     fd = None
     while fd is None:  # (a name another write has taken: draw again)
-        tmp = path.parent / f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp"
+        tmp = path.parent / f".{path.name}.{os.getpid()}.{os.urandom(4).hex()}.tmp"
         with contextlib.suppress(FileExistsError):
             fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o666)
     try:

@@ -40,7 +40,6 @@ the finished epochs and their learning curve.
 from __future__ import annotations
 
 import argparse
-import math
 import sys
 from pathlib import Path
 
@@ -183,7 +182,8 @@ def run(args) -> int:
     say(args, f"{name} on {model.backend.device}, {spec.name}: {train_dl.n_rows} train / {valid_dl.n_rows} valid rows, "
               f"{rate}, batch {args.batch_size}{', shuffled' if args.shuffle else ''}"
               f"{', last partial batch dropped' if train_dl.drop_last else ''}; {learner.path}")
-    say(args, "  ".join(f"{c:>10}" for c in COLUMNS))
+    # the table's columns, one row per epoch, each 10 characters wide whatever the magnitude (:func:`cell`)
+    say(args, "  ".join(f"{c:>10}" for c in ("epoch", "train_loss", "valid_loss", "accuracy", "seconds")))
     if learner.history:
         print(f"resumed from epoch {learner.epochs_done} of {args.resume} (its epochs are in history.json); "
               f"training epochs {learner.epochs_done + 1} to {args.epochs}", flush=True)
@@ -411,14 +411,10 @@ def _flag(name: str, value) -> str:
 def cell(value: float, width: int = 10) -> str:
     """``value`` in ``width`` characters at any magnitude: 4 decimals where they fit and say
     something (0.0001 to 99999), else scientific notation (``1.234e+30``)."""
-    if math.isfinite(value) and value != 0 and not 1e-4 <= abs(value) < 1e5:
+    if np.isfinite(value) and value != 0 and not 1e-4 <= abs(value) < 1e5:
         text = f"{value:.3e}"
         return f"{value:>{width}.{max(0, 3 - max(0, len(text) - width))}e}"
     return f"{value:>{width}.4f}"
-
-
-#: The table's columns, one row per epoch, each column 10 characters wide whatever the magnitude (:func:`cell`).
-COLUMNS = ("epoch", "train_loss", "valid_loss", "accuracy", "seconds")
 
 
 def say(args, line: str) -> None:
