@@ -74,14 +74,10 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def flags_of(parser: argparse.ArgumentParser) -> dict[str, str]:
-    """``{dest: long flag}`` of every option of ``parser`` (a command's own, ``args.command_parser``)."""
-    return {a.dest: max(a.option_strings, key=len) for a in parser._actions if a.option_strings and a.dest != "help"}
-
-
-def say_with_flags(message: str, flags: dict[str, str]) -> str:
-    """``message`` with each Python parameter the library names (``train_rows must``,
-    ``batch_size=``) replaced by its flag (``--train-rows must``)."""
+def say_with_flags(message: str, parser: argparse.ArgumentParser) -> str:
+    """``message`` with each Python parameter the library names (``train_rows must``, ``batch_size=``)
+    replaced by the long flag of ``parser`` (a command's own) that sets it (``--train-rows must``)."""
+    flags = {a.dest: max(a.option_strings, key=len) for a in parser._actions if a.option_strings and a.dest != "help"}
     if not flags:
         return message
     names = "|".join(sorted(map(re.escape, flags), key=len, reverse=True))
@@ -95,7 +91,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return int(args.run(args) or 0)
     except USER_ERRORS as exc:
-        message = say_with_flags(str(exc), flags_of(args.command_parser))
+        message = say_with_flags(str(exc), args.command_parser)
     except MemoryError as exc:
         message = (f"not enough memory for this run ({exc or 'MemoryError'}): ask for less, e.g. a smaller "
                    "--hidden, --batch-size or --train-rows")
