@@ -184,8 +184,9 @@ def _keep_elsewhere(path: Path, data: bytes) -> str:
     return f"its contents are kept in {kept.name}: copy that file where you want it"
 
 
-def write_json(path: str | os.PathLike, obj) -> None:
-    """Write ``obj`` as indented JSON, atomically."""
+def write_json(path: str | os.PathLike, obj) -> Path:
+    """Write ``obj`` as indented JSON, atomically; return the path, as :func:`~numpy_mnist.plots.save_figure` does."""
     with atomic_write(path, "w") as f:
         json.dump(obj, f, indent=2)
         f.write("\n")
+    return Path(path)

@@ -201,10 +201,9 @@ def run(args) -> int:
 
 def write_history(args, learner, warning=None) -> list[Path]:
     """history.json of the finished epochs and, with plots on, their learning curve; the paths written."""
-    write_json(args.out / "history.json", {"epochs": [r.as_dict() for r in learner.history],
-                                           "start": learner.start.as_dict() if learner.start is not None else None,
-                                           "warning": warning})
-    written = [args.out / "history.json"]
+    history = {"epochs": [r.as_dict() for r in learner.history],
+               "start": learner.start.as_dict() if learner.start is not None else None, "warning": warning}
+    written = [write_json(args.out / "history.json", history)]
     if args.plot:
         title = f"{args.model} on {args.dataset}, lr {args.lr:g}, batch {args.batch_size}"
         with quiet_numerics():  # (a loss of 1e30 plots without NumPy's warnings)
@@ -268,17 +267,16 @@ def train(args, learner) -> bool:
     model = learner.model
     # The dropout generator's state at the end of the last finished epoch (an interrupted epoch has
     # drawn from it): what a resumed run must start from to continue exactly.
-    rng_state = [_rng_state(model)]
+    rng_state = [_dropout_state(model)]
 
     def save():
         if args.save is not None:
             start = learner.start.as_dict() if learner.start is not None else None
-            extra = {} if rng_state[0] is None else {"dropout_rng": rng_state[0]}
             save_checkpoint(args.save, model, epoch=learner.epochs_done, optimizer=learner.opt,
-                            history=learner.history, run={**run_settings(args), "start": start, **extra})
+                            history=learner.history, run={**run_settings(args), "start": start, **rng_state[0]})
 
     def on_epoch_end(record):
-        rng_state[0] = _rng_state(model)
+        rng_state[0] = _dropout_state(model)
         say(args, "  ".join([f"{record.epoch:>10d}", *map(cell, (record.train_loss, record.valid_loss,
                                                                   record.accuracy, record.seconds))]))
         save()
@@ -298,10 +296,11 @@ def train(args, learner) -> bool:
     return True
 
 
-def _rng_state(model):
-    """The model's dropout generator's state (plain JSON), or None for a model that draws nothing."""
+def _dropout_state(model) -> dict:
+    """``{"dropout_rng": state}`` of the model's dropout generator (plain JSON), or ``{}`` for a model
+    that draws nothing: what a checkpoint's run record holds of it."""
     rng = getattr(model, "rng", None)
-    return None if rng is None else rng.bit_generator.state
+    return {} if rng is None else {"dropout_rng": rng.bit_generator.state}
 
 
 class ProgressLoader(DataLoader):
@@ -328,8 +327,7 @@ def write_class_pictures(args, model, valid_dl) -> list[Path]:
     with quiet_numerics():
         cm = model.backend.to_host(model_confusion_matrix(model, valid_dl))
     say(args, f"confusion matrix of the {valid_dl.n_rows} validation (test) images:\n{confusion_table(cm)}")
-    write_json(args.out / "confusion_matrix.json", cm.tolist())
-    written = [args.out / "confusion_matrix.json"]
+    written = [write_json(args.out / "confusion_matrix.json", cm.tolist())]
     if args.plot:
         written.append(save_figure(confusion_matrix_figure(cm), args.out / "confusion_matrix.png"))
         if args.model == "linear":
