@@ -71,17 +71,14 @@ def register(subparsers) -> None:
     p.add_argument("--data", type=Path, default=None, metavar="DIR",
                    help="folder of the four MNIST IDX files, for --dataset mnist (default: $NUMPY_MNIST_DATA, "
                         "else ~/.cache/numpy-mnist, where `numpy-mnist data download` puts them)")
-    p.add_argument("--model", choices=tuple(MODEL_KINDS), default="simple_net",
-                   help="the book's linear1 or simple_net (784 -> hidden -> ReLU -> out), with 1 output for "
-                        "sample and 10 for mnist")
+    p.add_argument("--model", choices=tuple(MODEL_KINDS), default="simple_net", help=(
+        "the book's linear1 or simple_net (784 -> hidden -> ReLU -> out), with 1 output for sample and 10 for mnist"))
     p.add_argument("--hidden", type=positive_int, default=30, help="simple_net's hidden width")
-    p.add_argument("--width", type=positive_int, default=None,
-                   help=f"resnet18's channels in its first stage (default: {RESNET_WIDTH}, the book's; "
-                        "on --resume the checkpoint's)")
-    p.add_argument("--loss", choices=tuple(LOSSES), default=None,
-                   help="sample: the book's mnist_loss (default) or bce, binary cross-entropy on logits; "
-                        "mnist: cross_entropy, softmax cross-entropy (the only one for ten classes); "
-                        "resnet18: cross_entropy only")
+    p.add_argument("--width", type=positive_int, default=None, help=(
+        f"resnet18's channels in its first stage (default: {RESNET_WIDTH}, the book's; on --resume the checkpoint's)"))
+    p.add_argument("--loss", choices=tuple(LOSSES), default=None, help=(
+        "sample: the book's mnist_loss (default) or bce, binary cross-entropy on logits; mnist: cross_entropy, "
+        "softmax cross-entropy (the only one for ten classes); resnet18: cross_entropy only"))
     p.add_argument("--epochs", type=positive_int, default=None,
                    help=f"epochs to train (default: {DEFAULT_EPOCHS}, or {RESNET_DEFAULTS['epochs']} for resnet18)")
     p.add_argument("--lr", type=positive_float, default=None,
@@ -99,10 +96,9 @@ def register(subparsers) -> None:
     p.add_argument("--valid-rows", type=positive_int, default=None, metavar="N",
                    help="validate on a seeded random subset of N rows (default: all)")
     add_backend_options(p)
-    p.add_argument("--fused", action="store_true",
-                   help="insist on the fused CUDA graph (hand-written kernels, each epoch one graph replay), "
-                        "the default on the cupy backend for every model and loss here; an error where it "
-                        "cannot run (on numpy)")
+    p.add_argument("--fused", action="store_true", help=(
+        "insist on the fused CUDA graph (hand-written kernels, each epoch one graph replay), the default on the cupy "
+        "backend for every model and loss here; an error where it cannot run (on numpy)"))
     p.add_argument("--reference", action="store_true",
                    help="turn every fast path off (the fused CUDA graph) and train through the readable "
                         "reference: layers, losses and models, batch by batch")
