@@ -23,8 +23,8 @@ def register(subparsers) -> None:
     p = subparsers.add_parser("data", help="download, locate or verify the full MNIST",
                               description=f"The full MNIST lives in a data folder: ${DATA_ENV_VAR} if set, else "
                                           "$XDG_CACHE_HOME/numpy-mnist (~/.cache/numpy-mnist). The book's 3s and 7s "
-                                          "are bundled and need none of this. MNIST: LeCun, Cortes, Burges, CC BY-SA "
-                                          "3.0.")
+                                          "are bundled and need none of this. MNIST: LeCun, Cortes, Burges, "
+                                          "CC BY-SA 3.0.")
     actions = p.add_subparsers(dest="data_action", metavar="ACTION", required=True)
     root = argparse.ArgumentParser(add_help=False)  # --root, shared by download and verify
     root.add_argument("--root", type=Path, default=None, metavar="DIR",
