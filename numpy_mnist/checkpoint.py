@@ -51,8 +51,6 @@ _DTYPES = ("float32", "float64")
 _ARRAY_DTYPES = (*_DTYPES, "int64")
 _MAX_HEADER = 1 << 24  # 16 MiB of JSON is far beyond any real history
 _MAX_DIMS = 4  # a convolution's kernel (out, in, height, width)
-#: Whose an array is (see the module's docstring).
-_GROUPS = ("params", "buffers", "optimizer")
 
 
 @dataclass
@@ -82,15 +80,20 @@ class Checkpoint:
     def load_into(self, model, optimizer=None) -> None:
         """Copy the saved parameters and buffers into ``model`` (and the saved optimizer arrays into
         ``optimizer``, when given), refusing any mismatch of kind, shape, dtype or optimizer."""
-        mine = model.config()
-        if mine != self.model:
+        if (mine := model.config()) != self.model:
             raise CheckpointError("the checkpoint holds another model than the one asked for "
                                   f"({model_differences(self.model, mine) or self.model})")
         if model.backend.dtype_name != self.dtype:
             raise CheckpointError(f"the checkpoint holds {self.dtype} parameters but the model is "
                                   f"{model.backend.dtype_name}: use --dtype {self.dtype}")
         if optimizer is not None:
-            self._load_optimizer(optimizer)
+            saved, asked = self.optimizer.get("name"), optimizer.state().get("name")
+            if saved is not None and saved != asked:
+                raise CheckpointError(f"the checkpoint was trained with the optimizer {saved}, not {asked}")
+            try:
+                optimizer.load_state_arrays(dict(self.optimizer_arrays))
+            except InputError as exc:
+                raise CheckpointError(f"the checkpoint's optimizer state does not fit: {exc}") from None
         self._load_buffers(model)
         for name, value in self.params.items():
             model.params[name][...] = model.backend.asarray(value)
@@ -101,15 +104,6 @@ class Checkpoint:
                                   f"{sorted(model.buffers)}")
         for name, value in self.buffers.items():
             model.buffers[name][...] = model.backend.asarray(value)
-
-    def _load_optimizer(self, optimizer) -> None:
-        saved, mine = self.optimizer.get("name"), optimizer.state().get("name")
-        if saved is not None and saved != mine:
-            raise CheckpointError(f"the checkpoint was trained with the optimizer {saved}, not {mine}")
-        try:
-            optimizer.load_state_arrays(dict(self.optimizer_arrays))
-        except InputError as exc:
-            raise CheckpointError(f"the checkpoint's optimizer state does not fit: {exc}") from None
 
 
 #: A model's config fields in words where their keys do not say them (``--width`` is the flag that sets it).
@@ -136,24 +130,15 @@ def save_checkpoint(path, model, *, epoch: int, optimizer=None, history=(), run=
                            "offset": offset, "nbytes": len(chunks[-1])})
             offset += len(chunks[-1])
     payload = b"".join(chunks)
-    header = {
-        "library_version": __version__,
-        "model": model.config(),
-        "dtype": model.backend.dtype_name,
-        "epoch": int(epoch),
-        "optimizer": optimizer.state() if optimizer is not None else {},
-        "history": [r.as_dict() if hasattr(r, "as_dict") else dict(r) for r in history],
-        "run": dict(run or {}),
-        "arrays": arrays,
-    }
+    header = {"library_version": __version__, "model": model.config(), "dtype": model.backend.dtype_name,
+              "epoch": int(epoch), "optimizer": optimizer.state() if optimizer is not None else {},
+              "history": [r.as_dict() if hasattr(r, "as_dict") else dict(r) for r in history],
+              "run": dict(run or {}), "arrays": arrays}
     header_bytes = json.dumps(header).encode()
     preamble = _PREAMBLE.pack(MAGIC, FORMAT_VERSION, len(header_bytes))
     digest = hashlib.sha256(preamble + header_bytes + payload).digest()
     with atomic_write(path) as f:  # an OutputError naming the path when it cannot be written
-        f.write(preamble)
-        f.write(digest)
-        f.write(header_bytes)
-        f.write(payload)
+        f.writelines((preamble, digest, header_bytes, payload))
     return Path(path)
 
 
@@ -216,11 +201,9 @@ def _arrays(entries, payload: bytes, bad) -> dict[str, dict]:
     """The arrays of the table ``entries``, by group and name: ``{"params": {...}, "buffers": ..., ...}``."""
     if not isinstance(entries, list):
         raise bad("its array table is not a list")
-    groups: dict[str, dict] = {group: {} for group in _GROUPS}
+    groups: dict[str, dict] = {"params": {}, "buffers": {}, "optimizer": {}}  # whose each array is (see above)
     for entry in entries:
-        dtype, shape = entry["dtype"], entry["shape"]
-        offset, nbytes = entry["offset"], entry["nbytes"]
-        group = entry["group"]
+        dtype, shape, offset, nbytes, group = (entry[k] for k in ("dtype", "shape", "offset", "nbytes", "group"))
         if group not in groups:
             raise bad(f"array {entry['name']!r} belongs to an unknown group {group!r}")
         if dtype not in _ARRAY_DTYPES:

@@ -29,7 +29,6 @@ import io
 import json
 import os
 import re
-import secrets
 import tempfile
 from pathlib import Path
 
@@ -40,10 +39,8 @@ __all__ = ["atomic_write", "check_file_target", "check_folder_target", "write_js
 
 def _file_above(path: Path) -> Path | None:
     """The nearest existing path above ``path`` when it is a file (so no folder can be made there)."""
-    for p in path.parents:
-        if p.exists():
-            return None if p.is_dir() else p
-    return None
+    nearest = next((p for p in path.parents if p.exists()), None)
+    return None if nearest is None or nearest.is_dir() else nearest
 
 
 def _refuse_file_above(path: Path, flag: str) -> None:
@@ -100,10 +97,8 @@ def _make_parent(path: Path) -> None:
 def _running(pid: int) -> bool:
     try:
         os.kill(pid, 0)
-    except PermissionError:  # someone else's process: running
-        return True
-    except (OSError, OverflowError):  # no such process, or a pid out of range for this system
-        return False
+    except (OSError, OverflowError) as exc:  # no such process, or a pid out of range for this system
+        return isinstance(exc, PermissionError)  # (someone else's process: running)
     return True
 
 
@@ -115,18 +110,13 @@ def remove_stale_temporaries(path: str | os.PathLike) -> list[Path]:
     path = Path(path)
     pattern = re.compile(rf"\.{re.escape(path.name)}\.(?P<pid>\d+)\.[0-9a-f]{{8}}\.tmp")
     removed = []
-    try:
-        entries = list(os.scandir(path.parent))
-    except OSError:
-        return removed
-    for entry in entries:
-        match = pattern.fullmatch(entry.name)
-        if match is None or not entry.is_file(follow_symlinks=False):
-            continue
-        if not _running(int(match["pid"])):
-            with contextlib.suppress(OSError):
-                os.unlink(entry.path)
-                removed.append(Path(entry.path))
+    with contextlib.suppress(OSError):  # (a folder that cannot be listed has nothing to remove)
+        for entry in list(os.scandir(path.parent)):
+            match = pattern.fullmatch(entry.name)
+            if match and entry.is_file(follow_symlinks=False) and not _running(int(match["pid"])):
+                with contextlib.suppress(OSError):
+                    os.unlink(entry.path)
+                    removed.append(Path(entry.path))
     return removed
 
 
@@ -145,8 +135,7 @@ def atomic_write(path: str | os.PathLike, mode: str = "wb"):
     path = Path(path)
     buffer = io.BytesIO() if mode == "wb" else io.StringIO()
     yield buffer
-    data = buffer.getvalue()
-    data = data if isinstance(data, bytes) else data.encode("utf-8")
+    data = buffer.getvalue() if mode == "wb" else buffer.getvalue().encode("utf-8")
     try:
         _replace(path, data)
     except OSError as exc:
@@ -162,13 +151,11 @@ def _replace(path: Path, data: bytes) -> None:
     """
     _make_parent(path)
     remove_stale_temporaries(path)
-    while True:
-        tmp = path.parent / f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp"
-        try:
+    fd = None
+    while fd is None:  # (a name another write has taken: draw again)
+        tmp = path.parent / f".{path.name}.{os.getpid()}.{os.urandom(4).hex()}.tmp"
+        with contextlib.suppress(FileExistsError):
             fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o666)
-            break
-        except FileExistsError:
-            continue
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(data)
@@ -179,32 +166,27 @@ def _replace(path: Path, data: bytes) -> None:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
         raise
-    _fsync_dir(path.parent)
+    with contextlib.suppress(OSError):  # the rename made durable (POSIX); a no-op where folders cannot be opened
+        folder = os.open(path.parent, os.O_RDONLY)
+        try:
+            os.fsync(folder)
+        finally:
+            os.close(folder)
 
 
 def _keep_elsewhere(path: Path, data: bytes) -> str:
     """Save ``data``, refused at ``path``, in the system's temporary folder; say where (or that it is lost)."""
     try:
-        fd, kept = tempfile.mkstemp(prefix=f"{path.name}.", suffix=".kept")
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
+        with tempfile.NamedTemporaryFile(prefix=f"{path.name}.", suffix=".kept", delete=False) as kept:
+            kept.write(data)
     except OSError as exc:
         return f"nothing was written (the temporary folder refused a copy too: {exc.strerror or exc})"
-    return f"its contents are kept in {kept}: copy that file where you want it"
+    return f"its contents are kept in {kept.name}: copy that file where you want it"
 
 
-def _fsync_dir(path: Path) -> None:
-    """Make a rename durable (POSIX); a no-op where folders cannot be opened."""
-    with contextlib.suppress(OSError):
-        fd = os.open(path, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-
-
-def write_json(path: str | os.PathLike, obj) -> None:
-    """Write ``obj`` as indented JSON, atomically."""
+def write_json(path: str | os.PathLike, obj) -> Path:
+    """Write ``obj`` as indented JSON, atomically; return the path, as :func:`~numpy_mnist.plots.save_figure` does."""
     with atomic_write(path, "w") as f:
         json.dump(obj, f, indent=2)
         f.write("\n")
+    return Path(path)

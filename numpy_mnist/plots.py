@@ -19,16 +19,8 @@ from numpy_mnist.backends.host import to_numpy
 from numpy_mnist.errors import InputError, NumpyMnistError
 from numpy_mnist.files import atomic_write
 
-__all__ = [
-    "class_weights_figure",
-    "confusion_matrix_figure",
-    "figure_png",
-    "images_figure",
-    "learning_curve_figure",
-    "nudge_figure",
-    "pyplot",
-    "save_figure",
-]
+__all__ = ["class_weights_figure", "confusion_matrix_figure", "figure_png", "images_figure", "learning_curve_figure",
+           "nudge_figure", "pyplot", "save_figure"]
 
 
 def pyplot():
@@ -45,11 +37,9 @@ def pyplot():
 
 def save_figure(fig, path: str | Path) -> Path:
     """Save ``fig`` as a PNG atomically and close it."""
-    path = Path(path)
-    png = figure_png(fig)
-    with atomic_write(path) as f:
-        f.write(png)
-    return path
+    with atomic_write(path) as f:  # (a figure that fails to draw writes nothing)
+        f.write(figure_png(fig))
+    return Path(path)
 
 
 def figure_png(fig, dpi: int = 120) -> bytes:
@@ -87,8 +77,9 @@ def images_figure(images, titles=None, *, ncols: int | None = None, symmetric: b
     nrows = -(-len(pictures) // ncols)
     own_bars = symmetric and not shared
     limit = limit or (max(float(abs(p).max()) for p in pictures) if shared else None)
-    figsize = _figure_size(size, nrows, ncols, symmetric, own_bars)
-    fig, axes = pyplot().subplots(nrows, ncols, squeeze=False, figsize=figsize)
+    # inches: ``size`` per picture, and room for the colour bars (a third more per picture with its own)
+    width = size * ncols * (1.35 if own_bars else 1) + (0.9 if symmetric and not own_bars else 0)
+    fig, axes = pyplot().subplots(nrows, ncols, squeeze=False, figsize=(width, size * nrows + 0.3))
     for ax in axes.flat:
         ax.set_axis_off()
     drawn = [ax.imshow(p, **_scale(p, symmetric, limit)) for ax, p in zip(axes.flat, pictures)]
@@ -99,12 +90,6 @@ def images_figure(images, titles=None, *, ncols: int | None = None, symmetric: b
     if title:
         fig.suptitle(title)
     return fig
-
-
-def _figure_size(size: float, nrows: int, ncols: int, colorbar: bool, own_bars: bool) -> tuple[float, float]:
-    """Inches: ``size`` per picture, and room for the colour bars (a third more per picture with its own)."""
-    width = size * ncols * (1.35 if own_bars else 1) + (0.9 if colorbar and not own_bars else 0)
-    return width, size * nrows + 0.3
 
 
 def _scale(picture, symmetric: bool, limit: float | None) -> dict:
@@ -139,34 +124,27 @@ def _pictures(images) -> list:
 
 def learning_curve_figure(history, title: str = ""):
     """Train and valid loss (left axis) and valid accuracy (right axis) against the epoch."""
-    plt = pyplot()
     epochs = [r.epoch for r in history]
-    fig, ax = plt.subplots(figsize=(7, 4))
+    fig, ax = pyplot().subplots(figsize=(7, 4))
     ax.plot(epochs, [r.train_loss for r in history], label="train loss", color="tab:blue")
     ax.plot(epochs, [r.valid_loss for r in history], label="valid loss", color="tab:orange")
-    ax.set_xlabel("epoch")
-    ax.set_ylabel("loss")
+    ax.set(xlabel="epoch", ylabel="loss", title=title or "learning curve")
     acc = ax.twinx()
     acc.plot(epochs, [r.accuracy for r in history], label="valid accuracy", color="tab:green")
     acc.set_ylabel("accuracy")
-    lines = ax.get_lines() + acc.get_lines()
-    ax.legend(lines, [line.get_label() for line in lines], loc="center right")
-    ax.set_title(title or "learning curve")
+    ax.legend(handles=ax.get_lines() + acc.get_lines(), loc="center right")
     ax.grid(alpha=0.3)
     return fig
 
 
 def nudge_figure(rows):
     """Accuracy (flat) and mnist_loss (moving) against the nudge of one weight."""
-    plt = pyplot()
     deltas = [r.delta for r in rows]
-    fig, (left, right) = plt.subplots(1, 2, figsize=(9, 3.5))
+    fig, (left, right) = pyplot().subplots(1, 2, figsize=(9, 3.5))
     left.step(deltas, [r.accuracy for r in rows], where="mid", color="tab:green")
-    left.set_title("accuracy: flat steps, gradient 0")
     right.plot(deltas, [r.loss for r in rows], color="tab:blue")
-    right.set_title("mnist_loss: moves, gradient useful")
-    for ax in (left, right):
-        ax.set_xlabel("change of one weight")
+    for ax, title in zip((left, right), ("accuracy: flat steps, gradient 0", "mnist_loss: moves, gradient useful")):
+        ax.set(title=title, xlabel="change of one weight")
         ax.grid(alpha=0.3)
         ax.ticklabel_format(useOffset=False, axis="y")
     return fig
@@ -207,16 +185,11 @@ def confusion_matrix_figure(cm, title: str = ""):
     share = cm / np.maximum(cm.sum(axis=1, keepdims=True), 1)
     fig, ax = plt.subplots(figsize=(0.55 * k + 2, 0.5 * k + 1.5))
     image = ax.imshow(share, cmap="Blues", norm=PowerNorm(0.5, vmin=0, vmax=1))
-    for i in range(k):
-        for j in range(k):
-            ax.text(j, i, str(int(cm[i, j])), ha="center", va="center", fontsize=8,
-                    color="white" if share[i, j] > 0.3 else "black")
-    ax.set_xticks(range(k))
-    ax.set_yticks(range(k))
-    ax.set_xlabel("predicted")
-    ax.set_ylabel("true")
+    for i, j in np.ndindex(k, k):
+        ax.text(j, i, str(int(cm[i, j])), ha="center", va="center", fontsize=8,
+                color="white" if share[i, j] > 0.3 else "black")
     fig.colorbar(image, ax=ax, label="share of the true class")
-    correct = int(np.trace(cm))
-    total = int(cm.sum())
-    ax.set_title(title or f"confusion matrix: {correct} of {total} right ({correct / max(total, 1):.2%})")
+    correct, total = int(np.trace(cm)), int(cm.sum())
+    ax.set(xticks=range(k), yticks=range(k), xlabel="predicted", ylabel="true",
+           title=title or f"confusion matrix: {correct} of {total} right ({correct / max(total, 1):.2%})")
     return fig

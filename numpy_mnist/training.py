@@ -109,8 +109,7 @@ def fit(learner, epochs: int, *, on_epoch_end: Callable[[EpochRecord], None] | N
     else:  # tqdm.auto in a notebook without ipywidgets warns on import, even for a disabled bar
         from tqdm import tqdm
 
-    bar = tqdm(total=epochs, desc="training", unit="epoch", disable=None if progress else True, leave=False)
-    try:
+    with tqdm(total=epochs, desc="training", unit="epoch", disable=None if progress else True, leave=False) as bar:
         for _ in range(epochs):
             with restoring(learner), quiet_numerics():
                 learner.model.backend.synchronize()
@@ -119,6 +118,4 @@ def fit(learner, epochs: int, *, on_epoch_end: Callable[[EpochRecord], None] | N
             bar.update()
             if on_epoch_end is not None:
                 on_epoch_end(record)
-    finally:
-        bar.close()
     return learner.history

@@ -31,13 +31,7 @@ def plain(text: str) -> str:
 
 
 class HelpFormatter(argparse.RawDescriptionHelpFormatter, argparse.ArgumentDefaultsHelpFormatter):
-    """Every command's help: descriptions as written, every option's default shown, no markup."""
-
-    def _format_text(self, text: str) -> str:
-        return super()._format_text(plain(text))
-
-    def _expand_help(self, action) -> str:
-        return plain(super()._expand_help(action))
+    """Every command's help: descriptions as written, every option's default shown."""
 
     def _get_help_string(self, action) -> str:
         """The help with ``(default: ...)`` appended, except where it would say nothing or mislead:
@@ -52,11 +46,17 @@ class HelpFormatter(argparse.RawDescriptionHelpFormatter, argparse.ArgumentDefau
 
 class OneLineParser(argparse.ArgumentParser):
     """argparse, but a bad argument is one line (``numpy-mnist train: error: ...``) and exit 2, and
-    every command's help is formatted alike (:class:`HelpFormatter`)."""
+    every command's help is formatted alike (:class:`HelpFormatter`), without markup (:func:`plain`)."""
 
     def __init__(self, *args, **kwargs) -> None:
         kwargs.setdefault("formatter_class", HelpFormatter)
         super().__init__(*args, **kwargs)
+        # The innermost (sub)command's parser wins, as a subcommand's defaults override its parent's:
+        # ``exercise check``'s for ``numpy-mnist exercise check ...``.
+        self.set_defaults(command_parser=self)
+
+    def format_help(self) -> str:
+        return plain(super().format_help())
 
     def error(self, message: str):
         self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
@@ -68,47 +68,30 @@ def build_parser() -> argparse.ArgumentParser:
         description="Chapter 4 of Deep Learning for Coders, MNIST basics, with every gradient by hand.",
     )
     parser.add_argument("--version", action="version", version=f"numpy-mnist {__version__}")
-    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=OneLineParser)
-    subparsers.required = True
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=OneLineParser, required=True)
     for name in SUBCOMMANDS:
         importlib.import_module(f"numpy_mnist.cli.{name}").register(subparsers)
     return parser
 
 
-def flags_of(parser: argparse.ArgumentParser) -> dict[str, str]:
-    """``{dest: long flag}`` of every option of ``parser`` (a command's own, from :func:`command_parser`)."""
-    return {a.dest: max(a.option_strings, key=len) for a in parser._actions if a.option_strings and a.dest != "help"}
-
-
-def say_with_flags(message: str, flags: dict[str, str]) -> str:
-    """``message`` with each Python parameter the library names (``train_rows must``,
-    ``batch_size=``) replaced by its flag (``--train-rows must``)."""
+def say_with_flags(message: str, parser: argparse.ArgumentParser) -> str:
+    """``message`` with each Python parameter the library names (``train_rows must``, ``batch_size=``)
+    replaced by the long flag of ``parser`` (a command's own) that sets it (``--train-rows must``)."""
+    flags = {a.dest: max(a.option_strings, key=len) for a in parser._actions if a.option_strings and a.dest != "help"}
     if not flags:
         return message
     names = "|".join(sorted(map(re.escape, flags), key=len, reverse=True))
     return re.sub(rf"(?<![-\w/.])({names})(?= must\b|=)", lambda m: flags[m.group(1)], message)
 
 
-def command_parser(parser: argparse.ArgumentParser, args: argparse.Namespace) -> argparse.ArgumentParser:
-    """The innermost parser of the (sub)command that ``args`` came from (``exercise check``'s for
-    ``numpy-mnist exercise check ...``)."""
-    while True:
-        actions = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
-        if not actions or getattr(args, actions[0].dest, None) is None:
-            return parser
-        parser = actions[0].choices[getattr(args, actions[0].dest)]
-
-
 def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
-    args, unknown = parser.parse_known_args(argv)
-    command = command_parser(parser, args)
+    args, unknown = build_parser().parse_known_args(argv)
     if unknown:  # said by the subcommand's own parser, which names its own --help
-        command.error(f"unrecognized arguments: {' '.join(unknown)}")
+        args.command_parser.error(f"unrecognized arguments: {' '.join(unknown)}")
     try:
         return int(args.run(args) or 0)
     except USER_ERRORS as exc:
-        message = say_with_flags(str(exc), flags_of(command))
+        message = say_with_flags(str(exc), args.command_parser)
     except MemoryError as exc:
         message = (f"not enough memory for this run ({exc or 'MemoryError'}): ask for less, e.g. a smaller "
                    "--hidden, --batch-size or --train-rows")

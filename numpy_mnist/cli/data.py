@@ -20,32 +20,26 @@ from numpy_mnist.errors import ChecksumError, DataError
 
 def register(subparsers) -> None:
 
-    p = subparsers.add_parser(
-        "data", help="download, locate or verify the full MNIST",
-        description=f"The full MNIST lives in a data folder: ${DATA_ENV_VAR} if set, else "
-                    "$XDG_CACHE_HOME/numpy-mnist (~/.cache/numpy-mnist). The book's 3s and 7s are "
-                    "bundled and need none of this. MNIST: LeCun, Cortes, Burges, CC BY-SA 3.0.")
-    actions = p.add_subparsers(dest="data_action", metavar="ACTION")
-    actions.required = True
+    p = subparsers.add_parser("data", help="download, locate or verify the full MNIST",
+                              description=f"The full MNIST lives in a data folder: ${DATA_ENV_VAR} if set, else "
+                                          "$XDG_CACHE_HOME/numpy-mnist (~/.cache/numpy-mnist). The book's 3s and 7s "
+                                          "are bundled and need none of this. MNIST: LeCun, Cortes, Burges, "
+                                          "CC BY-SA 3.0.")
+    actions = p.add_subparsers(dest="data_action", metavar="ACTION", required=True)
+    root = argparse.ArgumentParser(add_help=False)  # --root, shared by download and verify
+    root.add_argument("--root", type=Path, default=None, metavar="DIR",
+                      help="the data folder (default: see `numpy-mnist data path`)")
 
-    download = actions.add_parser("download", help="fetch the four archives, checked, into the data folder")
-    _add_root(download)
+    download = actions.add_parser("download", help="fetch the four archives, checked, into the data folder",
+                                  parents=[root])
     download.add_argument("--mirror", action="append", metavar="URL",
                           help="base URL to fetch from instead of the default mirrors (repeatable)")
     download.add_argument("--quiet", action="store_true", help="no progress bar")
     download.set_defaults(run=run_download)
 
-    path = actions.add_parser("path", help="print the data folder")
-    path.set_defaults(run=run_path)
-
-    verify = actions.add_parser("verify", help="check the four archives against their published sums")
-    _add_root(verify)
-    verify.set_defaults(run=run_verify)
-
-
-def _add_root(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--root", type=Path, default=None, metavar="DIR",
-                        help="the data folder (default: see `numpy-mnist data path`)")
+    actions.add_parser("path", help="print the data folder").set_defaults(run=run_path)
+    actions.add_parser("verify", help="check the four archives against their published sums",
+                       parents=[root]).set_defaults(run=run_verify)
 
 
 def run_download(args: argparse.Namespace) -> int:

@@ -18,14 +18,11 @@ from numpy_mnist.cli.train import build_model
 from numpy_mnist.data import load_mnist_sample
 from numpy_mnist.errors import InputError
 
-#: The models this command checks: one logit per image, on the bundled 3s and 7s.
-CHECKED_MODELS = ("linear", "simple_net")
-
 
 def register(subparsers) -> None:
     p = subparsers.add_parser("gradcheck", help="prove the hand-derived gradients: finite differences and PyTorch",
                               description=__doc__)
-    p.add_argument("--model", choices=CHECKED_MODELS, default="simple_net",
+    p.add_argument("--model", choices=("linear", "simple_net"), default="simple_net",  # one logit: 3s and 7s
                    help="the book's linear1 or simple_net (the ResNet-18's gradients are proven by the test-suite)")
     p.add_argument("--loss", choices=("mnist_loss", "bce"), default="mnist_loss",
                    help="the book's mnist_loss, or binary cross-entropy on logits")
@@ -92,8 +89,7 @@ def kink_advice(model, x, h: float, margin: float) -> str:
         return (f"--step {h:g} moves a ReLU pre-activation by up to {margin:.1e}, more than any row of the batch "
                 f"is from the kink at 0, so no row can be checked: the step is too large; take a smaller "
                 f"--step, e.g. {gc.DEFAULT_H:g} (the default)")
-    return (f"every row of the batch has a ReLU pre-activation within {margin:.1e} of the kink; "
-            "try another --seed")
+    return f"every row of the batch has a ReLU pre-activation within {margin:.1e} of the kink; try another --seed"
 
 
 def step_advice(model, x, y, h: float, check) -> str | None:
@@ -125,9 +121,8 @@ def table(check) -> str:
             compared = "1 entry" if fd.checked == 1 else f"all {fd.checked} entries"
         else:
             compared = f"{gc.DEFAULT_DIRECTIONS} directions + {fd.checked - gc.DEFAULT_DIRECTIONS} entries"
-        pt = check.pytorch[name] if check.pytorch is not None else None
-        rows.append((name, str(fd.shape), f"{fd.norm:.3e}", _error(fd), compared,
-                     _error(pt) if pt is not None else check.pytorch_missing))
+        pytorch = _error(check.pytorch[name]) if check.pytorch is not None else check.pytorch_missing
+        rows.append((name, str(fd.shape), f"{fd.norm:.3e}", _error(fd), compared, pytorch))
     widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]
     return "\n".join("  ".join(str(c).ljust(w) for c, w in zip(r, widths)).rstrip() for r in [header, *rows])
 

@@ -40,13 +40,12 @@ the finished epochs and their learning curve.
 from __future__ import annotations
 
 import argparse
-import math
 import sys
 from pathlib import Path
 
 import numpy as np
+from tqdm.auto import tqdm
 
-from numpy_mnist import training
 from numpy_mnist.backends import get_backend
 from numpy_mnist.checkpoint import load_checkpoint, save_checkpoint
 from numpy_mnist.cli.options import add_backend_options, positive_float, positive_int, seed
@@ -61,7 +60,7 @@ from numpy_mnist.metrics import confusion_table, model_confusion_matrix
 from numpy_mnist.models import CLASSES_LR, MODEL_KINDS, linear1, linear10, resnet18, simple_net
 from numpy_mnist.optim import SGD, Adam, OneCycle
 from numpy_mnist.plots import class_weights_figure, confusion_matrix_figure, learning_curve_figure, pyplot, save_figure
-from numpy_mnist.training import make_learner, quiet_numerics
+from numpy_mnist.training import fit, make_learner, quiet_numerics
 
 
 def register(subparsers) -> None:
@@ -72,23 +71,19 @@ def register(subparsers) -> None:
     p.add_argument("--data", type=Path, default=None, metavar="DIR",
                    help="folder of the four MNIST IDX files, for --dataset mnist (default: $NUMPY_MNIST_DATA, "
                         "else ~/.cache/numpy-mnist, where `numpy-mnist data download` puts them)")
-    p.add_argument("--model", choices=tuple(MODEL_KINDS), default="simple_net",
-                   help="the book's linear1 or simple_net (784 -> hidden -> ReLU -> out), with 1 output for "
-                        "sample and 10 for mnist")
+    p.add_argument("--model", choices=tuple(MODEL_KINDS), default="simple_net", help=(
+        "the book's linear1 or simple_net (784 -> hidden -> ReLU -> out), with 1 output for sample and 10 for mnist"))
     p.add_argument("--hidden", type=positive_int, default=30, help="simple_net's hidden width")
-    p.add_argument("--width", type=positive_int, default=None,
-                   help=f"resnet18's channels in its first stage (default: {RESNET_WIDTH}, the book's; "
-                        "on --resume the checkpoint's)")
-    p.add_argument("--loss", choices=tuple(LOSSES), default=None,
-                   help="sample: the book's mnist_loss (default) or bce, binary cross-entropy on logits; "
-                        "mnist: cross_entropy, softmax cross-entropy (the only one for ten classes); "
-                        "resnet18: cross_entropy only")
+    p.add_argument("--width", type=positive_int, default=None, help=(
+        f"resnet18's channels in its first stage (default: {RESNET_WIDTH}, the book's; on --resume the checkpoint's)"))
+    p.add_argument("--loss", choices=tuple(LOSSES), default=None, help=(
+        "sample: the book's mnist_loss (default) or bce, binary cross-entropy on logits; mnist: cross_entropy, "
+        "softmax cross-entropy (the only one for ten classes); resnet18: cross_entropy only"))
     p.add_argument("--epochs", type=positive_int, default=None,
                    help=f"epochs to train (default: {DEFAULT_EPOCHS}, or {RESNET_DEFAULTS['epochs']} for resnet18)")
     p.add_argument("--lr", type=positive_float, default=None,
-                   help="SGD learning rate, for resnet18 the one-cycle schedule's peak rate (default: the "
-                        "model's own: for sample the book's, "
-                        + ", ".join(f"{kind} {cls.book_lr:g}" for kind, cls in MODEL_KINDS.items())
+                   help="SGD learning rate, for resnet18 the one-cycle schedule's peak rate (default: the model's own: "
+                        "for sample the book's, " + ", ".join(f"{k} {cls.book_lr:g}" for k, cls in MODEL_KINDS.items())
                         + f"; {CLASSES_LR:g} for mnist, except resnet18's {MODEL_KINDS['resnet18'].book_lr:g})")
     p.add_argument("--batch-size", type=positive_int, default=None,
                    help="rows per minibatch (default: 256 for sample, 128 for mnist, or "
@@ -101,10 +96,9 @@ def register(subparsers) -> None:
     p.add_argument("--valid-rows", type=positive_int, default=None, metavar="N",
                    help="validate on a seeded random subset of N rows (default: all)")
     add_backend_options(p)
-    p.add_argument("--fused", action="store_true",
-                   help="insist on the fused CUDA graph (hand-written kernels, each epoch one graph replay), "
-                        "the default on the cupy backend for every model and loss here; an error where it "
-                        "cannot run (on numpy)")
+    p.add_argument("--fused", action="store_true", help=(
+        "insist on the fused CUDA graph (hand-written kernels, each epoch one graph replay), the default on the cupy "
+        "backend for every model and loss here; an error where it cannot run (on numpy)"))
     p.add_argument("--reference", action="store_true",
                    help="turn every fast path off (the fused CUDA graph) and train through the readable "
                         "reference: layers, losses and models, batch by batch")
@@ -178,14 +172,14 @@ def run(args) -> int:
     learner = make_learner(model, train_dl, valid_dl, opt, history=history, start=start, fused=args.fused,
                            reference=args.reference)
 
-    rate = f"Adam, one-cycle to lr {args.lr:g} over {opt.schedule.total_steps} steps" if args.model == "resnet18" \
-        else f"lr {args.lr:g}"
-    name = f"ResNet18(width={model.width}, {model.outputs} classes)" if args.model == "resnet18" else repr(model)
-    say(args, f"{name} on {model.backend.device}, {spec.name}: {train_dl.n_rows} train / "
-              f"{valid_dl.n_rows} valid rows, {rate}, batch {args.batch_size}"
-              f"{', shuffled' if args.shuffle else ''}{', last partial batch dropped' if train_dl.drop_last else ''}"
-              f"; {learner.path}")
-    say(args, "  ".join(f"{c:>10}" for c in COLUMNS))
+    resnet = args.model == "resnet18"
+    rate = f"Adam, one-cycle to lr {args.lr:g} over {opt.schedule.total_steps} steps" if resnet else f"lr {args.lr:g}"
+    name = f"ResNet18(width={model.width}, {model.outputs} classes)" if resnet else repr(model)
+    say(args, f"{name} on {model.backend.device}, {spec.name}: {train_dl.n_rows} train / {valid_dl.n_rows} valid rows, "
+              f"{rate}, batch {args.batch_size}{', shuffled' if args.shuffle else ''}"
+              f"{', last partial batch dropped' if train_dl.drop_last else ''}; {learner.path}")
+    # the table's columns, one row per epoch, each 10 characters wide whatever the magnitude (:func:`cell`)
+    say(args, "  ".join(f"{c:>10}" for c in ("epoch", "train_loss", "valid_loss", "accuracy", "seconds")))
     if learner.history:
         print(f"resumed from epoch {learner.epochs_done} of {args.resume} (its epochs are in history.json); "
               f"training epochs {learner.epochs_done + 1} to {args.epochs}", flush=True)
@@ -203,12 +197,9 @@ def run(args) -> int:
 
 def write_history(args, learner, warning=None) -> list[Path]:
     """history.json of the finished epochs and, with plots on, their learning curve; the paths written."""
-    write_json(args.out / "history.json", {
-        "epochs": [r.as_dict() for r in learner.history],
-        "start": learner.start.as_dict() if learner.start is not None else None,
-        "warning": warning,
-    })
-    written = [args.out / "history.json"]
+    history = {"epochs": [r.as_dict() for r in learner.history],
+               "start": learner.start.as_dict() if learner.start is not None else None, "warning": warning}
+    written = [write_json(args.out / "history.json", history)]
     if args.plot:
         title = f"{args.model} on {args.dataset}, lr {args.lr:g}, batch {args.batch_size}"
         with quiet_numerics():  # (a loss of 1e30 plots without NumPy's warnings)
@@ -236,8 +227,7 @@ def prepare(args):
     if args.save is not None:
         check_file_target(args.save, "--save")
     if args.data is not None and args.data.exists() and not args.data.is_dir():
-        raise InputError(f"--data {args.data} is a file, not a folder: name the folder that holds the four "
-                         "MNIST files")
+        raise InputError(f"--data {args.data} is a file, not a folder: name the folder that holds the four MNIST files")
     check_plotting(args)
     spec = get_spec(args.dataset)
     settle_defaults(args, spec)
@@ -245,8 +235,7 @@ def prepare(args):
     if args.model == "resnet18":
         args.width = resume_width(args, checkpoint)
     backend = get_backend(args.backend, args.dtype)
-    data = load_dataset(spec.name, args.data, train_rows=args.train_rows, valid_rows=args.valid_rows,
-                        seed=args.seed)
+    data = load_dataset(spec.name, args.data, train_rows=args.train_rows, valid_rows=args.valid_rows, seed=args.seed)
     train_y, valid_y = data.train_y, data.valid_y
     drop_last = args.model == "resnet18"  # fastai drops a last partial training batch
     if args.model == "resnet18" and spec.outputs == 1:  # the sample's 0/1 float targets as class labels, once
@@ -274,24 +263,22 @@ def train(args, learner) -> bool:
     model = learner.model
     # The dropout generator's state at the end of the last finished epoch (an interrupted epoch has
     # drawn from it): what a resumed run must start from to continue exactly.
-    rng_state = [_rng_state(model)]
+    rng_state = [_dropout_state(model)]
 
     def save():
         if args.save is not None:
             start = learner.start.as_dict() if learner.start is not None else None
-            extra = {} if rng_state[0] is None else {"dropout_rng": rng_state[0]}
             save_checkpoint(args.save, model, epoch=learner.epochs_done, optimizer=learner.opt,
-                            history=learner.history, run={**run_settings(args), "start": start, **extra})
+                            history=learner.history, run={**run_settings(args), "start": start, **rng_state[0]})
 
     def on_epoch_end(record):
-        rng_state[0] = _rng_state(model)
+        rng_state[0] = _dropout_state(model)
         say(args, "  ".join([f"{record.epoch:>10d}", *map(cell, (record.train_loss, record.valid_loss,
                                                                   record.accuracy, record.seconds))]))
         save()
 
     try:
-        training.fit(learner, max(args.epochs - learner.epochs_done, 0), on_epoch_end=on_epoch_end,
-                     progress=not args.quiet)
+        fit(learner, max(args.epochs - learner.epochs_done, 0), on_epoch_end=on_epoch_end, progress=not args.quiet)
     except DivergenceError as exc:
         raise DivergenceError(f"{exc} (--lr), e.g. {args.lr / 10:g}") from None
     except KeyboardInterrupt:
@@ -305,18 +292,17 @@ def train(args, learner) -> bool:
     return True
 
 
-def _rng_state(model):
-    """The model's dropout generator's state (plain JSON), or None for a model that draws nothing."""
+def _dropout_state(model) -> dict:
+    """``{"dropout_rng": state}`` of the model's dropout generator (plain JSON), or ``{}`` for a model
+    that draws nothing: what a checkpoint's run record holds of it."""
     rng = getattr(model, "rng", None)
-    return None if rng is None else rng.bit_generator.state
+    return {} if rng is None else {"dropout_rng": rng.bit_generator.state}
 
 
 class ProgressLoader(DataLoader):
     """The training DataLoader with a progress bar over each epoch's batches (resnet18: minutes an epoch)."""
 
     def __iter__(self):
-        from tqdm.auto import tqdm
-
         with tqdm(super().__iter__(), total=len(self), desc=f"epoch {self.epoch + 1}", unit="batch",
                   leave=False) as bar:
             yield from bar
@@ -325,10 +311,9 @@ class ProgressLoader(DataLoader):
 def explain(args, data, learner) -> str | None:
     """One line on what went wrong in a finished run (:func:`numpy_mnist.diagnosis.diagnose`), else None."""
 
-    model = learner.model
     found = diagnose(learner.history, chance=chance_accuracy(data.valid_y), lr=args.lr,
                      start_loss=learner.start.valid_loss if learner.start is not None else None,
-                     suggested_lr=model.default_lr, model_kind=model.kind, loss=model.loss)
+                     suggested_lr=learner.model.default_lr, model_kind=learner.model.kind, loss=learner.model.loss)
     return None if found is None else found.message
 
 
@@ -337,15 +322,12 @@ def write_class_pictures(args, model, valid_dl) -> list[Path]:
 
     with quiet_numerics():
         cm = model.backend.to_host(model_confusion_matrix(model, valid_dl))
-    say(args, f"confusion matrix of the {valid_dl.n_rows} validation (test) images:")
-    say(args, confusion_table(cm))
-    write_json(args.out / "confusion_matrix.json", cm.tolist())
-    written = [args.out / "confusion_matrix.json"]
+    say(args, f"confusion matrix of the {valid_dl.n_rows} validation (test) images:\n{confusion_table(cm)}")
+    written = [write_json(args.out / "confusion_matrix.json", cm.tolist())]
     if args.plot:
         written.append(save_figure(confusion_matrix_figure(cm), args.out / "confusion_matrix.png"))
         if args.model == "linear":
-            weights = model.backend.to_host(model.params["weights"])
-            written.append(save_figure(class_weights_figure(weights), args.out / "class_weights.png"))
+            written.append(save_figure(class_weights_figure(model.params["weights"]), args.out / "class_weights.png"))
     return written
 
 
@@ -360,13 +342,12 @@ def run_settings(args) -> dict:
 def resume_width(args, checkpoint) -> int:
     """resnet18's width: --width, else the --resume ``checkpoint``'s, else :data:`RESNET_WIDTH`.  A
     --width other than the checkpoint's is refused, naming the flag."""
+    # (a checkpoint of another model has no saved width here: load_into names it)
     saved = None if checkpoint is None or checkpoint.model.get("kind") != "resnet18" else checkpoint.model.get("width")
-    if saved is None:  # (a checkpoint of another model: load_into names it)
-        return RESNET_WIDTH if args.width is None else args.width
-    if args.width not in (None, saved):
+    if None not in (saved, args.width) and args.width != saved:
         raise CheckpointError(f"{args.resume} holds a resnet18 of --width {saved} (not --width {args.width}): "
                               f"resume with --width {saved}, or drop --width")
-    return int(saved)
+    return int(saved) if saved is not None else args.width or RESNET_WIDTH
 
 
 def resume(args, checkpoint, model, opt) -> tuple[list, object]:
@@ -404,12 +385,10 @@ def resume(args, checkpoint, model, opt) -> tuple[list, object]:
 
 def _refuse_other_settings(args, checkpoint) -> None:
     """A resumed run must take the steps the saved one took: refuse other settings, naming the flags."""
-    settings = run_settings(args)
-    saved = {k: checkpoint.run.get(k) for k in settings}
-    differ = [f"{_flag(k, saved[k])} (not {_flag(k, v)})" for k, v in settings.items() if saved[k] != v]
+    differ = [f"{_flag(k, checkpoint.run.get(k))} (not {_flag(k, v)})" for k, v in run_settings(args).items()
+              if checkpoint.run.get(k) != v]
     if differ:
-        raise CheckpointError(f"{args.resume} was trained with {', '.join(differ)}: "
-                              "resume with the same settings")
+        raise CheckpointError(f"{args.resume} was trained with {', '.join(differ)}: resume with the same settings")
 
 
 def _flag(name: str, value) -> str:
@@ -426,19 +405,13 @@ def _flag(name: str, value) -> str:
 def cell(value: float, width: int = 10) -> str:
     """``value`` in ``width`` characters at any magnitude: 4 decimals where they fit and say
     something (0.0001 to 99999), else scientific notation (``1.234e+30``)."""
-    if math.isfinite(value) and value != 0 and not 1e-4 <= abs(value) < 1e5:
+    if np.isfinite(value) and value != 0 and not 1e-4 <= abs(value) < 1e5:
         text = f"{value:.3e}"
         return f"{value:>{width}.{max(0, 3 - max(0, len(text) - width))}e}"
     return f"{value:>{width}.4f}"
 
 
-#: The table's columns, one row per epoch, each column 10 characters wide whatever the magnitude (:func:`cell`).
-COLUMNS = ("epoch", "train_loss", "valid_loss", "accuracy", "seconds")
-
-
 def say(args, line: str) -> None:
     """Print ``line`` unless --quiet, through tqdm so that a progress bar stays intact."""
     if not args.quiet:
-        from tqdm.auto import tqdm
-
         tqdm.write(line)
