@@ -103,10 +103,7 @@ def load_mnist(root: str | os.PathLike | None = None) -> tuple[np.ndarray, np.nd
 
 
 def _find(root: Path, name: str) -> Path | None:
-    for candidate in (root / name, root / name.removesuffix(".gz")):
-        if candidate.is_file():
-            return candidate
-    return None
+    return next((path for path in (root / name, root / name.removesuffix(".gz")) if path.is_file()), None)
 
 
 def _pair(images_path: Path, labels_path: Path) -> tuple[np.ndarray, np.ndarray]:
