@@ -89,6 +89,28 @@ NM_DEVICE T column_sum(const T* __restrict__ v, int n, long long stride, int c)
     return total;
 }
 
+// ---- staging: every thread of the block copies its share, consecutive threads at consecutive addresses ----
+
+// rows[i] = perm[start + i] for i < count: the images of a run of the batch's rows.
+NM_DEVICE void stage_rows(int* rows, const int* __restrict__ perm, int start, int count)
+{
+    for (int i = threadIdx.x; i < count; i += blockDim.x)
+        rows[i] = perm[start + i];
+}
+
+// xs[r][j] = x[rows[r] * d + j0 + j] for r < height and j < width: pixels j0 ... j0 + width - 1 of the
+// images rows[0 ... height - 1] of x (N, d), into a tile of `cols` columns (cols <= C, a row may be padded).
+template <typename T, int R, int C>
+NM_DEVICE void stage_images(T (&xs)[R][C], const T* __restrict__ x, const int* rows, int height, int d, int j0,
+                            int width, int cols)
+{
+    for (int i = threadIdx.x; i < height * cols; i += blockDim.x) {
+        const int r = i / cols, j = i % cols;
+        if (j < width)
+            xs[r][j] = x[(long long)rows[r] * d + j0 + j];
+    }
+}
+
 // relu(h) = max(h, 0), as numpy_mnist.layers.relu (xp.maximum: a NaN stays NaN).
 template <typename T>
 NM_DEVICE T nm_relu(T h) { return h < T(0) ? T(0) : h; }

@@ -41,17 +41,12 @@ mlp_hidden(const T* __restrict__ x, const int* __restrict__ perm, int start, int
     const int height = nm_min(MLP_ROWS, n - r0), units = nm_min(MLP_UNITS, hidden - u0);
     const int mr = tid / MLP_UNITS, mu = tid % MLP_UNITS;  // this thread's output, if it has one
     const bool owner = mr < height && mu < units;
-    if (tid < height)
-        rows[tid] = perm[start + r0 + tid];
+    stage_rows(rows, perm, start + r0, height);
     __syncthreads();
     T acc = T(0);
     for (int j0 = 0; j0 < d; j0 += NM_TILE<T>) {
         const int width = nm_min(NM_TILE<T>, d - j0);
-        for (int i = tid; i < height * NM_TILE<T>; i += blockDim.x) {
-            const int r = i / NM_TILE<T>, j = i % NM_TILE<T>;
-            if (j < width)
-                xs[r][j] = x[(long long)rows[r] * d + j0 + j];
-        }
+        stage_images(xs, x, rows, height, d, j0, width, NM_TILE<T>);
         for (int i = tid; i < width * MLP_UNITS; i += blockDim.x) {
             const int j = i / MLP_UNITS, u = i % MLP_UNITS;
             if (u < units)
@@ -193,26 +188,20 @@ mlp_step(const T* __restrict__ x, const int* __restrict__ perm, int start, int n
     const int width = nm_min(MLP_COLS, d - j0), units = nm_min(MLP_UNITS, hidden - u0);
     const int mj = tid / MLP_UNITS, mu = tid % MLP_UNITS;  // this thread's parameter, if it has one
     const bool owner = mj < width && mu < units;
-    for (int i = tid; i < nm_min(MLP_ROW_TILE, n); i += blockDim.x)
-        rows[0][i] = perm[start + i];
+    stage_rows(rows[0], perm, start, nm_min(MLP_ROW_TILE, n));
     __syncthreads();
     T g = T(0);
     for (int r0 = 0, buf = 0; r0 < n; r0 += MLP_ROW_TILE, buf ^= 1) {
         const int height = nm_min(MLP_ROW_TILE, n - r0);
-        for (int i = tid; i < height * MLP_COLS; i += blockDim.x) {
-            const int r = i / MLP_COLS, j = i % MLP_COLS;
-            if (j < width)
-                xs[r][j] = x[(long long)rows[buf][r] * d + j0 + j];
-        }
+        stage_images(xs, x, rows[buf], height, d, j0, width, MLP_COLS);
         for (int i = tid; i < height * MLP_UNITS; i += blockDim.x) {
             const int r = i / MLP_UNITS, u = i % MLP_UNITS;
             if (u < units)
                 dhs[r][u] = dh[(long long)(r0 + r) * hidden + u0 + u];
         }
         __syncthreads();
-        const int next = r0 + MLP_ROW_TILE;
-        for (int i = tid; i < nm_min(MLP_ROW_TILE, n - next); i += blockDim.x)
-            rows[buf ^ 1][i] = perm[start + next + i];
+        const int next = r0 + MLP_ROW_TILE;  // the next tile's rows, fetched while this one is summed
+        stage_rows(rows[buf ^ 1], perm, start + next, nm_min(MLP_ROW_TILE, n - next));
         if (owner)
             for (int r = 0; r < height; ++r)
                 g = nm_fma(xs[r][mj], dhs[r][mu], g);
