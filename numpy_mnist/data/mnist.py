@@ -97,9 +97,8 @@ def load_mnist(root: str | os.PathLike | None = None) -> tuple[np.ndarray, np.nd
     if missing:
         where = f"{root} does not exist" if not root.is_dir() else f"missing in {root}"
         raise DataError(f"MNIST file(s) {', '.join(missing)} not found ({where}): {_FIX}")
-    train = _pair(paths["train-images-idx3-ubyte.gz"], paths["train-labels-idx1-ubyte.gz"])
-    test = _pair(paths["t10k-images-idx3-ubyte.gz"], paths["t10k-labels-idx1-ubyte.gz"])
-    return train + test
+    files = list(paths.values())  # train images, train labels, test images, test labels (MNIST_FILES' order)
+    return _pair(*files[:2]) + _pair(*files[2:])
 
 
 def _find(root: Path, name: str) -> Path | None:
@@ -178,17 +177,15 @@ def download_mnist(root: str | os.PathLike | None = None, mirrors: list[str] | t
         if _check(root / name, sums) == "ok":
             continue
         failures: list[DataError] = []
-        for base in mirrors:
-            url = base if base.endswith("/") else base + "/"
+        for base in mirrors:  # each a base URL, with or without its trailing slash
             try:
-                _fetch(url + name, root / name, sums, progress, timeout)
+                _fetch(f"{base.removesuffix('/')}/{name}", root / name, sums, progress, timeout)
                 break
             except DataError as exc:
                 failures.append(exc)
         else:
             kind = ChecksumError if any(isinstance(e, ChecksumError) for e in failures) else DataError
-            tried = "; ".join(str(e) for e in failures)
-            raise kind(f"{name}: could not be downloaded from any mirror: {tried}")
+            raise kind(f"{name}: could not be downloaded from any mirror: {'; '.join(map(str, failures))}")
     return root
 
 
