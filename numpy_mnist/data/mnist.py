@@ -218,8 +218,7 @@ def _fetch(url: str, target: Path, sums: FileSums, progress: bool, timeout: floa
     if len(data) < sums.size:  # http.client returns b"" on a connection closed early; no error
         promised = f" ({announced:,} announced)" if announced else ""
         raise DataError(f"{url}: truncated download, {len(data):,} of {sums.size:,} bytes{promised}")
-    mismatch = _mismatch(bytes(data), sums)
-    if mismatch:
+    if mismatch := _mismatch(bytes(data), sums):
         raise ChecksumError(f"{url}: {target.name}: {mismatch}")
     with atomic_write(target) as f:
         f.write(data)

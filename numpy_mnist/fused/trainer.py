@@ -103,8 +103,7 @@ class FusedTrainer:
     """
 
     def __init__(self, model, train_dl, opt, valid_dl=None, *, device=None) -> None:
-        why = why_not_kernels(model, opt)
-        if why is not None:
+        if (why := why_not_kernels(model, opt)) is not None:
             raise InputError(why)
         if device is None:
             if model.backend.name != "cupy":

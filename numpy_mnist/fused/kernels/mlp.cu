@@ -72,7 +72,7 @@ mlp_hidden(const T* __restrict__ x, const int* __restrict__ perm, int start, int
 // Blocks of MLP_THREADS threads.  Thread t < MLP_ROWS * K owns z[r0 + t / K, t % K]; the block walks
 // the hidden units in tiles of MLP_UNITS, copying relu(pre) of its rows and the rows of w2 into shared
 // memory.  Then one thread per row takes the loss and puts its dz in shared memory, and every thread
-// takes some of the block's dh, in the order of dh in memory.
+// copies some of the block's dz out and takes some of its dh, each in the order of its memory.
 template <typename T, typename Y, int K, int LOSS>
 __global__ void __launch_bounds__(MLP_THREADS)
 mlp_rows(const Y* __restrict__ y, const int* __restrict__ perm, int start, int n, int hidden,
@@ -105,13 +105,12 @@ mlp_rows(const Y* __restrict__ y, const int* __restrict__ perm, int start, int n
                 acc = nm_fma(as[mr][u], w2s[u * K + mk], acc);
         __syncthreads();
     }
-    // + b2, then each row's loss term, correct, and its dz into dzs (finish_rows, common.cuh): read by
-    // the dh below, and copied to dz
+    // + b2, then each row's loss term, correct, and its dz into dzs (finish_rows, common.cuh): copied to
+    // dz, and read by the dh below
     finish_rows<T, Y, K, LOSS>(owner, acc, b2, y, perm + start + r0, r0, height, n, zs, term, correct, dzs);
-    if (tid < height)
-        for (int k = 0; k < K; ++k)
-            dz[(long long)(r0 + tid) * K + k] = dzs[tid * K + k];
     __syncthreads();
+    for (int i = tid; i < height * K; i += blockDim.x)
+        dz[(long long)r0 * K + i] = dzs[i];
     T* dhr = dh + (long long)r0 * hidden;
     for (int i = tid; i < height * hidden; i += blockDim.x) {
         const int r = i / hidden, u = i % hidden;
@@ -130,26 +129,21 @@ NM_DEVICE void mlp_step_rest(int i, int n, int hidden, const T* __restrict__ pre
                              const T* __restrict__ dh, const T* __restrict__ term, T lr, T* __restrict__ b1,
                              T* __restrict__ w2, T* __restrict__ b2, T* __restrict__ losses, int batch)
 {
-    if (i < hidden) {
+    const int w2_at = hidden, b2_at = w2_at + hidden * K, loss_at = b2_at + K;  // where each output starts
+    if (i < w2_at) {
         b1[i] = b1[i] - column_sum(dh, n, hidden, i) * lr;
-        return;
-    }
-    i -= hidden;
-    if (i < hidden * K) {
-        const int u = i / K, k = i % K;
+    } else if (i < b2_at) {
+        const int j = i - w2_at, u = j / K, k = j % K;
         T g = T(0);
         for (int r = 0; r < n; ++r)
             g = nm_fma(nm_relu(pre[(long long)r * hidden + u]), dz[r * K + k], g);
-        w2[i] = w2[i] - g * lr;
-        return;
-    }
-    i -= hidden * K;
-    if (i < K) {
-        b2[i] = b2[i] - column_sum(dz, n, K, i) * lr;
-        return;
-    }
-    if (i == K)
+        w2[j] = w2[j] - g * lr;
+    } else if (i < loss_at) {
+        const int k = i - b2_at;
+        b2[k] = b2[k] - column_sum(dz, n, K, k) * lr;
+    } else if (i == loss_at) {
         losses[batch] = column_sum(term, n, 1, 0) / T(n);
+    }
 }
 
 // Gradients and SGD steps, one thread per parameter, then the batch loss.  With H hidden units:
