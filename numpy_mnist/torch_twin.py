@@ -60,10 +60,9 @@ def _torch():
 def available() -> bool:
     """True when PyTorch can be imported."""
     try:
-        _torch()
+        return _torch() is not None
     except ImportError:
         return False
-    return True
 
 
 # -- losses on logits --------------------------------------------------------------------------------
@@ -223,8 +222,7 @@ def resnet18(x, p, *, buffers=None, masks=None, training: bool = True):
     """
     import torch
 
-    F = torch.nn.functional
-    buffers = buffers or {}
+    F, buffers = torch.nn.functional, buffers or {}
 
     def bn(h, name):
         return F.batch_norm(h, buffers.get(f"{name}.running_mean"), buffers.get(f"{name}.running_var"),

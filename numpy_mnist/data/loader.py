@@ -61,8 +61,7 @@ class DataLoader:
         return int(self.x.shape[0])
 
     def __len__(self) -> int:
-        rounding = math.floor if self.drop_last else math.ceil
-        return rounding(self.n_rows / self.batch_size)
+        return (math.floor if self.drop_last else math.ceil)(self.n_rows / self.batch_size)
 
     def set_epoch(self, epoch: int) -> None:
         """Make the next iteration produce the order of ``epoch`` (counted from 0)."""
