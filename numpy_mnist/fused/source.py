@@ -46,17 +46,13 @@ def program_source() -> str:
     the program text, sees any change to a header)."""
     seen: set[str] = set()
 
-    def inline(text: str) -> str:
-        def replace(match):
-            name = match.group(1)
-            if name in seen:
-                return ""
-            seen.add(name)
-            return _PRAGMA_ONCE.sub("", inline((KERNEL_DIR / name).read_text()))
+    def header(match) -> str:  # the header's text where it is first included (headers include no headers)
+        name = match.group(1)
+        text = "" if name in seen else _PRAGMA_ONCE.sub("", (KERNEL_DIR / name).read_text())
+        seen.add(name)
+        return text
 
-        return _INCLUDE.sub(replace, text)
-
-    return "\n".join(inline((KERNEL_DIR / name).read_text()) for name in KERNEL_FILES)
+    return "\n".join(_INCLUDE.sub(header, (KERNEL_DIR / name).read_text()) for name in KERNEL_FILES)
 
 
 def geometry() -> dict[str, int]:

@@ -126,8 +126,7 @@ class FusedTrainer:
         self.names = self.config.names()
         device.compile(sorted(set(self.names.values())))
         self._scalar = np.dtype(self.config.dtype).type
-        self._train: _Graph | None = None
-        self._valid: _Graph | None = None
+        self._train = self._valid = None  # the recorded graphs (_Graph), each made when first needed
         self._shuffled = False  # whether the perm buffer holds a shuffled order (else the rows in order)
         self._ensure_train()
         if valid_dl is not None:

@@ -39,8 +39,7 @@ __global__ void linear_rows(const T* __restrict__ x, const Y* __restrict__ y, co
     __shared__ T ws[NM_TILE<T> * K];
     __shared__ T zs[LINEAR_ROWS * K];
     const int tid = threadIdx.x;
-    const int r0 = blockIdx.x * LINEAR_ROWS;
-    const int height = nm_min(LINEAR_ROWS, n - r0);
+    const int r0 = blockIdx.x * LINEAR_ROWS, height = nm_min(LINEAR_ROWS, n - r0);
     const int mr = tid / K, mk = tid % K;  // this thread's output, if mr < height
     const bool owner = mr < height;
     stage_rows(rows, perm, start + r0, height);
@@ -90,8 +89,7 @@ __global__ void linear_step(const T* __restrict__ x, const int* __restrict__ per
             losses[batch] = column_sum(term, n, 1, 0) / T(n);
         return;
     }
-    const int j0 = blockIdx.x * LINEAR_COLS;
-    const int width = nm_min(LINEAR_COLS, d - j0);
+    const int j0 = blockIdx.x * LINEAR_COLS, width = nm_min(LINEAR_COLS, d - j0);
     const int mj = tid / K, mk = tid % K;  // this thread's parameter w[j0 + mj, mk], if mj < width
     const bool owner = mj < width;
     stage_rows(rows[0], perm, start, nm_min(LINEAR_ROW_TILE, n));

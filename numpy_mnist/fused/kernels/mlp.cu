@@ -84,8 +84,7 @@ mlp_rows(const Y* __restrict__ y, const int* __restrict__ perm, int start, int n
     __shared__ T zs[MLP_ROWS * K];
     __shared__ T dzs[MLP_ROWS * K];
     const int tid = threadIdx.x;
-    const int r0 = blockIdx.x * MLP_ROWS;
-    const int height = nm_min(MLP_ROWS, n - r0);
+    const int r0 = blockIdx.x * MLP_ROWS, height = nm_min(MLP_ROWS, n - r0);
     const int mr = tid / K, mk = tid % K;  // this thread's logit, if mr < height
     const bool owner = mr < height;
     const T* pr = pre + (long long)r0 * hidden;  // the block's rows of pre, one run of memory
