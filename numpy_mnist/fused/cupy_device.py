@@ -27,9 +27,7 @@ class CupyDevice:
     def __init__(self, backend) -> None:
         import cupy
 
-        self._cupy = cupy
-        self.backend = backend
-        self._kernels: dict = {}
+        self._cupy, self.backend, self._kernels = cupy, backend, {}
 
     def compile(self, names) -> None:
         """Compile the program with NVRTC (options :data:`~numpy_mnist.fused.source.NVRTC_OPTIONS`;

@@ -126,6 +126,7 @@ class FusedTrainer:
         self.names = self.config.names()
         device.compile(sorted(set(self.names.values())))
         self._scalar = np.dtype(self.config.dtype).type
+        self.hidden = int(model.params["b1"].shape[0]) if model.kind == "simple_net" else None  # the MLP's H
         self._train = self._valid = None  # the recorded graphs (_Graph), each made when first needed
         self._shuffled = False  # whether the perm buffer holds a shuffled order (else the rows in order)
         self._ensure_train()
@@ -133,10 +134,6 @@ class FusedTrainer:
             self._ensure_valid()
 
     # -- what the graphs read ------------------------------------------------------------------
-    @property
-    def hidden(self) -> int | None:
-        return int(self.model.params["b1"].shape[0]) if self.config.kind == "simple_net" else None
-
     def _params(self) -> tuple:
         p = self.model.params
         names = ("weights", "bias") if self.config.kind == "linear" else ("w1", "b1", "w2", "b2")
