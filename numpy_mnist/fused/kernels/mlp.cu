@@ -170,8 +170,7 @@ mlp_step(const T* __restrict__ x, const int* __restrict__ perm, int start, int n
     __shared__ T xs[MLP_ROW_TILE][MLP_COLS + 1];  // + 1: the padding rule in common.cuh
     __shared__ T dhs[MLP_ROW_TILE][MLP_UNITS + 1];
     const int tid = threadIdx.x;
-    const int unit_blocks = nm_ceil_div(hidden, MLP_UNITS);
-    const int w1_blocks = nm_ceil_div(d, MLP_COLS) * unit_blocks;
+    const int unit_blocks = nm_ceil_div(hidden, MLP_UNITS), w1_blocks = nm_ceil_div(d, MLP_COLS) * unit_blocks;
     if ((int)blockIdx.x >= w1_blocks) {
         mlp_step_rest<T, K>((blockIdx.x - w1_blocks) * blockDim.x + tid, n, hidden, pre, dz, dh, term, lr,
                             b1, w2, b2, losses, batch);
