@@ -91,11 +91,12 @@ NM_DEVICE T column_sum(const T* __restrict__ v, int n, long long stride, int c)
 
 // ---- staging: every thread of the block copies its share, consecutive threads at consecutive addresses ----
 
-// rows[i] = perm[start + i] for i < count: the images of a run of the batch's rows.
-NM_DEVICE void stage_rows(int* rows, const int* __restrict__ perm, int start, int count)
+// dst[i] = src[from + i] for i < count: a run of consecutive elements (of perm, of rows of dz, w or w2).
+template <typename T>
+NM_DEVICE void block_copy(T* dst, const T* __restrict__ src, long long from, int count)
 {
     for (int i = threadIdx.x; i < count; i += blockDim.x)
-        rows[i] = perm[start + i];
+        dst[i] = src[from + i];
 }
 
 // xs[r][j] = x[rows[r] * d + j0 + j] for r < height and j < width: pixels j0 ... j0 + width - 1 of the

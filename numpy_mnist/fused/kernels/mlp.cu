@@ -41,7 +41,7 @@ mlp_hidden(const T* __restrict__ x, const int* __restrict__ perm, int start, int
     const int height = nm_min(MLP_ROWS, n - r0), units = nm_min(MLP_UNITS, hidden - u0);
     const int mr = tid / MLP_UNITS, mu = tid % MLP_UNITS;  // this thread's output, if it has one
     const bool owner = mr < height && mu < units;
-    stage_rows(rows, perm, start + r0, height);
+    block_copy(rows, perm, start + r0, height);
     __syncthreads();
     T acc = T(0);
     for (int j0 = 0; j0 < d; j0 += NM_TILE<T>) {
@@ -96,8 +96,7 @@ mlp_rows(const Y* __restrict__ y, const int* __restrict__ perm, int start, int n
             if (u < units)
                 as[r][u] = nm_relu(pr[(long long)r * hidden + u0 + u]);
         }
-        for (int i = tid; i < units * K; i += blockDim.x)
-            w2s[i] = w2[(long long)u0 * K + i];
+        block_copy(w2s, w2, (long long)u0 * K, units * K);
         __syncthreads();
         if (owner)
             for (int u = 0; u < units; ++u)
@@ -108,8 +107,7 @@ mlp_rows(const Y* __restrict__ y, const int* __restrict__ perm, int start, int n
     // dz, and read by the dh below
     finish_rows<T, Y, K, LOSS>(owner, acc, b2, y, perm + start + r0, r0, height, n, zs, term, correct, dzs);
     __syncthreads();
-    for (int i = tid; i < height * K; i += blockDim.x)
-        dz[(long long)r0 * K + i] = dzs[i];
+    block_copy(dz + (long long)r0 * K, dzs, 0, height * K);
     T* dhr = dh + (long long)r0 * hidden;
     for (int i = tid; i < height * hidden; i += blockDim.x) {
         const int r = i / hidden, u = i % hidden;
@@ -180,7 +178,7 @@ mlp_step(const T* __restrict__ x, const int* __restrict__ perm, int start, int n
     const int width = nm_min(MLP_COLS, d - j0), units = nm_min(MLP_UNITS, hidden - u0);
     const int mj = tid / MLP_UNITS, mu = tid % MLP_UNITS;  // this thread's parameter, if it has one
     const bool owner = mj < width && mu < units;
-    stage_rows(rows[0], perm, start, nm_min(MLP_ROW_TILE, n));
+    block_copy(rows[0], perm, start, nm_min(MLP_ROW_TILE, n));
     __syncthreads();
     T g = T(0);
     for (int r0 = 0, buf = 0; r0 < n; r0 += MLP_ROW_TILE, buf ^= 1) {
@@ -193,7 +191,7 @@ mlp_step(const T* __restrict__ x, const int* __restrict__ perm, int start, int n
         }
         __syncthreads();
         const int next = r0 + MLP_ROW_TILE;  // the next tile's rows, fetched while this one is summed
-        stage_rows(rows[buf ^ 1], perm, start + next, nm_min(MLP_ROW_TILE, n - next));
+        block_copy(rows[buf ^ 1], perm, start + next, nm_min(MLP_ROW_TILE, n - next));
         if (owner)
             for (int r = 0; r < height; ++r)
                 g = nm_fma(xs[r][mj], dhs[r][mu], g);
