@@ -45,14 +45,11 @@ def pixel_similarity(train_x, train_y, valid_x, valid_y, distance: str = "l1") -
     """
     xp = array_namespace(train_x)
     is3_train, is3_valid = train_y[:, 0] == 1, valid_y[:, 0] == 1
-    mean3 = _masked_mean(xp, train_x, is3_train)
-    mean7 = _masked_mean(xp, train_x, ~is3_train)
+    mean3, mean7 = _masked_mean(xp, train_x, is3_train), _masked_mean(xp, train_x, ~is3_train)
     said3 = mnist_distance(valid_x, mean3, distance) < mnist_distance(valid_x, mean7, distance)
     right = said3 == is3_valid
-    acc3 = _fraction(xp, right, is3_valid)
-    acc7 = _fraction(xp, right, ~is3_valid)
     total = float(xp.sum(xp.astype(right, xp.float64))) / right.shape[0]
-    return PixelSimilarity(distance, acc3, acc7, total)
+    return PixelSimilarity(distance, _fraction(xp, right, is3_valid), _fraction(xp, right, ~is3_valid), total)
 
 
 def _masked_mean(xp, x, mask):

@@ -96,10 +96,7 @@ def load_dataset(name: str, data_dir: str | os.PathLike | None = None, *, train_
         The MNIST files are missing or damaged (the message says how to get them).
     """
     spec = get_spec(name)
-    if spec.name == "sample":
-        train_x, train_y, valid_x, valid_y = load_mnist_sample()
-    else:
-        train_x, train_y, valid_x, valid_y = load_mnist(data_dir)
+    train_x, train_y, valid_x, valid_y = load_mnist_sample() if spec.name == "sample" else load_mnist(data_dir)
     rng = np.random.default_rng(seed)
     train_x, train_y = _subset(train_x, train_y, train_rows, rng, "train_rows", f"{spec.name} train")
     valid_x, valid_y = _subset(valid_x, valid_y, valid_rows, rng, "valid_rows", f"{spec.name} valid")

@@ -97,12 +97,11 @@ def diagnose(history: Sequence, *, chance: float, lr: float, start_loss: float |
     """
     if not history:
         return None
-    last = history[-1]
+    last, final = history[-1], history[-1].valid_loss
     reference = start_loss if start_loss is not None else history[0].valid_loss
     since = "before training" if start_loss is not None else "after the first epoch"
     lower = suggested_lr if suggested_lr is not None and suggested_lr < lr else lr / 10
     try_lower = f"try a lower learning rate (--lr), e.g. {lower:g}"
-    final = last.valid_loss
 
     if math.isfinite(final) and reference > 0 and final >= LOSS_GROWTH * reference:
         return Diagnosis("loss_grew", (

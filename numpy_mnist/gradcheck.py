@@ -204,10 +204,8 @@ def directional_derivative(phi: Callable[[np.ndarray], float], x: np.ndarray, v:
 def numerical_gradient(phi: Callable[[np.ndarray], float], x, h: float = DEFAULT_H) -> np.ndarray:
     """The full central-difference gradient of a scalar ``phi`` at ``x``: two calls per entry."""
     x = _host64(x)
-    grad = np.empty_like(x)
-    for flat in range(x.size):
-        grad.flat[flat] = directional_derivative(phi, x, _unit(x.shape, flat), h)
-    return grad
+    return np.array([directional_derivative(phi, x, _unit(x.shape, flat), h) for flat in range(x.size)],
+                    dtype=np.float64).reshape(x.shape)
 
 
 def check_gradient(f: Callable, x, grad, *, dout=None, options: GradCheckOptions | None = None) -> GradReport:

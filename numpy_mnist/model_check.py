@@ -64,24 +64,22 @@ def check_model_gradients(model, x, y, *, h: float = DEFAULT_H, **options: Any) 
     backend, xp = model.backend, model.backend.xp
     xb, yb = backend.asarray(x), backend.asarray(y)
     loss, grads = model.loss_and_grads(xb, yb)
-    loss = float(loss)
     twin = copy.copy(model)  # only twin.params is ever replaced, never written into
     logits = model.forward(xb)
     twin.params = {name: xp.abs(value) for name, value in model.params.items()}
     logit_sizes = backend.to_host(twin.forward(xp.abs(xb)))
     dlogits = backend.to_host(model.loss.backward(logits, yb))
-    scale = (loss_magnitude(model.loss, backend.to_host(logits), backend.to_host(yb), loss)
+    scale = (loss_magnitude(model.loss, backend.to_host(logits), backend.to_host(yb), float(loss))
              + float(np.sum(np.abs(dlogits) * logit_sizes)))
-    params = dict(model.params)
-    tolerance = Tolerance(h=h)
+    params, tolerance = dict(model.params), Tolerance(h=h)
 
     def loss_at(p, name):
         twin.params = {**params, name: p}
         return twin.loss.forward(twin.forward(xb), yb)
 
-    return loss, {name: check_gradient(lambda p, name=name: loss_at(p, name), value, grads[name],
-                                       options=GradCheckOptions(name, scale, backend, tolerance, **options))
-                  for name, value in params.items()}
+    return float(loss), {name: check_gradient(lambda p, name=name: loss_at(p, name), value, grads[name],
+                                              options=GradCheckOptions(name, scale, backend, tolerance, **options))
+                         for name, value in params.items()}
 
 
 def loss_magnitude(loss: str | Loss, logits, targets, value: float) -> float:

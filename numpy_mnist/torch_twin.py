@@ -60,10 +60,9 @@ def _torch():
 def available() -> bool:
     """True when PyTorch can be imported."""
     try:
-        _torch()
+        return _torch() is not None
     except ImportError:
         return False
-    return True
 
 
 # -- losses on logits --------------------------------------------------------------------------------
@@ -150,11 +149,6 @@ def forward(model, x, params):
     return twin(x, params)
 
 
-def _targets(model, y):
-    torch = _torch()
-    return torch.as_tensor(to_numpy(y)).to(torch.int64 if model.loss.multiclass else torch.float64)
-
-
 def loss_and_grads(model, x, y, *, magnitudes: bool = False):
     """``model.loss_and_grads(x, y)`` by PyTorch's autograd in float64: ``(loss, grads)``.
 
@@ -165,8 +159,8 @@ def loss_and_grads(model, x, y, *, magnitudes: bool = False):
     """
     torch = _torch()
     params, xt = parameters(model), tensor(x)
-    z = forward(model, xt, params)
-    loss = loss_twin(model.loss)(z, _targets(model, y))
+    z, t = forward(model, xt, params), torch.as_tensor(to_numpy(y))
+    loss = loss_twin(model.loss)(z, t.to(torch.int64 if model.loss.multiclass else torch.float64))
     dz, *grads = torch.autograd.grad(loss, [z, *params.values()])
     out = (float(loss.detach()), {k: to_numpy(g) for k, g in zip(params, grads)})
     if not magnitudes:
@@ -228,8 +222,7 @@ def resnet18(x, p, *, buffers=None, masks=None, training: bool = True):
     """
     import torch
 
-    F = torch.nn.functional
-    buffers = buffers or {}
+    F, buffers = torch.nn.functional, buffers or {}
 
     def bn(h, name):
         return F.batch_norm(h, buffers.get(f"{name}.running_mean"), buffers.get(f"{name}.running_var"),

@@ -28,8 +28,7 @@ def nudge_one_weight(model, x, y, *, name: str = "weights", index: tuple = (0, 0
     The model is left exactly as it was.  ``index`` defaults to the first weight; pick a pixel
     that is not always blank (e.g. ``(14 * 28 + 14, 0)``, the centre) for a visible effect.
     """
-    backend = model.backend
-    param = model.params[name]
+    backend, param = model.backend, model.params[name]
     original = backend.to_host(param)
     rows = []
     try:

@@ -46,9 +46,8 @@ CREDIT = ("MNIST by Yann LeCun, Corinna Cortes and Christopher J.C. Burges, CC B
 
 def read_archive(source: str | os.PathLike) -> dict[str, np.ndarray]:
     """Decode every ``mnist_sample/{train,valid}/{3,7}/N.png`` of the archive into the arrays listed above."""
-    with tempfile.TemporaryDirectory() as folder:
-        with tarfile.open(source, "r:gz") as tar:
-            tar.extractall(folder, filter="data")
+    with tempfile.TemporaryDirectory() as folder, tarfile.open(source, "r:gz") as tar:
+        tar.extractall(folder, filter="data")
         return {**read_book_folder(folder), "credit": np.asarray(CREDIT)}
 
 

@@ -74,17 +74,13 @@ def _find_root(path: Path) -> Path:
 
 def _pngs(folder: Path) -> list[tuple[int, Path]]:
     """The PNGs of ``folder`` with their integer names ``N``, sorted by them."""
-    numbered = []
-    for file in folder.iterdir():
-        if file.suffix.lower() != ".png":
-            continue
-        match = _NAME.match(file.name)
+    pngs = [(_NAME.match(file.name), file) for file in folder.iterdir() if file.suffix.lower() == ".png"]
+    for match, file in pngs:
         if match is None:
             raise DataError(f"{file}: expected a name N.png with N the image's MNIST index")
-        numbered.append((int(match.group(1)), file))
-    if not numbered:
+    if not pngs:
         raise DataError(f"{folder}: no N.png images in it")
-    return sorted(numbered)
+    return sorted((int(match.group(1)), file) for match, file in pngs)
 
 
 def _decode(Image, png: Path) -> np.ndarray:

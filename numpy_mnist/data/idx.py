@@ -100,21 +100,16 @@ def _parse(name: str, stream, most_possible: float, max_bytes: int) -> np.ndarra
         raise DataError(f"{name}: truncated IDX file: {len(magic_bytes)} bytes, too short for a header")
     if magic_bytes[:2] != b"\x00\x00":
         raise DataError(f"{name}: not an IDX file (magic bytes {magic_bytes.hex()}, expected 0000 08 01/03)")
-    magic = int.from_bytes(magic_bytes, "big")
+    magic, dtype, ndim = int.from_bytes(magic_bytes, "big"), magic_bytes[2], magic_bytes[3]
     if magic not in IDX_MAGICS:
-        dtype, ndim = magic_bytes[2], magic_bytes[3]
-        raise DataError(
-            f"{name}: unsupported IDX magic {magic} (dtype code 0x{dtype:02x}, {ndim} dims); expected "
-            "2051 (ubyte images, 3 dims) or 2049 (ubyte labels, 1 dim)"
-        )
-    ndim = magic_bytes[3]
+        raise DataError(f"{name}: unsupported IDX magic {magic} (dtype code 0x{dtype:02x}, {ndim} dims); expected "
+                        "2051 (ubyte images, 3 dims) or 2049 (ubyte labels, 1 dim)")
     dims_bytes = stream.read(4 * ndim)
     if len(dims_bytes) < 4 * ndim:
         raise DataError(f"{name}: truncated IDX header: {ndim} sizes announced, "
                         f"only {len(dims_bytes)} of {4 * ndim} bytes present")
     shape = tuple(int.from_bytes(dims_bytes[4 * i:4 * i + 4], "big") for i in range(ndim))
-    expected = math.prod(shape)
-    header = 4 + 4 * ndim
+    expected, header = math.prod(shape), 4 + 4 * ndim
     if expected > max_bytes:
         raise DataError(f"{name}: header claims shape {shape} = {expected:,} bytes, "
                         f"over the limit of {max_bytes:,}")

@@ -50,23 +50,18 @@ class DataLoader:
             raise InputError("the dataset is empty: x and y have no rows")
         if drop_last and n_x < batch_size:
             raise InputError(f"drop_last with batch_size {batch_size} leaves no batch of the {n_x} rows")
-        self.x = self.backend.asarray(x)
-        self.y = self.backend.asarray(y)
+        self.x, self.y = self.backend.asarray(x), self.backend.asarray(y)
         check_finite(self.x, name="x")
         check_finite(self.y, name="y")
-        self.batch_size = int(batch_size)
-        self.shuffle = bool(shuffle)
-        self.seed = int(seed)
-        self.drop_last = bool(drop_last)
-        self.epoch = 0
+        self.batch_size, self.shuffle, self.seed = int(batch_size), bool(shuffle), int(seed)
+        self.drop_last, self.epoch = bool(drop_last), 0
 
     @property
     def n_rows(self) -> int:
         return int(self.x.shape[0])
 
     def __len__(self) -> int:
-        rounding = math.floor if self.drop_last else math.ceil
-        return rounding(self.n_rows / self.batch_size)
+        return (math.floor if self.drop_last else math.ceil)(self.n_rows / self.batch_size)
 
     def set_epoch(self, epoch: int) -> None:
         """Make the next iteration produce the order of ``epoch`` (counted from 0)."""

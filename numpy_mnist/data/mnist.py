@@ -97,16 +97,12 @@ def load_mnist(root: str | os.PathLike | None = None) -> tuple[np.ndarray, np.nd
     if missing:
         where = f"{root} does not exist" if not root.is_dir() else f"missing in {root}"
         raise DataError(f"MNIST file(s) {', '.join(missing)} not found ({where}): {_FIX}")
-    train = _pair(paths["train-images-idx3-ubyte.gz"], paths["train-labels-idx1-ubyte.gz"])
-    test = _pair(paths["t10k-images-idx3-ubyte.gz"], paths["t10k-labels-idx1-ubyte.gz"])
-    return train + test
+    files = list(paths.values())  # train images, train labels, test images, test labels (MNIST_FILES' order)
+    return _pair(*files[:2]) + _pair(*files[2:])
 
 
 def _find(root: Path, name: str) -> Path | None:
-    for candidate in (root / name, root / name.removesuffix(".gz")):
-        if candidate.is_file():
-            return candidate
-    return None
+    return next((path for path in (root / name, root / name.removesuffix(".gz")) if path.is_file()), None)
 
 
 def _pair(images_path: Path, labels_path: Path) -> tuple[np.ndarray, np.ndarray]:
@@ -181,17 +177,15 @@ def download_mnist(root: str | os.PathLike | None = None, mirrors: list[str] | t
         if _check(root / name, sums) == "ok":
             continue
         failures: list[DataError] = []
-        for base in mirrors:
-            url = base if base.endswith("/") else base + "/"
+        for base in mirrors:  # each a base URL, with or without its trailing slash
             try:
-                _fetch(url + name, root / name, sums, progress, timeout)
+                _fetch(f"{base.removesuffix('/')}/{name}", root / name, sums, progress, timeout)
                 break
             except DataError as exc:
                 failures.append(exc)
         else:
             kind = ChecksumError if any(isinstance(e, ChecksumError) for e in failures) else DataError
-            tried = "; ".join(str(e) for e in failures)
-            raise kind(f"{name}: could not be downloaded from any mirror: {tried}")
+            raise kind(f"{name}: could not be downloaded from any mirror: {'; '.join(map(str, failures))}")
     return root
 
 
@@ -224,8 +218,7 @@ def _fetch(url: str, target: Path, sums: FileSums, progress: bool, timeout: floa
     if len(data) < sums.size:  # http.client returns b"" on a connection closed early; no error
         promised = f" ({announced:,} announced)" if announced else ""
         raise DataError(f"{url}: truncated download, {len(data):,} of {sums.size:,} bytes{promised}")
-    mismatch = _mismatch(bytes(data), sums)
-    if mismatch:
+    if mismatch := _mismatch(bytes(data), sums):
         raise ChecksumError(f"{url}: {target.name}: {mismatch}")
     with atomic_write(target) as f:
         f.write(data)

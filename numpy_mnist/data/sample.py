@@ -71,8 +71,7 @@ def _read_bundle() -> dict[str, np.ndarray]:
     except OSError as exc:
         raise DataError(f"{SAMPLE_FILE}: the bundled MNIST sample cannot be read ({exc.strerror or exc}); "
                         "reinstall the package: pip install --force-reinstall numpy-mnist") from None
-    digest = hashlib.sha256(data).hexdigest()
-    if digest != SAMPLE_SHA256:
+    if (digest := hashlib.sha256(data).hexdigest()) != SAMPLE_SHA256:
         raise ChecksumError(f"{SAMPLE_FILE}: SHA-256 is {digest}, expected {SAMPLE_SHA256}; the bundled "
                             "MNIST sample is damaged: reinstall the package "
                             "(pip install --force-reinstall numpy-mnist)")

@@ -5,22 +5,13 @@ Imported only when a fused trainer is built on the CuPy backend; CuPy itself is 
 
 from __future__ import annotations
 
+from types import SimpleNamespace
+
 import numpy as np
 
 from numpy_mnist.fused.source import NVRTC_OPTIONS, program_source
 
 __all__ = ["CupyDevice"]
-
-
-class _CupyGraph:
-    def __init__(self, graph, cupy) -> None:
-        self.graph, self._cupy = graph, cupy
-
-    def replay(self) -> None:
-        # On the current stream (the one every other CuPy call of the training loop uses): what
-        # comes after (reading the losses, copying parameters back after a divergence, the next
-        # epoch's batch order) waits for the replay, and the replay for what came before.
-        self.graph.launch(self._cupy.cuda.get_current_stream())
 
 
 class CupyDevice:
@@ -36,9 +27,7 @@ class CupyDevice:
     def __init__(self, backend) -> None:
         import cupy
 
-        self._cupy = cupy
-        self.backend = backend
-        self._kernels: dict = {}
+        self._cupy, self.backend, self._kernels = cupy, backend, {}
 
     def compile(self, names) -> None:
         """Compile the program with NVRTC (options :data:`~numpy_mnist.fused.source.NVRTC_OPTIONS`;
@@ -63,7 +52,7 @@ class CupyDevice:
     def to_host(self, array) -> np.ndarray:
         return self.backend.to_host(array)
 
-    def capture(self, launches) -> _CupyGraph:
+    def capture(self, launches) -> SimpleNamespace:
         """Record ``launches`` into a CUDA graph (nothing runs yet); replay it with ``.replay()``.
 
         Captured on a private stream in CuPy's default (relaxed) mode.  Only hand-written kernels
@@ -85,4 +74,7 @@ class CupyDevice:
             finally:
                 graph = stream.end_capture()
         graph.upload(cupy.cuda.get_current_stream())
-        return _CupyGraph(graph, cupy)
+        # Replayed on the current stream (the one every other CuPy call of the training loop uses): what
+        # comes after (reading the losses, copying parameters back after a divergence, the next epoch's
+        # batch order) waits for the replay, and the replay for what came before.
+        return SimpleNamespace(replay=lambda: graph.launch(cupy.cuda.get_current_stream()))

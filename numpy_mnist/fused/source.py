@@ -11,7 +11,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from numpy_mnist.losses import LOSSES, Loss, get_loss
+from numpy_mnist.losses import LOSSES, get_loss
 
 __all__ = [
     "KERNEL_DIR",
@@ -46,17 +46,13 @@ def program_source() -> str:
     the program text, sees any change to a header)."""
     seen: set[str] = set()
 
-    def inline(text: str) -> str:
-        def replace(match):
-            name = match.group(1)
-            if name in seen:
-                return ""
-            seen.add(name)
-            return _PRAGMA_ONCE.sub("", inline((KERNEL_DIR / name).read_text()))
+    def header(match) -> str:  # the header's text where it is first included (headers include no headers)
+        name = match.group(1)
+        text = "" if name in seen else _PRAGMA_ONCE.sub("", (KERNEL_DIR / name).read_text())
+        seen.add(name)
+        return text
 
-        return _INCLUDE.sub(replace, text)
-
-    return "\n".join(inline((KERNEL_DIR / name).read_text()) for name in KERNEL_FILES)
+    return "\n".join(_INCLUDE.sub(header, (KERNEL_DIR / name).read_text()) for name in KERNEL_FILES)
 
 
 def geometry() -> dict[str, int]:
@@ -86,19 +82,13 @@ class KernelConfig:
         """Class labels (N,) against K logits, rather than one logit and a 0/1 target per row."""
         return get_loss(self.loss).multiclass
 
-    @property
-    def c_type(self) -> str:
-        return _C_TYPES[self.dtype]
-
-    @property
-    def target_type(self) -> str:
-        """The C type of the targets: ``T`` for 0/1 targets, ``long long`` for class labels."""
-        return "long long" if self.multiclass else self.c_type
-
     def names(self) -> dict[str, str]:
         """The instantiations this model trains with, by role (``"rows"``, ``"step"``, ...), as C++
-        name expressions: what ``cupy.RawModule(name_expressions=...)`` compiles and ``get_function`` finds."""
-        t, y, k, loss = self.c_type, self.target_type, self.outputs, get_loss(self.loss).kernel_code
+        name expressions: what ``cupy.RawModule(name_expressions=...)`` compiles and ``get_function`` finds.
+        ``T`` is the C type of the dtype; the targets' type ``Y`` is ``T`` for 0/1 targets, ``long long``
+        for class labels."""
+        t, k, loss = _C_TYPES[self.dtype], self.outputs, get_loss(self.loss).kernel_code
+        y = "long long" if self.multiclass else t
         names = {"sum_chunks": f"sum_chunks<{t}>", "sum_parts": f"sum_parts<{t}>"}
         if self.kind == "linear":
             names.update(rows=f"linear_rows<{t}, {y}, {k}, {loss}>", step=f"linear_step<{t}, {k}>")
@@ -112,6 +102,5 @@ def cli_configs() -> list[KernelConfig]:
     """Every configuration ``numpy-mnist train`` can ask for: both models with every loss that has
     kernels, on one logit (``mnist_loss``, ``bce``) or over the ten digits (``cross_entropy``), in
     float32 and float64."""
-    kernel_losses: list[Loss] = [loss for loss in LOSSES.values() if loss.kernel_code is not None]
-    return [KernelConfig(kind, 10 if loss.multiclass else 1, loss.name, dtype)
-            for dtype in _C_TYPES for kind in ("linear", "simple_net") for loss in kernel_losses]
+    return [KernelConfig(kind, 10 if loss.multiclass else 1, loss.name, dtype) for dtype in _C_TYPES
+            for kind in ("linear", "simple_net") for loss in LOSSES.values() if loss.kernel_code is not None]

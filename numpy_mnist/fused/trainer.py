@@ -103,8 +103,7 @@ class FusedTrainer:
     """
 
     def __init__(self, model, train_dl, opt, valid_dl=None, *, device=None) -> None:
-        why = why_not_kernels(model, opt)
-        if why is not None:
+        if (why := why_not_kernels(model, opt)) is not None:
             raise InputError(why)
         if device is None:
             if model.backend.name != "cupy":
@@ -127,18 +126,14 @@ class FusedTrainer:
         self.names = self.config.names()
         device.compile(sorted(set(self.names.values())))
         self._scalar = np.dtype(self.config.dtype).type
-        self._train: _Graph | None = None
-        self._valid: _Graph | None = None
+        self.hidden = int(model.params["b1"].shape[0]) if model.kind == "simple_net" else None  # the MLP's H
+        self._train = self._valid = None  # the recorded graphs (_Graph), each made when first needed
         self._shuffled = False  # whether the perm buffer holds a shuffled order (else the rows in order)
         self._ensure_train()
         if valid_dl is not None:
             self._ensure_valid()
 
     # -- what the graphs read ------------------------------------------------------------------
-    @property
-    def hidden(self) -> int | None:
-        return int(self.model.params["b1"].shape[0]) if self.config.kind == "simple_net" else None
-
     def _params(self) -> tuple:
         p = self.model.params
         names = ("weights", "bias") if self.config.kind == "linear" else ("w1", "b1", "w2", "b2")
@@ -155,42 +150,37 @@ class FusedTrainer:
         of any width are widened to int64, as the array path compares them with any integer.
         """
         check_targets(dl.y, self.config.outputs, n=dl.n_rows, name=f"{'train' if dl is self.train_dl else 'valid'} y")
-        x = self.device.asarray(dl.x)
-        y = self.device.asarray(dl.y, np.int64 if self.config.multiclass else self.config.dtype)
-        return x, y
+        y_type = np.int64 if self.config.multiclass else self.config.dtype
+        return self.device.asarray(dl.x), self.device.asarray(dl.y, y_type)
 
     def _row_launches(self, bufs: dict, start: int, n: int) -> list[Launch]:
         """Forward, loss and dz (and for the MLP dh) of rows ``perm[start:start + n]``."""
-        x, y, perm, i32, g, k = bufs["x"], bufs["y"], bufs["perm"], np.int32, GEOMETRY, self.config.outputs
-        d = int(x.shape[1])
+        x, i32, g, k = bufs["x"], np.int32, GEOMETRY, self.config.outputs
+        rows, outs = (bufs["perm"], i32(start), i32(n)), (bufs["term"], bufs["correct"], bufs["dz"])
         if self.config.kind == "linear":
-            w, b = self._params()
             return [Launch(self.names["rows"], _blocks(n, g["LINEAR_ROWS"]), _warps(g["LINEAR_ROWS"] * k),
-                           (x, y, perm, i32(start), i32(n), i32(d), w, b, bufs["term"], bufs["correct"], bufs["dz"]))]
+                           (x, bufs["y"], *rows, i32(x.shape[1]), *self._params(), *outs))]
         w1, b1, w2, b2 = self._params()
         h, threads = self.hidden, g["MLP_THREADS"]
         return [Launch(self.names["hidden"], _blocks(n, g["MLP_ROWS"]) * _blocks(h, g["MLP_UNITS"]), threads,
-                       (x, perm, i32(start), i32(n), i32(d), i32(h), w1, b1, bufs["pre"])),
+                       (x, *rows, i32(x.shape[1]), i32(h), w1, b1, bufs["pre"])),
                 Launch(self.names["rows"], _blocks(n, g["MLP_ROWS"]), threads,
-                       (y, perm, i32(start), i32(n), i32(h), bufs["pre"], w2, b2, bufs["term"], bufs["correct"],
-                        bufs["dz"], bufs["dh"]))]
+                       (bufs["y"], *rows, i32(h), bufs["pre"], w2, b2, *outs, bufs["dh"]))]
 
     def _step_launch(self, bufs: dict, start: int, n: int, batch: int) -> Launch:
         """Gradients, the SGD step of every parameter, and ``losses[batch]``."""
-        x, perm, losses, i32, g = bufs["x"], bufs["perm"], bufs["losses"], np.int32, GEOMETRY
+        x, i32, g = bufs["x"], np.int32, GEOMETRY
         d, k, lr = int(x.shape[1]), self.config.outputs, self._scalar(self.opt.lr)
+        rows, loss = (x, bufs["perm"], i32(start), i32(n), i32(d)), (bufs["losses"], i32(batch))
         if self.config.kind == "linear":
-            w, b = self._params()
             blocks = _blocks(d, g["LINEAR_COLS"]) + 1  # one block per LINEAR_COLS pixels, one for b and the loss
             return Launch(self.names["step"], blocks, _warps(g["LINEAR_COLS"] * k),
-                          (x, perm, i32(start), i32(n), i32(d), bufs["dz"], bufs["term"], lr, w, b, losses, i32(batch)))
-        w1, b1, w2, b2 = self._params()
+                          (*rows, bufs["dz"], bufs["term"], lr, *self._params(), *loss))
         h, threads = self.hidden, g["MLP_THREADS"]
         blocks = (_blocks(d, g["MLP_COLS"]) * _blocks(h, g["MLP_UNITS"])  # w1
                   + _blocks(h + h * k + k + 1, threads))  # b1, w2, b2 and the loss, a thread each
         return Launch(self.names["step"], blocks, threads,
-                      (x, perm, i32(start), i32(n), i32(d), i32(h), bufs["pre"], bufs["dz"], bufs["dh"], bufs["term"],
-                       lr, w1, b1, w2, b2, losses, i32(batch)))
+                      (*rows, i32(h), bufs["pre"], bufs["dz"], bufs["dh"], bufs["term"], lr, *self._params(), *loss))
 
     def _record(self, old: _Graph | None, dl, scalars: tuple, rows: int, launches_of) -> _Graph:
         """``old`` when it was recorded with the same arrays and ``scalars``, else a new graph of
@@ -216,10 +206,8 @@ class FusedTrainer:
 
         def launches_of(bufs: dict) -> list[Launch]:
             bufs.update(losses=self.device.empty(len(sizes), self.config.dtype), sizes=sizes)
-            launches = []
-            for batch, (start, n) in enumerate(zip(starts, sizes)):
-                launches += [*self._row_launches(bufs, start, n), self._step_launch(bufs, start, n, batch)]
-            return launches
+            return [launch for batch, (start, n) in enumerate(zip(starts, sizes))
+                    for launch in (*self._row_launches(bufs, start, n), self._step_launch(bufs, start, n, batch))]
 
         scalars = (float(self.opt.lr), dl.n_rows, dl.batch_size, len(dl))
         graph = self._record(self._train, dl, scalars, max(sizes), launches_of)
@@ -247,8 +235,7 @@ class FusedTrainer:
             self.device.upload(g.buffers["perm"], dl.order(dl.epoch).astype(np.int32))
             self._shuffled = dl.shuffle
         g.graph.replay()
-        batch_losses = self.device.to_host(g.buffers["losses"]).tolist()
-        return epoch_loss(batch_losses, g.buffers["sizes"], epoch=epoch)
+        return epoch_loss(self.device.to_host(g.buffers["losses"]).tolist(), g.buffers["sizes"], epoch=epoch)
 
     # -- validation -----------------------------------------------------------------------------
     def _ensure_valid(self) -> _Graph:

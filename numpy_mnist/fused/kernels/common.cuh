@@ -89,6 +89,29 @@ NM_DEVICE T column_sum(const T* __restrict__ v, int n, long long stride, int c)
     return total;
 }
 
+// ---- staging: every thread of the block copies its share, consecutive threads at consecutive addresses ----
+
+// dst[i] = src[from + i] for i < count: a run of consecutive elements (of perm, of rows of dz, w or w2).
+template <typename T>
+NM_DEVICE void block_copy(T* dst, const T* __restrict__ src, long long from, int count)
+{
+    for (int i = threadIdx.x; i < count; i += blockDim.x)
+        dst[i] = src[from + i];
+}
+
+// xs[r][j] = x[rows[r] * d + j0 + j] for r < height and j < width: pixels j0 ... j0 + width - 1 of the
+// images rows[0 ... height - 1] of x (N, d), into a tile of `cols` columns (cols <= C, a row may be padded).
+template <typename T, int R, int C>
+NM_DEVICE void stage_images(T (&xs)[R][C], const T* __restrict__ x, const int* rows, int height, int d, int j0,
+                            int width, int cols)
+{
+    for (int i = threadIdx.x; i < height * cols; i += blockDim.x) {
+        const int r = i / cols, j = i % cols;
+        if (j < width)
+            xs[r][j] = x[(long long)rows[r] * d + j0 + j];
+    }
+}
+
 // relu(h) = max(h, 0), as numpy_mnist.layers.relu (xp.maximum: a NaN stays NaN).
 template <typename T>
 NM_DEVICE T nm_relu(T h) { return h < T(0) ? T(0) : h; }

@@ -39,23 +39,16 @@ __global__ void linear_rows(const T* __restrict__ x, const Y* __restrict__ y, co
     __shared__ T ws[NM_TILE<T> * K];
     __shared__ T zs[LINEAR_ROWS * K];
     const int tid = threadIdx.x;
-    const int r0 = blockIdx.x * LINEAR_ROWS;
-    const int height = nm_min(LINEAR_ROWS, n - r0);
+    const int r0 = blockIdx.x * LINEAR_ROWS, height = nm_min(LINEAR_ROWS, n - r0);
     const int mr = tid / K, mk = tid % K;  // this thread's output, if mr < height
     const bool owner = mr < height;
-    if (tid < height)
-        rows[tid] = perm[start + r0 + tid];
+    block_copy(rows, perm, start + r0, height);
     __syncthreads();
     T acc = T(0);
     for (int j0 = 0; j0 < d; j0 += NM_TILE<T>) {
         const int width = nm_min(NM_TILE<T>, d - j0);
-        for (int i = tid; i < height * NM_TILE<T>; i += blockDim.x) {
-            const int r = i / NM_TILE<T>, j = i % NM_TILE<T>;
-            if (j < width)
-                xs[r][j] = x[(long long)rows[r] * d + j0 + j];
-        }
-        for (int i = tid; i < width * K; i += blockDim.x)
-            ws[i] = w[(long long)j0 * K + i];
+        stage_images(xs, x, rows, height, d, j0, width, NM_TILE<T>);
+        block_copy(ws, w, (long long)j0 * K, width * K);
         __syncthreads();
         if (owner)
             for (int j = 0; j < width; ++j)
@@ -95,27 +88,19 @@ __global__ void linear_step(const T* __restrict__ x, const int* __restrict__ per
             losses[batch] = column_sum(term, n, 1, 0) / T(n);
         return;
     }
-    const int j0 = blockIdx.x * LINEAR_COLS;
-    const int width = nm_min(LINEAR_COLS, d - j0);
+    const int j0 = blockIdx.x * LINEAR_COLS, width = nm_min(LINEAR_COLS, d - j0);
     const int mj = tid / K, mk = tid % K;  // this thread's parameter w[j0 + mj, mk], if mj < width
     const bool owner = mj < width;
-    for (int i = tid; i < nm_min(LINEAR_ROW_TILE, n); i += blockDim.x)
-        rows[0][i] = perm[start + i];
+    block_copy(rows[0], perm, start, nm_min(LINEAR_ROW_TILE, n));
     __syncthreads();
     T g = T(0);
     for (int r0 = 0, buf = 0; r0 < n; r0 += LINEAR_ROW_TILE, buf ^= 1) {
         const int height = nm_min(LINEAR_ROW_TILE, n - r0);
-        for (int i = tid; i < height * LINEAR_COLS; i += blockDim.x) {
-            const int r = i / LINEAR_COLS, j = i % LINEAR_COLS;
-            if (j < width)
-                xs[r][j] = x[(long long)rows[buf][r] * d + j0 + j];
-        }
-        for (int i = tid; i < height * K; i += blockDim.x)
-            dzs[i] = dz[(long long)r0 * K + i];
+        stage_images(xs, x, rows[buf], height, d, j0, width, LINEAR_COLS);
+        block_copy(dzs, dz, (long long)r0 * K, height * K);
         __syncthreads();
-        const int next = r0 + LINEAR_ROW_TILE;
-        for (int i = tid; i < nm_min(LINEAR_ROW_TILE, n - next); i += blockDim.x)
-            rows[buf ^ 1][i] = perm[start + next + i];
+        const int next = r0 + LINEAR_ROW_TILE;  // the next tile's rows, fetched while this one is summed
+        block_copy(rows[buf ^ 1], perm, start + next, nm_min(LINEAR_ROW_TILE, n - next));
         if (owner)
             for (int r = 0; r < height; ++r)
                 g = nm_fma(xs[r][mj], dzs[r * K + mk], g);

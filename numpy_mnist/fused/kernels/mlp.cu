@@ -41,17 +41,12 @@ mlp_hidden(const T* __restrict__ x, const int* __restrict__ perm, int start, int
     const int height = nm_min(MLP_ROWS, n - r0), units = nm_min(MLP_UNITS, hidden - u0);
     const int mr = tid / MLP_UNITS, mu = tid % MLP_UNITS;  // this thread's output, if it has one
     const bool owner = mr < height && mu < units;
-    if (tid < height)
-        rows[tid] = perm[start + r0 + tid];
+    block_copy(rows, perm, start + r0, height);
     __syncthreads();
     T acc = T(0);
     for (int j0 = 0; j0 < d; j0 += NM_TILE<T>) {
         const int width = nm_min(NM_TILE<T>, d - j0);
-        for (int i = tid; i < height * NM_TILE<T>; i += blockDim.x) {
-            const int r = i / NM_TILE<T>, j = i % NM_TILE<T>;
-            if (j < width)
-                xs[r][j] = x[(long long)rows[r] * d + j0 + j];
-        }
+        stage_images(xs, x, rows, height, d, j0, width, NM_TILE<T>);
         for (int i = tid; i < width * MLP_UNITS; i += blockDim.x) {
             const int j = i / MLP_UNITS, u = i % MLP_UNITS;
             if (u < units)
@@ -77,7 +72,7 @@ mlp_hidden(const T* __restrict__ x, const int* __restrict__ perm, int start, int
 // Blocks of MLP_THREADS threads.  Thread t < MLP_ROWS * K owns z[r0 + t / K, t % K]; the block walks
 // the hidden units in tiles of MLP_UNITS, copying relu(pre) of its rows and the rows of w2 into shared
 // memory.  Then one thread per row takes the loss and puts its dz in shared memory, and every thread
-// takes some of the block's dh, in the order of dh in memory.
+// copies some of the block's dz out and takes some of its dh, each in the order of its memory.
 template <typename T, typename Y, int K, int LOSS>
 __global__ void __launch_bounds__(MLP_THREADS)
 mlp_rows(const Y* __restrict__ y, const int* __restrict__ perm, int start, int n, int hidden,
@@ -89,8 +84,7 @@ mlp_rows(const Y* __restrict__ y, const int* __restrict__ perm, int start, int n
     __shared__ T zs[MLP_ROWS * K];
     __shared__ T dzs[MLP_ROWS * K];
     const int tid = threadIdx.x;
-    const int r0 = blockIdx.x * MLP_ROWS;
-    const int height = nm_min(MLP_ROWS, n - r0);
+    const int r0 = blockIdx.x * MLP_ROWS, height = nm_min(MLP_ROWS, n - r0);
     const int mr = tid / K, mk = tid % K;  // this thread's logit, if mr < height
     const bool owner = mr < height;
     const T* pr = pre + (long long)r0 * hidden;  // the block's rows of pre, one run of memory
@@ -102,21 +96,18 @@ mlp_rows(const Y* __restrict__ y, const int* __restrict__ perm, int start, int n
             if (u < units)
                 as[r][u] = nm_relu(pr[(long long)r * hidden + u0 + u]);
         }
-        for (int i = tid; i < units * K; i += blockDim.x)
-            w2s[i] = w2[(long long)u0 * K + i];
+        block_copy(w2s, w2, (long long)u0 * K, units * K);
         __syncthreads();
         if (owner)
             for (int u = 0; u < units; ++u)
                 acc = nm_fma(as[mr][u], w2s[u * K + mk], acc);
         __syncthreads();
     }
-    // + b2, then each row's loss term, correct, and its dz into dzs (finish_rows, common.cuh): read by
-    // the dh below, and copied to dz
+    // + b2, then each row's loss term, correct, and its dz into dzs (finish_rows, common.cuh): copied to
+    // dz, and read by the dh below
     finish_rows<T, Y, K, LOSS>(owner, acc, b2, y, perm + start + r0, r0, height, n, zs, term, correct, dzs);
-    if (tid < height)
-        for (int k = 0; k < K; ++k)
-            dz[(long long)(r0 + tid) * K + k] = dzs[tid * K + k];
     __syncthreads();
+    block_copy(dz + (long long)r0 * K, dzs, 0, height * K);
     T* dhr = dh + (long long)r0 * hidden;
     for (int i = tid; i < height * hidden; i += blockDim.x) {
         const int r = i / hidden, u = i % hidden;
@@ -135,26 +126,21 @@ NM_DEVICE void mlp_step_rest(int i, int n, int hidden, const T* __restrict__ pre
                              const T* __restrict__ dh, const T* __restrict__ term, T lr, T* __restrict__ b1,
                              T* __restrict__ w2, T* __restrict__ b2, T* __restrict__ losses, int batch)
 {
-    if (i < hidden) {
+    const int w2_at = hidden, b2_at = w2_at + hidden * K, loss_at = b2_at + K;  // where each output starts
+    if (i < w2_at) {
         b1[i] = b1[i] - column_sum(dh, n, hidden, i) * lr;
-        return;
-    }
-    i -= hidden;
-    if (i < hidden * K) {
-        const int u = i / K, k = i % K;
+    } else if (i < b2_at) {
+        const int j = i - w2_at, u = j / K, k = j % K;
         T g = T(0);
         for (int r = 0; r < n; ++r)
             g = nm_fma(nm_relu(pre[(long long)r * hidden + u]), dz[r * K + k], g);
-        w2[i] = w2[i] - g * lr;
-        return;
-    }
-    i -= hidden * K;
-    if (i < K) {
-        b2[i] = b2[i] - column_sum(dz, n, K, i) * lr;
-        return;
-    }
-    if (i == K)
+        w2[j] = w2[j] - g * lr;
+    } else if (i < loss_at) {
+        const int k = i - b2_at;
+        b2[k] = b2[k] - column_sum(dz, n, K, k) * lr;
+    } else if (i == loss_at) {
         losses[batch] = column_sum(term, n, 1, 0) / T(n);
+    }
 }
 
 // Gradients and SGD steps, one thread per parameter, then the batch loss.  With H hidden units:
@@ -182,8 +168,7 @@ mlp_step(const T* __restrict__ x, const int* __restrict__ perm, int start, int n
     __shared__ T xs[MLP_ROW_TILE][MLP_COLS + 1];  // + 1: the padding rule in common.cuh
     __shared__ T dhs[MLP_ROW_TILE][MLP_UNITS + 1];
     const int tid = threadIdx.x;
-    const int unit_blocks = nm_ceil_div(hidden, MLP_UNITS);
-    const int w1_blocks = nm_ceil_div(d, MLP_COLS) * unit_blocks;
+    const int unit_blocks = nm_ceil_div(hidden, MLP_UNITS), w1_blocks = nm_ceil_div(d, MLP_COLS) * unit_blocks;
     if ((int)blockIdx.x >= w1_blocks) {
         mlp_step_rest<T, K>((blockIdx.x - w1_blocks) * blockDim.x + tid, n, hidden, pre, dz, dh, term, lr,
                             b1, w2, b2, losses, batch);
@@ -193,26 +178,20 @@ mlp_step(const T* __restrict__ x, const int* __restrict__ perm, int start, int n
     const int width = nm_min(MLP_COLS, d - j0), units = nm_min(MLP_UNITS, hidden - u0);
     const int mj = tid / MLP_UNITS, mu = tid % MLP_UNITS;  // this thread's parameter, if it has one
     const bool owner = mj < width && mu < units;
-    for (int i = tid; i < nm_min(MLP_ROW_TILE, n); i += blockDim.x)
-        rows[0][i] = perm[start + i];
+    block_copy(rows[0], perm, start, nm_min(MLP_ROW_TILE, n));
     __syncthreads();
     T g = T(0);
     for (int r0 = 0, buf = 0; r0 < n; r0 += MLP_ROW_TILE, buf ^= 1) {
         const int height = nm_min(MLP_ROW_TILE, n - r0);
-        for (int i = tid; i < height * MLP_COLS; i += blockDim.x) {
-            const int r = i / MLP_COLS, j = i % MLP_COLS;
-            if (j < width)
-                xs[r][j] = x[(long long)rows[buf][r] * d + j0 + j];
-        }
+        stage_images(xs, x, rows[buf], height, d, j0, width, MLP_COLS);
         for (int i = tid; i < height * MLP_UNITS; i += blockDim.x) {
             const int r = i / MLP_UNITS, u = i % MLP_UNITS;
             if (u < units)
                 dhs[r][u] = dh[(long long)(r0 + r) * hidden + u0 + u];
         }
         __syncthreads();
-        const int next = r0 + MLP_ROW_TILE;
-        for (int i = tid; i < nm_min(MLP_ROW_TILE, n - next); i += blockDim.x)
-            rows[buf ^ 1][i] = perm[start + next + i];
+        const int next = r0 + MLP_ROW_TILE;  // the next tile's rows, fetched while this one is summed
+        block_copy(rows[buf ^ 1], perm, start + next, nm_min(MLP_ROW_TILE, n - next));
         if (owner)
             for (int r = 0; r < height; ++r)
                 g = nm_fma(xs[r][mj], dhs[r][mu], g);

@@ -13,8 +13,7 @@ template <typename T>
 __global__ void sum_chunks(const T* __restrict__ term, const int* __restrict__ correct, int n, int chunk,
                            T* __restrict__ part_term, int* __restrict__ part_correct)
 {
-    const int c = blockIdx.x * blockDim.x + threadIdx.x;
-    const int first = c * chunk;
+    const int c = blockIdx.x * blockDim.x + threadIdx.x, first = c * chunk;  // the chunk, and its first row
     if (first >= n)
         return;
     const int last = first + chunk < n ? first + chunk : n;
