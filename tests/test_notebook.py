@@ -142,7 +142,10 @@ def test_the_notebook_runs_from_a_clean_kernel_and_shows_the_book(jupyter, tmp_p
     workdir.mkdir()
 
     started = time.perf_counter()
+    # iopub_timeout: on a loaded machine a cell's output can come after nbclient's default 4 s wait for it and
+    # be dropped without a word; wait longer, and fail loudly if it still does not come.
     client = nbclient.NotebookClient(nb, timeout=BUDGET_S, kernel_name="python3", record_timing=False,
+                                     iopub_timeout=60, raise_on_iopub_timeout=True,
                                      resources={"metadata": {"path": str(workdir)}})
     client.execute(env=env)  # raises CellExecutionError, naming the cell, on any error
     elapsed = time.perf_counter() - started
