@@ -16,9 +16,7 @@ from numpy_mnist.plots import pyplot, save_figure
 __all__ = ["markdown", "write_results", "plot_epoch_times", "plot_sweep"]
 
 
-def _ms(seconds: float | None) -> str:
-    if seconds is None:
-        return "-"
+def _ms(seconds: float) -> str:
     ms = seconds * 1e3
     return f"{ms:.3g}" if ms < 100 else f"{ms:,.0f}"
 
@@ -201,12 +199,11 @@ def write_results(results: dict, out_dir, *, plots: bool = True) -> list[Path]:
     out_dir.mkdir(parents=True, exist_ok=True)
     with atomic_write(out_dir / "bench.md", "w") as f:
         f.write(markdown(results))
-    write_json(out_dir / "bench.json", results)
-    written = [out_dir / "bench.md", out_dir / "bench.json"]
+    written = [out_dir / "bench.md", write_json(out_dir / "bench.json", results)]
     if plots:
         written.append(plot_epoch_times(results, out_dir / "epoch_times.png"))
-        for s in (results.get("sweep") or {}).get("series", []):
-            written.append(plot_sweep(s, results, out_dir / f"sweep_{s['axis']}_{s['model']}.png"))
+        written += [plot_sweep(s, results, out_dir / f"sweep_{s['axis']}_{s['model']}.png")
+                    for s in (results.get("sweep") or {}).get("series", [])]
     return written
 
 
