@@ -45,8 +45,7 @@ def markdown(results: dict) -> str:
 
 def _header(results: dict) -> list[str]:
     m, d, t = results["machine"], results["data"], results["timing"]
-    v, gpu, blas = m["versions"], m["gpu"]["name"], m["numpy_blas_threads"]
-    others = m.get("other_programs") or {}
+    v, gpu, blas, others = m["versions"], m["gpu"]["name"], m["numpy_blas_threads"], m.get("other_programs") or {}
     busy = others.get("other_programs_cores")
     out = ["# numpy-mnist benchmark: one training epoch", ""]
     if gpu == NO_GPU:
