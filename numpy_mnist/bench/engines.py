@@ -278,8 +278,7 @@ ENGINE_KEYS = ("numpy", "torch-cpu", "cupy", "torch-cuda", "fused-graph", "torch
 
 def make_engines(keys=ENGINE_KEYS, *, torch_threads: int | None = None) -> list[Engine]:
     """The engines named by ``keys`` (see :data:`ENGINE_KEYS`), available or not, in table order."""
-    unknown = [k for k in keys if k not in ENGINE_KEYS]
-    if unknown:
+    if unknown := [k for k in keys if k not in ENGINE_KEYS]:
         raise ValueError(f"unknown engine(s) {', '.join(unknown)}: choose from {', '.join(ENGINE_KEYS)}")
     return [e for e in (NumpyMnistEngine("numpy"), TorchEngine("cpu", threads=torch_threads), NumpyMnistEngine("cupy"),
                         TorchEngine("cuda"), NumpyMnistEngine("cupy", graph=True), TorchEngine("cuda", graph=True))

@@ -18,7 +18,8 @@ from numpy_mnist import __version__
 from numpy_mnist.backends import BackendUnavailableError
 from numpy_mnist.backends.cupy_backend import import_cupy
 
-__all__ = ["machine_info", "numpy_blas_threads", "torch_or_reason", "NO_GPU", "CpuActivity", "wait_for_quiet"]
+__all__ = ["machine_info", "numpy_blas_threads", "torch_or_reason", "NO_GPU", "cpu_snapshot", "other_programs",
+           "wait_for_quiet"]
 
 NO_GPU = "no GPU found"
 
@@ -100,32 +101,25 @@ def machine_info() -> dict:
             "torch_threads": torch.get_num_threads() if torch is not None else None, "argv": sys.argv}
 
 
-class CpuActivity:
-    """How busy *other* programs kept the CPUs between :meth:`start` and :meth:`stop` (Linux only).
+def other_programs(start: tuple | None) -> dict | None:
+    """How busy *other* programs kept the CPUs since ``start``, a :func:`cpu_snapshot` (Linux only).
 
     The machine's busy CPU time (from ``/proc/stat``) minus this process's own CPU time, divided by
     the wall time: the number of cores other programs used meanwhile.  On a shared machine this is
     what makes timings wander; the report warns when it is not small.  Beside it, the 1, 5 and 15
     minute load averages at the start and the end.
     """
-
-    def start(self) -> "CpuActivity":
-        self._start = _cpu_snapshot()
-        return self
-
-    def stop(self) -> dict | None:
-        start, end = self._start, _cpu_snapshot()
-        if start is None or end is None or end[0] <= start[0]:
-            return None
-        wall = end[0] - start[0]
-        others = max(0.0, (end[1] - start[1]) - (end[2] - start[2])) / wall
-        return {"other_programs_cores": round(others, 3), "wall_s": round(wall, 1),
-                "load_average": {"start": start[3], "end": end[3]},
-                "note": "CPU cores other programs kept busy during the run, on average; 1, 5 and 15 minute load "
-                        "averages"}
+    end = cpu_snapshot()
+    if start is None or end is None or end[0] <= start[0]:
+        return None
+    wall = end[0] - start[0]
+    others = max(0.0, (end[1] - start[1]) - (end[2] - start[2])) / wall
+    return {"other_programs_cores": round(others, 3), "wall_s": round(wall, 1),
+            "load_average": {"start": start[3], "end": end[3]},
+            "note": "CPU cores other programs kept busy during the run, on average; 1, 5 and 15 minute load averages"}
 
 
-def _cpu_snapshot() -> tuple[float, float, float, list[float]] | None:
+def cpu_snapshot() -> tuple[float, float, float, list[float]] | None:
     """(wall clock, the machine's busy CPU seconds, this process's CPU seconds, the load averages), or ``None``
     off Linux."""
     try:
@@ -142,9 +136,9 @@ def wait_for_quiet(max_cores: float, limit_s: float = 1800, log=print) -> None:
     """Sleep until other programs use at most ``max_cores`` CPU cores over a 5 s window (or ``limit_s`` passes)."""
     deadline = time.monotonic() + limit_s
     while time.monotonic() < deadline:
-        activity = CpuActivity().start()
+        start = cpu_snapshot()
         time.sleep(5)
-        busy = (activity.stop() or {}).get("other_programs_cores", 0.0)
+        busy = (other_programs(start) or {}).get("other_programs_cores", 0.0)
         if busy <= max_cores:
             return
         log(f"waiting for a quiet machine: other programs use {busy:.2f} cores")

@@ -94,19 +94,15 @@ def floor_products(workload, x: np.ndarray) -> list[tuple[np.ndarray, np.ndarray
     For the ResNet-18, its convolutions' products over the batches its trials time
     (:func:`~numpy_mnist.bench.resnet.conv_operands`).
     """
-    rng = np.random.default_rng(0)
-
-    def normal(*shape):
-        return rng.standard_normal(shape, dtype=np.float32)
-
+    normal = partial(np.random.default_rng(0).standard_normal, dtype=np.float32)
     if workload.model == "resnet18":
         products = conv_operands(workload) * workload.timed_batches(x.shape[0])
     else:
-        w, w1, w2 = normal(x.shape[1], 1), normal(x.shape[1], workload.hidden), normal(workload.hidden, 1)
+        w, w1, w2 = normal((x.shape[1], 1)), normal((x.shape[1], workload.hidden)), normal((workload.hidden, 1))
         products = []
         for start in range(0, x.shape[0], workload.batch_size):
             xb = x[start:start + workload.batch_size]
-            dz, a = normal(len(xb), 1), normal(len(xb), workload.hidden)
+            dz, a = normal((len(xb), 1)), normal((len(xb), workload.hidden))
             products += ([(xb, w), (xb.T, dz)] if workload.model == "linear1" else
                          [(xb, w1), (a, w2), (a.T, dz), (dz, w2.T), (xb.T, a)])
     return products

@@ -16,9 +16,7 @@ from numpy_mnist.plots import pyplot, save_figure
 __all__ = ["markdown", "write_results", "plot_epoch_times", "plot_sweep"]
 
 
-def _ms(seconds: float | None) -> str:
-    if seconds is None:
-        return "-"
+def _ms(seconds: float) -> str:
     ms = seconds * 1e3
     return f"{ms:.3g}" if ms < 100 else f"{ms:,.0f}"
 
@@ -47,8 +45,7 @@ def markdown(results: dict) -> str:
 
 def _header(results: dict) -> list[str]:
     m, d, t = results["machine"], results["data"], results["timing"]
-    v, gpu, blas = m["versions"], m["gpu"]["name"], m["numpy_blas_threads"]
-    others = m.get("other_programs") or {}
+    v, gpu, blas, others = m["versions"], m["gpu"]["name"], m["numpy_blas_threads"], m.get("other_programs") or {}
     busy = others.get("other_programs_cores")
     out = ["# numpy-mnist benchmark: one training epoch", ""]
     if gpu == NO_GPU:
@@ -201,12 +198,11 @@ def write_results(results: dict, out_dir, *, plots: bool = True) -> list[Path]:
     out_dir.mkdir(parents=True, exist_ok=True)
     with atomic_write(out_dir / "bench.md", "w") as f:
         f.write(markdown(results))
-    write_json(out_dir / "bench.json", results)
-    written = [out_dir / "bench.md", out_dir / "bench.json"]
+    written = [out_dir / "bench.md", write_json(out_dir / "bench.json", results)]
     if plots:
         written.append(plot_epoch_times(results, out_dir / "epoch_times.png"))
-        for s in (results.get("sweep") or {}).get("series", []):
-            written.append(plot_sweep(s, results, out_dir / f"sweep_{s['axis']}_{s['model']}.png"))
+        written += [plot_sweep(s, results, out_dir / f"sweep_{s['axis']}_{s['model']}.png")
+                    for s in (results.get("sweep") or {}).get("series", [])]
     return written
 
 

@@ -77,8 +77,7 @@ def quiet_epoch(model, loader, opt):
 def numpy_mnist_trainer(workload, x, y, backend):
     """``trainer(batches) -> run``: ``run()`` trains the first ``batches`` batches of the epoch with numpy-mnist."""
     model = workload.build(backend)
-    labels, bs = _labels(y), workload.batch_size
-    steps = x.shape[0] // bs
+    labels, bs, steps = _labels(y), workload.batch_size, x.shape[0] // workload.batch_size
 
     def trainer(batches: int):
         loader = DataLoader(x[:batches * bs], labels[:batches * bs], bs, drop_last=True, backend=backend)

@@ -11,7 +11,7 @@ from dataclasses import dataclass, replace
 
 from numpy_mnist.bench.data import BenchData, training_data
 from numpy_mnist.bench.engines import ENGINE_KEYS, WARM_BATCHES, Workload, make_engines
-from numpy_mnist.bench.machine import CpuActivity, machine_info, numpy_blas_threads
+from numpy_mnist.bench.machine import cpu_snapshot, machine_info, numpy_blas_threads, other_programs
 from numpy_mnist.bench.references import blas_floor, hardware_bound_s, references
 from numpy_mnist.bench.sweep import FULL_SWEEP, QUICK_SWEEP, run_sweep, time_trials
 from numpy_mnist.bench.targets import evaluate_targets
@@ -66,7 +66,7 @@ class BenchConfig:
 def run_bench(config: BenchConfig | None = None, log=print) -> dict:
     """Run the benchmark; return every figure as a JSON-ready dict (see :mod:`numpy_mnist.bench.report`)."""
     cfg = (config or BenchConfig()).resolved()
-    started, activity = time.perf_counter(), CpuActivity().start()
+    started, cpu_start = time.perf_counter(), cpu_snapshot()
     blas = numpy_blas_threads()
     engines = make_engines(cfg.engines, torch_threads=blas["threads"])
     unavailable = {e.key: why for e in engines if (why := e.unavailable()) is not None}
@@ -108,7 +108,7 @@ def run_bench(config: BenchConfig | None = None, log=print) -> dict:
         results["whole_runs"] = run_whole_runs(log=log)
     results["targets"] = evaluate_targets(results)
     results["elapsed_s"] = time.perf_counter() - started
-    results["machine"]["other_programs"] = activity.stop()
+    results["machine"]["other_programs"] = other_programs(cpu_start)
     return results
 
 

@@ -31,11 +31,11 @@ class Series:
     def name(self) -> str:
         return f"{self.axis}/{self.model}"
 
-    def workload(self, value: int) -> tuple[Workload, int | None]:
-        """The workload at ``value`` and the number of rows to train on (``None``: the real set)."""
+    def point(self, value: int, data: BenchData) -> tuple[Workload, BenchData]:
+        """The workload at ``value`` and the data it trains on (``data``, or on the rows axis ``value`` rows of it)."""
         if self.axis == "rows":
-            return Workload(self.model), value
-        return Workload(self.model, **{self.axis: value}), None  # batch_size or hidden
+            return Workload(self.model), grow_rows(data, value)
+        return Workload(self.model, **{self.axis: value}), data  # batch_size or hidden
 
 
 BATCH_SIZES = (64, 128, 256, 512, 1024, 2048, 4096, 8192)
@@ -60,29 +60,22 @@ QUICK_SWEEP = (
 
 
 def run_sweep(engines, data: BenchData, cfg, log=print) -> dict:
-    """Time every point of every series of ``cfg.series`` on every engine (each available); return the figures
-    and the crossovers.  Repeats: as many as fit in ``cfg.point_budget_s`` per point, from 3 to 9."""
+    """Time one epoch at every point of every series of ``cfg.series`` on every engine (each available),
+    interleaved per framework; return the figures and the crossovers.  Repeats: as many as fit in
+    ``cfg.point_budget_s`` per point, from 3 to 9."""
     timing = {"warmups": 1, "repeats": min(cfg.repeats, 9), "budget_s": cfg.point_budget_s, "settle_s": cfg.settle_s}
     out = []
     for s in cfg.series:
         points = []
         for value in s.values:
-            workload, rows = s.workload(value)
-            point = time_point(engines, workload, data if rows is None else grow_rows(data, rows), **timing)
-            points.append({"value": value, **point})
-            log(f"  {s.name} = {value:>9,}: " + ", ".join(f"{k} {m['median_s'] * 1e3:9.2f} ms"
-                                                         for k, m in point["engines"].items()))
+            workload, at = s.point(value, data)
+            trials = {(workload.name, e.key): e.prepare(workload, at.x, at.y) for e in engines}
+            ran = {key: m.as_dict() for (_, key), m in time_trials(trials, engines, **timing).items()}
+            points.append({"value": value, "rows": at.rows, "data": at.source, **workload.as_dict(), "engines": ran})
+            log(f"  {s.name} = {value:>9,}: " + ", ".join(f"{k} {m['median_s'] * 1e3:9.2f} ms" for k, m in ran.items()))
         out.append({"axis": s.axis, "model": s.model, "name": s.name, "points": points,
                     "crossover": crossover(points, engines)})
     return {"series": out, "engines": [e.describe() for e in engines]}
-
-
-def time_point(engines, workload: Workload, data: BenchData, **timing) -> dict:
-    """One epoch of ``workload`` on ``data``, timed on every engine, interleaved per framework."""
-    trials = {(workload.name, e.key): e.prepare(workload, data.x, data.y) for e in engines}
-    timed = time_trials(trials, engines, **timing)
-    return {"rows": data.rows, "data": data.source, **workload.as_dict(),
-            "engines": {key: m.as_dict() for (_, key), m in timed.items()}}
 
 
 def time_trials(trials: dict, engines, **timing) -> dict:

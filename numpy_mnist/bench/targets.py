@@ -105,12 +105,11 @@ def evaluate_targets(results: dict) -> list[dict]:
     ran = {r["engine"] for r in results["epochs"]}
     out = []
     for t in TARGETS:
-        entry = _entry(t.key, t.what, t.goal, t.fast if t.fast in (MS, GB) else "x", t.measured(results))
+        entry = _entry(t.key, t.what, t.goal, t.fast if t.fast in (MS, GB) else "x", value := t.measured(results))
         for name, bound in (("floor", t.floor), ("stretch", t.stretch)):
             if bound is not None:
-                entry[name], entry[f"{name}_held"] = bound, None if entry["measured"] is None else bool(
-                    entry["measured"] >= bound)
-        if entry["measured"] is None:
+                entry[name], entry[f"{name}_held"] = bound, None if value is None else bool(value >= bound)
+        if value is None:
             entry["note"] = _why_missing(results, [e for e in (t.slow, t.fast) if e in ENGINE_KEYS], ran)
         elif not entry["met"]:
             entry["note"] = t.why_unmet

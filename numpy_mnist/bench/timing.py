@@ -59,8 +59,7 @@ class Trial:
 
     def __init__(self, run: Callable[[], object], synchronize: Callable[[], None] | None = None, *,
                  warm: Callable[[], object] | None = None, events: tuple | None = None) -> None:
-        self.run, self.warm, self.events = run, warm or run, events
-        self.synchronize = synchronize or (lambda: None)
+        self.run, self.warm, self.events, self.synchronize = run, warm or run, events, synchronize or (lambda: None)
 
     def timed(self, warm: bool = False) -> float:
         work = self.warm if warm else self.run

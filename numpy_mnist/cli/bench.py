@@ -10,6 +10,7 @@ batch size, hidden width and dataset size sweeps (minutes, unattended).
 from __future__ import annotations
 
 import sys
+from functools import partial
 from pathlib import Path
 
 from numpy_mnist.bench import BenchConfig, markdown, run_bench, write_results
@@ -23,8 +24,7 @@ def register(subparsers) -> None:
                               description=__doc__)
     p.add_argument("--quick", action="store_true",
                    help="fewer repeats, a smaller sweep and 12 ResNet-18 batches: a minute or two")
-    p.add_argument("--out", type=Path, default=None,
-                   help="write bench.md, bench.json and PNG plots into this folder")
+    p.add_argument("--out", type=Path, help="write bench.md, bench.json and PNG plots into this folder")
     p.add_argument("--engines", nargs="+", choices=ENGINES, default=ENGINES, metavar="ENGINE",
                    help=f"engines to run, from {', '.join(ENGINES)} (default: all; "
                         "unavailable ones are reported, not run)")
@@ -34,22 +34,19 @@ def register(subparsers) -> None:
                    help="skip the whole `numpy-mnist train` runs, NumPy against CuPy (they run only on a GPU)")
     p.add_argument("--no-resnet", dest="resnet", action="store_false",
                    help="leave out the ResNet-18 rows (one epoch of it: about a minute per engine on 2 cores)")
-    p.add_argument("--resnet-batches", type=positive_int, default=None, metavar="N",
+    p.add_argument("--resnet-batches", type=positive_int, metavar="N",
                    help="time the ResNet-18 on the first N batches of its epoch, scaled to the epoch "
                         "(default: 12 with --quick, else the whole epoch)")
-    p.add_argument("--repeats", type=positive_int, default=None,
-                   help="timed repeats per measurement (the ResNet-18's: at most 3)")
-    p.add_argument("--warmups", type=positive_int, default=None, help="untimed runs before timing")
-    p.add_argument("--wait-quiet", type=positive_float, default=None, metavar="CORES",
+    p.add_argument("--repeats", type=positive_int, help="timed repeats per measurement (the ResNet-18's: at most 3)")
+    p.add_argument("--warmups", type=positive_int, help="untimed runs before timing")
+    p.add_argument("--wait-quiet", type=positive_float, metavar="CORES",
                    help="first wait (up to 30 minutes) until other programs use at most CORES CPU cores")
     p.add_argument("--no-plot", dest="plot", action="store_false", help="skip the PNG plots")
     p.set_defaults(run=run)
 
 
 def run(args) -> int:
-    def log(line):
-        print(line, file=sys.stderr, flush=True)
-
+    log = partial(print, file=sys.stderr, flush=True)
     if args.wait_quiet is not None:
         wait_for_quiet(args.wait_quiet, log=log)
     config = BenchConfig(quick=args.quick, engines=tuple(args.engines), sweep=args.sweep, repeats=args.repeats,
