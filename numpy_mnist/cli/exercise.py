@@ -99,9 +99,8 @@ def table(rows) -> str:
 def _row(r) -> tuple[str, ...]:
     if not r.implemented:
         return (r.name, r.status + (f" ({r.note})" if r.note else ""), "-", "-", "-")
-    what, how = (r.failure.what, r.failure.how) if r.failure else (None, None)
-    worst = f"{r.worst:.1e}"
-    error = {None: worst, "values": worst, "call": _HOW.get(how, how or "-")}.get(what, what)
+    what, how = (r.failure.what, r.failure.how) if r.failure else ("values", None)
+    error = {"values": f"{r.worst:.1e}", "call": _HOW.get(how, how or "-")}.get(what, what)
     return (r.name, r.status, error, f"{r.fd_worst:.1e}", str(r.examples))
 
 
@@ -128,8 +127,7 @@ def _show(a) -> str:
     a = np.asarray(a)
     if a.size > 24:
         return f"an array of shape {a.shape}"
-    return " ".join(np.array2string(a, precision=6, separator=", ", max_line_width=10_000,
-                                    floatmode="maxprec").split())
+    return " ".join(np.array2string(a, precision=6, separator=", ", max_line_width=10_000, floatmode="maxprec").split())
 
 
 def printed(output: str) -> str:

@@ -267,8 +267,7 @@ class _Run:
     def __init__(self, box: Sandbox, ex: Exercise, use_torch: bool) -> None:
         self.box, self.ex, self.use_torch = box, ex, use_torch
         self.examples, self.worst, self.fd_worst, self.todo = 0, 0.0, 0.0, False
-        self.first: Failure | None = None
-        self.sticky: Failure | None = None
+        self.first = self.sticky = None  # Failure | None
         self.output = ""  # what the first call that printed anything printed
 
     def attempt(self, example: Example) -> None:
@@ -333,9 +332,8 @@ class _Run:
     def result(self, status: str, failure: Failure | None = None, found: str | None = None) -> FunctionResult:
         if failure is not None:
             failure.hint = _choose_hint(failure.hints, self.first.hints if self.first else ())
-        output = failure.output if failure is not None and failure.output else self.output
-        return FunctionResult(self.ex.name, status, self.examples, self.worst, self.fd_worst, failure, found, None,
-                              output)
+        return FunctionResult(self.ex.name, status, self.examples, self.worst, self.fd_worst, failure, found,
+                              output=failure.output if failure is not None and failure.output else self.output)
 
 
 def _choose_hint(shown: tuple, first: tuple) -> str | None:

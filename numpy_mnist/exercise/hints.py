@@ -49,9 +49,8 @@ def shape_hint(output: str, a, r) -> str:
     got, want = a.shape, r.shape
     text = f"your {output} is {got}; it must be {want}, like {output[1:]}"
     if len(got) >= 2 and got[:-2] + got[:-3:-1] == want:
-        if close(a, np.swapaxes(r, -1, -2)):
-            return text + ": yours is exactly its transpose"
-        return text + ": the transposed shape (check which operand of each product is transposed)"
+        return text + (": yours is exactly its transpose" if close(a, np.swapaxes(r, -1, -2)) else
+                       ": the transposed shape (check which operand of each product is transposed)")
     if len(got) == len(want) + 1 and got[1:] == want:
         return text + ": one entry per output, so sum over the batch axis (axis 0)"
     if len(want) == 2 and want[1] == 1 and got == want[:1]:

@@ -148,10 +148,6 @@ class Sandbox:
             raise LearnerFileError(f"{reply[1]}; nothing was checked: fix it and check again")
         self.defined = reply[1]
 
-    def close(self) -> None:
-        """End the child."""
-        self._end()
-
     def __enter__(self) -> Sandbox:
         self.start()
         return self
@@ -184,13 +180,13 @@ class Sandbox:
             if self._conn.poll(timeout):
                 return self._conn.recv()
         except (EOFError, OSError):
-            raise Failure(crashed.format(self._end(wait=5)), "call", how="crashed") from None
+            raise Failure(crashed.format(self.close(wait=5)), "call", how="crashed") from None
         except Exception:  # the channel carried something that is not an answer: end that child
-            raise Failure(crashed.format(f"its answers were garbled, {self._end()}"), "call", how="crashed") from None
-        self._end()
+            raise Failure(crashed.format(f"its answers were garbled, {self.close()}"), "call", how="crashed") from None
+        self.close()
         raise Failure(timed_out, "call", how="timeout")
 
-    def _end(self, wait: float = 0.0) -> str:
+    def close(self, wait: float = 0.0) -> str:
         """End the child after ``wait`` seconds, by force if need be, and remove its folder; its exit in words."""
         process, self._process = self._process, None
         if process is None:
