@@ -51,6 +51,8 @@ _DTYPES = ("float32", "float64")
 _ARRAY_DTYPES = (*_DTYPES, "int64")
 _MAX_HEADER = 1 << 24  # 16 MiB of JSON is far beyond any real history
 _MAX_DIMS = 4  # a convolution's kernel (out, in, height, width)
+#: A model's config fields in words where their keys do not say them (``--width`` is the flag that sets it).
+_CONFIG_WORDS = {"kind": "model", "hidden": "hidden width", "width": "--width"}
 
 
 @dataclass
@@ -80,9 +82,10 @@ class Checkpoint:
     def load_into(self, model, optimizer=None) -> None:
         """Copy the saved parameters and buffers into ``model`` (and the saved optimizer arrays into
         ``optimizer``, when given), refusing any mismatch of kind, shape, dtype or optimizer."""
-        if (mine := model.config()) != self.model:
-            raise CheckpointError("the checkpoint holds another model than the one asked for "
-                                  f"({model_differences(self.model, mine) or self.model})")
+        if (mine := model.config()) != self.model:  # the fields both have and differ in, in words
+            differ = "; ".join(f"{_CONFIG_WORDS.get(k, k)} {self.model[k]} saved, {mine[k]} asked for"
+                               for k in mine if k in self.model and self.model[k] != mine[k])
+            raise CheckpointError(f"the checkpoint holds another model than the one asked for ({differ or self.model})")
         if model.backend.dtype_name != self.dtype:
             raise CheckpointError(f"the checkpoint holds {self.dtype} parameters but the model is "
                                   f"{model.backend.dtype_name}: use --dtype {self.dtype}")
@@ -104,16 +107,6 @@ class Checkpoint:
                                   f"{sorted(model.buffers)}")
         for name, value in self.buffers.items():
             model.buffers[name][...] = model.backend.asarray(value)
-
-
-#: A model's config fields in words where their keys do not say them (``--width`` is the flag that sets it).
-_CONFIG_WORDS = {"kind": "model", "hidden": "hidden width", "width": "--width"}
-
-
-def model_differences(saved: dict, mine: dict) -> str:
-    """The fields both model configs have and differ in, in words: ``hidden width 5 saved, 30 asked for``."""
-    return "; ".join(f"{_CONFIG_WORDS.get(k, k)} {saved[k]} saved, {mine[k]} asked for"
-                     for k in mine if k in saved and saved[k] != mine[k])
 
 
 def save_checkpoint(path, model, *, epoch: int, optimizer=None, history=(), run=None) -> Path:

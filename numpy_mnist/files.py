@@ -86,14 +86,6 @@ def check_file_target(path: str | os.PathLike, flag: str) -> Path:
     return path
 
 
-def _make_parent(path: Path) -> None:
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-    except (FileExistsError, NotADirectoryError):
-        blocker = _file_above(path) or path.parent
-        raise NotADirectoryError(errno.ENOTDIR, f"{blocker} is a file, not a folder") from None
-
-
 def _running(pid: int) -> bool:
     try:
         os.kill(pid, 0)
@@ -149,7 +141,10 @@ def _replace(path: Path, data: bytes) -> None:
     gets the permissions the umask gives (0644 under 022), and the temporaries of earlier, killed
     writes to ``path`` are removed first.  On any failure the temporary is removed.
     """
-    _make_parent(path)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except (FileExistsError, NotADirectoryError):
+        raise NotADirectoryError(errno.ENOTDIR, f"{_file_above(path) or path.parent} is a file, not a folder") from None
     remove_stale_temporaries(path)
     fd = None
     while fd is None:  # (a name another write has taken: draw again)

@@ -155,24 +155,17 @@ def build_model(args, backend, outputs: int = 1):
     return simple_net(hidden=args.hidden, seed=args.seed, backend=backend, loss=args.loss, outputs=outputs)
 
 
-def build_optimizer(args, model, steps_per_epoch: int):
-    """SGD at ``--lr`` (the book's ``BasicOptim``), or for resnet18 fastai's ``fit_one_cycle``: Adam
-    (batch norms undecayed) under a one-cycle schedule peaking at ``--lr`` over exactly the run's steps."""
-
-    if args.model == "resnet18":
-        return Adam(model.params, args.lr, no_decay=model.no_weight_decay,
-                    schedule=OneCycle(args.epochs * steps_per_epoch, args.lr))
-    return SGD(model.params, args.lr)
-
-
 def run(args) -> int:
     spec, data, train_dl, valid_dl, model, checkpoint = prepare(args)
-    opt = build_optimizer(args, model, len(train_dl))
+    resnet = args.model == "resnet18"
+    # SGD at --lr (the book's BasicOptim), or for resnet18 fastai's fit_one_cycle: Adam (batch norms
+    # undecayed) under a one-cycle schedule peaking at --lr over exactly the run's steps
+    opt = (Adam(model.params, args.lr, no_decay=model.no_weight_decay,
+                schedule=OneCycle(args.epochs * len(train_dl), args.lr)) if resnet else SGD(model.params, args.lr))
     history, start = resume(args, checkpoint, model, opt)
     learner = make_learner(model, train_dl, valid_dl, opt, history=history, start=start, fused=args.fused,
                            reference=args.reference)
 
-    resnet = args.model == "resnet18"
     rate = f"Adam, one-cycle to lr {args.lr:g} over {opt.schedule.total_steps} steps" if resnet else f"lr {args.lr:g}"
     name = f"ResNet18(width={model.width}, {model.outputs} classes)" if resnet else repr(model)
     say(args, f"{name} on {model.backend.device}, {spec.name}: {train_dl.n_rows} train / {valid_dl.n_rows} valid rows, "
@@ -185,7 +178,11 @@ def run(args) -> int:
               f"training epochs {learner.epochs_done + 1} to {args.epochs}", flush=True)
     if not train(args, learner):
         return 130
-    warning = explain(args, data, learner)
+    # one line on what went wrong in a finished run (numpy_mnist.diagnosis), else None
+    found = diagnose(learner.history, chance=chance_accuracy(data.valid_y), lr=args.lr,
+                     start_loss=learner.start.valid_loss if learner.start is not None else None,
+                     suggested_lr=model.default_lr, model_kind=model.kind, loss=model.loss)
+    warning = None if found is None else found.message
     written = write_history(args, learner, warning)
     if spec.outputs > 1:
         written += write_class_pictures(args, model, valid_dl)
@@ -308,15 +305,6 @@ class ProgressLoader(DataLoader):
             yield from bar
 
 
-def explain(args, data, learner) -> str | None:
-    """One line on what went wrong in a finished run (:func:`numpy_mnist.diagnosis.diagnose`), else None."""
-
-    found = diagnose(learner.history, chance=chance_accuracy(data.valid_y), lr=args.lr,
-                     start_loss=learner.start.valid_loss if learner.start is not None else None,
-                     suggested_lr=learner.model.default_lr, model_kind=learner.model.kind, loss=learner.model.loss)
-    return None if found is None else found.message
-
-
 def write_class_pictures(args, model, valid_dl) -> list[Path]:
     """The test set's confusion matrix (printed, JSON, PNG) and, for the linear model, its weights."""
 
@@ -334,9 +322,8 @@ def write_class_pictures(args, model, valid_dl) -> list[Path]:
 def run_settings(args) -> dict:
     """The options that decide the batches and the steps: a resumed run must use the same.  For
     resnet18 that includes --epochs, which its one-cycle schedule spans."""
-    settings = {"dataset": args.dataset, "train_rows": args.train_rows, "lr": args.lr,
-                "batch_size": args.batch_size, "shuffle": args.shuffle, "seed": args.seed}
-    return {**settings, "epochs": args.epochs} if args.model == "resnet18" else settings
+    return {"dataset": args.dataset, "train_rows": args.train_rows, "lr": args.lr, "batch_size": args.batch_size,
+            "shuffle": args.shuffle, "seed": args.seed, **({"epochs": args.epochs} if args.model == "resnet18" else {})}
 
 
 def resume_width(args, checkpoint) -> int:
@@ -361,12 +348,16 @@ def resume(args, checkpoint, model, opt) -> tuple[list, object]:
         checkpoint.load_into(model, opt)
     except CheckpointError as exc:
         raise CheckpointError(f"{args.resume}: {exc}") from None
-    _refuse_other_settings(args, checkpoint)
-    if args.model == "resnet18" and args.epochs <= checkpoint.epoch:
-        raise InputError(f"{args.resume} has finished its run of {checkpoint.epoch} epochs, and its one-cycle "
-                         "schedule ended with it: a finished one-cycle run is not extended; start a new run "
-                         f"(without --resume) with --epochs {checkpoint.epoch + 1} or more")
+    # a resumed run must take the steps the saved one took: refuse other settings, naming the flags
+    differ = [f"{_flag(k, checkpoint.run.get(k))} (not {_flag(k, v)})" for k, v in run_settings(args).items()
+              if checkpoint.run.get(k) != v]
+    if differ:
+        raise CheckpointError(f"{args.resume} was trained with {', '.join(differ)}: resume with the same settings")
     if args.epochs <= checkpoint.epoch:
+        if args.model == "resnet18":
+            raise InputError(f"{args.resume} has finished its run of {checkpoint.epoch} epochs, and its one-cycle "
+                             "schedule ended with it: a finished one-cycle run is not extended; start a new run "
+                             f"(without --resume) with --epochs {checkpoint.epoch + 1} or more")
         raise InputError(f"{args.resume} has already trained {checkpoint.epoch} epochs and --epochs {args.epochs} "
                          f"counts epochs in total, so nothing is left to train: pass a larger --epochs, "
                          f"e.g. --epochs {checkpoint.epoch + max(args.epochs, 1)}")
@@ -381,14 +372,6 @@ def resume(args, checkpoint, model, opt) -> tuple[list, object]:
     except (KeyError, TypeError, ValueError):
         raise CheckpointError(f"{args.resume} holds a garbled starting record {start!r}") from None
     return [EpochRecord(**r) for r in checkpoint.history], start
-
-
-def _refuse_other_settings(args, checkpoint) -> None:
-    """A resumed run must take the steps the saved one took: refuse other settings, naming the flags."""
-    differ = [f"{_flag(k, checkpoint.run.get(k))} (not {_flag(k, v)})" for k, v in run_settings(args).items()
-              if checkpoint.run.get(k) != v]
-    if differ:
-        raise CheckpointError(f"{args.resume} was trained with {', '.join(differ)}: resume with the same settings")
 
 
 def _flag(name: str, value) -> str:
