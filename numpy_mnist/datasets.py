@@ -111,11 +111,9 @@ def check_loss(spec: DatasetSpec, loss: str | None) -> str:
     if loss is None:
         return spec.losses[0]
     if loss not in spec.losses:
-        if spec.outputs == 1:
-            why = "the 3s-vs-7s sample has one logit per image and targets 0/1 (cross_entropy is for 10 classes)"
-        else:
-            why = (f"the {spec.outputs}-class task has {spec.outputs} logits per image and integer labels "
-                   "(mnist_loss and bce take one logit per image)")
+        why = ("the 3s-vs-7s sample has one logit per image and targets 0/1 (cross_entropy is for 10 classes)"
+               if spec.outputs == 1 else f"the {spec.outputs}-class task has {spec.outputs} logits per image "
+               "and integer labels (mnist_loss and bce take one logit per image)")
         raise InputError(f"loss must be one of {', '.join(spec.losses)} for --dataset {spec.name}, got {loss!r}: {why}")
     return loss
 

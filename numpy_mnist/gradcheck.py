@@ -204,7 +204,7 @@ def directional_derivative(phi: Callable[[np.ndarray], float], x: np.ndarray, v:
 def numerical_gradient(phi: Callable[[np.ndarray], float], x, h: float = DEFAULT_H) -> np.ndarray:
     """The full central-difference gradient of a scalar ``phi`` at ``x``: two calls per entry."""
     x = _host64(x)
-    return np.array([directional_derivative(phi, x, _unit(x.shape, flat), h) for flat in range(x.size)],
+    return np.array([directional_derivative(phi, x, _unit(x, flat), h) for flat in range(x.size)],
                     dtype=np.float64).reshape(x.shape)
 
 
@@ -248,14 +248,13 @@ def _steps(x64: np.ndarray, g64: np.ndarray, o: GradCheckOptions) -> tuple[list,
         steps = [(k, v / np.linalg.norm(v)) for k, v in enumerate(rng.standard_normal((o.directions, *x64.shape)))]
         largest_first = [int(np.argmax(np.abs(g64))), *(int(i) for i in rng.permutation(x64.size))]
         picked, method = list(dict.fromkeys(largest_first))[:o.entries], "directional"
-    steps += [(tuple(int(i) for i in np.unravel_index(flat, x64.shape)), _unit(x64.shape, flat)) for flat in picked]
+    steps += [(tuple(int(i) for i in np.unravel_index(flat, x64.shape)), _unit(x64, flat)) for flat in picked]
     return steps, method
 
 
-def _unit(shape: tuple, flat: int) -> np.ndarray:
-    e = np.zeros(shape)
-    e.flat[flat] = 1.0
-    return e
+def _unit(x: np.ndarray, flat: int) -> np.ndarray:
+    """The unit vector of entry ``flat`` (in C order), shaped like ``x``."""
+    return np.eye(1, x.size, flat).reshape(x.shape)
 
 
 def _terms(f, dout, backend) -> Callable[[np.ndarray], np.ndarray]:

@@ -49,18 +49,14 @@ class FileSums(NamedTuple):
 
 #: The four canonical archives (train images, train labels, test images, test labels).
 MNIST_FILES = {
-    "train-images-idx3-ubyte.gz": FileSums(
-        9912422, "f68b3c2dcbeaaa9fbdd348bbdeb94873",
-        "440fcabf73cc546fa21475e81ea370265605f56be210a4024d2ca8f203523609"),
-    "train-labels-idx1-ubyte.gz": FileSums(
-        28881, "d53e105ee54ea40749a09fcbcd1e9432",
-        "3552534a0a558bbed6aed32b30c495cca23d567ec52cac8be1a0730e8010255c"),
-    "t10k-images-idx3-ubyte.gz": FileSums(
-        1648877, "9fb629c4189551a2d022fa330f9573f3",
-        "8d422c7b0a1c1c79245a5bcf07fe86e33eeafee792b84584aec276f5a2dbc4e6"),
-    "t10k-labels-idx1-ubyte.gz": FileSums(
-        4542, "ec29112dd5afa0611ce80d1b7f02629c",
-        "f7ae60f92e00ec6debd23a6088c31dbd2371eca3ffa0defaefb259924204aec6"),
+    "train-images-idx3-ubyte.gz": FileSums(9912422, "f68b3c2dcbeaaa9fbdd348bbdeb94873",
+                                           "440fcabf73cc546fa21475e81ea370265605f56be210a4024d2ca8f203523609"),
+    "train-labels-idx1-ubyte.gz": FileSums(28881, "d53e105ee54ea40749a09fcbcd1e9432",
+                                           "3552534a0a558bbed6aed32b30c495cca23d567ec52cac8be1a0730e8010255c"),
+    "t10k-images-idx3-ubyte.gz": FileSums(1648877, "9fb629c4189551a2d022fa330f9573f3",
+                                          "8d422c7b0a1c1c79245a5bcf07fe86e33eeafee792b84584aec276f5a2dbc4e6"),
+    "t10k-labels-idx1-ubyte.gz": FileSums(4542, "ec29112dd5afa0611ce80d1b7f02629c",
+                                          "f7ae60f92e00ec6debd23a6088c31dbd2371eca3ffa0defaefb259924204aec6"),
 }
 
 _FIX = ("run `numpy-mnist data download` (with --root DIR to choose the folder), "
