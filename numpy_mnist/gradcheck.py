@@ -157,8 +157,7 @@ class GradReport:
         other = "numeric" if self.method in ("full", "directional") else self.method
         return (f"{self.name} {self.shape}: {'ok' if self.ok else 'MISMATCH'}, worst relative error "
                 f"{self.rel_error:.2e} (tolerance {self.rtol:.0e}) at {self.where}: analytic {self.analytic:.10g}, "
-                f"{other} {self.numeric:.10g} ({self.method}, {self.checked} compared, "
-                f"absolute floor {self.atol:.1e})")
+                f"{other} {self.numeric:.10g} ({self.method}, {self.checked} compared, absolute floor {self.atol:.1e})")
 
 
 def relative_error(analytic, numeric, *, rtol: float = DEFAULT_RTOL, atol=0.0) -> np.ndarray:
