@@ -74,10 +74,9 @@ class Dataset:
 
 def get_spec(name: str) -> DatasetSpec:
     """The :class:`DatasetSpec` called ``name``."""
-    try:
-        return DATASETS[name]
-    except KeyError:
-        raise InputError(f"dataset must be one of {', '.join(DATASETS)}, got {name!r}") from None
+    if name not in DATASETS:
+        raise InputError(f"dataset must be one of {', '.join(DATASETS)}, got {name!r}")
+    return DATASETS[name]
 
 
 def load_dataset(name: str, data_dir: str | os.PathLike | None = None, *, train_rows: int | None = None,

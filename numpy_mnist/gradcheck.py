@@ -226,13 +226,12 @@ def check_gradient(f: Callable, x, grad, *, dout=None, options: GradCheckOptions
         raise InputError(f"scale has shape {scale.shape}; it must be a number or shaped like {o.name} {x64.shape}")
     steps, method = _steps(x64, g64, o)
     h = o.tolerance.h
-    analytic, numeric, sizes = [], [], []
-    for where, v in steps:
-        entry = isinstance(where, tuple)
-        # Term by term: terms the step does not move cancel exactly instead of adding rounding.
-        numeric.append(float(np.sum(terms(x64 + h * v) - terms(x64 - h * v))) / (2 * h))
-        analytic.append(float(g64[where]) if entry else float(np.sum(g64 * v)))
-        sizes.append(float(scale) if scale.ndim == 0 else float(scale[where]) if entry else float(scale.sum()))
+    # Term by term: terms the step does not move cancel exactly instead of adding rounding.
+    numeric = [float(np.sum(terms(x64 + h * v) - terms(x64 - h * v))) / (2 * h) for _, v in steps]
+    # An entry (an index tuple) reads its own gradient and size; a direction (a number) sums them.
+    analytic = [float(g64[where] if isinstance(where, tuple) else np.sum(g64 * v)) for where, v in steps]
+    sizes = [float(scale[where] if isinstance(where, tuple) else scale.sum()) if scale.ndim else float(scale)
+             for where, _ in steps]
     atol = o.tolerance.difference_floor(np.array(sizes), 1 if dout is None else _host64(dout).size)
     return compare(o.name, np.array(analytic), np.array(numeric), rtol=o.tolerance.rtol, atol=atol, method=method,
                    indices=[where for where, _ in steps], shape=x64.shape, norm=float(np.linalg.norm(g64)))
