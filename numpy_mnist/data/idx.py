@@ -39,8 +39,7 @@ _GZIP_MAGIC = b"\x1f\x8b"
 _MAX_DEFLATE_RATIO = 1032
 
 
-def read_idx(source: str | os.PathLike | bytes | bytearray | memoryview, *,
-             max_bytes: int = MAX_BYTES) -> np.ndarray:
+def read_idx(source: str | os.PathLike | bytes | bytearray | memoryview, *, max_bytes: int = MAX_BYTES) -> np.ndarray:
     """Read one IDX file of unsigned bytes and return its values as a ``uint8`` array.
 
     Parameters
