@@ -16,10 +16,8 @@ def check_same_shape(logits, targets) -> None:
     if tuple(logits.shape) != tuple(targets.shape):
         flat_targets = len(logits.shape) == 2 and len(targets.shape) == 1 and logits.shape[0] == targets.shape[0]
         hint = " (reshape the targets to (N, 1), e.g. y[:, None])" if flat_targets else ""
-        raise InputError(
-            f"targets must have the shape of the logits {tuple(logits.shape)}, "
-            f"got {tuple(targets.shape)}{hint}"
-        )
+        raise InputError(f"targets must have the shape of the logits {tuple(logits.shape)}, "
+                         f"got {tuple(targets.shape)}{hint}")
 
 
 def check_2d(x, *, name: str, width: int) -> None:

@@ -74,10 +74,9 @@ class Dataset:
 
 def get_spec(name: str) -> DatasetSpec:
     """The :class:`DatasetSpec` called ``name``."""
-    try:
-        return DATASETS[name]
-    except KeyError:
-        raise InputError(f"dataset must be one of {', '.join(DATASETS)}, got {name!r}") from None
+    if name not in DATASETS:
+        raise InputError(f"dataset must be one of {', '.join(DATASETS)}, got {name!r}")
+    return DATASETS[name]
 
 
 def load_dataset(name: str, data_dir: str | os.PathLike | None = None, *, train_rows: int | None = None,
@@ -111,11 +110,9 @@ def check_loss(spec: DatasetSpec, loss: str | None) -> str:
     if loss is None:
         return spec.losses[0]
     if loss not in spec.losses:
-        if spec.outputs == 1:
-            why = "the 3s-vs-7s sample has one logit per image and targets 0/1 (cross_entropy is for 10 classes)"
-        else:
-            why = (f"the {spec.outputs}-class task has {spec.outputs} logits per image and integer labels "
-                   "(mnist_loss and bce take one logit per image)")
+        why = ("the 3s-vs-7s sample has one logit per image and targets 0/1 (cross_entropy is for 10 classes)"
+               if spec.outputs == 1 else f"the {spec.outputs}-class task has {spec.outputs} logits per image "
+               "and integer labels (mnist_loss and bce take one logit per image)")
         raise InputError(f"loss must be one of {', '.join(spec.losses)} for --dataset {spec.name}, got {loss!r}: {why}")
     return loss
 

@@ -129,12 +129,9 @@ def _same(a, b) -> bool:
 
 
 def _why_stuck(model_kind: str | None, loss: str | Loss | None) -> str:
-    saturates = loss is not None and get_loss(loss).saturates
-    if saturates and model_kind == "linear":
-        return ("the sigmoid saturated (every logit is so far from 0 that its slope, and with it every "
-                "gradient, is 0)")
-    if saturates:
-        return "the sigmoid saturated or the ReLUs died, so every gradient is 0"
-    if model_kind == "simple_net":
-        return "the ReLUs died (none lets anything through), so the gradients vanished"
-    return "the gradients vanished"
+    """Why every gradient is 0: a saturating loss's sigmoid (or, in a network, its ReLUs), else the ReLUs."""
+    if loss is not None and get_loss(loss).saturates:
+        return ("the sigmoid saturated (every logit is so far from 0 that its slope, and with it every gradient, is 0)"
+                if model_kind == "linear" else "the sigmoid saturated or the ReLUs died, so every gradient is 0")
+    return ("the ReLUs died (none lets anything through), so the gradients vanished" if model_kind == "simple_net"
+            else "the gradients vanished")

@@ -157,8 +157,7 @@ class GradReport:
         other = "numeric" if self.method in ("full", "directional") else self.method
         return (f"{self.name} {self.shape}: {'ok' if self.ok else 'MISMATCH'}, worst relative error "
                 f"{self.rel_error:.2e} (tolerance {self.rtol:.0e}) at {self.where}: analytic {self.analytic:.10g}, "
-                f"{other} {self.numeric:.10g} ({self.method}, {self.checked} compared, "
-                f"absolute floor {self.atol:.1e})")
+                f"{other} {self.numeric:.10g} ({self.method}, {self.checked} compared, absolute floor {self.atol:.1e})")
 
 
 def relative_error(analytic, numeric, *, rtol: float = DEFAULT_RTOL, atol=0.0) -> np.ndarray:
@@ -204,7 +203,7 @@ def directional_derivative(phi: Callable[[np.ndarray], float], x: np.ndarray, v:
 def numerical_gradient(phi: Callable[[np.ndarray], float], x, h: float = DEFAULT_H) -> np.ndarray:
     """The full central-difference gradient of a scalar ``phi`` at ``x``: two calls per entry."""
     x = _host64(x)
-    return np.array([directional_derivative(phi, x, _unit(x.shape, flat), h) for flat in range(x.size)],
+    return np.array([directional_derivative(phi, x, _unit(x, flat), h) for flat in range(x.size)],
                     dtype=np.float64).reshape(x.shape)
 
 
@@ -227,13 +226,12 @@ def check_gradient(f: Callable, x, grad, *, dout=None, options: GradCheckOptions
         raise InputError(f"scale has shape {scale.shape}; it must be a number or shaped like {o.name} {x64.shape}")
     steps, method = _steps(x64, g64, o)
     h = o.tolerance.h
-    analytic, numeric, sizes = [], [], []
-    for where, v in steps:
-        entry = isinstance(where, tuple)
-        # Term by term: terms the step does not move cancel exactly instead of adding rounding.
-        numeric.append(float(np.sum(terms(x64 + h * v) - terms(x64 - h * v))) / (2 * h))
-        analytic.append(float(g64[where]) if entry else float(np.sum(g64 * v)))
-        sizes.append(float(scale) if scale.ndim == 0 else float(scale[where]) if entry else float(scale.sum()))
+    # Term by term: terms the step does not move cancel exactly instead of adding rounding.
+    numeric = [float(np.sum(terms(x64 + h * v) - terms(x64 - h * v))) / (2 * h) for _, v in steps]
+    # An entry (an index tuple) reads its own gradient and size; a direction (a number) sums them.
+    analytic = [float(g64[where] if isinstance(where, tuple) else np.sum(g64 * v)) for where, v in steps]
+    sizes = [float(scale[where] if isinstance(where, tuple) else scale.sum()) if scale.ndim else float(scale)
+             for where, _ in steps]
     atol = o.tolerance.difference_floor(np.array(sizes), 1 if dout is None else _host64(dout).size)
     return compare(o.name, np.array(analytic), np.array(numeric), rtol=o.tolerance.rtol, atol=atol, method=method,
                    indices=[where for where, _ in steps], shape=x64.shape, norm=float(np.linalg.norm(g64)))
@@ -248,14 +246,13 @@ def _steps(x64: np.ndarray, g64: np.ndarray, o: GradCheckOptions) -> tuple[list,
         steps = [(k, v / np.linalg.norm(v)) for k, v in enumerate(rng.standard_normal((o.directions, *x64.shape)))]
         largest_first = [int(np.argmax(np.abs(g64))), *(int(i) for i in rng.permutation(x64.size))]
         picked, method = list(dict.fromkeys(largest_first))[:o.entries], "directional"
-    steps += [(tuple(int(i) for i in np.unravel_index(flat, x64.shape)), _unit(x64.shape, flat)) for flat in picked]
+    steps += [(tuple(int(i) for i in np.unravel_index(flat, x64.shape)), _unit(x64, flat)) for flat in picked]
     return steps, method
 
 
-def _unit(shape: tuple, flat: int) -> np.ndarray:
-    e = np.zeros(shape)
-    e.flat[flat] = 1.0
-    return e
+def _unit(x: np.ndarray, flat: int) -> np.ndarray:
+    """The unit vector of entry ``flat`` (in C order), shaped like ``x``."""
+    return np.eye(1, x.size, flat).reshape(x.shape)
 
 
 def _terms(f, dout, backend) -> Callable[[np.ndarray], np.ndarray]:

@@ -111,12 +111,10 @@ def check_model(model, x, y, *, h: float = DEFAULT_H, use_torch: bool = True) ->
     """Both checks of a model on one batch: finite differences, and PyTorch when it is installed
     (:func:`numpy_mnist.torch_twin.compare_model`).  What ``numpy-mnist gradcheck`` prints."""
     loss, fd = check_model_gradients(model, x, y, h=h)
-    if not use_torch:
-        return ModelCheck(loss, fd, None, "not asked for")
-    if not torch_twin.available():
-        return ModelCheck(loss, fd, None, "torch not installed")
-    try:
-        _, pt = torch_twin.compare_model(model, x, y)
-    except NotImplementedError as exc:
-        return ModelCheck(loss, fd, None, str(exc))
-    return ModelCheck(loss, fd, pt, None)
+    missing = "not asked for" if not use_torch else None if torch_twin.available() else "torch not installed"
+    if missing is None:
+        try:
+            return ModelCheck(loss, fd, torch_twin.compare_model(model, x, y)[1])
+        except NotImplementedError as exc:
+            missing = str(exc)
+    return ModelCheck(loss, fd, None, missing)

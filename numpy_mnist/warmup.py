@@ -152,7 +152,6 @@ def fit(params, time, speed, lr: float = BOOK_LR, steps: int = 10) -> list[Step]
     """Steps 6 and 7: repeat :func:`apply_step` ``steps`` times, then stop.  One :class:`Step` per step."""
     history = []
     for _ in range(steps):                                        # 6. repeat
-        step = apply_step(params, time, speed, lr)
-        history.append(step)
+        history.append(step := apply_step(params, time, speed, lr))
         params = step.params
     return history                                                # 7. stop

@@ -75,9 +75,8 @@ def _find_root(path: Path) -> Path:
 def _pngs(folder: Path) -> list[tuple[int, Path]]:
     """The PNGs of ``folder`` with their integer names ``N``, sorted by them."""
     pngs = [(_NAME.match(file.name), file) for file in folder.iterdir() if file.suffix.lower() == ".png"]
-    for match, file in pngs:
-        if match is None:
-            raise DataError(f"{file}: expected a name N.png with N the image's MNIST index")
+    if unnamed := [file for match, file in pngs if match is None]:
+        raise DataError(f"{unnamed[0]}: expected a name N.png with N the image's MNIST index")
     if not pngs:
         raise DataError(f"{folder}: no N.png images in it")
     return sorted((int(match.group(1)), file) for match, file in pngs)

@@ -39,8 +39,7 @@ _GZIP_MAGIC = b"\x1f\x8b"
 _MAX_DEFLATE_RATIO = 1032
 
 
-def read_idx(source: str | os.PathLike | bytes | bytearray | memoryview, *,
-             max_bytes: int = MAX_BYTES) -> np.ndarray:
+def read_idx(source: str | os.PathLike | bytes | bytearray | memoryview, *, max_bytes: int = MAX_BYTES) -> np.ndarray:
     """Read one IDX file of unsigned bytes and return its values as a ``uint8`` array.
 
     Parameters
@@ -111,8 +110,7 @@ def _parse(name: str, stream, most_possible: float, max_bytes: int) -> np.ndarra
     shape = tuple(int.from_bytes(dims_bytes[4 * i:4 * i + 4], "big") for i in range(ndim))
     expected, header = math.prod(shape), 4 + 4 * ndim
     if expected > max_bytes:
-        raise DataError(f"{name}: header claims shape {shape} = {expected:,} bytes, "
-                        f"over the limit of {max_bytes:,}")
+        raise DataError(f"{name}: header claims shape {shape} = {expected:,} bytes, over the limit of {max_bytes:,}")
     if header + expected > most_possible:
         raise DataError(f"{name}: header claims shape {shape} = {expected:,} bytes, "
                         f"but the file cannot hold more than {most_possible - header:,}")

@@ -76,15 +76,13 @@ class DataLoader:
     def __iter__(self):
         epoch, self.epoch = self.epoch, self.epoch + 1
         xp, n, bs = self.backend.xp, self.n_rows, self.batch_size
-        bounds = [(s, min(s + bs, n)) for s in range(0, len(self) * bs, bs)]
-        if not self.shuffle:
-            for start, stop in bounds:
-                yield self.x[start:stop, ...], self.y[start:stop, ...]
-            return
-        order = self.backend.asarray(self.order(epoch), dtype="int64")
-        for start, stop in bounds:
-            idx = order[start:stop]
-            yield xp.take(self.x, idx, axis=0), xp.take(self.y, idx, axis=0)
+        order = self.backend.asarray(self.order(epoch), dtype="int64") if self.shuffle else None
+        for start in range(0, len(self) * bs, bs):
+            rows = slice(start, min(start + bs, n))
+            if order is None:  # a view
+                yield self.x[rows, ...], self.y[rows, ...]
+            else:  # one gather
+                yield xp.take(self.x, order[rows], axis=0), xp.take(self.y, order[rows], axis=0)
 
     def __repr__(self) -> str:
         return (f"DataLoader({self.n_rows} rows, batch_size={self.batch_size}, shuffle={self.shuffle}, "

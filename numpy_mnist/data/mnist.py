@@ -49,23 +49,15 @@ class FileSums(NamedTuple):
 
 #: The four canonical archives (train images, train labels, test images, test labels).
 MNIST_FILES = {
-    "train-images-idx3-ubyte.gz": FileSums(
-        9912422, "f68b3c2dcbeaaa9fbdd348bbdeb94873",
-        "440fcabf73cc546fa21475e81ea370265605f56be210a4024d2ca8f203523609"),
-    "train-labels-idx1-ubyte.gz": FileSums(
-        28881, "d53e105ee54ea40749a09fcbcd1e9432",
-        "3552534a0a558bbed6aed32b30c495cca23d567ec52cac8be1a0730e8010255c"),
-    "t10k-images-idx3-ubyte.gz": FileSums(
-        1648877, "9fb629c4189551a2d022fa330f9573f3",
-        "8d422c7b0a1c1c79245a5bcf07fe86e33eeafee792b84584aec276f5a2dbc4e6"),
-    "t10k-labels-idx1-ubyte.gz": FileSums(
-        4542, "ec29112dd5afa0611ce80d1b7f02629c",
-        "f7ae60f92e00ec6debd23a6088c31dbd2371eca3ffa0defaefb259924204aec6"),
+    "train-images-idx3-ubyte.gz": FileSums(9912422, "f68b3c2dcbeaaa9fbdd348bbdeb94873",
+                                           "440fcabf73cc546fa21475e81ea370265605f56be210a4024d2ca8f203523609"),
+    "train-labels-idx1-ubyte.gz": FileSums(28881, "d53e105ee54ea40749a09fcbcd1e9432",
+                                           "3552534a0a558bbed6aed32b30c495cca23d567ec52cac8be1a0730e8010255c"),
+    "t10k-images-idx3-ubyte.gz": FileSums(1648877, "9fb629c4189551a2d022fa330f9573f3",
+                                          "8d422c7b0a1c1c79245a5bcf07fe86e33eeafee792b84584aec276f5a2dbc4e6"),
+    "t10k-labels-idx1-ubyte.gz": FileSums(4542, "ec29112dd5afa0611ce80d1b7f02629c",
+                                          "f7ae60f92e00ec6debd23a6088c31dbd2371eca3ffa0defaefb259924204aec6"),
 }
-
-_FIX = ("run `numpy-mnist data download` (with --root DIR to choose the folder), "
-        "or name a folder that holds the four MNIST files (numpy-mnist train --data DIR)")
-
 
 def default_data_dir() -> Path:
     """Where MNIST is kept: ``$NUMPY_MNIST_DATA``, else ``$XDG_CACHE_HOME/numpy-mnist``,
@@ -96,7 +88,9 @@ def load_mnist(root: str | os.PathLike | None = None) -> tuple[np.ndarray, np.nd
     missing = [name for name, path in paths.items() if path is None]
     if missing:
         where = f"{root} does not exist" if not root.is_dir() else f"missing in {root}"
-        raise DataError(f"MNIST file(s) {', '.join(missing)} not found ({where}): {_FIX}")
+        raise DataError(f"MNIST file(s) {', '.join(missing)} not found ({where}): run `numpy-mnist data download` "
+                        "(with --root DIR to choose the folder), or name a folder that holds the four MNIST files "
+                        "(numpy-mnist train --data DIR)")
     files = list(paths.values())  # train images, train labels, test images, test labels (MNIST_FILES' order)
     return _pair(*files[:2]) + _pair(*files[2:])
 
@@ -112,13 +106,10 @@ def _pair(images_path: Path, labels_path: Path) -> tuple[np.ndarray, np.ndarray]
     if labels.ndim != 1:
         raise DataError(f"{labels_path}: expected a 1-D IDX file of labels, got shape {labels.shape}")
     if len(images) != len(labels):
-        raise DataError(f"{images_path} holds {len(images)} images but {labels_path} holds "
-                        f"{len(labels)} labels")
+        raise DataError(f"{images_path} holds {len(images)} images but {labels_path} holds {len(labels)} labels")
     if labels.size and labels.max() > 9:
         raise DataError(f"{labels_path}: labels must be 0-9, found {int(labels.max())}")
-    x = images.reshape(len(images), -1).astype(np.float32)
-    x /= np.float32(255)
-    return x, labels.astype(np.int64)
+    return np.divide(images.reshape(len(images), -1), np.float32(255), dtype=np.float32), labels.astype(np.int64)
 
 
 def verify_mnist(root: str | os.PathLike | None = None) -> dict[str, str]:
