@@ -17,8 +17,8 @@ radon_complexity = pytest.importorskip("radon.complexity", reason="radon (a test
 
 REPO = Path(__file__).resolve().parents[1]
 LIMIT = 15
-#: Package code lines outside the core: 4,814 when this budget was set; the goal is 4,500.
-CODE_LINE_BUDGET = 4850
+#: Package code lines outside the core: 4,743 when this budget was set; the goal is 4,500.
+CODE_LINE_BUDGET = 4780
 CORE = tuple(f"numpy_mnist/{name}.py" for name in ("layers", "losses", "models", "optim", "learner", "metrics"))
 
 
