@@ -47,8 +47,11 @@ def main(argv: list[str] | None = None) -> int:
     for i, cell in enumerate(nb.cells):
         cell.id = f"cell-{i:02d}"  # stable ids: a rebuild changes only what really changed
     with tempfile.TemporaryDirectory() as cwd:
-        NotebookClient(nb, timeout=600, kernel_name="python3", record_timing=False,
-                       coalesce_streams=True, resources={"metadata": {"path": cwd}}).execute(env=kernel_env(args.data))
+        # iopub_timeout: on a loaded machine a cell's output can come after nbclient's default 4 s wait for it
+        # and be dropped without a word; wait longer, and fail loudly if it still does not come.
+        NotebookClient(nb, timeout=600, kernel_name="python3", record_timing=False, coalesce_streams=True,
+                       iopub_timeout=60, raise_on_iopub_timeout=True,
+                       resources={"metadata": {"path": cwd}}).execute(env=kernel_env(args.data))
     with atomic_write(NOTEBOOK, "w") as f:
         f.write(jupytext.writes(nb, fmt="ipynb"))
     print(f"wrote {NOTEBOOK.relative_to(REPO)}")

@@ -155,13 +155,20 @@ def build_model(args, backend, outputs: int = 1):
     return simple_net(hidden=args.hidden, seed=args.seed, backend=backend, loss=args.loss, outputs=outputs)
 
 
+def build_optimizer(args, model, steps_per_epoch: int):
+    """SGD at ``--lr`` (the book's ``BasicOptim``), or for resnet18 fastai's ``fit_one_cycle``: Adam
+    (batch norms undecayed) under a one-cycle schedule peaking at ``--lr`` over exactly the run's steps."""
+
+    if args.model == "resnet18":
+        return Adam(model.params, args.lr, no_decay=model.no_weight_decay,
+                    schedule=OneCycle(args.epochs * steps_per_epoch, args.lr))
+    return SGD(model.params, args.lr)
+
+
 def run(args) -> int:
     spec, data, train_dl, valid_dl, model, checkpoint = prepare(args)
     resnet = args.model == "resnet18"
-    # SGD at --lr (the book's BasicOptim), or for resnet18 fastai's fit_one_cycle: Adam (batch norms
-    # undecayed) under a one-cycle schedule peaking at --lr over exactly the run's steps
-    opt = (Adam(model.params, args.lr, no_decay=model.no_weight_decay,
-                schedule=OneCycle(args.epochs * len(train_dl), args.lr)) if resnet else SGD(model.params, args.lr))
+    opt = build_optimizer(args, model, len(train_dl))
     history, start = resume(args, checkpoint, model, opt)
     learner = make_learner(model, train_dl, valid_dl, opt, history=history, start=start, fused=args.fused,
                            reference=args.reference)
