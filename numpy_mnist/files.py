@@ -89,8 +89,10 @@ def check_file_target(path: str | os.PathLike, flag: str) -> Path:
 def _running(pid: int) -> bool:
     try:
         os.kill(pid, 0)
-    except (OSError, OverflowError) as exc:  # no such process, or a pid out of range for this system
-        return isinstance(exc, PermissionError)  # (someone else's process: running)
+    except PermissionError:  # someone else's process: running
+        return True
+    except (OSError, OverflowError):  # no such process, or a pid out of range for this system
+        return False
     return True
 
 
@@ -101,14 +103,15 @@ def remove_stale_temporaries(path: str | os.PathLike) -> list[Path]:
     (see the module's docstring)."""
     path = Path(path)
     pattern = re.compile(rf"\.{re.escape(path.name)}\.(?P<pid>\d+)\.[0-9a-f]{{8}}\.tmp")
-    removed = []
+    removed, entries = [], []
     with contextlib.suppress(OSError):  # (a folder that cannot be listed has nothing to remove)
-        for entry in list(os.scandir(path.parent)):
-            match = pattern.fullmatch(entry.name)
+        entries = list(os.scandir(path.parent))
+    for entry in entries:
+        match = pattern.fullmatch(entry.name)
+        with contextlib.suppress(OSError):  # (one entry that cannot be read or removed stops no other)
             if match and entry.is_file(follow_symlinks=False) and not _running(int(match["pid"])):
-                with contextlib.suppress(OSError):
-                    os.unlink(entry.path)
-                    removed.append(Path(entry.path))
+                os.unlink(entry.path)
+                removed.append(Path(entry.path))
     return removed
 
 

@@ -4,6 +4,8 @@ reported by the command's own parser."""
 from __future__ import annotations
 
 import re
+import subprocess
+import sys
 
 import pytest
 from test_cli_fuzz import COMMANDS, options
@@ -46,3 +48,11 @@ def test_an_unknown_flag_is_reported_by_the_commands_own_parser(command, capsys)
 def test_plain_drops_the_markup():
     assert plain("``--out DIR`` and :func:`~numpy_mnist.learner.Learner` or :mod:`numpy_mnist.fused`") == (
         "--out DIR and Learner or fused")
+
+
+def test_building_the_parsers_imports_no_progress_bar():
+    """Every command's parser is built on every run, notebook calls of ``main`` included: tqdm (whose
+    ``tqdm.auto`` warns on import in a notebook without ipywidgets) is imported only by a run that shows a bar."""
+    code = "import sys\nfrom numpy_mnist.cli import build_parser\nbuild_parser()\nprint('tqdm' in sys.modules)"
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert result.stdout.strip() == "False"

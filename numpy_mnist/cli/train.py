@@ -44,7 +44,6 @@ import sys
 from pathlib import Path
 
 import numpy as np
-from tqdm.auto import tqdm
 
 from numpy_mnist.backends import get_backend
 from numpy_mnist.checkpoint import load_checkpoint, save_checkpoint
@@ -307,6 +306,8 @@ class ProgressLoader(DataLoader):
     """The training DataLoader with a progress bar over each epoch's batches (resnet18: minutes an epoch)."""
 
     def __iter__(self):
+        from tqdm.auto import tqdm  # here, not at the top: every command's parser imports this module
+
         with tqdm(super().__iter__(), total=len(self), desc=f"epoch {self.epoch + 1}", unit="batch",
                   leave=False) as bar:
             yield from bar
@@ -404,4 +405,6 @@ def cell(value: float, width: int = 10) -> str:
 def say(args, line: str) -> None:
     """Print ``line`` unless --quiet, through tqdm so that a progress bar stays intact."""
     if not args.quiet:
+        from tqdm.auto import tqdm
+
         tqdm.write(line)
