@@ -91,8 +91,9 @@ def load_mnist(root: str | os.PathLike | None = None) -> tuple[np.ndarray, np.nd
         raise DataError(f"MNIST file(s) {', '.join(missing)} not found ({where}): run `numpy-mnist data download` "
                         "(with --root DIR to choose the folder), or name a folder that holds the four MNIST files "
                         "(numpy-mnist train --data DIR)")
-    files = list(paths.values())  # train images, train labels, test images, test labels (MNIST_FILES' order)
-    return _pair(*files[:2]) + _pair(*files[2:])
+    train = _pair(paths["train-images-idx3-ubyte.gz"], paths["train-labels-idx1-ubyte.gz"])
+    test = _pair(paths["t10k-images-idx3-ubyte.gz"], paths["t10k-labels-idx1-ubyte.gz"])
+    return train + test
 
 
 def _find(root: Path, name: str) -> Path | None:
